@@ -1,0 +1,124 @@
+// Command tli runs Targeted Lexical Injection (arXiv 2506.15415) on Llama
+// checkpoints: scan, train, eval, merge, run, demo, and the model tools
+// (synth, embed, tokenize, probe) they are built from.
+//
+// Each subcommand lives in its own cmd_NAME.go file and registers itself in
+// init with register.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one subcommand of tli.
+type command struct {
+	name    string
+	summary string
+	// run parses args (everything after the subcommand name) and does the work.
+	run func(args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(name, summary string, run func(args []string) error) {
+	if _, dup := commands[name]; dup {
+		panic("tli: command registered twice: " + name)
+	}
+	commands[name] = &command{name: name, summary: summary, run: run}
+}
+
+// errUsage marks an error caused by bad flags or arguments: tli exits with
+// status 2 for it (status 1 for everything else).
+var errUsage = errors.New("usage")
+
+// usageErrorf returns an error that prints as the formatted text and counts
+// as a usage error.
+func usageErrorf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// newFlagSet returns a FlagSet for a subcommand that reports errors instead of
+// exiting, so that main prints one clear line.
+func newFlagSet(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("tli "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	_ = synopsis
+	return fs
+}
+
+// parseFlags parses args with fs, printing the subcommand's help on -h and
+// turning other parse failures into usage errors. Positional arguments are
+// refused: every input of tli is a named flag.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printFlagHelp(os.Stdout, fs)
+			os.Exit(0)
+		}
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q (all inputs are flags; see %s -h)", fs.Arg(0), fs.Name())
+	}
+	return nil
+}
+
+func printFlagHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: %s [flags]\n\nflags:\n", fs.Name())
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "tli: Targeted Lexical Injection for Llama models, in pure Go.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "usage: tli <command> [flags]   (tli <command> -h for its flags)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "commands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+}
+
+func main() {
+	os.Exit(runMain(os.Args[1:], os.Stderr))
+}
+
+// runMain runs one tli invocation and returns its exit status; tests call it.
+func runMain(args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(os.Stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tli: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err := c.run(args[1:]); err != nil {
+		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+		fmt.Fprintf(stderr, "tli %s: %s\n", c.name, msg)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}

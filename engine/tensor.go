@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/tli-project/tli/kernels"
+)
+
+// DType is the element type of a tensor.
+type DType uint8
+
+const (
+	F32 DType = iota
+	BF16
+	F16
+)
+
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "f32"
+	case BF16:
+		return "bf16"
+	case F16:
+		return "f16"
+	}
+	return fmt.Sprintf("DType(%d)", uint8(d))
+}
+
+// Size is the number of bytes of one element.
+func (d DType) Size() int {
+	if d == F32 {
+		return 4
+	}
+	return 2
+}
+
+// ParseDType reads "f32", "bf16" or "f16" (and the safetensors spellings
+// F32, BF16, F16).
+func ParseDType(s string) (DType, error) {
+	switch s {
+	case "f32", "F32", "float32":
+		return F32, nil
+	case "bf16", "BF16", "bfloat16":
+		return BF16, nil
+	case "f16", "F16", "float16":
+		return F16, nil
+	}
+	return 0, fmt.Errorf("unknown dtype %q (want f32, bf16 or f16)", s)
+}
+
+// Tensor is a dense row-major tensor. Exactly one of F32 (for DType F32) or
+// Half (raw bf16/f16 bits) holds the data. The slices may point into a
+// memory-mapped file; such tensors are read-only.
+type Tensor struct {
+	DType DType
+	Shape []int
+	F32   []float32
+	Half  []uint16
+}
+
+// Numel is the number of elements of shape.
+func Numel(shape []int) int {
+	n := 1
+	for _, s := range shape {
+		n *= s
+	}
+	return n
+}
+
+// NewF32 returns a zeroed f32 tensor of the given shape.
+func NewF32(shape ...int) *Tensor {
+	return &Tensor{DType: F32, Shape: append([]int(nil), shape...), F32: make([]float32, Numel(shape))}
+}
+
+// FromF32 wraps data (not copied) as an f32 tensor of the given shape.
+func FromF32(data []float32, shape ...int) *Tensor {
+	if len(data) != Numel(shape) {
+		panic(fmt.Sprintf("engine.FromF32: %d values for shape %v", len(data), shape))
+	}
+	return &Tensor{DType: F32, Shape: append([]int(nil), shape...), F32: data}
+}
+
+// Numel is the number of elements.
+func (t *Tensor) Numel() int { return Numel(t.Shape) }
+
+// Rows and Cols give the shape of a 2-D tensor.
+func (t *Tensor) Rows() int { return t.Shape[0] }
+func (t *Tensor) Cols() int { return t.Shape[len(t.Shape)-1] }
+
+// At returns element i (flat index) widened to float32.
+func (t *Tensor) At(i int) float32 {
+	switch t.DType {
+	case BF16:
+		return kernels.BF16ToF32(t.Half[i])
+	case F16:
+		return kernels.F16ToF32(t.Half[i])
+	}
+	return t.F32[i]
+}
+
+// Row copies row r of a 2-D tensor into dst as float32 (dst must hold Cols()).
+func (t *Tensor) Row(r int, dst []float32) {
+	c := t.Cols()
+	switch t.DType {
+	case F32:
+		copy(dst[:c], t.F32[r*c:(r+1)*c])
+	case BF16:
+		for i, h := range t.Half[r*c : (r+1)*c] {
+			dst[i] = kernels.BF16ToF32(h)
+		}
+	case F16:
+		for i, h := range t.Half[r*c : (r+1)*c] {
+			dst[i] = kernels.F16ToF32(h)
+		}
+	}
+}
+
+// ToF32 returns the tensor's values as a new (or, for F32, the same) slice.
+func (t *Tensor) ToF32() []float32 {
+	if t.DType == F32 {
+		return t.F32
+	}
+	out := make([]float32, t.Numel())
+	for i := range out {
+		out[i] = t.At(i)
+	}
+	return out
+}
+
+// Convert returns the tensor held as dtype d (f32 <-> bf16/f16, rounding to
+// nearest even when narrowing). It returns t itself when already of dtype d.
+func (t *Tensor) Convert(d DType) *Tensor {
+	if t.DType == d {
+		return t
+	}
+	out := &Tensor{DType: d, Shape: append([]int(nil), t.Shape...)}
+	n := t.Numel()
+	if d == F32 {
+		out.F32 = t.ToF32()
+		return out
+	}
+	out.Half = make([]uint16, n)
+	for i := 0; i < n; i++ {
+		v := t.At(i)
+		if d == BF16 {
+			out.Half[i] = kernels.F32ToBF16(v)
+		} else {
+			out.Half[i] = kernels.F32ToF16(v)
+		}
+	}
+	return out
+}
+
+// MatMulNT computes y[m×out] (+)= x[m×in] · Wᵀ where W is a Linear weight
+// [out×in] of any dtype. With fast=true and bf16 weights, activations are
+// rounded to bf16 (PyTorch bf16 semantics).
+func MatMulNT(y []float32, x []float32, m int, w *Tensor, acc, fast bool) {
+	out, in := w.Shape[0], w.Shape[1]
+	switch w.DType {
+	case F32:
+		kernels.GemmNT(m, out, in, x, in, w.F32, in, y, out, acc)
+	case BF16:
+		if fast {
+			kernels.GemmNTBF16Fast(m, out, in, x, in, w.Half, in, y, out, acc)
+		} else {
+			kernels.GemmNTBF16(m, out, in, x, in, w.Half, in, y, out, acc)
+		}
+	case F16:
+		kernels.GemmNTF16(m, out, in, x, in, w.Half, in, y, out, acc)
+	}
+}
+
+// MatMulNN computes dx[m×in] (+)= dy[m×out] · W for a Linear weight
+// W [out×in]: the backward of MatMulNT with respect to x.
+func MatMulNN(dx []float32, dy []float32, m int, w *Tensor, acc bool) {
+	out, in := w.Shape[0], w.Shape[1]
+	switch w.DType {
+	case F32:
+		kernels.GemmNN(m, in, out, dy, out, w.F32, in, dx, in, acc)
+	case BF16:
+		kernels.GemmNNBF16(m, in, out, dy, out, w.Half, in, dx, in, acc)
+	case F16:
+		kernels.GemmNNF16(m, in, out, dy, out, w.Half, in, dx, in, acc)
+	}
+}
