@@ -1,0 +1,66 @@
+package llama
+
+import "github.com/tli-project/tli/engine"
+
+// Layer holds the weights of one decoder layer. Linear weights are stored as
+// Hugging Face does, [out×in], in f32, bf16 or f16; norm weights are f32.
+type Layer struct {
+	AttnNorm []float32      // input_layernorm.weight [d]
+	Q        *engine.Tensor // self_attn.q_proj.weight [nHeads·headDim × d]
+	K        *engine.Tensor // self_attn.k_proj.weight [nKV·headDim × d]
+	V        *engine.Tensor // self_attn.v_proj.weight [nKV·headDim × d]
+	O        *engine.Tensor // self_attn.o_proj.weight [d × nHeads·headDim]
+	MLPNorm  []float32      // post_attention_layernorm.weight [d]
+	Gate     *engine.Tensor // mlp.gate_proj.weight [ffn × d]
+	Up       *engine.Tensor // mlp.up_proj.weight [ffn × d]
+	Down     *engine.Tensor // mlp.down_proj.weight [d × ffn]
+}
+
+// Model is a loaded (possibly partially loaded) Llama checkpoint.
+type Model struct {
+	Config Config
+	Embed  *engine.Tensor // model.embed_tokens.weight [vocab × d]
+	// Layers has Config.NumLayers entries; an entry is nil when that layer was
+	// not loaded (a run that stops at layer 2 reads only what it needs).
+	Layers []*Layer
+	Norm   []float32      // model.norm.weight [d]; nil when not loaded
+	LMHead *engine.Tensor // lm_head.weight [vocab × d]; nil when tied or not loaded
+	Rope   *engine.Rope
+	// Dir is the checkpoint folder the model was loaded from ("" if built in memory).
+	Dir string
+}
+
+// Batch is a packed batch of token sequences: Tokens holds them one after
+// another, and sequence s is Tokens[Offsets[s]:Offsets[s+1]]. Positions
+// restart at 0 for every sequence; tokens never attend across sequences.
+type Batch struct {
+	Tokens  []int
+	Offsets []int
+}
+
+// NumSeqs is the number of sequences in the batch.
+func (b Batch) NumSeqs() int { return len(b.Offsets) - 1 }
+
+// NumTokens is the total number of tokens.
+func (b Batch) NumTokens() int { return len(b.Tokens) }
+
+// MaxLen is the length of the longest sequence.
+func (b Batch) MaxLen() int {
+	m := 0
+	for s := 0; s+1 < len(b.Offsets); s++ {
+		if l := b.Offsets[s+1] - b.Offsets[s]; l > m {
+			m = l
+		}
+	}
+	return m
+}
+
+// NewBatch packs sequences into a Batch.
+func NewBatch(seqs [][]int) Batch {
+	b := Batch{Offsets: make([]int, 1, len(seqs)+1)}
+	for _, s := range seqs {
+		b.Tokens = append(b.Tokens, s...)
+		b.Offsets = append(b.Offsets, len(b.Tokens))
+	}
+	return b
+}
