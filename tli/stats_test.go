@@ -11,7 +11,7 @@ import (
 	"github.com/tli-project/tli/internal/peer"
 )
 
-func close(got, want, rel float64) bool {
+func approxRel(got, want, rel float64) bool {
 	if math.IsNaN(want) {
 		return math.IsNaN(got)
 	}
@@ -23,7 +23,7 @@ func TestMeanStd(t *testing.T) {
 	if Mean(x) != 5 || StdPop(x) != 2 {
 		t.Errorf("mean %v std %v", Mean(x), StdPop(x))
 	}
-	if want := math.Sqrt(32.0 / 7); !close(StdSample(x), want, 1e-15) {
+	if want := math.Sqrt(32.0 / 7); !approxRel(StdSample(x), want, 1e-15) {
 		t.Errorf("sample std %v, want %v", StdSample(x), want)
 	}
 	// A large offset: the naive sum-of-squares formula loses every digit.
@@ -44,7 +44,7 @@ func TestStudentTwoSidedP(t *testing.T) {
 		{2.2281388519649385, 10, 0.05}, {4.032142983557536, 5, 0.01}, {12.706204736174698, 1, 0.05},
 		{0, 7, 1},
 	} {
-		if got := StudentTwoSidedP(c.t, c.df); !close(got, c.p, 1e-9) {
+		if got := StudentTwoSidedP(c.t, c.df); !approxRel(got, c.p, 1e-9) {
 			t.Errorf("t=%v df=%v: p %v, want %v", c.t, c.df, got, c.p)
 		}
 	}
@@ -60,14 +60,14 @@ func TestPairedTTestSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !close(r.T, 3*math.Sqrt2, 1e-14) || r.DF != 4 || !close(r.P, 0.0132355995636827, 1e-12) {
+	if !approxRel(r.T, 3*math.Sqrt2, 1e-14) || r.DF != 4 || !approxRel(r.P, 0.0132355995636827, 1e-12) {
 		t.Errorf("got %+v", r)
 	}
 	if r2, _ := PairedTTest(before, after); r2.T != -r.T || r2.P != r.P {
 		t.Errorf("swapped: %+v", r2)
 	}
 	dz, _ := CohensDz(after, before)
-	if !close(dz, 3/math.Sqrt(2.5), 1e-14) || !close(dz, r.T/math.Sqrt(5), 1e-14) {
+	if !approxRel(dz, 3/math.Sqrt(2.5), 1e-14) || !approxRel(dz, r.T/math.Sqrt(5), 1e-14) {
 		t.Errorf("d_z %v", dz)
 	}
 	if _, err := PairedTTest([]float64{1}, []float64{1, 2}); err == nil {
@@ -126,7 +126,7 @@ func TestWilcoxonApprox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Exact || r.Zeros != 1 || r.N != 15 || !close(r.Z, -36/math.Sqrt(310), 1e-14) || !close(r.P, 0.04088813291185591, 1e-12) {
+	if r.Exact || r.Zeros != 1 || r.N != 15 || !approxRel(r.Z, -36/math.Sqrt(310), 1e-14) || !approxRel(r.P, 0.04088813291185591, 1e-12) {
 		t.Errorf("got %+v", r)
 	}
 	// Ties: d = {1, 1, -2, 3, 3, 3, 4}. |d| ranks: 1,1 -> 1.5; 2 -> 3;
@@ -138,7 +138,7 @@ func TestWilcoxonApprox(t *testing.T) {
 		t.Fatal(err)
 	}
 	z := (3 - 14) / math.Sqrt(35-0.625)
-	if r.Exact || r.Stat != 3 || !close(r.Z, z, 1e-14) || !close(r.P, math.Erfc(-z/math.Sqrt2), 1e-14) {
+	if r.Exact || r.Stat != 3 || !approxRel(r.Z, z, 1e-14) || !approxRel(r.P, math.Erfc(-z/math.Sqrt2), 1e-14) {
 		t.Errorf("ties: got %+v, want z %v", r, z)
 	}
 	if _, err := WilcoxonSignedRank([]float64{1, 2}, []float64{1, 2}); err == nil {
@@ -186,17 +186,17 @@ func TestPaperStatistics(t *testing.T) {
 		if len(pre[g]) != w.n {
 			t.Fatalf("%s: %d rows", g, len(pre[g]))
 		}
-		if !close(Mean(pre[g]), w.meanPre, 1e-13) || !close(Mean(post[g]), w.meanPost, 1e-13) ||
-			!close(StdSample(pre[g]), w.sdPre, 1e-12) || !close(StdPop(pre[g]), w.popSdPre, 1e-12) {
+		if !approxRel(Mean(pre[g]), w.meanPre, 1e-13) || !approxRel(Mean(post[g]), w.meanPost, 1e-13) ||
+			!approxRel(StdSample(pre[g]), w.sdPre, 1e-12) || !approxRel(StdPop(pre[g]), w.popSdPre, 1e-12) {
 			t.Errorf("%s: mean %v -> %v, sd %v / %v", g, Mean(pre[g]), Mean(post[g]), StdSample(pre[g]), StdPop(pre[g]))
 		}
 		tt, _ := PairedTTest(post[g], pre[g])
 		dz, _ := CohensDz(post[g], pre[g])
-		if !close(tt.T, w.t, 1e-11) || tt.DF != w.n-1 || !close(tt.P, w.p, 1e-8) || !close(dz, w.dz, 1e-11) {
+		if !approxRel(tt.T, w.t, 1e-11) || tt.DF != w.n-1 || !approxRel(tt.P, w.p, 1e-8) || !approxRel(dz, w.dz, 1e-11) {
 			t.Errorf("%s: t-test %+v d_z %v", g, tt, dz)
 		}
 		wx, _ := WilcoxonSignedRank(post[g], pre[g])
-		if wx.Exact || wx.Stat != w.w || !close(wx.Z, w.z, 1e-12) || !close(wx.P, w.pw, 1e-9) {
+		if wx.Exact || wx.Stat != w.w || !approxRel(wx.Z, w.z, 1e-12) || !approxRel(wx.P, w.pw, 1e-9) {
 			t.Errorf("%s: Wilcoxon %+v", g, wx)
 		}
 	}
