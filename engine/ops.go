@@ -43,6 +43,30 @@ func RMSNorm(out, x, w []float32, T, d int, eps float32, rstd []float32) {
 	})
 }
 
+// RMSNormBackward computes dx (dx += when acc) for out = RMSNorm(x, w): with
+// r the saved reciprocal RMS of a row, dx[j] = r·(w[j]·dy[j] − x[j]·r²·
+// Σᵢ w[i]·dy[i]·x[i] / d). The inner sum is accumulated in float64. Rows are
+// independent, so the result does not depend on the thread count.
+func RMSNormBackward(dx, dy, x, w, rstd []float32, T, d int, acc bool) {
+	ParallelFor(T, func(t int) {
+		xr, gr, o := x[t*d:(t+1)*d], dy[t*d:(t+1)*d], dx[t*d:(t+1)*d]
+		r := rstd[t]
+		var s float64
+		for i, v := range xr {
+			s += float64(w[i]) * float64(gr[i]) * float64(v)
+		}
+		c := float32(s/float64(d)) * r * r
+		for i, v := range xr {
+			g := r * (w[i]*gr[i] - v*c)
+			if acc {
+				o[i] += g
+			} else {
+				o[i] = g
+			}
+		}
+	})
+}
+
 // Add computes dst[i] += x[i].
 func Add(dst, x []float32) {
 	kernels.Axpy(1, x, dst)
@@ -56,6 +80,17 @@ func SiLU(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
 func SiLUMul(out, gate, up []float32) {
 	for i := range out {
 		out[i] = SiLU(gate[i]) * up[i]
+	}
+}
+
+// SiLUMulBackward computes the gradients of out = silu(gate)·up:
+// dgate = dy·up·silu'(gate) with silu'(g) = σ(g)·(1 + g·(1 − σ(g))), and
+// dup = dy·silu(gate). dgate and dup are overwritten.
+func SiLUMulBackward(dgate, dup, dy, gate, up []float32) {
+	for i, g := range gate {
+		sg := 1 / (1 + float32(math.Exp(float64(-g))))
+		dup[i] = dy[i] * g * sg
+		dgate[i] = dy[i] * up[i] * sg * (1 + g*(1-sg))
 	}
 }
 
@@ -121,6 +156,56 @@ func Attention(out, q, k, v []float32, offsets []int, nHeads, nKV, headDim int, 
 			}
 			for j := i + 1; j < L; j++ {
 				row[j] = 0
+			}
+		}
+	})
+}
+
+// AttentionBackward computes dq, dk and dv (all overwritten) of Attention
+// from dout, the inputs q, k, v and the probabilities Attention saved in
+// probs. With P a head's probabilities and s = 1/sqrt(headDim):
+// dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ∘ (dP − rowsum(P ∘ dP)), dQ = s·dS·K,
+// dK = s·dSᵀ·Q. Work is split by (sequence, key/value head), and the query
+// heads sharing a key/value head are summed in a fixed order, so the result
+// does not depend on the thread count.
+func AttentionBackward(dq, dk, dv, dout, q, k, v, probs []float32, offsets []int, nHeads, nKV, headDim int) {
+	group := nHeads / nKV
+	qd, kd := nHeads*headDim, nKV*headDim
+	scale := float32(1 / math.Sqrt(float64(headDim)))
+	nSeq := len(offsets) - 1
+	pstart := make([]int, nSeq+1)
+	for s := 0; s < nSeq; s++ {
+		L := offsets[s+1] - offsets[s]
+		pstart[s+1] = pstart[s] + nHeads*L*L
+	}
+	ParallelFor(nSeq*nKV, func(job int) {
+		s, kh := job/nKV, job%nKV
+		t0, L := offsets[s], offsets[s+1]-offsets[s]
+		for j := 0; j < L; j++ {
+			clear(dk[(t0+j)*kd+kh*headDim : (t0+j)*kd+(kh+1)*headDim])
+			clear(dv[(t0+j)*kd+kh*headDim : (t0+j)*kd+(kh+1)*headDim])
+		}
+		ds := make([]float32, L)
+		for h := kh * group; h < (kh+1)*group; h++ {
+			p := probs[pstart[s]+h*L*L : pstart[s]+(h+1)*L*L]
+			for i := 0; i < L; i++ {
+				row := p[i*L : (i+1)*L]
+				do := dout[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
+				qi := q[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
+				var sum float32
+				for j := 0; j <= i; j++ {
+					ds[j] = kernels.Dot(do, v[(t0+j)*kd+kh*headDim:(t0+j)*kd+(kh+1)*headDim])
+					sum += row[j] * ds[j]
+				}
+				dqi := dq[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
+				clear(dqi)
+				for j := 0; j <= i; j++ {
+					g := row[j] * (ds[j] - sum) * scale
+					off := (t0+j)*kd + kh*headDim
+					kernels.Axpy(g, k[off:off+headDim], dqi)
+					kernels.Axpy(g, qi, dk[off:off+headDim])
+					kernels.Axpy(row[j], do, dv[off:off+headDim])
+				}
 			}
 		}
 	})

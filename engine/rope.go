@@ -133,3 +133,23 @@ func ApplyRope(x []float32, T, nHeads, headDim int, cos, sin []float32) {
 		}
 	})
 }
+
+// ApplyRopeBackward turns dy into dx in place for ApplyRope with the same
+// tables: the transpose of a rotation is the rotation by the opposite angle,
+// (d1, d2) becomes (d1·cos + d2·sin, d2·cos − d1·sin).
+func ApplyRopeBackward(dx []float32, T, nHeads, headDim int, cos, sin []float32) {
+	half := headDim / 2
+	w := nHeads * headDim
+	ParallelFor(T, func(t int) {
+		c, s := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
+		for h := 0; h < nHeads; h++ {
+			base := t*w + h*headDim
+			x1, x2 := dx[base:base+half], dx[base+half:base+headDim]
+			for i := 0; i < half; i++ {
+				a, b := x1[i], x2[i]
+				x1[i] = a*c[i] + b*s[i]
+				x2[i] = b*c[i] - a*s[i]
+			}
+		}
+	})
+}

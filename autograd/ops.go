@@ -1,0 +1,209 @@
+package autograd
+
+import (
+	"fmt"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/kernels"
+)
+
+// This file holds the ops of a Llama decoder layer on the tape. Each op runs
+// the engine's forward; when an input is tracked it records a backward that
+// keeps only what that backward needs. Matrices are packed batches as in
+// engine: T rows (tokens of several sequences), offsets delimiting sequences.
+
+// LoRA is a low-rank adapter on one frozen Linear layer W [out×in], as PEFT
+// applies it: y = x·Wᵀ + (dropout(x)·Aᵀ·Bᵀ)·Scale.
+type LoRA struct {
+	A       *Param  // lora_A.weight [r × in]
+	B       *Param  // lora_B.weight [out × r]
+	Scale   float32 // lora_alpha / r
+	Dropout float32 // dropout probability on the adapter's input (training only)
+}
+
+// Rank is r.
+func (l *LoRA) Rank() int { return l.A.Rows }
+
+// Params returns A and B.
+func (l *LoRA) Params() []*Param { return []*Param{l.A, l.B} }
+
+// Linear computes y = x·Wᵀ for a frozen weight W [out×in] (f32, bf16 or f16;
+// fast selects PyTorch's bf16 activation rounding, see engine.MatMulNT), plus
+// the LoRA branch when lora is not nil. The backward passes dx = dy·W through
+// the frozen weight without forming a weight gradient, and adds
+// dB = (s·dy)ᵀ·(x_d·Aᵀ) and dA = ((s·dy)·B)ᵀ·x_d to the adapter, x_d being the
+// dropped-out input.
+func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
+	out, in := w.Shape[0], w.Shape[1]
+	if x.Cols != in {
+		panic(fmt.Sprintf("autograd.Linear: input has %d columns, weight is %v", x.Cols, w.Shape))
+	}
+	T := x.Rows
+	y := &Var{Data: make([]float32, T*out), Rows: T, Cols: out}
+	engine.MatMulNT(y.Data, x.Data, T, w, false, fast)
+	if lora == nil {
+		if !x.tracked {
+			return y
+		}
+		return t.record(y, func(dy []float32) {
+			engine.MatMulNN(x.gradBuf(), dy, T, w, true)
+		})
+	}
+	A, B, r := lora.A, lora.B, lora.A.Rows
+	if A.Cols != in || B.Rows != out || B.Cols != r {
+		panic(fmt.Sprintf("autograd.Linear: LoRA A %d×%d and B %d×%d do not fit weight %v", A.Rows, A.Cols, B.Rows, B.Cols, w.Shape))
+	}
+	// Dropout on the adapter's input, as torch.nn.Dropout: keep with
+	// probability 1−p and scale kept values by 1/(1−p).
+	xd, mask := x.Data, []float32(nil)
+	if t.rng != nil && lora.Dropout > 0 {
+		p := lora.Dropout
+		keep := 1 / (1 - p)
+		mask = make([]float32, len(x.Data))
+		xd = make([]float32, len(x.Data))
+		for i, v := range x.Data {
+			if t.rng.Float32() >= p {
+				mask[i] = keep
+				xd[i] = v * keep
+			}
+		}
+	}
+	mid := make([]float32, T*r) // x_d·Aᵀ
+	kernels.GemmNT(T, r, in, xd, in, A.Data, in, mid, r, false)
+	u := make([]float32, T*out) // mid·Bᵀ
+	kernels.GemmNT(T, out, r, mid, r, B.Data, r, u, out, false)
+	for i, v := range u {
+		y.Data[i] += v * lora.Scale
+	}
+	return t.record(y, func(dy []float32) {
+		if x.tracked {
+			engine.MatMulNN(x.gradBuf(), dy, T, w, true)
+		}
+		du := make([]float32, len(dy))
+		for i, v := range dy {
+			du[i] = v * lora.Scale
+		}
+		kernels.GemmTN(out, r, T, du, out, mid, r, B.grad(), r, true)
+		dmid := make([]float32, T*r)
+		kernels.GemmNN(T, r, out, du, out, B.Data, r, dmid, r, false)
+		kernels.GemmTN(r, in, T, dmid, r, xd, in, A.grad(), in, true)
+		if x.tracked {
+			dxd := make([]float32, T*in)
+			kernels.GemmNN(T, in, r, dmid, r, A.Data, in, dxd, in, false)
+			dx := x.gradBuf()
+			for i, v := range dxd {
+				if mask != nil {
+					v *= mask[i]
+				}
+				dx[i] += v
+			}
+		}
+	})
+}
+
+// RMSNorm normalises each row of x and multiplies by the frozen weight w
+// (engine.RMSNorm); the backward keeps x and the reciprocal RMS values.
+func RMSNorm(t *Tape, x *Var, w []float32, eps float32) *Var {
+	T, d := x.Rows, x.Cols
+	y := &Var{Data: make([]float32, T*d), Rows: T, Cols: d}
+	if !x.tracked {
+		engine.RMSNorm(y.Data, x.Data, w, T, d, eps, nil)
+		return y
+	}
+	rstd := make([]float32, T)
+	engine.RMSNorm(y.Data, x.Data, w, T, d, eps, rstd)
+	return t.record(y, func(dy []float32) {
+		engine.RMSNormBackward(x.gradBuf(), dy, x.Data, w, rstd, T, d, true)
+	})
+}
+
+// Rope applies rotary embeddings (engine.ApplyRope) to a copy of x
+// [T × nHeads·headDim] with the tables of engine.Rope.Tables.
+func Rope(t *Tape, x *Var, nHeads, headDim int, cos, sin []float32) *Var {
+	y := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
+	engine.ApplyRope(y.Data, x.Rows, nHeads, headDim, cos, sin)
+	if !x.tracked {
+		return y
+	}
+	return t.record(y, func(dy []float32) {
+		d := append([]float32(nil), dy...)
+		engine.ApplyRopeBackward(d, x.Rows, nHeads, headDim, cos, sin)
+		engine.Add(x.gradBuf(), d)
+	})
+}
+
+// Attention is causal grouped-query attention over a packed batch
+// (engine.Attention); the backward keeps q, k, v and the probabilities.
+func Attention(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int) *Var {
+	T := q.Rows
+	y := &Var{Data: make([]float32, T*nHeads*headDim), Rows: T, Cols: nHeads * headDim}
+	if !q.tracked && !k.tracked && !v.tracked {
+		engine.Attention(y.Data, q.Data, k.Data, v.Data, offsets, nHeads, nKV, headDim, nil)
+		return y
+	}
+	probs := make([]float32, engine.AttentionProbsLen(offsets, nHeads))
+	engine.Attention(y.Data, q.Data, k.Data, v.Data, offsets, nHeads, nKV, headDim, probs)
+	return t.record(y, func(dy []float32) {
+		dq := make([]float32, len(q.Data))
+		dk := make([]float32, len(k.Data))
+		dv := make([]float32, len(v.Data))
+		engine.AttentionBackward(dq, dk, dv, dy, q.Data, k.Data, v.Data, probs, offsets, nHeads, nKV, headDim)
+		for _, p := range []struct {
+			x *Var
+			g []float32
+		}{{q, dq}, {k, dk}, {v, dv}} {
+			if p.x.tracked {
+				engine.Add(p.x.gradBuf(), p.g)
+			}
+		}
+	})
+}
+
+// SiLUMul is silu(gate)·up, element by element (Llama's SwiGLU).
+func SiLUMul(t *Tape, gate, up *Var) *Var {
+	y := &Var{Data: make([]float32, len(gate.Data)), Rows: gate.Rows, Cols: gate.Cols}
+	engine.SiLUMul(y.Data, gate.Data, up.Data)
+	if !gate.tracked && !up.tracked {
+		return y
+	}
+	return t.record(y, func(dy []float32) {
+		dg := make([]float32, len(dy))
+		du := make([]float32, len(dy))
+		engine.SiLUMulBackward(dg, du, dy, gate.Data, up.Data)
+		if gate.tracked {
+			engine.Add(gate.gradBuf(), dg)
+		}
+		if up.tracked {
+			engine.Add(up.gradBuf(), du)
+		}
+	})
+}
+
+// Add is x + y (the residual connection).
+func Add(t *Tape, x, y *Var) *Var {
+	z := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
+	engine.Add(z.Data, y.Data)
+	if !x.tracked && !y.tracked {
+		return z
+	}
+	return t.record(z, func(dz []float32) {
+		if x.tracked {
+			engine.Add(x.gradBuf(), dz)
+		}
+		if y.tracked {
+			engine.Add(y.gradBuf(), dz)
+		}
+	})
+}
+
+// SliceRows is rows [r0, r1) of x.
+func SliceRows(t *Tape, x *Var, r0, r1 int) *Var {
+	c := x.Cols
+	y := &Var{Data: append([]float32(nil), x.Data[r0*c:r1*c]...), Rows: r1 - r0, Cols: c}
+	if !x.tracked {
+		return y
+	}
+	return t.record(y, func(dy []float32) {
+		engine.Add(x.gradBuf()[r0*c:r1*c], dy)
+	})
+}
