@@ -28,6 +28,24 @@ type Model struct {
 	Rope   *engine.Rope
 	// Dir is the checkpoint folder the model was loaded from ("" if built in memory).
 	Dir string
+	// FastBF16 makes products with bf16 weights round activations to bf16
+	// first, as PyTorch's bf16 matmul does (faster; relative errors near
+	// 1e-2). When false, bf16 weights are widened exactly to f32.
+	FastBF16 bool
+
+	storedDType engine.DType // dtype of the checkpoint's embedding
+	closer      func() error // releases memory-mapped shards
+}
+
+// Close releases the memory-mapped checkpoint files that the model's
+// weights may point into; the model must not be used afterwards.
+func (m *Model) Close() error {
+	if m.closer == nil {
+		return nil
+	}
+	f := m.closer
+	m.closer = nil
+	return f()
 }
 
 // Batch is a packed batch of token sequences: Tokens holds them one after

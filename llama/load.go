@@ -1,0 +1,311 @@
+package llama
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/kernels"
+)
+
+// LoadOptions says how much of a checkpoint to load and how to hold it.
+type LoadOptions struct {
+	// DType is how Linear and embedding weights are held in memory: F32 or
+	// BF16. Weights stored in another dtype are converted tensor by tensor
+	// while loading, so an F32 checkpoint held as BF16 never needs the whole
+	// F32 model in memory. Weights stored in DType point straight into the
+	// memory-mapped file. Norm weights are always held as f32.
+	DType engine.DType
+	// MaxLayer is the highest hidden_states index the caller will ask for:
+	// the embedding and layers 0..MaxLayer-1 are loaded (MaxLayer 0: the
+	// embedding only). -1 loads everything, including the final norm and
+	// the LM head.
+	MaxLayer int
+	// NeedLMHead loads the final norm and the LM head (lm_head.weight, or
+	// the embedding when tied) even when MaxLayer >= 0.
+	NeedLMHead bool
+}
+
+// AllLayers is LoadOptions.MaxLayer for a full load.
+const AllLayers = -1
+
+// checkpoint is the set of safetensors files of one model folder.
+type checkpoint struct {
+	dir    string
+	where  map[string]string // tensor name -> file name (relative to dir)
+	files  map[string]*stFile
+	shards []string
+	// pinned is set once a loaded tensor points into a mapped shard, which
+	// must then stay open for the model's lifetime.
+	pinned bool
+	// copyAll makes load copy tensors out of the mapping even when no
+	// conversion is needed (for the small norm weights).
+	copyAll bool
+}
+
+// openCheckpoint reads dir/model.safetensors.index.json when present, else
+// expects dir/model.safetensors. Shards are opened lazily.
+func openCheckpoint(dir string) (*checkpoint, error) {
+	c := &checkpoint{dir: dir, where: map[string]string{}, files: map[string]*stFile{}}
+	idx := filepath.Join(dir, "model.safetensors.index.json")
+	data, err := os.ReadFile(idx)
+	switch {
+	case err == nil:
+		var ix struct {
+			WeightMap map[string]json.RawMessage `json:"weight_map"`
+		}
+		if err := json.Unmarshal(data, &ix); err != nil {
+			return nil, fmt.Errorf("%s: not a safetensors index: %v", idx, err)
+		}
+		if len(ix.WeightMap) == 0 {
+			return nil, fmt.Errorf("%s: field \"weight_map\" is missing or empty", idx)
+		}
+		seen := map[string]bool{}
+		for name, raw := range ix.WeightMap {
+			var file string
+			if err := json.Unmarshal(raw, &file); err != nil {
+				return nil, fmt.Errorf("%s: weight_map[%q]: want a file name string, got %s", idx, name, raw)
+			}
+			if file == "" || filepath.IsAbs(file) || file != filepath.Base(file) {
+				return nil, fmt.Errorf("%s: weight_map[%q]: %q is not a plain file name in the checkpoint folder", idx, name, file)
+			}
+			c.where[name] = file
+			if !seen[file] {
+				seen[file] = true
+				c.shards = append(c.shards, file)
+			}
+		}
+		sort.Strings(c.shards)
+	case errors.Is(err, fs.ErrNotExist):
+		single := filepath.Join(dir, "model.safetensors")
+		f, err := openSafetensors(single)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%s: no model.safetensors or model.safetensors.index.json", dir)
+			}
+			return nil, err
+		}
+		c.files["model.safetensors"] = f
+		c.shards = []string{"model.safetensors"}
+		for name := range f.h.Tensors {
+			c.where[name] = "model.safetensors"
+		}
+	default:
+		return nil, fmt.Errorf("reading %s: %w", idx, err)
+	}
+	return c, nil
+}
+
+// has reports whether the checkpoint names tensor name.
+func (c *checkpoint) has(name string) bool { _, ok := c.where[name]; return ok }
+
+// raw returns the named tensor as stored (pointing into its shard's mapping)
+// and the shard's path.
+func (c *checkpoint) raw(name string) (*engine.Tensor, string, error) {
+	file, ok := c.where[name]
+	if !ok {
+		return nil, c.dir, fmt.Errorf("%s: missing tensor %q", c.dir, name)
+	}
+	f := c.files[file]
+	if f == nil {
+		var err error
+		f, err = openSafetensors(filepath.Join(c.dir, file))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, file, fmt.Errorf("%s: shard %s listed for tensor %q is missing", c.dir, file, name)
+			}
+			return nil, file, err
+		}
+		c.files[file] = f
+	}
+	t, err := f.tensor(name)
+	if err != nil {
+		return nil, f.path, fmt.Errorf("%s: tensor %q listed in the index is not in the shard", f.path, name)
+	}
+	return t, f.path, nil
+}
+
+// load returns tensor name checked against shape, free of NaN/Inf, held as
+// dtype (converted into the heap when the stored dtype differs).
+func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine.Tensor, error) {
+	t, path, err := c.raw(name)
+	if err != nil {
+		return nil, err
+	}
+	if !sameShape(t.Shape, shape) {
+		return nil, fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, name, t.Shape, shape)
+	}
+	if err := nonFiniteError(path, name, t); err != nil {
+		return nil, err
+	}
+	if t.DType == dtype && !c.copyAll {
+		if f := c.files[c.where[name]]; f != nil && f.m.Mapped {
+			c.pinned = true
+		}
+		return t, nil
+	}
+	return convert(t, dtype), nil
+}
+
+// convert returns t held as dtype d, converting in parallel chunks.
+func convert(t *engine.Tensor, d engine.DType) *engine.Tensor {
+	out := &engine.Tensor{DType: d, Shape: append([]int(nil), t.Shape...)}
+	n := t.Numel()
+	if d == engine.F32 {
+		out.F32 = make([]float32, n)
+	} else {
+		out.Half = make([]uint16, n)
+	}
+	const chunk = 1 << 16
+	engine.ParallelFor((n+chunk-1)/chunk, func(c int) {
+		lo, hi := c*chunk, min((c+1)*chunk, n)
+		switch {
+		case d == engine.F32:
+			for i := lo; i < hi; i++ {
+				out.F32[i] = t.At(i)
+			}
+		case d == engine.BF16 && t.DType == engine.F32:
+			for i := lo; i < hi; i++ {
+				out.Half[i] = kernels.F32ToBF16(t.F32[i])
+			}
+		case d == engine.BF16:
+			for i := lo; i < hi; i++ {
+				out.Half[i] = kernels.F32ToBF16(t.At(i))
+			}
+		default:
+			for i := lo; i < hi; i++ {
+				out.Half[i] = kernels.F32ToF16(t.At(i))
+			}
+		}
+	})
+	return out
+}
+
+// loadF32 is load for norm weights, always returned as a plain []float32.
+func (c *checkpoint) loadF32(name string, d int) ([]float32, error) {
+	c.copyAll = true
+	defer func() { c.copyAll = false }()
+	t, err := c.load(name, []int{d}, engine.F32)
+	if err != nil {
+		return nil, err
+	}
+	return t.F32, nil // a copy: copyAll keeps norms off the mapping
+}
+
+// close unmaps every opened shard.
+func (c *checkpoint) close() error {
+	var first error
+	for _, f := range c.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Load reads the checkpoint in dir (config.json plus model.safetensors or
+// the shards named by model.safetensors.index.json), loading only what opts
+// asks for. Every tensor is checked against the shapes config.json implies
+// and for NaN/Inf; errors name the file and tensor. When some weights point
+// into memory-mapped shards, Model.Close releases them.
+func Load(dir string, opts LoadOptions) (*Model, error) {
+	if opts.DType != engine.F32 && opts.DType != engine.BF16 {
+		return nil, fmt.Errorf("llama.Load: weights can be held as f32 or bf16, not %v", opts.DType)
+	}
+	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	maxLayer := opts.MaxLayer
+	if maxLayer < 0 || maxLayer > cfg.NumLayers {
+		maxLayer = cfg.NumLayers
+	}
+	needHead := opts.NeedLMHead || opts.MaxLayer < 0
+	ck, err := openCheckpoint(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := loadFrom(ck, cfg, maxLayer, needHead, opts.DType)
+	if err != nil {
+		ck.close()
+		return nil, err
+	}
+	m.Dir = dir
+	if ck.pinned {
+		m.closer = ck.close
+	} else {
+		ck.close()
+	}
+	return m, nil
+}
+
+func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine.DType) (*Model, error) {
+	d, hd, ffn := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize
+	qd, kd := cfg.NumHeads*hd, cfg.NumKVHeads*hd
+	m := &Model{Config: cfg, Layers: make([]*Layer, cfg.NumLayers)}
+	rope, err := engine.NewRope(hd, cfg.RopeTheta, cfg.MaxPositionEmbeddings, cfg.RopeScaling)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", filepath.Join(ck.dir, "config.json"), err)
+	}
+	m.Rope = rope
+	if m.Embed, err = ck.load("model.embed_tokens.weight", []int{cfg.VocabSize, d}, dt); err != nil {
+		return nil, err
+	}
+	for i := 0; i < maxLayer; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		L := &Layer{}
+		lin := []struct {
+			dst   **engine.Tensor
+			name  string
+			shape []int
+		}{
+			{&L.Q, "self_attn.q_proj.weight", []int{qd, d}},
+			{&L.K, "self_attn.k_proj.weight", []int{kd, d}},
+			{&L.V, "self_attn.v_proj.weight", []int{kd, d}},
+			{&L.O, "self_attn.o_proj.weight", []int{d, qd}},
+			{&L.Gate, "mlp.gate_proj.weight", []int{ffn, d}},
+			{&L.Up, "mlp.up_proj.weight", []int{ffn, d}},
+			{&L.Down, "mlp.down_proj.weight", []int{d, ffn}},
+		}
+		for _, w := range lin {
+			if *w.dst, err = ck.load(p+w.name, w.shape, dt); err != nil {
+				return nil, err
+			}
+		}
+		if L.AttnNorm, err = ck.loadF32(p+"input_layernorm.weight", d); err != nil {
+			return nil, err
+		}
+		if L.MLPNorm, err = ck.loadF32(p+"post_attention_layernorm.weight", d); err != nil {
+			return nil, err
+		}
+		m.Layers[i] = L
+	}
+	if maxLayer == cfg.NumLayers || needHead {
+		if m.Norm, err = ck.loadF32("model.norm.weight", d); err != nil {
+			return nil, err
+		}
+	}
+	if needHead && !cfg.TieWordEmbeddings {
+		if m.LMHead, err = ck.load("lm_head.weight", []int{cfg.VocabSize, d}, dt); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

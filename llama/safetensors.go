@@ -1,0 +1,340 @@
+package llama
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/nlpodyssey/safetensors"
+
+	"github.com/tli-project/tli/engine"
+)
+
+// This file reads and writes safetensors files: an 8-byte little-endian
+// header length, a JSON header naming every tensor's dtype, shape and byte
+// range, then the tensor data. Reading maps the file (engine.MapFile) and
+// hands out tensors that point into the mapping.
+
+// maxHeaderBytes bounds the JSON header (the format's own limit is 100 MB).
+const maxHeaderBytes = 100_000_000
+
+// stTensor describes one tensor of a safetensors file.
+type stTensor struct {
+	Name  string
+	DType engine.DType
+	Shape []int
+	Begin int // byte offsets relative to the start of the data section
+	End   int
+}
+
+// stHeader is a parsed and validated safetensors header.
+type stHeader struct {
+	DataStart int // file offset of the data section (8 + header length)
+	Tensors   map[string]*stTensor
+	Metadata  map[string]string
+}
+
+// parseSafetensorsHeader parses and validates the header at the start of
+// file bytes b (which may be just the first part of a file of fileSize
+// bytes). It checks that every tensor has a supported dtype, that its byte
+// range matches its shape and lies inside the file, and that no two tensors
+// overlap. name is used in error messages.
+func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, error) {
+	if len(b) < 8 {
+		return nil, fmt.Errorf("%s: %d bytes is too short for a safetensors file (no 8-byte header length)", name, len(b))
+	}
+	n := binary.LittleEndian.Uint64(b[:8])
+	if n > maxHeaderBytes {
+		return nil, fmt.Errorf("%s: header length %d exceeds the %d-byte limit (not a safetensors file?)", name, n, maxHeaderBytes)
+	}
+	if 8+n > uint64(len(b)) || int64(8+n) > fileSize {
+		return nil, fmt.Errorf("%s: header of %d bytes runs past the end of the file (%d bytes): truncated file?", name, n, fileSize)
+	}
+	var md safetensors.Metadata
+	if err := json.Unmarshal(b[8:8+n], &md); err != nil {
+		return nil, fmt.Errorf("%s: bad safetensors header: %v", name, err)
+	}
+	h := &stHeader{DataStart: int(8 + n), Tensors: map[string]*stTensor{}, Metadata: md.Metadata()}
+	dataSize := fileSize - int64(h.DataStart)
+	var list []*stTensor
+	for tname, info := range md.Tensors() {
+		var dt engine.DType
+		switch info.DType {
+		case safetensors.F32:
+			dt = engine.F32
+		case safetensors.BF16:
+			dt = engine.BF16
+		case safetensors.F16:
+			dt = engine.F16
+		default:
+			return nil, fmt.Errorf("%s: tensor %q: unsupported dtype %s (want F32, BF16 or F16)", name, tname, info.DType)
+		}
+		shape := make([]int, len(info.Shape))
+		numel := uint64(1)
+		for i, s := range info.Shape {
+			if s > 1<<40 || numel > 1<<40 {
+				return nil, fmt.Errorf("%s: tensor %q: shape %v is too large", name, tname, info.Shape)
+			}
+			shape[i] = int(s)
+			numel *= s
+		}
+		beg, end := info.DataOffsets[0], info.DataOffsets[1]
+		if end < beg || numel > 1<<40 || end-beg != numel*uint64(dt.Size()) {
+			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d] hold %d bytes, but shape %v of %s needs %d",
+				name, tname, beg, end, int64(end)-int64(beg), info.Shape, dt, numel*uint64(dt.Size()))
+		}
+		if end > uint64(dataSize) {
+			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d] run past the end of the data section (%d bytes): truncated file?",
+				name, tname, beg, end, dataSize)
+		}
+		t := &stTensor{Name: tname, DType: dt, Shape: shape, Begin: int(beg), End: int(end)}
+		h.Tensors[tname] = t
+		list = append(list, t)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].Begin != list[j].Begin {
+			return list[i].Begin < list[j].Begin
+		}
+		return list[i].End < list[j].End
+	})
+	for i := 1; i < len(list); i++ {
+		a, c := list[i-1], list[i]
+		if c.Begin < a.End && c.End > c.Begin {
+			return nil, fmt.Errorf("%s: tensors %q [%d, %d] and %q [%d, %d] overlap", name, a.Name, a.Begin, a.End, c.Name, c.Begin, c.End)
+		}
+	}
+	return h, nil
+}
+
+// stFile is an open (mapped) safetensors file.
+type stFile struct {
+	path string
+	m    *engine.Mapping
+	h    *stHeader
+}
+
+// openSafetensors maps path and validates its header.
+func openSafetensors(path string) (*stFile, error) {
+	m, err := engine.MapFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening safetensors file: %w", err)
+	}
+	h, err := parseSafetensorsHeader(m.Data, int64(len(m.Data)), path)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &stFile{path: path, m: m, h: h}, nil
+}
+
+// tensor returns the named tensor as stored, pointing into the mapping
+// when aligned.
+func (f *stFile) tensor(name string) (*engine.Tensor, error) {
+	t, ok := f.h.Tensors[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: missing tensor %q", f.path, name)
+	}
+	b := f.m.Data[f.h.DataStart+t.Begin : f.h.DataStart+t.End]
+	return engine.TensorFromBytes(t.DType, t.Shape, b)
+}
+
+func (f *stFile) Close() error { return f.m.Close() }
+
+// ReadSafetensors reads every tensor of a safetensors file into memory (the
+// file is closed on return) together with the header's __metadata__ map.
+// Tensors keep their stored dtype (F32, BF16 or F16); other dtypes, NaN or
+// Inf values and malformed headers are errors naming the file and tensor.
+func ReadSafetensors(path string) (map[string]*engine.Tensor, map[string]string, error) {
+	f, err := openSafetensors(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	out := make(map[string]*engine.Tensor, len(f.h.Tensors))
+	for name := range f.h.Tensors {
+		t, err := f.tensor(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		c := &engine.Tensor{DType: t.DType, Shape: t.Shape}
+		if t.DType == engine.F32 {
+			c.F32 = append([]float32(nil), t.F32...)
+		} else {
+			c.Half = append([]uint16(nil), t.Half...)
+		}
+		if i := c.FirstNonFinite(); i >= 0 {
+			return nil, nil, fmt.Errorf("%s: tensor %q: element %d is %v (NaN or Inf)", path, name, i, c.At(i))
+		}
+		out[name] = c
+	}
+	return out, f.h.Metadata, nil
+}
+
+// NamedTensor is a tensor with its safetensors name, for writing files in a
+// chosen order.
+type NamedTensor struct {
+	Name   string
+	Tensor *engine.Tensor
+}
+
+// WriteSafetensors writes tensors (in name order) and metadata to path as
+// a safetensors file. It writes a temporary file beside path and renames it,
+// so path is either the old file or the complete new one.
+func WriteSafetensors(path string, tensors map[string]*engine.Tensor, metadata map[string]string) error {
+	names := make([]string, 0, len(tensors))
+	for n := range tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	list := make([]NamedTensor, len(names))
+	for i, n := range names {
+		list[i] = NamedTensor{n, tensors[n]}
+	}
+	return WriteSafetensorsOrdered(path, list, metadata)
+}
+
+// WriteSafetensorsOrdered is WriteSafetensors with the tensors' order in
+// the file given by the list.
+func WriteSafetensorsOrdered(path string, tensors []NamedTensor, metadata map[string]string) error {
+	entries := make([]stEntry, len(tensors))
+	for i, nt := range tensors {
+		t := nt.Tensor
+		if t == nil {
+			return fmt.Errorf("%s: tensor %q is nil", path, nt.Name)
+		}
+		n := t.Numel()
+		if (t.DType == engine.F32 && len(t.F32) != n) || (t.DType != engine.F32 && len(t.Half) != n) {
+			return fmt.Errorf("%s: tensor %q: data length does not match shape %v", path, nt.Name, t.Shape)
+		}
+		entries[i] = stEntry{Name: nt.Name, DType: t.DType, Shape: t.Shape, Write: func(w io.Writer) error {
+			_, err := w.Write(t.Bytes())
+			return err
+		}}
+	}
+	return writeSafetensorsStream(path, entries, metadata)
+}
+
+// stEntry is one tensor to be written: its data come from Write, which must
+// write exactly Numel(Shape)·DType.Size() bytes. Streaming lets Synth write
+// checkpoints far larger than memory.
+type stEntry struct {
+	Name  string
+	DType engine.DType
+	Shape []int
+	Write func(w io.Writer) error
+}
+
+// safetensorsName is the header spelling of a dtype.
+func safetensorsName(d engine.DType) string {
+	switch d {
+	case engine.BF16:
+		return "BF16"
+	case engine.F16:
+		return "F16"
+	}
+	return "F32"
+}
+
+// buildHeader returns the JSON header (padded with spaces to a multiple of
+// 8 bytes, so the data section starts 8-byte aligned) and the data size.
+func buildHeader(entries []stEntry, metadata map[string]string) ([]byte, int64, error) {
+	type info struct {
+		DType       string   `json:"dtype"`
+		Shape       []int    `json:"shape"`
+		DataOffsets [2]int64 `json:"data_offsets"`
+	}
+	hdr := make(map[string]any, len(entries)+1)
+	if len(metadata) > 0 {
+		hdr["__metadata__"] = metadata
+	}
+	var off int64
+	for _, e := range entries {
+		if e.Name == "__metadata__" {
+			return nil, 0, fmt.Errorf("tensor name %q is reserved", e.Name)
+		}
+		if _, dup := hdr[e.Name]; dup {
+			return nil, 0, fmt.Errorf("tensor %q appears twice", e.Name)
+		}
+		n := int64(engine.Numel(e.Shape)) * int64(e.DType.Size())
+		hdr[e.Name] = info{safetensorsName(e.DType), append([]int{}, e.Shape...), [2]int64{off, off + n}}
+		off += n
+	}
+	js, err := json.Marshal(hdr)
+	if err != nil {
+		return nil, 0, err
+	}
+	for len(js)%8 != 0 {
+		js = append(js, ' ')
+	}
+	return js, off, nil
+}
+
+// writeSafetensorsStream writes entries to path via a temporary file and a
+// rename.
+func writeSafetensorsStream(path string, entries []stEntry, metadata map[string]string) (err error) {
+	js, _, err := buildHeader(entries, metadata)
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	var lenb [8]byte
+	binary.LittleEndian.PutUint64(lenb[:], uint64(len(js)))
+	w.Write(lenb[:])
+	w.Write(js)
+	for _, e := range entries {
+		cw := &countWriter{w: w}
+		if err := e.Write(cw); err != nil {
+			return fmt.Errorf("%s: writing tensor %q: %w", path, e.Name, err)
+		}
+		if want := int64(engine.Numel(e.Shape)) * int64(e.DType.Size()); cw.n != want {
+			return fmt.Errorf("%s: tensor %q: wrote %d bytes, want %d", path, e.Name, cw.n, want)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// nonFiniteError describes the first NaN/Inf of t, or returns nil.
+func nonFiniteError(file, name string, t *engine.Tensor) error {
+	if i := t.FirstNonFinite(); i >= 0 {
+		v := t.At(i)
+		what := "NaN"
+		if math.IsInf(float64(v), 0) {
+			what = "Inf"
+		}
+		return fmt.Errorf("%s: tensor %q: element %d is %s (weights must be finite)", file, name, i, what)
+	}
+	return nil
+}

@@ -1,0 +1,408 @@
+package llama
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/kernels"
+)
+
+// SynthOptions describes a synthetic checkpoint: a Llama of a known shape
+// with deterministic random weights, for tests and benchmarks.
+type SynthOptions struct {
+	// Shape is "tiny" (the default), "llama3.2-1b" or "llama3-8b".
+	Shape string
+	// Layers overrides the shape's number of layers when > 0.
+	Layers int
+	// DType is the stored dtype: F32 (default), BF16 or F16.
+	DType engine.DType
+	// Seed selects the weights; the same seed gives the same files.
+	Seed uint64
+	// Overrides of the shape's sizes when > 0. HeadDim may differ from
+	// Hidden/Heads, as in some Llama variants.
+	Hidden, Heads, KVHeads, FFN, Vocab, HeadDim, MaxPositions int
+	// RopeTheta overrides the shape's rope base when > 0.
+	RopeTheta float64
+	// RopeScaling overrides the shape's rope_scaling; Type "none" removes it.
+	RopeScaling *engine.RopeScaling
+	// Tied overrides whether the LM head is the embedding.
+	Tied *bool
+	// ShardBytes is the largest shard size; above it the weights are split
+	// into model-0000i-of-0000n.safetensors with an index (default 5 GB).
+	ShardBytes int64
+	// TokenizerJSON and TokenizerConfigJSON, when set, are written as
+	// tokenizer.json and tokenizer_config.json. Otherwise, when a tokenizer
+	// synthesiser is available (SynthTokenizer), one is made from Words.
+	TokenizerJSON, TokenizerConfigJSON []byte
+	Words                              []string
+	// BOS and EOS token ids for config.json (default: taken from the
+	// tokenizer, else 1 and 2 for "tiny", Llama 3's ids otherwise).
+	BOS, EOS []int
+}
+
+// SynthTokenizer, when not nil, makes tokenizer.json and
+// tokenizer_config.json from a word list for a vocabulary of vocabSize
+// ids (set by the tokenizer package's wiring; see synth_tokenizer.go).
+var SynthTokenizer func(words []string, vocabSize int) (tokenizerJSON, tokenizerConfigJSON []byte, err error)
+
+// SynthConfig returns the config of the checkpoint opts describes.
+func SynthConfig(opts SynthOptions) (Config, error) {
+	var c Config
+	c.RMSNormEps = 1e-5
+	c.RopeTheta = 500000
+	switch opts.Shape {
+	case "", "tiny":
+		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.IntermediateSize, c.VocabSize = 64, 4, 4, 2, 172, 512
+		c.MaxPositionEmbeddings = 2048
+		c.BOSTokenID, c.EOSTokenID = []int{1}, []int{2}
+	case "llama3.2-1b":
+		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.IntermediateSize, c.VocabSize = 2048, 16, 32, 8, 8192, 128256
+		c.TieWordEmbeddings = true
+		c.MaxPositionEmbeddings = 131072
+		c.RopeScaling = engine.RopeScaling{Type: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
+		c.BOSTokenID, c.EOSTokenID = []int{128000}, []int{128001, 128008, 128009}
+	case "llama3-8b":
+		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.IntermediateSize, c.VocabSize = 4096, 32, 32, 8, 14336, 128256
+		c.MaxPositionEmbeddings = 131072
+		c.RopeScaling = engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
+		c.BOSTokenID, c.EOSTokenID = []int{128000}, []int{128001, 128008, 128009}
+	default:
+		return c, fmt.Errorf("synth: unknown shape %q (want tiny, llama3.2-1b or llama3-8b)", opts.Shape)
+	}
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	set(&c.NumLayers, opts.Layers)
+	set(&c.HiddenSize, opts.Hidden)
+	set(&c.NumHeads, opts.Heads)
+	set(&c.NumKVHeads, opts.KVHeads)
+	set(&c.IntermediateSize, opts.FFN)
+	set(&c.VocabSize, opts.Vocab)
+	set(&c.MaxPositionEmbeddings, opts.MaxPositions)
+	c.HeadDim = c.HiddenSize / max(c.NumHeads, 1)
+	set(&c.HeadDim, opts.HeadDim)
+	if opts.RopeTheta > 0 {
+		c.RopeTheta = opts.RopeTheta
+	}
+	if opts.RopeScaling != nil {
+		c.RopeScaling = *opts.RopeScaling
+		if c.RopeScaling.Type == "none" {
+			c.RopeScaling = engine.RopeScaling{}
+		}
+	}
+	if opts.Tied != nil {
+		c.TieWordEmbeddings = *opts.Tied
+	}
+	if opts.BOS != nil {
+		c.BOSTokenID = opts.BOS
+	}
+	if opts.EOS != nil {
+		c.EOSTokenID = opts.EOS
+	}
+	switch opts.DType {
+	case engine.F32:
+		c.TorchDType = "float32"
+	case engine.BF16:
+		c.TorchDType = "bfloat16"
+	case engine.F16:
+		c.TorchDType = "float16"
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("synth: %v", err)
+	}
+	if _, err := engine.NewRope(c.HeadDim, c.RopeTheta, c.MaxPositionEmbeddings, c.RopeScaling); err != nil {
+		return c, fmt.Errorf("synth: %v", err)
+	}
+	return c, nil
+}
+
+// ConfigJSON renders c as a Hugging Face config.json.
+func (c Config) ConfigJSON() ([]byte, error) {
+	m := map[string]any{
+		"architectures":           []string{"LlamaForCausalLM"},
+		"model_type":              "llama",
+		"hidden_act":              "silu",
+		"attention_bias":          false,
+		"attention_dropout":       0.0,
+		"mlp_bias":                false,
+		"pretraining_tp":          1,
+		"initializer_range":       0.02,
+		"use_cache":               true,
+		"hidden_size":             c.HiddenSize,
+		"intermediate_size":       c.IntermediateSize,
+		"num_hidden_layers":       c.NumLayers,
+		"num_attention_heads":     c.NumHeads,
+		"num_key_value_heads":     c.NumKVHeads,
+		"head_dim":                c.HeadDim,
+		"rms_norm_eps":            c.RMSNormEps,
+		"rope_theta":              c.RopeTheta,
+		"max_position_embeddings": c.MaxPositionEmbeddings,
+		"vocab_size":              c.VocabSize,
+		"tie_word_embeddings":     c.TieWordEmbeddings,
+		"torch_dtype":             c.TorchDType,
+		"rope_scaling":            nil,
+	}
+	if c.TorchDType == "" {
+		m["torch_dtype"] = "float32"
+	}
+	one := func(ids []int) any {
+		if len(ids) == 1 {
+			return ids[0]
+		}
+		return ids
+	}
+	if len(c.BOSTokenID) > 0 {
+		m["bos_token_id"] = one(c.BOSTokenID)
+	}
+	if len(c.EOSTokenID) > 0 {
+		m["eos_token_id"] = one(c.EOSTokenID)
+	}
+	if s := c.RopeScaling; s.Type != "" && s.Type != "default" {
+		rs := map[string]any{"rope_type": s.Type, "factor": s.Factor}
+		if s.Type == "llama3" {
+			rs["low_freq_factor"] = s.LowFreqFactor
+			rs["high_freq_factor"] = s.HighFreqFactor
+			rs["original_max_position_embeddings"] = s.OriginalMaxPositionEmbeddings
+		}
+		m["rope_scaling"] = rs
+	}
+	return json.MarshalIndent(m, "", "  ")
+}
+
+// synthTensor is one weight of a synthetic checkpoint: values are
+// mean + std·z with z of unit variance, drawn deterministically from the
+// seed and the tensor's name.
+type synthTensor struct {
+	name      string
+	shape     []int
+	mean, std float64
+}
+
+// synthTensors lists the weights of c in Hugging Face order.
+func synthTensors(c Config) []synthTensor {
+	d, ffn := c.HiddenSize, c.IntermediateSize
+	qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+	inv := func(n int) float64 { return 1 / math.Sqrt(float64(n)) }
+	ts := []synthTensor{{"model.embed_tokens.weight", []int{c.VocabSize, d}, 0, 1}}
+	for i := 0; i < c.NumLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		ts = append(ts,
+			synthTensor{p + "input_layernorm.weight", []int{d}, 1, 0.1},
+			synthTensor{p + "self_attn.q_proj.weight", []int{qd, d}, 0, inv(d)},
+			synthTensor{p + "self_attn.k_proj.weight", []int{kd, d}, 0, inv(d)},
+			synthTensor{p + "self_attn.v_proj.weight", []int{kd, d}, 0, inv(d)},
+			synthTensor{p + "self_attn.o_proj.weight", []int{d, qd}, 0, inv(qd)},
+			synthTensor{p + "post_attention_layernorm.weight", []int{d}, 1, 0.1},
+			synthTensor{p + "mlp.gate_proj.weight", []int{ffn, d}, 0, inv(d)},
+			synthTensor{p + "mlp.up_proj.weight", []int{ffn, d}, 0, inv(d)},
+			synthTensor{p + "mlp.down_proj.weight", []int{d, ffn}, 0, inv(ffn)},
+		)
+	}
+	ts = append(ts, synthTensor{"model.norm.weight", []int{d}, 1, 0.1})
+	if !c.TieWordEmbeddings {
+		ts = append(ts, synthTensor{"lm_head.weight", []int{c.VocabSize, d}, 0, inv(d)})
+	}
+	return ts
+}
+
+// writer returns the function that streams the tensor's bytes in dtype dt.
+// Values come in blocks of synthBlock elements, each from its own PCG
+// stream (seed, hash(name)+block), generated in parallel; z is an
+// Irwin–Hall sum of four 16-bit uniforms scaled to unit variance.
+func (s synthTensor) writer(seed uint64, dt engine.DType) func(io.Writer) error {
+	return func(w io.Writer) error {
+		h := fnv.New64a()
+		h.Write([]byte(s.name))
+		key := h.Sum64()
+		n := engine.Numel(s.shape)
+		const synthBlock = 1 << 16
+		const group = 256 // blocks generated per write
+		es := dt.Size()
+		buf := make([]byte, group*synthBlock*es)
+		for g0 := 0; g0*synthBlock < n; g0 += group {
+			lo := g0 * synthBlock
+			hi := min(n, (g0+group)*synthBlock)
+			nb := (hi - lo + synthBlock - 1) / synthBlock
+			engine.ParallelFor(nb, func(b int) {
+				r := rand.New(rand.NewPCG(seed, key+uint64(g0+b)))
+				i0 := lo + b*synthBlock
+				i1 := min(hi, i0+synthBlock)
+				for i := i0; i < i1; i++ {
+					u := r.Uint64()
+					z := (float64(u&0xffff)+float64(u>>16&0xffff)+float64(u>>32&0xffff)+float64(u>>48)+2)/65536 - 2
+					v := float32(s.mean + s.std*z*math.Sqrt(3))
+					o := buf[(i-lo)*es:]
+					switch dt {
+					case engine.F32:
+						binary.LittleEndian.PutUint32(o, math.Float32bits(v))
+					case engine.BF16:
+						binary.LittleEndian.PutUint16(o, kernels.F32ToBF16(v))
+					default:
+						binary.LittleEndian.PutUint16(o, kernels.F32ToF16(v))
+					}
+				}
+			})
+			if _, err := w.Write(buf[:(hi-lo)*es]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// Synth writes a synthetic checkpoint to dir in Hugging Face layout:
+// config.json, generation_config.json, model.safetensors (or shards with
+// model.safetensors.index.json when larger than opts.ShardBytes), and
+// tokenizer.json with tokenizer_config.json when a tokenizer is given or
+// can be synthesised. Weights are deterministic in opts.Seed and scaled so
+// that activations stay of order one through the layers: linear weights
+// have standard deviation 1/sqrt(fan_in), the embedding 1, and norm weights
+// are 1 ± 0.1.
+func Synth(dir string, opts SynthOptions) error {
+	if opts.DType > engine.F16 {
+		return fmt.Errorf("synth: unknown dtype %v", opts.DType)
+	}
+	tokJSON, tokCfg := opts.TokenizerJSON, opts.TokenizerConfigJSON
+	vocab := opts.Vocab
+	if vocab <= 0 {
+		c0, err := SynthConfig(opts)
+		if err != nil {
+			return err
+		}
+		vocab = c0.VocabSize
+	}
+	if tokJSON == nil && SynthTokenizer != nil {
+		var err error
+		tokJSON, tokCfg, err = SynthTokenizer(opts.Words, vocab)
+		if err != nil {
+			return fmt.Errorf("synth: tokenizer: %w", err)
+		}
+	}
+	if tokJSON != nil && opts.BOS == nil && opts.EOS == nil {
+		opts.BOS, opts.EOS = specialIDs(tokJSON)
+	}
+	c, err := SynthConfig(opts)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cj, err := c.ConfigJSON()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "config.json"), cj); err != nil {
+		return err
+	}
+	gen := map[string]any{"_from_model_config": true, "do_sample": false}
+	if len(c.BOSTokenID) > 0 {
+		gen["bos_token_id"] = c.BOSTokenID[0]
+	}
+	if len(c.EOSTokenID) > 0 {
+		gen["eos_token_id"] = c.EOSTokenID
+	}
+	gj, _ := json.MarshalIndent(gen, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, "generation_config.json"), gj); err != nil {
+		return err
+	}
+	if tokJSON != nil {
+		if err := writeFileAtomic(filepath.Join(dir, "tokenizer.json"), tokJSON); err != nil {
+			return err
+		}
+		if tokCfg != nil {
+			if err := writeFileAtomic(filepath.Join(dir, "tokenizer_config.json"), tokCfg); err != nil {
+				return err
+			}
+		}
+	}
+
+	// Pack tensors into shards in order.
+	limit := opts.ShardBytes
+	if limit <= 0 {
+		limit = 5 << 30
+	}
+	var shards [][]stEntry
+	var cur []stEntry
+	var curSize, total int64
+	for _, st := range synthTensors(c) {
+		size := int64(engine.Numel(st.shape)) * int64(opts.DType.Size())
+		if len(cur) > 0 && curSize+size > limit {
+			shards = append(shards, cur)
+			cur, curSize = nil, 0
+		}
+		cur = append(cur, stEntry{Name: st.name, DType: opts.DType, Shape: st.shape, Write: st.writer(opts.Seed, opts.DType)})
+		curSize += size
+		total += size
+	}
+	shards = append(shards, cur)
+	meta := map[string]string{"format": "pt"}
+	os.Remove(filepath.Join(dir, "model.safetensors.index.json"))
+	if len(shards) == 1 {
+		return writeSafetensorsStream(filepath.Join(dir, "model.safetensors"), shards[0], meta)
+	}
+	os.Remove(filepath.Join(dir, "model.safetensors"))
+	weightMap := map[string]string{}
+	for i, sh := range shards {
+		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
+		if err := writeSafetensorsStream(filepath.Join(dir, name), sh, meta); err != nil {
+			return err
+		}
+		for _, e := range sh {
+			weightMap[e.Name] = name
+		}
+	}
+	ij, _ := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
+	return writeFileAtomic(filepath.Join(dir, "model.safetensors.index.json"), ij)
+}
+
+// specialIDs finds the ids of the begin- and end-of-text tokens among a
+// tokenizer.json's added_tokens (nil when absent).
+func specialIDs(tokJSON []byte) (bos, eos []int) {
+	var tj struct {
+		AddedTokens []struct {
+			ID      int    `json:"id"`
+			Content string `json:"content"`
+		} `json:"added_tokens"`
+	}
+	if json.Unmarshal(tokJSON, &tj) != nil {
+		return nil, nil
+	}
+	for _, t := range tj.AddedTokens {
+		switch t.Content {
+		case "<|begin_of_text|>", "<s>", "<bos>":
+			bos = append(bos, t.ID)
+		case "<|end_of_text|>", "</s>", "<eos>", "<|eot_id|>":
+			eos = append(eos, t.ID)
+		}
+	}
+	return bos, eos
+}
+
+// writeFileAtomic writes data to path via a temporary file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
