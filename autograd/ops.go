@@ -207,3 +207,18 @@ func SliceRows(t *Tape, x *Var, r0, r1 int) *Var {
 		engine.Add(x.gradBuf()[r0*c:r1*c], dy)
 	})
 }
+
+// Reshape views x as a rows×cols Var with the same elements (the data is
+// shared, not copied).
+func Reshape(t *Tape, x *Var, rows, cols int) *Var {
+	if rows*cols != len(x.Data) {
+		panic(fmt.Sprintf("autograd.Reshape: %d×%d to %d×%d", x.Rows, x.Cols, rows, cols))
+	}
+	y := &Var{Data: x.Data, Rows: rows, Cols: cols}
+	if !x.tracked {
+		return y
+	}
+	return t.record(y, func(dy []float32) {
+		engine.Add(x.gradBuf(), dy)
+	})
+}
