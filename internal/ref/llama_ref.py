@@ -1,0 +1,309 @@
+"""Plain-PyTorch reference of Hugging Face LlamaModel / LlamaForCausalLM.
+
+This re-implements, without the transformers package, exactly what
+transformers' modeling_llama.py computes in eager mode:
+
+  * LlamaRMSNorm: x.float(); x * rsqrt(mean(x^2) + eps); weight * x.to(dtype)
+  * rotary embeddings with rotate_half, inv_freq from rope_theta and the
+    rope_scaling types of transformers' modeling_rope_utils: default,
+    linear (_compute_linear_scaling_rope_parameters), dynamic
+    (_compute_dynamic_ntk_parameters, recomputed per forward from the
+    longest sequence as a freshly loaded model does) and llama3
+    (_compute_llama3_parameters); cos/sin computed in f32 and cast to the
+    activation dtype
+  * grouped-query attention via repeat_kv, eager attention with the
+    1/sqrt(head_dim) scale, causal mask, softmax in f32 cast back
+  * SwiGLU MLP: down(silu(gate(x)) * up(x))
+  * output_hidden_states numbering: hs[0] = embeddings, hs[k] = output of
+    decoder layer k-1 for k < L, hs[L] = final norm of layer L-1's output
+  * lm_head, or the embedding when tie_word_embeddings
+
+Importable API (other tests build on it):
+
+    model = load_model(dir, dtype=torch.float32)   # dict-based model
+    hs = forward(model, [[ids...], [ids...]])       # list (per sequence) of
+                                                    # lists of [L, d] tensors
+    logits = lm_logits(model, hs_last)              # [L, vocab]
+    toks = generate_greedy(model, prompt, max_new, eos_ids)
+
+Sequences of a batch are right-padded to the longest; with a causal mask
+padding never reaches real tokens, so no padding mask is needed.
+`dtype` is the compute dtype: weights stored in another dtype are converted
+(bf16 storage widened to f32 with dtype=float32, as the Go exact mode does).
+
+CLI (the Go tests call it):
+
+    python3 llama_ref.py forward  --model DIR --request REQ.json --out OUT.safetensors [--dtype f32|bf16]
+        REQ.json: {"seqs": [[ids]...], "layers": [k...] (optional: all)}
+        OUT: float32 tensors "s{i}.h{k}" of shape [len_i, d]
+    python3 llama_ref.py generate --model DIR --prompt 1,2,3 --max-new N [--dtype f32|bf16]
+        prints JSON {"tokens": [...], "margins": [...]}: greedy continuation
+        (stopping at config eos ids) and each step's top-1 minus top-2 logit
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
+
+
+# ---------------------------------------------------------------- loading
+
+def load_state(dir):
+    """All tensors of a checkpoint folder (single file or index + shards)."""
+    idx = os.path.join(dir, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        with open(idx) as f:
+            wm = json.load(f)["weight_map"]
+        state = {}
+        for shard in sorted(set(wm.values())):
+            t, _ = safetensors_io.load(os.path.join(dir, shard))
+            state.update(t)
+        return state
+    t, _ = safetensors_io.load(os.path.join(dir, "model.safetensors"))
+    return t
+
+
+def load_model(dir, dtype=torch.float32):
+    """Load config.json and weights, converted to dtype."""
+    with open(os.path.join(dir, "config.json")) as f:
+        cfg = json.load(f)
+    cfg.setdefault("num_key_value_heads", cfg["num_attention_heads"])
+    if not cfg.get("head_dim"):
+        cfg["head_dim"] = cfg["hidden_size"] // cfg["num_attention_heads"]
+    cfg.setdefault("rms_norm_eps", 1e-6)
+    cfg.setdefault("rope_theta", 10000.0)
+    cfg.setdefault("max_position_embeddings", 2048)
+    cfg.setdefault("tie_word_embeddings", False)
+    state = {k: v.to(dtype) for k, v in load_state(dir).items()}
+    return {"config": cfg, "w": state, "dtype": dtype}
+
+
+# ---------------------------------------------------------------- rope
+
+def default_inv_freq(base, dim):
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+
+
+def rope_inv_freq(cfg, seq_len):
+    """inv_freq and attention scaling as transformers' ROPE_INIT_FUNCTIONS
+    (plus the dynamic update for a forward of seq_len positions)."""
+    dim = cfg["head_dim"]
+    base = cfg["rope_theta"]
+    rs = cfg.get("rope_scaling") or {}
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    if kind == "default":
+        return default_inv_freq(base, dim), 1.0
+    if kind == "linear":
+        return default_inv_freq(base, dim) / rs["factor"], 1.0
+    if kind == "dynamic":
+        maxpos = cfg["max_position_embeddings"]
+        factor = rs["factor"]
+        sl = seq_len if seq_len > maxpos else maxpos
+        base = base * ((factor * sl / maxpos) - (factor - 1)) ** (dim / (dim - 2))
+        return default_inv_freq(base, dim), 1.0
+    if kind == "llama3":
+        inv_freq = default_inv_freq(base, dim)
+        factor = rs["factor"]
+        low_freq_factor = rs["low_freq_factor"]
+        high_freq_factor = rs["high_freq_factor"]
+        old_context_len = rs["original_max_position_embeddings"]
+        low_freq_wavelen = old_context_len / low_freq_factor
+        high_freq_wavelen = old_context_len / high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        inv_freq_llama = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+        smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+        smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+        is_medium_freq = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
+        inv_freq_llama = torch.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+        return inv_freq_llama, 1.0
+    raise ValueError("unsupported rope_scaling type %r" % kind)
+
+
+def rope_cos_sin(cfg, position_ids, dtype):
+    """LlamaRotaryEmbedding.forward: position_ids [B, L] -> cos, sin [B, L, head_dim]."""
+    seq_len = int(position_ids.max()) + 1
+    inv_freq, scaling = rope_inv_freq(cfg, seq_len)
+    inv_freq_expanded = inv_freq[None, :, None].float().expand(position_ids.shape[0], -1, 1)
+    position_ids_expanded = position_ids[:, None, :].float()
+    freqs = (inv_freq_expanded.float() @ position_ids_expanded.float()).transpose(1, 2)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos = emb.cos() * scaling
+    sin = emb.sin() * scaling
+    return cos.to(dtype), sin.to(dtype)
+
+
+def rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin):
+    cos = cos.unsqueeze(1)
+    sin = sin.unsqueeze(1)
+    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+
+
+# ---------------------------------------------------------------- layers
+
+def rms_norm(x, weight, eps):
+    input_dtype = x.dtype
+    h = x.to(torch.float32)
+    variance = h.pow(2).mean(-1, keepdim=True)
+    h = h * torch.rsqrt(variance + eps)
+    return weight * h.to(input_dtype)
+
+
+def linear(x, w):
+    return torch.nn.functional.linear(x, w)
+
+
+def repeat_kv(h, n_rep):
+    b, nkv, L, hd = h.shape
+    if n_rep == 1:
+        return h
+    h = h[:, :, None, :, :].expand(b, nkv, n_rep, L, hd)
+    return h.reshape(b, nkv * n_rep, L, hd)
+
+
+def attention(cfg, w, p, x, cos, sin, mask):
+    B, L, _ = x.shape
+    hd, nh, nkv = cfg["head_dim"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    q = linear(x, w[p + "self_attn.q_proj.weight"]).view(B, L, -1, hd).transpose(1, 2)
+    k = linear(x, w[p + "self_attn.k_proj.weight"]).view(B, L, -1, hd).transpose(1, 2)
+    v = linear(x, w[p + "self_attn.v_proj.weight"]).view(B, L, -1, hd).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    k = repeat_kv(k, nh // nkv)
+    v = repeat_kv(v, nh // nkv)
+    scores = torch.matmul(q, k.transpose(2, 3)) * (hd ** -0.5)
+    scores = scores + mask
+    probs = torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    out = torch.matmul(probs, v).transpose(1, 2).contiguous().reshape(B, L, -1)
+    return linear(out, w[p + "self_attn.o_proj.weight"])
+
+
+def mlp(w, p, x):
+    g = linear(x, w[p + "mlp.gate_proj.weight"])
+    u = linear(x, w[p + "mlp.up_proj.weight"])
+    return linear(torch.nn.functional.silu(g) * u, w[p + "mlp.down_proj.weight"])
+
+
+def forward_padded(model, ids, upto=None):
+    """ids [B, L] (right-padded). Returns the list of hidden states
+    hs[0..upto] (each [B, L, d]); upto defaults to num_hidden_layers."""
+    cfg, w, dtype = model["config"], model["w"], model["dtype"]
+    nl = cfg["num_hidden_layers"]
+    if upto is None:
+        upto = nl
+    B, L = ids.shape
+    eps = cfg["rms_norm_eps"]
+    h = w["model.embed_tokens.weight"][ids]
+    pos = torch.arange(L)[None, :].expand(B, L)
+    cos, sin = rope_cos_sin(cfg, pos, dtype)
+    mask = torch.full((L, L), torch.finfo(dtype).min, dtype=dtype).triu(1)[None, None]
+    hs = [h]
+    for i in range(min(upto, nl)):
+        p = "model.layers.%d." % i
+        r = h
+        h = rms_norm(h, w[p + "input_layernorm.weight"], eps)
+        h = r + attention(cfg, w, p, h, cos, sin, mask)
+        r = h
+        h = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
+        h = r + mlp(w, p, h)
+        hs.append(h)
+    if upto >= nl:
+        hs[nl] = rms_norm(h, w["model.norm.weight"], eps)
+    return hs
+
+
+def forward(model, seqs, upto=None):
+    """Hidden states of each sequence: result[s][k] is [len(seqs[s]), d]."""
+    L = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), L), dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.int64)
+    with torch.no_grad():
+        hs = forward_padded(model, ids, upto)
+    return [[h[i, :len(s)] for h in hs] for i, s in enumerate(seqs)]
+
+
+def lm_logits(model, h):
+    """Logits of final-normed hidden states h [..., d]."""
+    w = model["w"]
+    head = w.get("lm_head.weight")
+    if head is None or model["config"]["tie_word_embeddings"]:
+        head = w["model.embed_tokens.weight"]
+    return linear(h, head)
+
+
+def eos_ids(cfg):
+    e = cfg.get("eos_token_id")
+    if e is None:
+        return []
+    return e if isinstance(e, list) else [e]
+
+
+def generate_greedy(model, prompt, max_new, eos=None):
+    """Greedy decoding by full recomputation (no cache). Returns (tokens,
+    margins): the new tokens (ending with an eos id if one was produced) and
+    each step's top-1 minus top-2 logit (small margins mean near-ties)."""
+    eos = eos_ids(model["config"]) if eos is None else eos
+    seq = list(prompt)
+    toks, margins = [], []
+    for _ in range(max_new):
+        hs = forward(model, [seq])[0]
+        logits = lm_logits(model, hs[-1][-1]).float()
+        top = torch.topk(logits, 2)
+        t = int(top.indices[0])
+        margins.append(float(top.values[0] - top.values[1]))
+        toks.append(t)
+        seq.append(t)
+        if t in eos:
+            break
+    return toks, margins
+
+
+# ---------------------------------------------------------------- CLI
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("mode", choices=["forward", "generate"])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    ap.add_argument("--request")
+    ap.add_argument("--out")
+    ap.add_argument("--prompt")
+    ap.add_argument("--max-new", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    dtype = torch.float32 if a.dtype == "f32" else torch.bfloat16
+    model = load_model(a.model, dtype)
+    if a.mode == "forward":
+        with open(a.request) as f:
+            req = json.load(f)
+        layers = req.get("layers")
+        nl = model["config"]["num_hidden_layers"]
+        if layers is None:
+            layers = list(range(nl + 1))
+        hs = forward(model, req["seqs"], upto=max(layers))
+        out = {}
+        for i, per in enumerate(hs):
+            for k in layers:
+                out["s%d.h%d" % (i, k)] = per[k].float().contiguous()
+        safetensors_io.save(a.out, out)
+    else:
+        prompt = [int(x) for x in a.prompt.split(",") if x]
+        with torch.no_grad():
+            toks, margins = generate_greedy(model, prompt, a.max_new)
+        print(json.dumps({"tokens": toks, "margins": margins}))
+
+
+if __name__ == "__main__":
+    main()
