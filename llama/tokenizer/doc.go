@@ -1,0 +1,35 @@
+// Package tokenizer reads Hugging Face tokenizer.json files (with the
+// tokenizer_config.json beside them) and turns text into the same token ids
+// as the Hugging Face tokenizers library and transformers' AutoTokenizer.
+//
+// Two families are supported, which between them cover the Llama checkpoints:
+//
+//   - byte-level BPE (Llama 3, GPT-2 style): the Llama 3 Split pre-tokenizer
+//     (hand-written, because its regex needs look-ahead), the ByteLevel
+//     pre-tokenizer, merges in either serialisation, ignore_merges;
+//   - SentencePiece-style BPE (Llama 2, Mistral): Prepend/Replace/NFC/NFKC
+//     normalizers, the Metaspace pre-tokenizer, byte_fallback, <unk> and
+//     fuse_unk.
+//
+// Added tokens are matched before normalisation (lstrip, rstrip, single_word
+// and normalized are honoured); TemplateProcessing, ByteLevel and Sequence
+// post-processors add the special tokens; for the LlamaTokenizer(Fast) class
+// add_bos_token/add_eos_token of tokenizer_config.json rebuild the template as
+// transformers does. Any component type this package does not implement is an
+// error that names the type and the file: a tokenizer is loaded exactly or not
+// at all.
+//
+// Where the JavaScript port used by the parity tests (@lenml/tokenizers)
+// differs from the Rust library, this package follows Rust: \s means the
+// Unicode White_Space property (U+0085 is space, U+FEFF is not), the
+// case-insensitive contractions also match U+017F for 's', and invalid UTF-8
+// met by the ByteFallback decoder becomes one U+FFFD per byte.
+//
+// Invalid UTF-8 given to Encode is first replaced, one U+FFFD per maximal
+// ill-formed subsequence (as Python's bytes.decode(errors="replace") and
+// WHATWG do), so Decode(Encode(s)) returns that repaired string. Decode does
+// not apply transformers' clean_up_tokenization_spaces, so that
+// Decode(Encode(s)) == s for every valid UTF-8 s.
+//
+// A Tokenizer is safe for concurrent use.
+package tokenizer
