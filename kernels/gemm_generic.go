@@ -7,6 +7,10 @@ func gemmNTGeneric(m, n, k int, a []float32, lda int, b []float32, ldb int, c []
 	if m == 0 || n == 0 {
 		return
 	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
+		return
+	}
 	parallel(m, func(i int) {
 		ar := a[i*lda : i*lda+k]
 		cr := c[i*ldc : i*ldc+n]
@@ -25,6 +29,10 @@ func gemmNNGeneric(m, n, k int, a []float32, lda int, b []float32, ldb int, c []
 	if m == 0 || n == 0 {
 		return
 	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
+		return
+	}
 	parallel(m, func(i int) {
 		cr := c[i*ldc : i*ldc+n]
 		if !acc {
@@ -40,6 +48,10 @@ func gemmTNGeneric(m, n, k int, a []float32, lda int, b []float32, ldb int, c []
 	if m == 0 || n == 0 {
 		return
 	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
+		return
+	}
 	parallel(m, func(i int) {
 		cr := c[i*ldc : i*ldc+n]
 		if !acc {
@@ -53,6 +65,10 @@ func gemmTNGeneric(m, n, k int, a []float32, lda int, b []float32, ldb int, c []
 
 func gemmNTHalfGeneric(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool, widen func(uint16) float32) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
 		return
 	}
 	parallel(n, func(j int) {
@@ -73,6 +89,10 @@ func gemmNTHalfGeneric(m, n, k int, a []float32, lda int, b []uint16, ldb int, c
 
 func gemmNNHalfGeneric(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool, widen func(uint16) float32) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
 		return
 	}
 	parallel(m, func(i int) {
@@ -107,6 +127,10 @@ func gemmNNF16Generic(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 
 func gemmNTBF16FastGeneric(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
 		return
 	}
 	ar := make([]float32, m*k)
@@ -149,4 +173,14 @@ func scaleGeneric(alpha float32, x []float32) {
 
 func sumSqGeneric(x []float32) float32 {
 	return dotGeneric(x, x)
+}
+
+// zeroOrKeep handles k == 0: the product is zero.
+func zeroOrKeep(m, n int, c []float32, ldc int, acc bool) {
+	if acc {
+		return
+	}
+	for i := 0; i < m; i++ {
+		clear(c[i*ldc : i*ldc+n])
+	}
 }

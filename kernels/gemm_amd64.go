@@ -1,0 +1,58 @@
+//go:build !purego
+
+package kernels
+
+//go:generate go run ./internal/asmgen
+
+import (
+	"github.com/klauspost/cpuid/v2"
+	"golang.org/x/sys/cpu"
+)
+
+// The AVX-512 path: 16 lanes, tiles up to 6×64, bf16 pairs with VDPBF16PS
+// where AVX512_BF16 is present (Zen 4, Cooper Lake, Sapphire Rapids).
+var avx512 = &simd{
+	name:      "avx512",
+	lanes:     16,
+	vmax:      4,
+	f32:       kernF32Z,
+	bf16:      bf16Kernels(),
+	widenBF16: widenBF16Z,
+	widenF16:  widenF16Z,
+}
+
+// The AVX2 path: 8 lanes, tiles up to 6×16, f16 through F16C.
+var avx2 = &simd{
+	name:      "avx2",
+	lanes:     8,
+	vmax:      2,
+	f32:       kernF32Y,
+	widenBF16: widenBF16Y,
+	widenF16:  widenF16Y,
+}
+
+// bf16Kernels returns the VDPBF16PS micro-kernels if the CPU has them.
+func bf16Kernels() *[5][7]kernFn {
+	if cpu.X86.HasAVX512BF16 {
+		return &kernBF16Z
+	}
+	return nil
+}
+
+// l2Size is the per-core L2 size that sizes the blocks, from cpuid where it
+// knows it.
+func l2Size() int {
+	if l2 := cpuid.CPU.Cache.L2; l2 >= 256<<10 {
+		return l2
+	}
+	return 512 << 10
+}
+
+func impls() []impl {
+	x := cpu.X86
+	return []impl{
+		{"avx512", x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasFMA && x.HasF16C, func() { install(avx512) }},
+		{"avx2", x.HasAVX2 && x.HasFMA && x.HasF16C, func() { install(avx2) }},
+		genericImpl,
+	}
+}

@@ -1,0 +1,606 @@
+//go:build (amd64 || arm64) && !purego
+
+package kernels
+
+// Blocked GEMM drivers shared by the assembly paths. They pack operands into
+// cache-sized blocks and call a register-blocked micro-kernel (see
+// internal/asmgen for its contract):
+//
+//	c[r·ldc + l] (+)= Σ_{p<kc} bc[r·rs + p·ps] · panel[p·W + l]
+//
+// for r < R (at most 6 broadcast rows) and l < W = V·lanes (V vectors).
+//
+// Two drivers cover every layout:
+//
+//   - classic (GemmNN, GemmTN and their half-precision forms): the broadcast
+//     operand is A, packed in groups of R rows as [p][R]; the vector operand is
+//     a panel of B packed as [p][W] (widened to f32 while packing when B is
+//     bf16 or f16); tiles are written straight into C.
+//   - swapped (GemmNT forms): the product is computed as Cᵀ = B·Aᵀ, so the
+//     broadcast operand is B read in place, row by row (a weight [out×in] is
+//     never transposed or copied; bf16 and f16 rows are widened six at a
+//     time), and the vector operand is Aᵀ, packed once per call. Tiles of Cᵀ
+//     go to a per-task scratch block that is transposed into C at the end.
+//     For the fast bf16 mode Aᵀ is packed as bf16 pairs and the micro-kernel
+//     uses VDPBF16PS on pairs of k.
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// kernFn is a micro-kernel; see the package comment of internal/asmgen.
+type kernFn func(kc int, bc unsafe.Pointer, rs, ps uintptr, panel, c unsafe.Pointer, ldc uintptr, acc int)
+
+// simd describes one assembly path.
+type simd struct {
+	name  string
+	lanes int           // float32 lanes per vector register
+	vmax  int           // widest tile, in vectors
+	f32   [5][7]kernFn  // f32 micro-kernels by [V][R]
+	bf16  *[5][7]kernFn // bf16-pair dot-product micro-kernels, nil if absent
+	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of lanes).
+	widenBF16 func(dst *float32, src *uint16, n int)
+	widenF16  func(dst *float32, src *uint16, n int)
+}
+
+// cur is the installed path; set by install before any kernel runs.
+var cur *simd
+
+// Blocking parameters. kc is the depth of one packed block (f32 elements or
+// bf16 pairs); nc bounds the scratch tile of Cᵀ and the packed B block so
+// they stay in L2. setCache adjusts them from the detected cache sizes.
+var (
+	blockK  = 256
+	blockL2 = l2Size()
+)
+
+// minWork is the number of multiply-adds below which a product runs on the
+// calling goroutine: splitting smaller products costs more than it saves.
+// Tests lower it to exercise the parallel split on small shapes.
+var minWork = 1 << 21
+
+// setMinWork sets minWork and returns its old value.
+func setMinWork(n int) int { old := minWork; minWork = n; return old }
+
+// half kinds of the B operand.
+const (
+	halfNone = iota
+	halfBF16
+	halfF16
+)
+
+// install makes s the current path.
+func install(s *simd) {
+	cur = s
+	path = s.name
+	gemmNT = func(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+		swapped(m, n, k, a, lda, b, nil, halfNone, ldb, c, ldc, acc)
+	}
+	gemmNTBF16 = func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
+		swapped(m, n, k, a, lda, nil, b, halfBF16, ldb, c, ldc, acc)
+	}
+	gemmNTF16 = func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
+		swapped(m, n, k, a, lda, nil, b, halfF16, ldb, c, ldc, acc)
+	}
+	gemmNN = func(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+		classic(m, n, k, a, lda, false, b, nil, halfNone, ldb, c, ldc, acc)
+	}
+	gemmTN = func(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+		classic(m, n, k, a, lda, true, b, nil, halfNone, ldb, c, ldc, acc)
+	}
+	gemmNNBF16 = func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
+		classic(m, n, k, a, lda, false, nil, b, halfBF16, ldb, c, ldc, acc)
+	}
+	gemmNNF16 = func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
+		classic(m, n, k, a, lda, false, nil, b, halfF16, ldb, c, ldc, acc)
+	}
+	if s.bf16 != nil {
+		gemmNTBF16Fast = swappedBF16Pairs
+	} else {
+		gemmNTBF16Fast = fastViaWiden
+	}
+}
+
+// ---- scratch buffers ----
+
+var f32Pool, u32Pool sync.Pool
+
+// getF32 returns a pooled buffer of at least n float32s.
+func getF32(n int) *[]float32 {
+	if p, _ := f32Pool.Get().(*[]float32); p != nil {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+	}
+	s := make([]float32, n, n+n/4)
+	return &s
+}
+
+func putF32(p *[]float32) { f32Pool.Put(p) }
+
+func getU32(n int) *[]uint32 {
+	if p, _ := u32Pool.Get().(*[]uint32); p != nil {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+	}
+	s := make([]uint32, n, n+n/4)
+	return &s
+}
+
+func putU32(p *[]uint32) { u32Pool.Put(p) }
+
+// ---- helpers ----
+
+func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// split chooses how many tasks to cut a product of work multiply-adds into
+// along an axis with the given number of units.
+func split(work, units int) int {
+	t := work / minWork
+	if t > units {
+		t = units
+	}
+	if t > 64 {
+		t = 64
+	}
+	if t < 1 {
+		t = 1
+	}
+	return t
+}
+
+// widenRow converts src to float32 into dst (same length) with the path's
+// assembly for the bulk and Go for the tail.
+func (s *simd) widenRow(dst []float32, src []uint16, kind int) {
+	n := len(src) / s.lanes * s.lanes
+	if n > 0 {
+		if kind == halfBF16 {
+			s.widenBF16(&dst[0], &src[0], n)
+		} else {
+			s.widenF16(&dst[0], &src[0], n)
+		}
+	}
+	for i := n; i < len(src); i++ {
+		if kind == halfBF16 {
+			dst[i] = BF16ToF32(src[i])
+		} else {
+			dst[i] = F16ToF32(src[i])
+		}
+	}
+}
+
+
+// ---- swapped driver: Cᵀ = B·Aᵀ ----
+
+// ntJob carries one swapped product; fn is bound once so that handing it to
+// the runner does not allocate.
+type ntJob struct {
+	m, n, k    int
+	a          []float32
+	lda        int
+	bf         []float32
+	bh         []uint16
+	half       int
+	ldb        int
+	c          []float32
+	ldc        int
+	acc        bool
+	pairs      bool // fast bf16: at32 holds bf16 pairs, k counts pairs
+	mpad, kc   int
+	at         []float32
+	at32       []uint32
+	tasksN     int
+	tasksM     int
+	kchunks    int
+	fn, packFn func(int)
+}
+
+var ntJobs = sync.Pool{New: func() any {
+	j := new(ntJob)
+	j.fn = j.run
+	j.packFn = j.pack
+	return j
+}}
+
+func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half, ldb int, c []float32, ldc int, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
+		return
+	}
+	s := cur
+	j := ntJobs.Get().(*ntJob)
+	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc
+	j.pairs = false
+	j.mpad = roundUp(m, s.lanes)
+	j.kc = blockK
+	buf := getF32(j.mpad * k)
+	j.at = *buf
+	j.runAll(m * n * k)
+	putF32(buf)
+	j.a, j.bf, j.bh, j.c, j.at = nil, nil, nil, nil, nil
+	ntJobs.Put(j)
+}
+
+// swappedBF16Pairs is GemmNTBF16Fast on paths with VDPBF16PS.
+func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k < 2 {
+		fastViaWiden(m, n, k, a, lda, b, ldb, c, ldc, acc)
+		return
+	}
+	s := cur
+	kp := k / 2
+	j := ntJobs.Get().(*ntJob)
+	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, kp, a, lda, nil, b, halfBF16, ldb, c, ldc, acc
+	j.pairs = true
+	j.mpad = roundUp(m, s.lanes)
+	j.kc = blockK
+	buf := getU32(j.mpad * kp)
+	j.at32 = *buf
+	j.runAll(m * n * k / 2)
+	putU32(buf)
+	if k%2 == 1 {
+		// The last, unpaired column of k: C += round(a)·b, in f32.
+		p := k - 1
+		for i := 0; i < m; i++ {
+			av := BF16ToF32(F32ToBF16(a[i*lda+p]))
+			cr := c[i*ldc : i*ldc+n]
+			for jj := range cr {
+				cr[jj] += av * BF16ToF32(b[jj*ldb+p])
+			}
+		}
+	}
+	j.a, j.bh, j.c, j.at32 = nil, nil, nil, nil
+	ntJobs.Put(j)
+}
+
+// fastViaWiden is GemmNTBF16Fast without bf16 dot-product instructions: A is
+// rounded to bf16 (into scratch) and the widened product is exact in f32
+// for each term, so the result matches VDPBF16PS up to summation order.
+func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	buf := getF32(m * k)
+	ar := *buf
+	for i := 0; i < m; i++ {
+		for p := 0; p < k; p++ {
+			ar[i*k+p] = BF16ToF32(F32ToBF16(a[i*lda+p]))
+		}
+	}
+	gemmNTBF16(m, n, k, ar, max(k, 1), b, ldb, c, ldc, acc)
+	putF32(buf)
+}
+
+func (j *ntJob) runAll(work int) {
+	s := cur
+	j.kchunks = (j.k + j.kc - 1) / j.kc
+	if work < minWork {
+		for t := 0; t < j.kchunks; t++ {
+			j.pack(t)
+		}
+	} else {
+		parallel(j.kchunks, j.packFn)
+	}
+	panelsM := (j.mpad + s.vmax*s.lanes - 1) / (s.vmax * s.lanes)
+	j.tasksN = split(work, (j.n+5)/6)
+	j.tasksM = 1
+	if j.tasksN < 4 && panelsM > 1 {
+		j.tasksM = min(split(work, panelsM)/j.tasksN, panelsM)
+		j.tasksM = max(j.tasksM, 1)
+	}
+	if j.tasksN*j.tasksM == 1 {
+		j.run(0)
+		return
+	}
+	parallel(j.tasksN*j.tasksM, j.fn)
+}
+
+// pack writes chunk t of Aᵀ: for every panel of W lanes starting at i0, a
+// [kl][W] block at offset k0·mpad + i0·kl, zero beyond m.
+func (j *ntJob) pack(t int) {
+	s := cur
+	k0 := t * j.kc
+	kl := min(j.kc, j.k-k0)
+	wmax := s.vmax * s.lanes
+	for i0 := 0; i0 < j.mpad; i0 += wmax {
+		w := min(wmax, j.mpad-i0)
+		base := k0*j.mpad + i0*kl
+		for ii := 0; ii < w; ii++ {
+			i := i0 + ii
+			if j.pairs {
+				dst := j.at32[base+ii:]
+				if i >= j.m {
+					for p := 0; p < kl; p++ {
+						dst[p*w] = 0
+					}
+					continue
+				}
+				src := j.a[i*j.lda+2*k0 : i*j.lda+2*(k0+kl)]
+				for p := 0; p < kl; p++ {
+					dst[p*w] = uint32(F32ToBF16(src[2*p])) | uint32(F32ToBF16(src[2*p+1]))<<16
+				}
+				continue
+			}
+			dst := j.at[base+ii:]
+			if i >= j.m {
+				for p := 0; p < kl; p++ {
+					dst[p*w] = 0
+				}
+				continue
+			}
+			src := j.a[i*j.lda+k0 : i*j.lda+k0+kl]
+			for p, v := range src {
+				dst[p*w] = v
+			}
+		}
+	}
+}
+
+// run computes task t: a range of B rows (output columns) and of Aᵀ panels.
+func (j *ntJob) run(t int) {
+	s := cur
+	tn, tm := t%j.tasksN, t/j.tasksN
+	// Rows of B for this task, in groups of 6.
+	groups := (j.n + 5) / 6
+	j0 := groups * tn / j.tasksN * 6
+	j1 := min(groups*(tn+1)/j.tasksN*6, j.n)
+	wmax := s.vmax * s.lanes
+	panels := (j.mpad + wmax - 1) / wmax
+	p0 := panels * tm / j.tasksM
+	p1 := panels * (tm + 1) / j.tasksM
+	i0, i1 := p0*wmax, min(p1*wmax, j.mpad)
+	if j0 >= j1 || i0 >= i1 {
+		return
+	}
+	mw := i1 - i0 // scratch row width
+	nc := max(blockL2/2/(mw*4)/6*6, 6)
+	nc = min(nc, j1-j0)
+	ctBuf := getF32(nc * mw)
+	ct := *ctBuf
+	var wbBuf *[]float32
+	var wb []float32
+	if j.half != halfNone && !j.pairs {
+		wbBuf = getF32(6 * j.kc)
+		wb = *wbBuf
+	}
+	kern := &s.f32
+	if j.pairs {
+		kern = s.bf16
+	}
+	for jb := j0; jb < j1; jb += nc {
+		jn := min(nc, j1-jb)
+		for k0 := 0; k0 < j.k; k0 += j.kc {
+			kl := min(j.kc, j.k-k0)
+			accFlag := 0
+			if k0 > 0 {
+				accFlag = 1
+			}
+			for jg := 0; jg < jn; jg += 6 {
+				r := min(6, jn-jg)
+				row := jb + jg
+				var bc unsafe.Pointer
+				var rs, ps uintptr
+				switch {
+				case j.pairs:
+					bc = unsafe.Pointer(&j.bh[row*j.ldb+2*k0])
+					rs, ps = uintptr(j.ldb*2), 4
+				case j.half != halfNone:
+					for q := 0; q < r; q++ {
+						src := j.bh[(row+q)*j.ldb+k0 : (row+q)*j.ldb+k0+kl]
+						s.widenRow(wb[q*kl:(q+1)*kl], src, j.half)
+					}
+					bc = unsafe.Pointer(&wb[0])
+					rs, ps = uintptr(kl*4), 4
+				default:
+					bc = unsafe.Pointer(&j.bf[row*j.ldb+k0])
+					rs, ps = uintptr(j.ldb*4), 4
+				}
+				for pi := i0; pi < i1; pi += wmax {
+					w := min(wmax, i1-pi)
+					off := k0*j.mpad + pi*kl
+					var panel unsafe.Pointer
+					if j.pairs {
+						panel = unsafe.Pointer(&j.at32[off])
+					} else {
+						panel = unsafe.Pointer(&j.at[off])
+					}
+					kern[w/s.lanes][r](kl, bc, rs, ps, panel, unsafe.Pointer(&ct[jg*mw+pi-i0]), uintptr(mw*4), accFlag)
+				}
+			}
+		}
+		// Transpose the Cᵀ block into C.
+		iend := min(i1, j.m)
+		for i := i0; i < iend; i++ {
+			cr := j.c[i*j.ldc+jb : i*j.ldc+jb+jn]
+			col := ct[i-i0:]
+			if j.acc {
+				for jj := range cr {
+					cr[jj] += col[jj*mw]
+				}
+			} else {
+				for jj := range cr {
+					cr[jj] = col[jj*mw]
+				}
+			}
+		}
+	}
+	putF32(ctBuf)
+	if wbBuf != nil {
+		putF32(wbBuf)
+	}
+}
+
+// ---- classic driver: C = op(A)·B ----
+
+type nnJob struct {
+	m, n, k  int
+	a        []float32
+	lda      int
+	trans    bool
+	bf       []float32
+	bh       []uint16
+	half     int
+	ldb      int
+	c        []float32
+	ldc      int
+	acc      bool
+	kc       int
+	ap       []float32
+	tasksN   int
+	tasksM   int
+	kchunks  int
+	fn, pack func(int)
+}
+
+var nnJobs = sync.Pool{New: func() any {
+	j := new(nnJob)
+	j.fn = j.run
+	j.pack = j.packA
+	return j
+}}
+
+func classic(m, n, k int, a []float32, lda int, trans bool, bf []float32, bh []uint16, half, ldb int, c []float32, ldc int, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		zeroOrKeep(m, n, c, ldc, acc)
+		return
+	}
+	s := cur
+	j := nnJobs.Get().(*nnJob)
+	j.m, j.n, j.k, j.a, j.lda, j.trans, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, trans, bf, bh, half, ldb, c, ldc, acc
+	j.kc = blockK
+	buf := getF32(m * k)
+	j.ap = *buf
+	j.kchunks = (k + j.kc - 1) / j.kc
+	work := m * n * k
+	if work < minWork {
+		for t := 0; t < j.kchunks; t++ {
+			j.packA(t)
+		}
+	} else {
+		parallel(j.kchunks, j.pack)
+	}
+	wmax := s.vmax * s.lanes
+	j.tasksN = split(work, (n+wmax-1)/wmax)
+	j.tasksM = 1
+	if j.tasksN < 4 {
+		j.tasksM = max(min(split(work, (m+5)/6)/j.tasksN, (m+5)/6), 1)
+	}
+	if j.tasksN*j.tasksM == 1 {
+		j.run(0)
+	} else {
+		parallel(j.tasksN*j.tasksM, j.fn)
+	}
+	putF32(buf)
+	j.a, j.bf, j.bh, j.c, j.ap = nil, nil, nil, nil, nil
+	nnJobs.Put(j)
+}
+
+// packA writes chunk t of A: groups of up to 6 rows as [kl][r] blocks at
+// offset k0·m + i0·kl.
+func (j *nnJob) packA(t int) {
+	k0 := t * j.kc
+	kl := min(j.kc, j.k-k0)
+	for i0 := 0; i0 < j.m; i0 += 6 {
+		r := min(6, j.m-i0)
+		dst := j.ap[k0*j.m+i0*kl : k0*j.m+i0*kl+kl*r]
+		for q := 0; q < r; q++ {
+			i := i0 + q
+			if j.trans {
+				for p := 0; p < kl; p++ {
+					dst[p*r+q] = j.a[(k0+p)*j.lda+i]
+				}
+			} else {
+				src := j.a[i*j.lda+k0 : i*j.lda+k0+kl]
+				for p, v := range src {
+					dst[p*r+q] = v
+				}
+			}
+		}
+	}
+}
+
+func (j *nnJob) run(t int) {
+	s := cur
+	tn, tm := t%j.tasksN, t/j.tasksN
+	wmax := s.vmax * s.lanes
+	panels := (j.n + wmax - 1) / wmax
+	n0 := panels * tn / j.tasksN * wmax
+	n1 := min(panels*(tn+1)/j.tasksN*wmax, j.n)
+	groups := (j.m + 5) / 6
+	m0 := groups * tm / j.tasksM * 6
+	m1 := min(groups*(tm+1)/j.tasksM*6, j.m)
+	if n0 >= n1 || m0 >= m1 {
+		return
+	}
+	nc := max(blockL2/2/(j.kc*4)/wmax*wmax, wmax)
+	nc = min(nc, roundUp(n1-n0, s.lanes))
+	bpBuf := getF32(j.kc*nc + 6*wmax)
+	bp := *bpBuf
+	tile := bp[j.kc*nc:] // a 6×wmax tile for ragged edges
+	for jb := n0; jb < n1; jb += nc {
+		jn := min(nc, n1-jb)
+		for k0 := 0; k0 < j.k; k0 += j.kc {
+			kl := min(j.kc, j.k-k0)
+			accFlag := 0
+			if k0 > 0 || j.acc {
+				accFlag = 1
+			}
+			// Pack B[k0:k0+kl, jb:jb+jn] as panels [kl][W].
+			for pj := 0; pj < jn; pj += wmax {
+				w := min(wmax, jn-pj)
+				wp := roundUp(w, s.lanes)
+				blk := bp[pj*kl : pj*kl+kl*wp]
+				for p := 0; p < kl; p++ {
+					dst := blk[p*wp : p*wp+wp]
+					off := (k0+p)*j.ldb + jb + pj
+					switch j.half {
+					case halfNone:
+						copy(dst, j.bf[off:off+w])
+					default:
+						s.widenRow(dst[:w], j.bh[off:off+w], j.half)
+					}
+					clear(dst[w:])
+				}
+			}
+			for i0 := m0; i0 < m1; i0 += 6 {
+				r := min(6, m1-i0)
+				bc := unsafe.Pointer(&j.ap[k0*j.m+i0*kl])
+				for pj := 0; pj < jn; pj += wmax {
+					w := min(wmax, jn-pj)
+					wp := roundUp(w, s.lanes)
+					kern := s.f32[wp/s.lanes][r]
+					panel := unsafe.Pointer(&bp[pj*kl])
+					if w == wp {
+						kern(kl, bc, 4, uintptr(r*4), panel, unsafe.Pointer(&j.c[i0*j.ldc+jb+pj]), uintptr(j.ldc*4), accFlag)
+						continue
+					}
+					// Ragged right edge: go through a tile.
+					for q := 0; q < r; q++ {
+						cr := j.c[(i0+q)*j.ldc+jb+pj : (i0+q)*j.ldc+jb+pj+w]
+						if accFlag == 1 {
+							copy(tile[q*wp:], cr)
+						}
+					}
+					kern(kl, bc, 4, uintptr(r*4), panel, unsafe.Pointer(&tile[0]), uintptr(wp*4), accFlag)
+					for q := 0; q < r; q++ {
+						copy(j.c[(i0+q)*j.ldc+jb+pj:(i0+q)*j.ldc+jb+pj+w], tile[q*wp:q*wp+w])
+					}
+				}
+			}
+		}
+	}
+	putF32(bpBuf)
+}

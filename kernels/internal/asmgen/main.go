@@ -1,0 +1,256 @@
+// Command asmgen writes kernels/gemm_amd64.s: the register-blocked GEMM
+// micro-kernels for AVX-512 and AVX2 and the small widening and vector
+// helpers. The micro-kernels differ only in tile shape (R broadcast rows by V
+// vectors) and in the multiply instruction, so they are generated rather than
+// written out by hand 60 times. Run it with `go generate ./kernels/`.
+//
+// Every micro-kernel has the Go signature
+//
+//	func k(kc int, bc unsafe.Pointer, rs, ps uintptr, panel, c unsafe.Pointer, ldc uintptr, acc int)
+//
+// and computes, for r < R and lane l < V·lanes,
+//
+//	c[r·ldc + l] (+)= Σ_{p<kc} bc[r·rs + p·ps] · panel[p·V·lanes + l]
+//
+// (rs, ps and ldc in bytes). The f32 kernels broadcast one float32; the bf16
+// dot-product kernels broadcast a pair of bf16 values and use VDPBF16PS, so p
+// then counts pairs.
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+)
+
+var out bytes.Buffer
+
+func p(format string, args ...any) { fmt.Fprintf(&out, format+"\n", args...) }
+
+// rowAddr is the broadcast address of row r: SI + r·rs with R8 = rs,
+// R9 = 3·rs and R10 = 5·rs.
+var rowAddr = []string{"(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R9*1)", "(SI)(R8*4)", "(SI)(R10*1)"}
+
+type isa struct {
+	name   string // Z or Y
+	reg    string // register prefix
+	vbytes int    // bytes per vector
+	vecReg int    // first vector register
+	bcReg  [2]int // broadcast registers, used alternately
+}
+
+var avx512 = isa{"Z", "Z", 64, 24, [2]int{30, 31}}
+var avx2 = isa{"Y", "Y", 32, 12, [2]int{14, 15}}
+
+func kernel(x isa, op string, r, v int) {
+	name := fmt.Sprintf("k%s%sR%dV%d", op, x.name, r, v)
+	p("// func %s(kc int, bc unsafe.Pointer, rs, ps uintptr, panel, c unsafe.Pointer, ldc uintptr, acc int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ kc+0(FP), CX")
+	p("\tMOVQ bc+8(FP), SI")
+	p("\tMOVQ rs+16(FP), R8")
+	p("\tMOVQ ps+24(FP), R11")
+	p("\tMOVQ panel+32(FP), DI")
+	p("\tMOVQ c+40(FP), DX")
+	p("\tMOVQ ldc+48(FP), R12")
+	p("\tLEAQ (R8)(R8*2), R9")
+	p("\tLEAQ (R8)(R8*4), R10")
+	acc := func(i, j int) string { return fmt.Sprintf("%s%d", x.reg, i*v+j) }
+	for i := 0; i < r; i++ {
+		for j := 0; j < v; j++ {
+			if x.name == "Z" {
+				p("\tVPXORD %s, %s, %s", acc(i, j), acc(i, j), acc(i, j))
+			} else {
+				p("\tVXORPS %s, %s, %s", acc(i, j), acc(i, j), acc(i, j))
+			}
+		}
+	}
+	step := func() {
+		for j := 0; j < v; j++ {
+			if op == "BF16" {
+				p("\tVMOVDQU32 %d(DI), %s%d", j*x.vbytes, x.reg, x.vecReg+j)
+			} else {
+				p("\tVMOVUPS %d(DI), %s%d", j*x.vbytes, x.reg, x.vecReg+j)
+			}
+		}
+		for i := 0; i < r; i++ {
+			bc := fmt.Sprintf("%s%d", x.reg, x.bcReg[i%2])
+			if op == "BF16" {
+				p("\tVPBROADCASTD %s, %s", rowAddr[i], bc)
+			} else {
+				p("\tVBROADCASTSS %s, %s", rowAddr[i], bc)
+			}
+			for j := 0; j < v; j++ {
+				if op == "BF16" {
+					p("\t%s // VDPBF16PS %s%d, %s, %s", vdpbf16ps(i*v+j, x.bcReg[i%2], x.vecReg+j), x.reg, x.vecReg+j, bc, acc(i, j))
+				} else {
+					p("\tVFMADD231PS %s%d, %s, %s", x.reg, x.vecReg+j, bc, acc(i, j))
+				}
+			}
+		}
+		p("\tADDQ R11, SI")
+		p("\tADDQ $%d, DI", v*x.vbytes)
+	}
+	p("\tCMPQ CX, $4")
+	p("\tJLT tail")
+	p("loop4:")
+	for u := 0; u < 4; u++ {
+		step()
+	}
+	p("\tSUBQ $4, CX")
+	p("\tCMPQ CX, $4")
+	p("\tJGE loop4")
+	p("tail:")
+	p("\tTESTQ CX, CX")
+	p("\tJEQ store")
+	p("loop1:")
+	step()
+	p("\tDECQ CX")
+	p("\tJNE loop1")
+	p("store:")
+	p("\tMOVQ acc+56(FP), AX")
+	p("\tTESTQ AX, AX")
+	p("\tJEQ overwrite")
+	for i := 0; i < r; i++ {
+		for j := 0; j < v; j++ {
+			p("\tVADDPS %d(DX), %s, %s", j*x.vbytes, acc(i, j), acc(i, j))
+			p("\tVMOVUPS %s, %d(DX)", acc(i, j), j*x.vbytes)
+		}
+		if i+1 < r {
+			p("\tADDQ R12, DX")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("overwrite:")
+	for i := 0; i < r; i++ {
+		for j := 0; j < v; j++ {
+			p("\tVMOVUPS %s, %d(DX)", acc(i, j), j*x.vbytes)
+		}
+		if i+1 < r {
+			p("\tADDQ R12, DX")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// vdpbf16ps encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2) (Intel operand
+// order: dst += src1·src2 over bf16 pairs), which the Go assembler does not
+// know: EVEX.512.F3.0F38.W0 52 /r.
+func vdpbf16ps(dst, src1, src2 int) string {
+	inv := func(b int) int { return 1 - b }
+	bit := func(x, i int) int { return (x >> i) & 1 }
+	p0 := inv(bit(dst, 3))<<7 | inv(bit(src2, 4))<<6 | inv(bit(src2, 3))<<5 | inv(bit(dst, 4))<<4 | 0b10
+	p1 := 0<<7 | (^src1&15)<<3 | 1<<2 | 0b10
+	p2 := 0<<7 | 0b10<<5 | 0<<4 | inv(bit(src1, 4))<<3
+	modrm := 0b11<<6 | (dst&7)<<3 | (src2 & 7)
+	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02X; BYTE $0x%02X; BYTE $0x%02X; BYTE $0x52; BYTE $0x%02X", p0, p1, p2, modrm)
+}
+
+// widen writes a loop converting n (a multiple of the vector width) 16-bit
+// values at src to float32 at dst.
+func widen(x isa, kind string) {
+	name := fmt.Sprintf("widen%s%s", kind, x.name)
+	lanes := x.vbytes / 4
+	p("// func %s(dst *float32, src *uint16, n int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-24", name)
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tTESTQ CX, CX")
+	p("\tJEQ done")
+	p("loop:")
+	if kind == "BF16" {
+		p("\tVPMOVZXWD (SI), %s0", x.reg)
+		p("\tVPSLLD $16, %s0, %s0", x.reg, x.reg)
+	} else {
+		p("\tVCVTPH2PS (SI), %s0", x.reg)
+	}
+	p("\tVMOVUPS %s0, (DI)", x.reg)
+	p("\tADDQ $%d, SI", lanes*2)
+	p("\tADDQ $%d, DI", lanes*4)
+	p("\tSUBQ $%d, CX", lanes)
+	p("\tJNE loop")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+func main() {
+	p("// Code generated by kernels/internal/asmgen; DO NOT EDIT.")
+	p("")
+	p("//go:build !purego")
+	p("")
+	p("#include \"textflag.h\"")
+	p("")
+	for v := 1; v <= 4; v++ {
+		for r := 1; r <= 6; r++ {
+			kernel(avx512, "F32", r, v)
+			kernel(avx512, "BF16", r, v)
+		}
+	}
+	for v := 1; v <= 2; v++ {
+		for r := 1; r <= 6; r++ {
+			kernel(avx2, "F32", r, v)
+		}
+	}
+	widen(avx512, "BF16")
+	widen(avx512, "F16")
+	widen(avx2, "BF16")
+	widen(avx2, "F16")
+	write("gemm_amd64.s")
+	declarations()
+	write("kernels_amd64.go")
+}
+
+func write(name string) {
+	if err := os.WriteFile(name, out.Bytes(), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	out.Reset()
+}
+
+// declarations writes the Go declarations of the generated functions and
+// the tables that index the micro-kernels by [V][R].
+func declarations() {
+	p("// Code generated by kernels/internal/asmgen; DO NOT EDIT.")
+	p("")
+	p("//go:build !purego")
+	p("")
+	p("package kernels")
+	p("")
+	p("import \"unsafe\"")
+	p("")
+	type set struct {
+		op, x string
+		vmax  int
+	}
+	for _, s := range []set{{"F32", "Z", 4}, {"BF16", "Z", 4}, {"F32", "Y", 2}} {
+		for v := 1; v <= s.vmax; v++ {
+			for r := 1; r <= 6; r++ {
+				p("//go:noescape")
+				p("func k%s%sR%dV%d(kc int, bc unsafe.Pointer, rs, ps uintptr, panel, c unsafe.Pointer, ldc uintptr, acc int)", s.op, s.x, r, v)
+				p("")
+			}
+		}
+		p("var kern%s%s = [5][7]kernFn{", s.op, s.x)
+		for v := 1; v <= s.vmax; v++ {
+			fmt.Fprintf(&out, "\t%d: {", v)
+			for r := 1; r <= 6; r++ {
+				fmt.Fprintf(&out, "%d: k%s%sR%dV%d, ", r, s.op, s.x, r, v)
+			}
+			p("},")
+		}
+		p("}")
+		p("")
+	}
+	for _, w := range []string{"widenBF16Z", "widenF16Z", "widenBF16Y", "widenF16Y"} {
+		p("//go:noescape")
+		p("func %s(dst *float32, src *uint16, n int)", w)
+		p("")
+	}
+}
