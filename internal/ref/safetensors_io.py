@@ -5,7 +5,7 @@
     save(path, dict name -> torch.Tensor | numpy.ndarray, metadata=None)
 
 Supported dtypes: F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL. BF16 is
-read as raw uint16 bits and reinterpreted as torch.bfloat16 (numpy has no
+read as raw int16 bits and reinterpreted as torch.bfloat16 (numpy has no
 bf16). Files are little-endian, as the format requires.
 """
 import json
@@ -17,7 +17,7 @@ import torch
 _NP = {
     "F32": np.float32, "F16": np.float16, "F64": np.float64,
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
-    "U8": np.uint8, "BOOL": np.bool_, "BF16": np.uint16,
+    "U8": np.uint8, "BOOL": np.bool_, "BF16": np.int16,  # raw bits
 }
 _TORCH_NAME = {
     torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -43,7 +43,7 @@ def load(path):
                             offset=base + b).copy().reshape(shape)
         t = torch.from_numpy(arr)
         if dt == "BF16":
-            t = t.view(torch.int16).view(torch.bfloat16) if t.numel() else torch.zeros(shape, dtype=torch.bfloat16)
+            t = t.view(torch.bfloat16)
         out[name] = t
     return out, meta
 

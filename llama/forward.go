@@ -1,0 +1,204 @@
+package llama
+
+import (
+	"fmt"
+
+	"github.com/tli-project/tli/engine"
+)
+
+// This file is the forward pass, written llama2.c style: embed, then for
+// each decoder layer an attention block and an MLP block added to the
+// residual stream h [T×d], then the final norm. Every token of the packed
+// batch goes through layer i before any goes through layer i+1, so each
+// weight is read once per pass.
+
+// mlpChunk bounds the rows of the MLP's [rows × ffn] buffers, so a batch of
+// many thousands of tokens does not need gigabytes of scratch.
+const mlpChunk = 256
+
+// scratch holds the per-pass buffers of the forward.
+type scratch struct {
+	x, q, k, v, att []float32 // [T×d], [T×qd], [T×kd], [T×kd], [T×qd]
+	gate, up        []float32 // [mlpChunk×ffn]
+}
+
+func (m *Model) newScratch(T int) *scratch {
+	c := m.Config
+	qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+	r := min(T, mlpChunk)
+	return &scratch{
+		x: make([]float32, T*c.HiddenSize), q: make([]float32, T*qd),
+		k: make([]float32, T*kd), v: make([]float32, T*kd), att: make([]float32, T*qd),
+		gate: make([]float32, r*c.IntermediateSize), up: make([]float32, r*c.IntermediateSize),
+	}
+}
+
+// matmul is y (+)= x·Wᵀ with the model's bf16 mode.
+func (m *Model) matmul(y, x []float32, rows int, w *engine.Tensor, acc bool) {
+	engine.MatMulNT(y, x, rows, w, acc, m.FastBF16)
+}
+
+// attend computes attention outputs att from rotated q, k and v of the
+// layer; the packed forward and the cached generation differ only here.
+type attend func(layer int, q, k, v, att []float32)
+
+// attentionBlock adds self-attention of layer i to the residual stream h:
+// h += o_proj(attention(rope(q_proj(x)), rope(k_proj(x)), v_proj(x))) with
+// x = input_layernorm(h).
+func (m *Model) attentionBlock(i int, h []float32, T int, s *scratch, cos, sin []float32, att attend) {
+	c, L := m.Config, m.Layers[i]
+	d, hd := c.HiddenSize, c.HeadDim
+	qd, kd := c.NumHeads*hd, c.NumKVHeads*hd
+	x, q, k, v, o := s.x[:T*d], s.q[:T*qd], s.k[:T*kd], s.v[:T*kd], s.att[:T*qd]
+	engine.RMSNorm(x, h, L.AttnNorm, T, d, float32(c.RMSNormEps), nil)
+	m.matmul(q, x, T, L.Q, false)
+	m.matmul(k, x, T, L.K, false)
+	m.matmul(v, x, T, L.V, false)
+	engine.ApplyRope(q, T, c.NumHeads, hd, cos, sin)
+	engine.ApplyRope(k, T, c.NumKVHeads, hd, cos, sin)
+	att(i, q, k, v, o)
+	m.matmul(h, o, T, L.O, true)
+}
+
+// mlpBlock adds the SwiGLU MLP of layer i to h, mlpChunk rows at a time:
+// h += down_proj(silu(gate_proj(x)) · up_proj(x)) with
+// x = post_attention_layernorm(h).
+func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
+	c, L := m.Config, m.Layers[i]
+	d, ffn := c.HiddenSize, c.IntermediateSize
+	for r0 := 0; r0 < T; r0 += mlpChunk {
+		n := min(mlpChunk, T-r0)
+		hr, x := h[r0*d:(r0+n)*d], s.x[:n*d]
+		gate, up := s.gate[:n*ffn], s.up[:n*ffn]
+		engine.RMSNorm(x, hr, L.MLPNorm, n, d, float32(c.RMSNormEps), nil)
+		m.matmul(gate, x, n, L.Gate, false)
+		m.matmul(up, x, n, L.Up, false)
+		engine.ParallelFor(n, func(r int) {
+			engine.SiLUMul(gate[r*ffn:(r+1)*ffn], gate[r*ffn:(r+1)*ffn], up[r*ffn:(r+1)*ffn])
+		})
+		m.matmul(hr, gate, n, L.Down, true)
+	}
+}
+
+// finalNorm writes model.norm(h) into out.
+func (m *Model) finalNorm(out, h []float32, T int) {
+	engine.RMSNorm(out, h, m.Norm, T, m.Config.HiddenSize, float32(m.Config.RMSNormEps), nil)
+}
+
+// checkBatch validates the batch's offsets and token ids.
+func (m *Model) checkBatch(b Batch) error {
+	if len(b.Offsets) < 1 || b.Offsets[0] != 0 || b.Offsets[len(b.Offsets)-1] != len(b.Tokens) {
+		return fmt.Errorf("llama: batch offsets %v do not delimit %d tokens", b.Offsets, len(b.Tokens))
+	}
+	for s := 1; s < len(b.Offsets); s++ {
+		if b.Offsets[s] < b.Offsets[s-1] {
+			return fmt.Errorf("llama: batch offsets %v are not increasing", b.Offsets)
+		}
+	}
+	for i, id := range b.Tokens {
+		if id < 0 || id >= m.Config.VocabSize {
+			return fmt.Errorf("llama: token %d (position %d of the batch) is outside the vocabulary [0, %d)", id, i, m.Config.VocabSize)
+		}
+	}
+	return nil
+}
+
+// Forward runs the packed batch b through the model once and calls fn with
+// hidden_states[k] for every k in layers (Hugging Face numbering: 0 is the
+// embeddings, k is the output of decoder layer k-1, and NumLayers is the
+// final norm of the last layer's output), in increasing k. It stops after
+// the highest layer requested, so only the layers below it need be loaded.
+// h is [T×d] row-major in the batch's token order and is valid only during
+// the call; fn's error stops the pass and is returned.
+func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) error) error {
+	c := m.Config
+	if err := m.checkBatch(b); err != nil {
+		return err
+	}
+	want := make([]bool, c.NumLayers+1)
+	top := -1
+	for _, k := range layers {
+		if k < 0 || k > c.NumLayers {
+			return fmt.Errorf("llama: hidden state %d does not exist (the model has hidden_states 0..%d)", k, c.NumLayers)
+		}
+		want[k] = true
+		top = max(top, k)
+	}
+	if top < 0 || len(b.Tokens) == 0 {
+		return nil
+	}
+	if m.Embed == nil {
+		return fmt.Errorf("llama: the embedding is not loaded")
+	}
+	for i := 0; i < top; i++ {
+		if m.Layers[i] == nil {
+			return fmt.Errorf("llama: hidden state %d needs layer %d, which was not loaded (see LoadOptions.MaxLayer)", top, i)
+		}
+	}
+	if top == c.NumLayers && m.Norm == nil {
+		return fmt.Errorf("llama: hidden state %d needs the final norm, which was not loaded", top)
+	}
+
+	T, d := len(b.Tokens), c.HiddenSize
+	h := make([]float32, T*d)
+	engine.Embed(h, m.Embed, b.Tokens)
+	if want[0] {
+		if err := fn(0, h); err != nil {
+			return err
+		}
+	}
+	s := m.newScratch(T)
+	cos, sin := m.Rope.Tables(engine.Positions(b.Offsets), b.MaxLen())
+	packed := func(_ int, q, k, v, att []float32) {
+		engine.Attention(att, q, k, v, b.Offsets, c.NumHeads, c.NumKVHeads, c.HeadDim, nil)
+	}
+	for i := 0; i < top; i++ {
+		m.attentionBlock(i, h, T, s, cos, sin, packed)
+		m.mlpBlock(i, h, T, s)
+		k := i + 1
+		if !want[k] {
+			continue
+		}
+		out := h
+		if k == c.NumLayers {
+			out = s.x[:T*d]
+			m.finalNorm(out, h, T)
+		}
+		if err := fn(k, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HiddenStates is Forward collecting copies of the requested hidden states,
+// each [T×d].
+func (m *Model) HiddenStates(b Batch, layers []int) (map[int][]float32, error) {
+	out := make(map[int][]float32, len(layers))
+	err := m.Forward(b, layers, func(k int, h []float32) error {
+		out[k] = append([]float32(nil), h...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Logits computes the LM head (lm_head.weight, or the embedding when tied)
+// of final-normed hidden states h [T×d], returning [T×vocab].
+func (m *Model) Logits(h []float32, T int) ([]float32, error) {
+	head := m.LMHead
+	if m.Config.TieWordEmbeddings || head == nil {
+		if !m.Config.TieWordEmbeddings {
+			return nil, fmt.Errorf("llama: lm_head.weight is not loaded (see LoadOptions.NeedLMHead)")
+		}
+		head = m.Embed
+	}
+	if len(h) < T*m.Config.HiddenSize {
+		return nil, fmt.Errorf("llama: Logits: %d values for %d rows of %d", len(h), T, m.Config.HiddenSize)
+	}
+	out := make([]float32, T*m.Config.VocabSize)
+	m.matmul(out, h, T, head, false)
+	return out, nil
+}
