@@ -33,6 +33,31 @@ func (l *Layer) ModuleWeight(module string) *engine.Tensor {
 	return nil
 }
 
+// SetModuleWeight replaces the weight of a Linear layer named as in
+// LoRAModules (used to merge adapters into a copy of a memory-mapped weight).
+// It reports false for an unknown name.
+func (l *Layer) SetModuleWeight(module string, w *engine.Tensor) bool {
+	switch module {
+	case "q_proj":
+		l.Q = w
+	case "k_proj":
+		l.K = w
+	case "v_proj":
+		l.V = w
+	case "o_proj":
+		l.O = w
+	case "gate_proj":
+		l.Gate = w
+	case "up_proj":
+		l.Up = w
+	case "down_proj":
+		l.Down = w
+	default:
+		return false
+	}
+	return true
+}
+
 // ModulePrefix is the part of a Hugging Face tensor name between
 // "model.layers.{i}." and ".weight": "self_attn.q_proj" or "mlp.up_proj".
 func ModulePrefix(module string) string {

@@ -1,0 +1,168 @@
+package lora
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/tli-project/tli/autograd"
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/llama"
+)
+
+// AdamW is torch.optim.AdamW with its defaults (betas 0.9/0.999, eps 1e-8,
+// weight_decay 0.01), computing each update as torch's
+// _single_tensor_adamw does, in f32 with float64 scalars:
+//
+//	p *= 1 − lr·wd
+//	m = m·β1 + (1−β1)·g
+//	v = v·β2 + (1−β2)·g²
+//	p −= lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + eps)
+//
+// with t counted per parameter. A parameter with no gradient (Grad nil) is
+// not touched and its step count does not advance, as torch skips
+// parameters whose .grad is None.
+type AdamW struct {
+	Beta1, Beta2, Eps, WeightDecay float64
+	state                          map[string]*adamState
+}
+
+type adamState struct {
+	step int
+	m, v []float32
+}
+
+// NewAdamW returns AdamW with torch's defaults.
+func NewAdamW() *AdamW {
+	return &AdamW{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, state: map[string]*adamState{}}
+}
+
+// Step updates every parameter that has a gradient with learning rate lr.
+// Parameters are identified by name across steps (and in saved state).
+func (o *AdamW) Step(params []*autograd.Param, lr float64) {
+	for _, p := range params {
+		if p.Grad == nil {
+			continue
+		}
+		s := o.state[p.Name]
+		if s == nil {
+			s = &adamState{m: make([]float32, len(p.Data)), v: make([]float32, len(p.Data))}
+			o.state[p.Name] = s
+		}
+		s.step++
+		decay := float32(1 - lr*o.WeightDecay)
+		b1, b2 := float32(o.Beta1), float32(o.Beta2)
+		c1, c2 := float32(1-o.Beta1), float32(1-o.Beta2)
+		bc1 := 1 - math.Pow(o.Beta1, float64(s.step))
+		bc2sqrt := float32(math.Sqrt(1 - math.Pow(o.Beta2, float64(s.step))))
+		stepSize := float32(-lr / bc1)
+		eps := float32(o.Eps)
+		engine.ParallelFor((len(p.Data)+4095)/4096, func(chunk int) {
+			lo, hi := chunk*4096, min((chunk+1)*4096, len(p.Data))
+			for i := lo; i < hi; i++ {
+				g := p.Grad[i]
+				p.Data[i] *= decay
+				s.m[i] = s.m[i]*b1 + c1*g
+				s.v[i] = s.v[i]*b2 + c2*g*g
+				denom := float32(math.Sqrt(float64(s.v[i])))/bc2sqrt + eps
+				p.Data[i] += stepSize * s.m[i] / denom // addcdiv: (value·m)/denom
+			}
+		})
+	}
+}
+
+// StepCount is the number of updates parameter name has received.
+func (o *AdamW) StepCount(name string) int {
+	if s := o.state[name]; s != nil {
+		return s.step
+	}
+	return 0
+}
+
+// SaveState writes the optimiser state (exp_avg and exp_avg_sq per
+// parameter, step counts and hyperparameters in the metadata) to path as a
+// safetensors file, atomically.
+func (o *AdamW) SaveState(path string) error {
+	tensors := map[string]*engine.Tensor{}
+	steps := map[string]int{}
+	for name, s := range o.state {
+		tensors[name+".exp_avg"] = engine.FromF32(s.m, len(s.m))
+		tensors[name+".exp_avg_sq"] = engine.FromF32(s.v, len(s.v))
+		steps[name] = s.step
+	}
+	js, err := json.Marshal(steps)
+	if err != nil {
+		return err
+	}
+	meta := map[string]string{
+		"optimizer": "AdamW", "steps": string(js),
+		"beta1": fmtF(o.Beta1), "beta2": fmtF(o.Beta2), "eps": fmtF(o.Eps), "weight_decay": fmtF(o.WeightDecay),
+	}
+	return llama.WriteSafetensors(path, tensors, meta)
+}
+
+func fmtF(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// LoadAdamW reads state written by SaveState. When params is not nil,
+// every saved parameter must be among them with the same size.
+func LoadAdamW(path string, params []*autograd.Param) (*AdamW, error) {
+	tensors, meta, err := llama.ReadSafetensors(path)
+	if err != nil {
+		return nil, err
+	}
+	if meta["optimizer"] != "AdamW" {
+		return nil, fmt.Errorf("%s: not an AdamW state file (metadata optimizer=%q)", path, meta["optimizer"])
+	}
+	o := NewAdamW()
+	for key, dst := range map[string]*float64{"beta1": &o.Beta1, "beta2": &o.Beta2, "eps": &o.Eps, "weight_decay": &o.WeightDecay} {
+		v, err := strconv.ParseFloat(meta[key], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: metadata %q: %v", path, key, err)
+		}
+		*dst = v
+	}
+	var steps map[string]int
+	if err := json.Unmarshal([]byte(meta["steps"]), &steps); err != nil {
+		return nil, fmt.Errorf("%s: metadata \"steps\": %v", path, err)
+	}
+	sizes := map[string]int{}
+	for _, p := range params {
+		sizes[p.Name] = len(p.Data)
+	}
+	for name, step := range steps {
+		m, v := tensors[name+".exp_avg"], tensors[name+".exp_avg_sq"]
+		if m == nil || v == nil || m.DType != engine.F32 || v.DType != engine.F32 || m.Numel() != v.Numel() {
+			return nil, fmt.Errorf("%s: parameter %q: missing or malformed exp_avg/exp_avg_sq", path, name)
+		}
+		if params != nil {
+			n, ok := sizes[name]
+			if !ok {
+				return nil, fmt.Errorf("%s: state for parameter %q, which the adapter does not have", path, name)
+			}
+			if n != m.Numel() {
+				return nil, fmt.Errorf("%s: parameter %q has %d values in the state, %d in the adapter", path, name, m.Numel(), n)
+			}
+		}
+		if step <= 0 {
+			return nil, fmt.Errorf("%s: parameter %q: step count %d", path, name, step)
+		}
+		o.state[name] = &adamState{step: step, m: m.F32, v: v.F32}
+	}
+	if len(tensors) != 2*len(steps) {
+		return nil, fmt.Errorf("%s: %d tensors for %d parameters", path, len(tensors), len(steps))
+	}
+	return o, nil
+}
+
+// LinearSchedule is the learning-rate factor of
+// transformers.get_linear_schedule_with_warmup at scheduler step `step`:
+// step/warmup during warm-up, then (total−step)/(total−warmup), never below
+// 0. The k-th optimiser update (k = 0, 1, ...) uses the factor at step k, so
+// with warm-up the first update has learning rate 0.
+func LinearSchedule(step, warmup, total int) float64 {
+	if step < warmup {
+		return float64(step) / float64(max(1, warmup))
+	}
+	return math.Max(0, float64(total-step)/float64(max(1, total-warmup)))
+}
