@@ -328,13 +328,14 @@ func swahiliForms(w string) []string {
 }
 
 // normEnglish folds an English gloss for comparison: lower case, no leading
-// "to " (infinitives), "a "/"an "/"the ", and no parenthesised remarks.
+// "to " (infinitives), "a "/"an "/"the ", no parenthesised remarks and no
+// surrounding "!" or "?" (the dictionary glosses karibu as "welcome!").
 func normEnglish(s string) string {
 	eq := splitEquivalents(s)
 	if len(eq) == 0 {
 		return ""
 	}
-	s = strings.ToLower(strings.Join(eq, ", "))
+	s = strings.ToLower(strings.Trim(strings.Join(eq, ", "), "!? "))
 	for _, p := range []string{"to ", "a ", "an ", "the "} {
 		s = strings.TrimPrefix(s, p)
 	}
