@@ -1,0 +1,203 @@
+package lora
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/tli-project/tli/autograd"
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/peer"
+	"github.com/tli-project/tli/llama"
+)
+
+// tliStep runs one TLI loss forward and backward: the Swahili and English
+// words of a batch are packed into one batch, run to hidden_states[target],
+// mean-pooled (all tokens, or content tokens without the leading BOS),
+// L2-normalised, and scored with the triplet margin loss on S·Eᵀ.
+func tliStep(m *llama.Model, a *Adapter, sw, en [][]int, target int, margin float32, content bool) (float32, error) {
+	b := llama.NewBatch(append(append([][]int{}, sw...), en...))
+	var mask []bool
+	if content {
+		mask = make([]bool, b.NumTokens())
+		for s := 0; s < b.NumSeqs(); s++ {
+			for t := b.Offsets[s] + 1; t < b.Offsets[s+1]; t++ {
+				mask[t] = true
+			}
+		}
+	}
+	tape := autograd.NewTape()
+	h, err := m.ForwardTrain(tape, b, target, a.Adapters())
+	if err != nil {
+		return 0, err
+	}
+	p, err := autograd.MeanPool(tape, h, b.Offsets, mask)
+	if err != nil {
+		return 0, err
+	}
+	p = autograd.L2Normalize(tape, p, 1e-12)
+	n := len(sw)
+	sim := autograd.MatMulNT(tape, autograd.SliceRows(tape, p, 0, n), autograd.SliceRows(tape, p, n, 2*n))
+	loss := autograd.TripletMargin(tape, sim, margin)
+	return loss.Value(), tape.Backward(loss)
+}
+
+type refBatch struct {
+	SW [][]int `json:"sw"`
+	EN [][]int `json:"en"`
+}
+
+type refRequest struct {
+	Batches     []refBatch `json:"batches"`
+	TargetLayer int        `json:"target_layer"`
+	Margin      float64    `json:"margin"`
+	LR          float64    `json:"lr"`
+	Warmup      int        `json:"warmup"`
+	Total       int        `json:"total"`
+	Steps       int        `json:"steps"`
+	Pool        string     `json:"pool"`
+}
+
+// relErr is max |a−b| over max |b|.
+func relErr(a []float32, b *engine.Tensor) float64 {
+	var e, m float64
+	for i, v := range a {
+		w := float64(b.At(i))
+		e = math.Max(e, math.Abs(float64(v)-w))
+		m = math.Max(m, math.Abs(w))
+	}
+	return e / math.Max(m, 1e-30)
+}
+
+// TestTrainParityTorch trains the same adapter for 20 steps in Go and in
+// PyTorch (internal/ref/train_ref.py) and compares the first step's LoRA
+// gradients, every step's loss and the final adapter weights.
+func TestTrainParityTorch(t *testing.T) {
+	py := peer.Torch(t)
+	tmp := t.TempDir()
+	modelDir := filepath.Join(tmp, "model")
+	if err := llama.Synth(modelDir, llama.SynthOptions{Layers: 3, Seed: 21}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.Load(modelDir, llama.LoadOptions{DType: engine.F32, MaxLayer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// The initial adapter: PEFT init with a non-zero B, through PEFT files.
+	a0, err := New(Config{R: 4, Alpha: 8, TargetModules: []string{"q_proj", "v_proj"}}, m.Config, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a0, 5)
+	adapterDir := filepath.Join(tmp, "adapter")
+	if err := a0.Save(adapterDir); err != nil {
+		t.Fatal(err)
+	}
+	// Fixed, unshuffled batches of 8 pairs of 1–4 word tokens after BOS 1.
+	rng := rand.New(rand.NewPCG(6, 6))
+	word := func() []int {
+		w := []int{1}
+		for n := 1 + rng.IntN(4); n > 0; n-- {
+			w = append(w, 3+rng.IntN(m.Config.VocabSize-3))
+		}
+		return w
+	}
+	var batches []refBatch
+	for b := 0; b < 3; b++ {
+		var rb refBatch
+		for i := 0; i < 8; i++ {
+			rb.SW = append(rb.SW, word())
+			rb.EN = append(rb.EN, word())
+		}
+		batches = append(batches, rb)
+	}
+
+	for _, c := range []struct {
+		pool  string
+		steps int
+	}{{"all", 20}, {"content", 3}} {
+		req := refRequest{Batches: batches, TargetLayer: 2, Margin: 0.4, LR: 5e-3, Warmup: 3, Total: 20, Steps: c.steps, Pool: c.pool}
+		reqJSON, _ := json.Marshal(req)
+		reqPath := filepath.Join(tmp, "req.json")
+		outPath := filepath.Join(tmp, "out-"+c.pool+".safetensors")
+		if err := os.WriteFile(reqPath, reqJSON, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(py, filepath.Join(peer.Root(), "internal", "ref", "train_ref.py"),
+			"--model", modelDir, "--adapter", adapterDir, "--request", reqPath, "--out", outPath)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("train_ref.py: %v\n%s", err, out)
+		}
+		ref, _, err := llama.ReadSafetensors(outPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		a, err := Load(adapterDir, m.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt := NewAdamW()
+		var worstLoss, worstGrad float64
+		for step := 0; step < req.Steps; step++ {
+			b := batches[step%len(batches)]
+			a.ZeroGrad()
+			loss, err := tliStep(m, a, b.SW, b.EN, req.TargetLayer, float32(req.Margin), c.pool == "content")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := float64(ref["losses"].At(step))
+			if want == 0 {
+				t.Fatalf("%s: step %d: reference loss is 0, the test checks nothing", c.pool, step)
+			}
+			e := math.Abs(float64(loss)-want) / math.Abs(want)
+			worstLoss = math.Max(worstLoss, e)
+			if e > 1e-4 {
+				t.Errorf("%s: step %d: loss %v, PyTorch %v (relative error %.2g)", c.pool, step, loss, want, e)
+			}
+			if step == 0 {
+				for _, p := range a.Params() {
+					g := ref["grad."+p.Name]
+					if g == nil {
+						if p.Grad != nil {
+							t.Errorf("%s: %s has a gradient, PyTorch none", c.pool, p.Name)
+						}
+						continue
+					}
+					if p.Grad == nil {
+						t.Fatalf("%s: %s has no gradient, PyTorch has", c.pool, p.Name)
+					}
+					e := relErr(p.Grad, g)
+					worstGrad = math.Max(worstGrad, e)
+					if e > 1e-4 {
+						t.Errorf("%s: gradient of %s: relative error %.2g", c.pool, p.Name, e)
+					}
+				}
+			}
+			opt.Step(a.Params(), req.LR*LinearSchedule(step, req.Warmup, req.Total))
+		}
+		var worstParam float64
+		for _, p := range a.Params() {
+			e := relErr(p.Data, ref[p.Name])
+			worstParam = math.Max(worstParam, e)
+			if e > 1e-3 {
+				t.Errorf("%s: final %s: relative error %.2g", c.pool, p.Name, e)
+			}
+			if p.Name == KeyA(2, "q_proj") {
+				init := a0.Layers[2]["q_proj"].A.Data
+				for i := range init {
+					if p.Data[i] != init[i] {
+						t.Fatalf("%s: adapter of layer 2 (at the target layer) changed", c.pool)
+					}
+				}
+			}
+		}
+		t.Logf("pool %s, %d steps: max relative error: losses %.2e, first-step gradients %.2e, final A and B %.2e",
+			c.pool, req.Steps, worstLoss, worstGrad, worstParam)
+	}
+}
