@@ -129,6 +129,12 @@ func (c Config) Validate() error {
 	if c.NumHeads%c.NumKVHeads != 0 {
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
 	}
+	if !(c.RopeTheta > 0) {
+		return fmt.Errorf("field \"rope_theta\" must be positive, got %v", c.RopeTheta)
+	}
+	if c.MaxPositionEmbeddings <= 0 {
+		return fmt.Errorf("field \"max_position_embeddings\" must be positive, got %d", c.MaxPositionEmbeddings)
+	}
 	if c.RMSNormEps <= 0 {
 		return fmt.Errorf("field \"rms_norm_eps\" must be positive, got %v", c.RMSNormEps)
 	}

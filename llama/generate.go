@@ -55,7 +55,7 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 	if stop == nil {
 		stop = c.EOSTokenID
 	}
-	rng := rand.New(rand.NewPCG(opts.Seed, 0x9e3779b97f4a7c15))
+	rng := newRand(opts.Seed)
 	cache := engine.NewKVCache(c.NumLayers, c.NumKVHeads, c.HeadDim, len(prompt)+opts.MaxNewTokens)
 	logits, err := m.step(prompt, cache)
 	if err != nil {
@@ -102,6 +102,11 @@ func (m *Model) step(tokens []int, cache *engine.KVCache) ([]float32, error) {
 	m.finalNorm(last, h[(T-1)*d:], 1)
 	return m.Logits(last, 1)
 }
+
+// randSource is the sampler's random number generator.
+type randSource = rand.Rand
+
+func newRand(seed uint64) *randSource { return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)) }
 
 // pick chooses the next token: the arg-max when temperature is 0, else a
 // sample from softmax(logits/temperature) restricted to the top-p nucleus.

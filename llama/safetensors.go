@@ -78,7 +78,7 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 		shape := make([]int, len(info.Shape))
 		numel := uint64(1)
 		for i, s := range info.Shape {
-			if s > 1<<40 || numel > 1<<40 {
+			if s != 0 && numel > (1<<40)/s {
 				return nil, fmt.Errorf("%s: tensor %q: shape %v is too large", name, tname, info.Shape)
 			}
 			shape[i] = int(s)
