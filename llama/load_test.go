@@ -196,7 +196,9 @@ func TestLoadBadInput(t *testing.T) {
 		wantErr(t, err, "missing tensor", "lm_head.weight")
 	})
 	t.Run("nan", func(t *testing.T) {
-		dir := rewrite(t, func(ts map[string]*engine.Tensor) { ts["model.layers.1.mlp.up_proj.weight"].F32[5] = float32(math.NaN()) })
+		dir := rewrite(t, func(ts map[string]*engine.Tensor) {
+			ts["model.layers.1.mlp.up_proj.weight"].F32[5] = float32(math.NaN())
+		})
 		_, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
 		wantErr(t, err, "model.safetensors", "model.layers.1.mlp.up_proj.weight", "element 5", "NaN")
 	})
