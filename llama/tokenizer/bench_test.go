@@ -1,0 +1,68 @@
+package tokenizer
+
+import (
+	"math/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tli-project/tli/internal/peer"
+)
+
+const englishProse = `Targeted lexical injection teaches a language model that a word in one language
+and its translation in another should sit close together in the model's hidden space. The method
+is simple: pick a layer where the two are already near each other, add a small low-rank adapter,
+and train it with a contrastive loss so that each pair is pulled together while unrelated words are
+pushed apart. Because the adapter is small, training takes minutes rather than days, and because the
+change is local, the rest of the model keeps what it knew. The results are measured as the similarity
+of pooled hidden states, and every number starts from token ids: if the tokenizer splits a word
+differently from the one the model was trained with, the results describe other words.`
+
+const swahiliProse = `Lugha ya Kiswahili inazungumzwa na watu wengi katika Afrika Mashariki na Kati.
+Ni lugha rasmi nchini Tanzania, Kenya na Uganda, na inatumika shuleni, bungeni, redioni na sokoni.
+Watoto hujifunza kusoma na kuandika kwa Kiswahili katika shule za msingi, na walimu hutumia vitabu
+vingi vilivyoandikwa kwa lugha hii. Habari za asubuhi husikika kila siku kwenye redio, na magazeti
+huchapisha makala kuhusu siasa, uchumi, michezo na utamaduni. Wakulima huzungumza kuhusu mvua,
+mavuno na bei ya mahindi sokoni, na wavuvi husimulia hadithi za bahari na samaki wakubwa.`
+
+func llama3(b *testing.B) *Tokenizer {
+	_, modules := peer.NodeModules(b)
+	tk, err := LoadDir(filepath.Join(modules, "@lenml", "tokenizer-llama3", "models"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tk
+}
+
+// BenchmarkEncode measures single-thread encoding with the Llama 3
+// tokenizer: prose (with the word cache warm, as in steady use) and one
+// long string without spaces (10 KB and 100 KB, which bypasses the cache and
+// exercises the O(n log n) merge).
+func BenchmarkEncode(b *testing.B) {
+	tk := llama3(b)
+	rng := rand.New(rand.NewSource(1))
+	noSpace := func(n int) string {
+		var sb strings.Builder
+		for sb.Len() < n {
+			sb.WriteByte(byte('a' + rng.Intn(26)))
+		}
+		return sb.String()
+	}
+	cases := []struct{ name, text string }{
+		{"english", strings.Repeat(englishProse+"\n\n", 20)},
+		{"swahili", strings.Repeat(swahiliProse+"\n\n", 20)},
+		{"nospace-10KB", noSpace(10 << 10)},
+		{"nospace-100KB", noSpace(100 << 10)},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			n := len(tk.Encode(c.text, false))
+			b.SetBytes(int64(len(c.text)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tk.Encode(c.text, false)
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}

@@ -1,0 +1,363 @@
+package tokenizer
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/tli-project/tli/internal/peer"
+)
+
+// synthWords is the training list of the synthetic tokenizer in the tests.
+var synthWords = append(append([]string{}, builtinWords...), "nyumbani", "shuleni", "sokoni", "Habari", "Asante")
+
+func synthTokenizer(t testing.TB, vocab int) (*Tokenizer, []byte, []byte) {
+	t.Helper()
+	tj, cj, err := Synth(synthWords, vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := FromJSON("synth/tokenizer.json", tj, cj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk, tj, cj
+}
+
+// roundTripStrings are valid UTF-8 strings of every kind the parity tests
+// use, plus the parity strings themselves.
+func roundTripStrings() []string {
+	return append(parityStrings(), "mixed ☃ text\twith\r\nall 𝄞 kinds\u200d of 1234 things ")
+}
+
+func TestSynth(t *testing.T) {
+	tk, tj, cj := synthTokenizer(t, 600)
+	if got := tk.VocabSize(); got != 600 {
+		t.Errorf("VocabSize() = %d, want 600", got)
+	}
+	bos, okB := tk.BOS()
+	eos, okE := tk.EOS()
+	if !okB || !okE || bos != 598 || eos != 599 || !tk.IsSpecial(bos) || !tk.IsSpecial(eos) {
+		t.Errorf("BOS, EOS = %d %v, %d %v; want 598, 599, both special", bos, okB, eos, okE)
+	}
+	if tk.TokenString(bos) != SynthBOS || tk.TokenString(0) != "!" || tk.TokenString(255) == "" {
+		t.Errorf("TokenString: %q %q %q", tk.TokenString(bos), tk.TokenString(0), tk.TokenString(255))
+	}
+	// A training word after a space is a few merged tokens.
+	ids := tk.Encode("habari", true)
+	if ids[0] != bos {
+		t.Errorf("Encode(habari, true) = %v, want BOS first", ids)
+	}
+	got := tk.Encode(" habari", false)
+	spelt := ""
+	for _, id := range got {
+		spelt += tk.TokenString(id)
+	}
+	if len(got) >= 4 || spelt != "Ġhabari" {
+		t.Errorf("Encode(\" habari\") = %v spelling %q, want fewer than 4 merged tokens spelling Ġhabari", got, spelt)
+	}
+	// Deterministic: the same words give the same bytes.
+	tj2, cj2, err := Synth(synthWords, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(tj, tj2) || !bytes.Equal(cj, cj2) {
+		t.Error("Synth is not deterministic")
+	}
+	// Round trip on any text, including characters never seen in training.
+	for _, s := range roundTripStrings() {
+		if got := tk.Decode(tk.Encode(s, false), false); got != s {
+			t.Fatalf("Decode(Encode(%q)) = %q", short(s), short(got))
+		}
+	}
+	// Tiny word lists run out of merges: reserved tokens fill the gap.
+	tj3, cj3, err := Synth([]string{"ab"}, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := FromJSON("small/tokenizer.json", tj3, cj3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small.VocabSize() != 300 || !small.IsSpecial(297) || small.TokenString(297) == "" {
+		t.Errorf("small synth: VocabSize %d, token 297 %q special %v", small.VocabSize(), small.TokenString(297), small.IsSpecial(297))
+	}
+	if got := small.Encode("ab ab", false); !reflect.DeepEqual(got, []int{small.mustID(t, "ab"), small.mustID(t, "Ġab")}) {
+		t.Errorf("small synth Encode(\"ab ab\") = %v", got)
+	}
+	if _, _, err := Synth(nil, 100); err == nil {
+		t.Error("Synth with vocabSize 100 did not fail")
+	}
+}
+
+func (tk *Tokenizer) mustID(t *testing.T, s string) int {
+	t.Helper()
+	id, ok := tk.TokenID(s)
+	if !ok {
+		t.Fatalf("no token %q", s)
+	}
+	return id
+}
+
+// TestSynthParity checks the synthetic tokenizer against @lenml/tokenizers,
+// and that merges serialised as pairs give the same ids as "a b" strings.
+func TestSynthParity(t *testing.T) {
+	tk, tj, cj := synthTokenizer(t, 700)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(tj, &m); err != nil {
+		t.Fatal(err)
+	}
+	var model map[string]json.RawMessage
+	if err := json.Unmarshal(m["model"], &model); err != nil {
+		t.Fatal(err)
+	}
+	var merges []string
+	if err := json.Unmarshal(model["merges"], &merges); err != nil {
+		t.Fatal(err)
+	}
+	pairs := make([][2]string, len(merges))
+	for i, s := range merges {
+		a, b, _ := strings.Cut(s, " ")
+		pairs[i] = [2]string{a, b}
+	}
+	model["merges"], _ = json.Marshal(pairs)
+	m["model"], _ = json.Marshal(model)
+	tjPairs, _ := json.Marshal(m)
+	tkPairs, err := FromJSON("pairs/tokenizer.json", tjPairs, cj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := parityStrings()
+	for _, s := range texts {
+		if a, b := tk.Encode(s, true), tkPairs.Encode(s, true); !reflect.DeepEqual(a, b) {
+			t.Fatalf("merges as strings and as pairs differ on %q: %v vs %v", short(s), a, b)
+		}
+	}
+
+	node, modules := peer.NodeModules(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := runRef(t, node, modules, []refJob{{Name: "synth", Tokenizer: filepath.Join(dir, "tokenizer.json"),
+		Config: filepath.Join(dir, "tokenizer_config.json"), Texts: texts}}, nil)
+	r := ref["synth"]
+	bad := 0
+	for i, s := range texts {
+		if got := tk.Encode(s, true); !sameIDs(got, r.IDs[i]) {
+			if bad++; bad <= 5 {
+				t.Errorf("Encode(%q)\n got %v\nwant %v", short(s), got, r.IDs[i])
+			}
+		}
+	}
+	t.Logf("synth: %d strings, %d mismatches", len(texts), bad)
+}
+
+// TestRoundTripReal checks Decode(Encode(s)) == s with the real tokenizers.
+// For the byte-level Llama 3 tokenizer it holds for every string. The
+// SentencePiece-style one loses, as Hugging Face's does, the difference
+// between U+2581 and a space, and adds a space after every special token
+// (each section of text gets its own U+2581); those strings are left out.
+func TestRoundTripReal(t *testing.T) {
+	_, modules := peer.NodeModules(t)
+	l3, err := LoadDir(filepath.Join(modules, "@lenml", "tokenizer-llama3", "models"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := LoadDir(filepath.Join(modules, "@lenml", "tokenizer-llama2", "models"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2 := 0
+	for _, s := range roundTripStrings() {
+		if got := l3.Decode(l3.Encode(s, false), false); got != s {
+			t.Errorf("llama3: Decode(Encode(%q)) = %q", short(s), short(got))
+		}
+		if strings.Contains(s, "▁") || strings.Contains(s, "<s>") || strings.Contains(s, "</s>") || strings.Contains(s, "<unk>") {
+			continue
+		}
+		n2++
+		if got := l2.Decode(l2.Encode(s, true), true); got != s {
+			t.Errorf("llama2: Decode(Encode(%q)) = %q", short(s), short(got))
+		}
+	}
+	if n2 < 2000 {
+		t.Errorf("only %d round-trip strings for llama2", n2)
+	}
+}
+
+// TestInvalidUTF8 pins the documented result for invalid UTF-8: each maximal
+// ill-formed subsequence becomes one U+FFFD before encoding.
+func TestInvalidUTF8(t *testing.T) {
+	cases := map[string]string{
+		"\xff":              "\uFFFD",
+		"a\xe2\x82b":        "a\uFFFDb",           // truncated 3-byte sequence: one U+FFFD
+		"\xed\xa0\x80":      "\uFFFD\uFFFD\uFFFD", // a surrogate: ED is not followed by A0..BF
+		"\xf0\x9f\x98":      "\uFFFD",
+		"\xf0\x9f\x98x\x80": "\uFFFDx\uFFFD",
+		"\xc0\xaf":          "\uFFFD\uFFFD", // overlong
+		"ok":                "ok",
+	}
+	tk, _, _ := synthTokenizer(t, 400)
+	for in, want := range cases {
+		if got := validUTF8(in); got != want {
+			t.Errorf("validUTF8(%q) = %q, want %q", in, got, want)
+		}
+		if got := tk.Decode(tk.Encode(in, true), true); got != want {
+			t.Errorf("Decode(Encode(%q)) = %q, want %q", in, got, want)
+		}
+	}
+	// Ids that spell a broken UTF-8 sequence decode with U+FFFD too.
+	e2, _ := tk.TokenID(string(byteToRune[0xE2]))
+	if got := tk.Decode([]int{e2, tk.mustID(t, "a")}, false); got != "\uFFFDa" {
+		t.Errorf("Decode(E2 a) = %q", got)
+	}
+	if got := (byteFallbackDec{}).decodeChain([]string{"<0xE2>", "<0x82>", "x", "<0x41>"}); !reflect.DeepEqual(got, []string{"\uFFFD", "\uFFFD", "x", "A"}) {
+		t.Errorf("ByteFallback on invalid bytes = %q, want one U+FFFD per byte", got)
+	}
+}
+
+// TestLlama3Split pins a few pre-tokenizations of the Llama 3 pattern
+// worked out by hand from the regex.
+func TestLlama3Split(t *testing.T) {
+	sp := &splitPre{m: llama3Matcher{}, behavior: behIsolated}
+	cases := map[string][]string{
+		"Hello world":      {"Hello", " world"},
+		"it's":             {"it", "'s"},
+		"IT'LL'sup":        {"IT", "'LL", "'s", "up"},
+		"1234567":          {"123", "456", "7"},
+		"a  b":             {"a", " ", " b"},
+		"a\n\n  b":         {"a", "\n\n", " ", " b"},
+		"x  ":              {"x", "  "},
+		"!!!\n\nx":         {"!!!\n\n", "x"},
+		" ...":             {" ..."},
+		"\tword":           {"\tword"},
+		"a\u0085b":         {"a", "\u0085b"},
+		"x \u0085":         {"x", " \u0085"}, // U+0085 is white space, as in Oniguruma
+		"'\u017f":          {"'\u017f"},      // long s folds to s
+		"\u00a0\u00a0x":    {"\u00a0", "\u00a0x"},
+		"e\u0301t\u0301":   {"e", "\u0301t", "\u0301"},
+		"don't\r\n\r\nyes": {"don", "'t", "\r\n\r\n", "yes"},
+	}
+	for in, want := range cases {
+		if got := sp.split(nil, in, true); !reflect.DeepEqual(got, want) {
+			t.Errorf("split(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSentencePieceStyle uses a tiny hand-made SentencePiece-style
+// tokenizer to pin Metaspace, byte_fallback, unk fusing and added-token
+// flags, worked out by hand from the tokenizers semantics.
+func TestSentencePieceStyle(t *testing.T) {
+	const tj = `{
+ "added_tokens": [
+  {"id": 0, "content": "<unk>", "special": true, "normalized": false},
+  {"id": 1, "content": "<s>", "special": true, "normalized": false},
+  {"id": 2, "content": "</s>", "special": true, "normalized": false},
+  {"id": 12, "content": "[X]", "special": true, "normalized": false, "lstrip": true, "rstrip": true},
+  {"id": 13, "content": "ok", "special": false, "normalized": false, "single_word": true}
+ ],
+ "normalizer": null,
+ "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": true},
+ "post_processor": {"type": "TemplateProcessing",
+   "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+   "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}, "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}},
+ "decoder": {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first"}, {"type": "Fuse"}]},
+ "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": true, "byte_fallback": true,
+  "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, "a": 4, "b": 5, "▁a": 6, "ab": 7, "▁ab": 8, "<0xC3>": 9, "<0xA9>": 10, "c": 11},
+  "merges": [["▁", "a"], ["a", "b"], ["▁a", "b"]]}
+}`
+	tk, err := FromJSON("spm/tokenizer.json", []byte(tj), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		in   string
+		want []int
+	}{
+		{"ab ab", []int{1, 8, 8, 2}},        // ▁ab ▁ab: prepended once, split before ▁
+		{"ab", []int{1, 8, 2}},              //
+		{"é", []int{1, 3, 9, 10, 2}},        // byte fallback for é
+		{"ßß€a", []int{1, 3, 0, 4, 2}},      // ß ß € have no bytes in the vocab: one fused <unk>
+		{"a [X]  b", []int{1, 6, 12, 5, 2}}, // lstrip/rstrip swallow the spaces; "b" is not first: no ▁
+		{"ok", []int{1, 13, 2}},             // single_word: alone it matches
+		{"cok", []int{1, 3, 11, 0, 2}},      // inside a word it does not (o and k are unknown: one <unk>)
+	}
+	for _, c := range cases {
+		if got := tk.Encode(c.in, true); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Encode(%q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	if got := tk.Decode([]int{1, 8, 8, 3, 9, 10, 2}, true); got != "ab ab é" {
+		t.Errorf("Decode = %q, want %q", got, "ab ab é")
+	}
+	if got := tk.Decode([]int{9}, false); got != "\uFFFD" {
+		t.Errorf("Decode(<0xC3>) = %q", got)
+	}
+}
+
+// TestErrors checks that unsupported components fail with the type and file.
+func TestErrors(t *testing.T) {
+	_, tj, cj := synthTokenizer(t, 300)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(tj, &m); err != nil {
+		t.Fatal(err)
+	}
+	for field, val := range map[string]string{
+		"normalizer":     `{"type": "Precompiled", "precompiled_charsmap": ""}`,
+		"pre_tokenizer":  `{"type": "BertPreTokenizer"}`,
+		"post_processor": `{"type": "RobertaProcessing"}`,
+		"decoder":        `{"type": "WordPiece"}`,
+		"model":          `{"type": "Unigram", "vocab": []}`,
+	} {
+		mm := map[string]json.RawMessage{}
+		for k, v := range m {
+			mm[k] = v
+		}
+		mm[field] = json.RawMessage(val)
+		data, _ := json.Marshal(mm)
+		_, err := FromJSON("/models/x/tokenizer.json", data, cj)
+		var typ struct{ Type string }
+		_ = json.Unmarshal([]byte(val), &typ)
+		if err == nil || !strings.Contains(err.Error(), typ.Type) || !strings.Contains(err.Error(), "/models/x/tokenizer.json") {
+			t.Errorf("%s %s: err = %v, want an error naming the type and the file", field, typ.Type, err)
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "tokenizer.json")); err == nil {
+		t.Error("Load of a missing file did not fail")
+	}
+	bad := `{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}}`
+	if _, err := FromJSON("m.json", []byte(bad), nil); err == nil || !strings.Contains(err.Error(), "merge 0") {
+		t.Errorf("merge to a missing token: err = %v", err)
+	}
+}
+
+// FuzzEncode checks that no input panics, that every id is in range and
+// that the round trip holds for the repaired text.
+func FuzzEncode(f *testing.F) {
+	for _, s := range []string{"", "Habari ya asubuhi", "it's 12345!!\n\n", "\xff\xfe", "<|begin_of_text|>x", "👨‍👩‍👧"} {
+		f.Add(s)
+	}
+	tk, _, _ := synthTokenizer(f, 400)
+	f.Fuzz(func(t *testing.T, s string) {
+		ids := tk.Encode(s, true)
+		for _, id := range ids {
+			if id < 0 || id >= tk.VocabSize() {
+				t.Fatalf("id %d out of range", id)
+			}
+		}
+		want := validUTF8(s)
+		if got := tk.Decode(tk.Encode(s, false), false); got != want || !utf8.ValidString(got) {
+			t.Fatalf("Decode(Encode(%q)) = %q, want %q", s, got, want)
+		}
+	})
+}
