@@ -44,11 +44,12 @@ func MeanPool(t *Tape, x *Var, offsets []int, mask []bool) (*Var, error) {
 			o[i] /= counts[s]
 		}
 	}
-	if !x.tracked {
+	xn := x.node
+	if xn == nil {
 		return y, nil
 	}
 	return t.record(y, func(dy []float32) {
-		dx := x.gradBuf()
+		dx := xn.buf()
 		for s := 0; s < nSeq; s++ {
 			g := dy[s*d : (s+1)*d]
 			for tok := offsets[s]; tok < offsets[s+1]; tok++ {
@@ -85,13 +86,14 @@ func L2Normalize(t *Tape, x *Var, eps float32) *Var {
 			y.Data[r*d+i] = v / den
 		}
 	}
-	if !x.tracked {
+	xn, yd := x.node, y.Data
+	if xn == nil {
 		return y
 	}
 	return t.record(y, func(dy []float32) {
-		dx := x.gradBuf()
+		dx := xn.buf()
 		for r := 0; r < n; r++ {
-			g, yr := dy[r*d:(r+1)*d], y.Data[r*d:(r+1)*d]
+			g, yr := dy[r*d:(r+1)*d], yd[r*d:(r+1)*d]
 			if norms[r] < eps { // clamp_min passes no gradient to the norm
 				for i, v := range g {
 					dx[r*d+i] += v / eps
@@ -119,15 +121,16 @@ func MatMulNT(t *Tape, a, b *Var) *Var {
 	n, m, d := a.Rows, b.Rows, a.Cols
 	c := &Var{Data: make([]float32, n*m), Rows: n, Cols: m}
 	kernels.GemmNT(n, m, d, a.Data, d, b.Data, d, c.Data, m, false)
-	if !a.tracked && !b.tracked {
+	ad, bd, an, bn := a.Data, b.Data, a.node, b.node
+	if an == nil && bn == nil {
 		return c
 	}
 	return t.record(c, func(dc []float32) {
-		if a.tracked {
-			kernels.GemmNN(n, d, m, dc, m, b.Data, d, a.gradBuf(), d, true)
+		if an != nil {
+			kernels.GemmNN(n, d, m, dc, m, bd, d, an.buf(), d, true)
 		}
-		if b.tracked {
-			kernels.GemmTN(m, d, n, dc, m, a.Data, d, b.gradBuf(), d, true)
+		if bn != nil {
+			kernels.GemmTN(m, d, n, dc, m, ad, d, bn.buf(), d, true)
 		}
 	})
 }
@@ -163,12 +166,13 @@ func TripletMargin(t *Tape, sim *Var, margin float32) *Var {
 		}
 	}
 	loss := &Var{Data: []float32{sum / float32(n)}, Rows: 1, Cols: 1}
-	if !sim.tracked {
+	sn := sim.node
+	if sn == nil {
 		return loss
 	}
 	return t.record(loss, func(dl []float32) {
 		g := dl[0] / float32(n)
-		ds := sim.gradBuf()
+		ds := sn.buf()
 		for i := 0; i < n; i++ {
 			if active[i] {
 				ds[i*n+neg[i]] += g

@@ -41,12 +41,13 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 	T := x.Rows
 	y := &Var{Data: make([]float32, T*out), Rows: T, Cols: out}
 	engine.MatMulNT(y.Data, x.Data, T, w, false, fast)
+	xn := x.node
 	if lora == nil {
-		if !x.tracked {
+		if xn == nil {
 			return y
 		}
 		return t.record(y, func(dy []float32) {
-			engine.MatMulNN(x.gradBuf(), dy, T, w, true)
+			engine.MatMulNN(xn.buf(), dy, T, w, true)
 		})
 	}
 	A, B, r := lora.A, lora.B, lora.A.Rows
@@ -76,8 +77,8 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 		y.Data[i] += v * lora.Scale
 	}
 	return t.record(y, func(dy []float32) {
-		if x.tracked {
-			engine.MatMulNN(x.gradBuf(), dy, T, w, true)
+		if xn != nil {
+			engine.MatMulNN(xn.buf(), dy, T, w, true)
 		}
 		du := make([]float32, len(dy))
 		for i, v := range dy {
@@ -87,10 +88,10 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 		dmid := make([]float32, T*r)
 		kernels.GemmNN(T, r, out, du, out, B.Data, r, dmid, r, false)
 		kernels.GemmTN(r, in, T, dmid, r, xd, in, A.grad(), in, true)
-		if x.tracked {
+		if xn != nil {
 			dxd := make([]float32, T*in)
 			kernels.GemmNN(T, in, r, dmid, r, A.Data, in, dxd, in, false)
-			dx := x.gradBuf()
+			dx := xn.buf()
 			for i, v := range dxd {
 				if mask != nil {
 					v *= mask[i]
@@ -106,14 +107,15 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 func RMSNorm(t *Tape, x *Var, w []float32, eps float32) *Var {
 	T, d := x.Rows, x.Cols
 	y := &Var{Data: make([]float32, T*d), Rows: T, Cols: d}
-	if !x.tracked {
-		engine.RMSNorm(y.Data, x.Data, w, T, d, eps, nil)
+	xn, xd := x.node, x.Data
+	if xn == nil {
+		engine.RMSNorm(y.Data, xd, w, T, d, eps, nil)
 		return y
 	}
 	rstd := make([]float32, T)
-	engine.RMSNorm(y.Data, x.Data, w, T, d, eps, rstd)
+	engine.RMSNorm(y.Data, xd, w, T, d, eps, rstd)
 	return t.record(y, func(dy []float32) {
-		engine.RMSNormBackward(x.gradBuf(), dy, x.Data, w, rstd, T, d, true)
+		engine.RMSNormBackward(xn.buf(), dy, xd, w, rstd, T, d, true)
 	})
 }
 
@@ -122,13 +124,14 @@ func RMSNorm(t *Tape, x *Var, w []float32, eps float32) *Var {
 func Rope(t *Tape, x *Var, nHeads, headDim int, cos, sin []float32) *Var {
 	y := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
 	engine.ApplyRope(y.Data, x.Rows, nHeads, headDim, cos, sin)
-	if !x.tracked {
+	xn, T := x.node, x.Rows
+	if xn == nil {
 		return y
 	}
 	return t.record(y, func(dy []float32) {
 		d := append([]float32(nil), dy...)
-		engine.ApplyRopeBackward(d, x.Rows, nHeads, headDim, cos, sin)
-		engine.Add(x.gradBuf(), d)
+		engine.ApplyRopeBackward(d, T, nHeads, headDim, cos, sin)
+		engine.Add(xn.buf(), d)
 	})
 }
 
@@ -137,23 +140,25 @@ func Rope(t *Tape, x *Var, nHeads, headDim int, cos, sin []float32) *Var {
 func Attention(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int) *Var {
 	T := q.Rows
 	y := &Var{Data: make([]float32, T*nHeads*headDim), Rows: T, Cols: nHeads * headDim}
-	if !q.tracked && !k.tracked && !v.tracked {
-		engine.Attention(y.Data, q.Data, k.Data, v.Data, offsets, nHeads, nKV, headDim, nil)
+	qd, kd, vd := q.Data, k.Data, v.Data
+	qn, kn, vn := q.node, k.node, v.node
+	if qn == nil && kn == nil && vn == nil {
+		engine.Attention(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, nil)
 		return y
 	}
 	probs := make([]float32, engine.AttentionProbsLen(offsets, nHeads))
-	engine.Attention(y.Data, q.Data, k.Data, v.Data, offsets, nHeads, nKV, headDim, probs)
+	engine.Attention(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, probs)
 	return t.record(y, func(dy []float32) {
-		dq := make([]float32, len(q.Data))
-		dk := make([]float32, len(k.Data))
-		dv := make([]float32, len(v.Data))
-		engine.AttentionBackward(dq, dk, dv, dy, q.Data, k.Data, v.Data, probs, offsets, nHeads, nKV, headDim)
+		dq := make([]float32, len(qd))
+		dk := make([]float32, len(kd))
+		dv := make([]float32, len(vd))
+		engine.AttentionBackward(dq, dk, dv, dy, qd, kd, vd, probs, offsets, nHeads, nKV, headDim)
 		for _, p := range []struct {
-			x *Var
+			n *slot
 			g []float32
-		}{{q, dq}, {k, dk}, {v, dv}} {
-			if p.x.tracked {
-				engine.Add(p.x.gradBuf(), p.g)
+		}{{qn, dq}, {kn, dk}, {vn, dv}} {
+			if p.n != nil {
+				engine.Add(p.n.buf(), p.g)
 			}
 		}
 	})
@@ -163,18 +168,19 @@ func Attention(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int) *
 func SiLUMul(t *Tape, gate, up *Var) *Var {
 	y := &Var{Data: make([]float32, len(gate.Data)), Rows: gate.Rows, Cols: gate.Cols}
 	engine.SiLUMul(y.Data, gate.Data, up.Data)
-	if !gate.tracked && !up.tracked {
+	gd, ud, gn, un := gate.Data, up.Data, gate.node, up.node
+	if gn == nil && un == nil {
 		return y
 	}
 	return t.record(y, func(dy []float32) {
 		dg := make([]float32, len(dy))
 		du := make([]float32, len(dy))
-		engine.SiLUMulBackward(dg, du, dy, gate.Data, up.Data)
-		if gate.tracked {
-			engine.Add(gate.gradBuf(), dg)
+		engine.SiLUMulBackward(dg, du, dy, gd, ud)
+		if gn != nil {
+			engine.Add(gn.buf(), dg)
 		}
-		if up.tracked {
-			engine.Add(up.gradBuf(), du)
+		if un != nil {
+			engine.Add(un.buf(), du)
 		}
 	})
 }
@@ -183,15 +189,16 @@ func SiLUMul(t *Tape, gate, up *Var) *Var {
 func Add(t *Tape, x, y *Var) *Var {
 	z := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
 	engine.Add(z.Data, y.Data)
-	if !x.tracked && !y.tracked {
+	xn, yn := x.node, y.node
+	if xn == nil && yn == nil {
 		return z
 	}
 	return t.record(z, func(dz []float32) {
-		if x.tracked {
-			engine.Add(x.gradBuf(), dz)
+		if xn != nil {
+			engine.Add(xn.buf(), dz)
 		}
-		if y.tracked {
-			engine.Add(y.gradBuf(), dz)
+		if yn != nil {
+			engine.Add(yn.buf(), dz)
 		}
 	})
 }
@@ -200,11 +207,12 @@ func Add(t *Tape, x, y *Var) *Var {
 func SliceRows(t *Tape, x *Var, r0, r1 int) *Var {
 	c := x.Cols
 	y := &Var{Data: append([]float32(nil), x.Data[r0*c:r1*c]...), Rows: r1 - r0, Cols: c}
-	if !x.tracked {
+	xn := x.node
+	if xn == nil {
 		return y
 	}
 	return t.record(y, func(dy []float32) {
-		engine.Add(x.gradBuf()[r0*c:r1*c], dy)
+		engine.Add(xn.buf()[r0*c:r1*c], dy)
 	})
 }
 
@@ -215,10 +223,11 @@ func Reshape(t *Tape, x *Var, rows, cols int) *Var {
 		panic(fmt.Sprintf("autograd.Reshape: %d×%d to %d×%d", x.Rows, x.Cols, rows, cols))
 	}
 	y := &Var{Data: x.Data, Rows: rows, Cols: cols}
-	if !x.tracked {
+	xn := x.node
+	if xn == nil {
 		return y
 	}
 	return t.record(y, func(dy []float32) {
-		engine.Add(x.gradBuf(), dy)
+		engine.Add(xn.buf(), dy)
 	})
 }

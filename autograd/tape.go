@@ -39,11 +39,27 @@ func (p *Param) grad() []float32 {
 // trainable parameter is "tracked": the tape recorded the op that made it and
 // backward will give it a gradient. Other Vars are constants.
 type Var struct {
-	Data    []float32
-	Rows    int
-	Cols    int
-	tracked bool
-	grad    []float32
+	Data []float32
+	Rows int
+	Cols int
+	// node is where backward accumulates the gradient of a tracked Var (nil
+	// for constants). Backward closures hold nodes, not Vars, so a Var's
+	// data is kept only by the ops whose backward needs it.
+	node *slot
+}
+
+// slot accumulates the gradient of one tracked Var.
+type slot struct {
+	grad []float32
+	n    int
+}
+
+// buf returns the gradient buffer, allocating a zeroed one on first use.
+func (s *slot) buf() []float32 {
+	if s.grad == nil {
+		s.grad = make([]float32, s.n)
+	}
+	return s.grad
 }
 
 // Const wraps data (not copied) as a constant Rows×Cols Var.
@@ -55,27 +71,25 @@ func Const(data []float32, rows, cols int) *Var {
 }
 
 // Tracked reports whether v depends on a trainable parameter.
-func (v *Var) Tracked() bool { return v.tracked }
+func (v *Var) Tracked() bool { return v.node != nil }
 
 // Grad is the gradient accumulated into v during a backward that is still
 // running (used by tests); it is nil once the op that produced v has run its
 // backward.
-func (v *Var) Grad() []float32 { return v.grad }
+func (v *Var) Grad() []float32 {
+	if v.node == nil {
+		return nil
+	}
+	return v.node.grad
+}
 
 // Value returns element (0, 0): the value of a scalar Var such as a loss.
 func (v *Var) Value() float32 { return v.Data[0] }
 
-func (v *Var) gradBuf() []float32 {
-	if v.grad == nil {
-		v.grad = make([]float32, len(v.Data))
-	}
-	return v.grad
-}
-
-// node is one recorded op: back receives the gradient of out and adds the
-// gradients of the op's tracked inputs (and parameters).
+// node is one recorded op: back receives the gradient of the op's output
+// and adds the gradients of its tracked inputs (and parameters).
 type node struct {
-	out  *Var
+	out  *slot
 	back func(dout []float32)
 }
 
@@ -102,8 +116,8 @@ func (t *Tape) SetDropoutSeed(seed uint64) {
 func (t *Tape) Len() int { return len(t.nodes) }
 
 func (t *Tape) record(out *Var, back func(dout []float32)) *Var {
-	out.tracked = true
-	t.nodes = append(t.nodes, node{out: out, back: back})
+	out.node = &slot{n: len(out.Data)}
+	t.nodes = append(t.nodes, node{out: out.node, back: back})
 	return out
 }
 
@@ -115,10 +129,10 @@ func (t *Tape) Backward(loss *Var) error {
 	if loss == nil || len(loss.Data) != 1 {
 		return fmt.Errorf("autograd: Backward needs a 1×1 loss")
 	}
-	if !loss.tracked {
+	if loss.node == nil {
 		return fmt.Errorf("autograd: the loss does not depend on any trainable parameter")
 	}
-	loss.gradBuf()[0] = 1
+	loss.node.buf()[0] = 1
 	for i := len(t.nodes) - 1; i >= 0; i-- {
 		n := t.nodes[i]
 		t.nodes[i] = node{}
