@@ -1,0 +1,553 @@
+package tli
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/gonum/mat"
+	"gonum.org/v1/gonum/stat"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Plot colours: Swahili and "before" in blue, English and "after" in
+// orange, the highlighted best layer in red.
+var (
+	colorSwahili = color.RGBA{R: 31, G: 119, B: 180, A: 255}
+	colorEnglish = color.RGBA{R: 255, G: 127, B: 14, A: 255}
+	colorBest    = color.RGBA{R: 214, G: 39, B: 40, A: 255}
+	colorBar     = color.RGBA{R: 140, G: 140, B: 140, A: 255}
+	colorLink    = color.RGBA{R: 190, G: 190, B: 190, A: 255}
+)
+
+// Plot size in inches-based vg units; PNG output is at 96 dpi, so 8×5 in
+// gives 768×480 pixels.
+const (
+	plotWidth  = 8 * vg.Inch
+	plotHeight = 5 * vg.Inch
+)
+
+// padTop raises the top of the y axis by frac of its range, making room for
+// a legend in the upper right corner.
+func padTop(p *plot.Plot, frac float64) {
+	p.Y.Max += frac * (p.Y.Max - p.Y.Min)
+}
+
+// savePlot writes p to path as PNG, atomically.
+func savePlot(p *plot.Plot, path string, w, h vg.Length) error {
+	if ext := strings.ToLower(filepath.Ext(path)); ext != ".png" {
+		return fmt.Errorf("tli: plot %s: only .png output is supported", path)
+	}
+	wt, err := p.WriterTo(w, h, "png")
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	return WriteAtomic(path, func(out io.Writer) error {
+		_, err := wt.WriteTo(out)
+		return err
+	})
+}
+
+// PlotLayerBars draws one bar per layer (values[i] for layers[i]) and marks
+// the bar of layer best in red with its value in the legend (best < 0 marks
+// none). ylabel names the measure, e.g. "mean cosine (content pooling)".
+func PlotLayerBars(path string, layers []int, values []float64, best int, title, ylabel string) error {
+	if len(layers) != len(values) || len(layers) == 0 {
+		return fmt.Errorf("tli: plot %s: %d layers but %d values", path, len(layers), len(values))
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "layer"
+	p.Y.Label.Text = ylabel
+	bars, err := plotter.NewBarChart(plotter.Values(values), vg.Points(barWidth(len(values))))
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	bars.Color = colorBar
+	bars.LineStyle.Width = 0
+	p.Add(plotter.NewGrid(), bars)
+	for i, l := range layers {
+		if l != best {
+			continue
+		}
+		hb, err := plotter.NewBarChart(plotter.Values{values[i]}, bars.Width)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		hb.XMin = float64(i)
+		hb.Color = colorBest
+		hb.LineStyle.Width = 0
+		p.Add(hb)
+		p.Legend.Add(fmt.Sprintf("best: layer %d (%.4f)", l, values[i]), hb)
+		p.Legend.Top = true
+	}
+	names := make([]string, len(layers))
+	for i, l := range layers {
+		// With many layers, label every other one to keep them legible.
+		if len(layers) <= 24 || i%2 == 0 {
+			names[i] = strconv.Itoa(l)
+		}
+	}
+	p.NominalX(names...)
+	padTop(p, 0.1)
+	return savePlot(p, path, plotWidth, plotHeight)
+}
+
+// barWidth returns a bar width in points that fills the plot for n bars.
+func barWidth(n int) float64 {
+	return math.Max(3, math.Min(40, 440/float64(n)))
+}
+
+// PlotLayerLines draws, per layer, the mean matched-pair cosine before and
+// after training as solid lines and each mismatched-pair baseline as a
+// dashed line of the same colour, so the gap is visible. after may be nil
+// (a scan of one model); the layers of before and after must match.
+func PlotLayerLines(path string, before, after []LayerStats, title string) error {
+	if len(before) == 0 {
+		return fmt.Errorf("tli: plot %s: no layers", path)
+	}
+	if after != nil && len(after) != len(before) {
+		return fmt.Errorf("tli: plot %s: %d layers before but %d after", path, len(before), len(after))
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "layer"
+	p.Y.Label.Text = "cosine similarity"
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	series := []struct {
+		name  string
+		stats []LayerStats
+		col   color.Color
+	}{{"before", before, colorSwahili}, {"after", after, colorEnglish}}
+	for _, s := range series {
+		if s.stats == nil {
+			continue
+		}
+		matched, mismatched := make(plotter.XYs, len(s.stats)), make(plotter.XYs, len(s.stats))
+		for i, st := range s.stats {
+			if after != nil && after[i].Layer != before[i].Layer {
+				return fmt.Errorf("tli: plot %s: entry %d is layer %d before but %d after", path, i, before[i].Layer, after[i].Layer)
+			}
+			matched[i] = plotter.XY{X: float64(st.Layer), Y: st.Mean}
+			mismatched[i] = plotter.XY{X: float64(st.Layer), Y: st.MismatchedMean}
+		}
+		l, pts, err := plotter.NewLinePoints(matched)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		l.Color, pts.Color = s.col, s.col
+		pts.Radius = vg.Points(2)
+		m, err := plotter.NewLine(mismatched)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		m.Color = s.col
+		m.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(l, pts, m)
+		p.Legend.Add(s.name+": translation pairs", l, pts)
+		p.Legend.Add(s.name+": mismatched pairs", m)
+	}
+	padTop(p, 0.3)
+	return savePlot(p, path, plotWidth, plotHeight)
+}
+
+// PlotHistogram draws the distribution of per-pair changes (cosine after
+// minus before) in bins bins (0: the square root of n, at most 50), with
+// vertical lines at zero and at the mean change.
+func PlotHistogram(path string, changes []float64, bins int, title string) error {
+	if len(changes) == 0 {
+		return fmt.Errorf("tli: plot %s: no values", path)
+	}
+	if bins <= 0 {
+		bins = min(50, max(5, int(math.Sqrt(float64(len(changes))))))
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "change in cosine (after - before)"
+	p.Y.Label.Text = "pairs"
+	h, err := plotter.NewHist(plotter.Values(changes), bins)
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	h.FillColor = colorSwahili
+	h.LineStyle.Width = vg.Points(0.5)
+	h.LineStyle.Color = color.White
+	p.Add(plotter.NewGrid(), h)
+	ymax := 0.0
+	for _, b := range h.Bins {
+		ymax = math.Max(ymax, b.Weight)
+	}
+	for _, v := range []struct {
+		x   float64
+		col color.Color
+		lbl string
+	}{{0, color.Black, "no change"}, {Mean(changes), colorBest, fmt.Sprintf("mean %+.4f", Mean(changes))}} {
+		l, err := plotter.NewLine(plotter.XYs{{X: v.x, Y: 0}, {X: v.x, Y: ymax}})
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		l.Color = v.col
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(v.lbl, l)
+	}
+	p.Legend.Top = true
+	padTop(p, 0.15)
+	return savePlot(p, path, plotWidth, plotHeight)
+}
+
+// PlotPairMap draws a 2-D map of the Swahili (blue) and English (orange)
+// embeddings with a grey line joining the two words of each pair; method is
+// "pca" (the first two principal components, gonum stat.PC) or "tsne"
+// (exact t-SNE, perplexity 30, fixed seed; fine up to ~1,500 points, i.e.
+// 750 pairs). Up to maxLabels pairs (the first ones) are labelled with
+// their words; pairs may be nil for no labels.
+func PlotPairMap(path string, src, tgt [][]float32, pairs []Pair, method string, maxLabels int, title string) error {
+	if len(src) != len(tgt) || len(src) < 2 {
+		return fmt.Errorf("tli: plot %s: need at least 2 pairs of embeddings, have %d Swahili and %d English", path, len(src), len(tgt))
+	}
+	if pairs != nil && len(pairs) != len(src) {
+		return fmt.Errorf("tli: plot %s: %d labels for %d pairs", path, len(pairs), len(src))
+	}
+	n := len(src)
+	x := make([][]float64, 0, 2*n)
+	for _, rows := range [][][]float32{src, tgt} {
+		for _, r := range rows {
+			v := make([]float64, len(r))
+			for k, f := range r {
+				v[k] = float64(f)
+			}
+			x = append(x, v)
+		}
+	}
+	var y [][2]float64
+	var err error
+	var axes [2]string
+	switch method {
+	case "pca":
+		var vars []float64
+		y, vars, err = PCA2(x)
+		if err == nil {
+			axes = [2]string{fmt.Sprintf("PC1 (%.1f%% of variance)", 100*vars[0]), fmt.Sprintf("PC2 (%.1f%% of variance)", 100*vars[1])}
+		}
+	case "tsne":
+		y, err = TSNE(x, TSNEOptions{})
+		axes = [2]string{"t-SNE 1", "t-SNE 2"}
+	default:
+		return fmt.Errorf("tli: plot %s: unknown method %q (want pca or tsne)", path, method)
+	}
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text, p.Y.Label.Text = axes[0], axes[1]
+	for i := range n {
+		l, err := plotter.NewLine(plotter.XYs{{X: y[i][0], Y: y[i][1]}, {X: y[n+i][0], Y: y[n+i][1]}})
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		l.Color = colorLink
+		l.Width = vg.Points(0.5)
+		p.Add(l)
+	}
+	for side, col := range []color.Color{colorSwahili, colorEnglish} {
+		xy := make(plotter.XYs, n)
+		for i := range n {
+			xy[i] = plotter.XY{X: y[side*n+i][0], Y: y[side*n+i][1]}
+		}
+		s, err := plotter.NewScatter(xy)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		s.Color = col
+		s.Shape = draw.CircleGlyph{}
+		s.Radius = vg.Points(2.5)
+		p.Add(s)
+		p.Legend.Add([]string{"Swahili", "English"}[side], s)
+	}
+	if pairs != nil && maxLabels > 0 {
+		var lab plotter.XYLabels
+		for i := range min(maxLabels, n) {
+			lab.XYs = append(lab.XYs, plotter.XY{X: y[i][0], Y: y[i][1]}, plotter.XY{X: y[n+i][0], Y: y[n+i][1]})
+			lab.Labels = append(lab.Labels, pairs[i].Source, pairs[i].Target)
+		}
+		l, err := plotter.NewLabels(lab)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		for i := range l.TextStyle {
+			l.TextStyle[i].Font.Size = vg.Points(7)
+		}
+		p.Add(l)
+	}
+	p.Legend.Top = true
+	padTop(p, 0.08)
+	return savePlot(p, path, plotWidth, 7*vg.Inch)
+}
+
+// PCA2 projects the rows of x onto their first two principal components
+// (gonum stat.PC on the centred data) and returns the coordinates and the
+// fraction of the total variance each component explains.
+func PCA2(x [][]float64) ([][2]float64, []float64, error) {
+	n := len(x)
+	if n < 2 {
+		return nil, nil, fmt.Errorf("PCA needs at least 2 points, have %d", n)
+	}
+	d := len(x[0])
+	if d < 2 {
+		return nil, nil, fmt.Errorf("PCA to 2-D needs at least 2 dimensions, have %d", d)
+	}
+	a := mat.NewDense(n, d, nil)
+	for i, r := range x {
+		if len(r) != d {
+			return nil, nil, fmt.Errorf("PCA: row %d has %d values, want %d", i, len(r), d)
+		}
+		a.SetRow(i, r)
+	}
+	var pc stat.PC
+	if !pc.PrincipalComponents(a, nil) {
+		return nil, nil, fmt.Errorf("PCA: SVD did not converge")
+	}
+	var vecs mat.Dense
+	pc.VectorsTo(&vecs)
+	vars := pc.VarsTo(nil)
+	var total float64
+	for _, v := range vars {
+		total += v
+	}
+	// Centre, then project onto the first two component vectors.
+	means := make([]float64, d)
+	for j := range d {
+		means[j] = stat.Mean(mat.Col(nil, j, a), nil)
+	}
+	out := make([][2]float64, n)
+	for i := range n {
+		for c := range 2 {
+			var s float64
+			for j := range d {
+				s += (a.At(i, j) - means[j]) * vecs.At(j, c)
+			}
+			out[i][c] = s
+		}
+	}
+	frac := []float64{0, 0}
+	if total > 0 {
+		frac[0], frac[1] = vars[0]/total, vars[1]/total
+	}
+	return out, frac, nil
+}
+
+// TSNEOptions sets up TSNE; zero fields take the defaults.
+type TSNEOptions struct {
+	Perplexity   float64 // default 30 (lowered to (n-1)/3 for small n)
+	Iterations   int     // default 1000
+	LearningRate float64 // default max(n/12/4, 50), scikit-learn's "auto"
+	Seed         uint64  // default 1
+}
+
+// TSNE embeds the rows of x in 2-D with exact t-SNE (van der Maaten and
+// Hinton 2008): Gaussian input affinities calibrated by binary search to the
+// perplexity, symmetrised; Student-t output affinities; gradient descent
+// with momentum 0.5 then 0.8 and per-coordinate gains, early exaggeration 12
+// for the first 250 iterations; initial points drawn from N(0, 1e-4²) with a
+// seeded generator, so results are deterministic. Cost is O(n²) per
+// iteration.
+func TSNE(x [][]float64, opt TSNEOptions) ([][2]float64, error) {
+	n := len(x)
+	if n < 4 {
+		return nil, fmt.Errorf("t-SNE needs at least 4 points, have %d", n)
+	}
+	if opt.Perplexity <= 0 {
+		opt.Perplexity = 30
+	}
+	opt.Perplexity = math.Min(opt.Perplexity, float64(n-1)/3)
+	if opt.Iterations <= 0 {
+		opt.Iterations = 1000
+	}
+	const exaggeration = 12.0
+	if opt.LearningRate <= 0 {
+		opt.LearningRate = math.Max(float64(n)/exaggeration/4, 50)
+	}
+	if opt.Seed == 0 {
+		opt.Seed = 1
+	}
+	d2, err := squaredDistances(x)
+	if err != nil {
+		return nil, err
+	}
+	p := tsneAffinities(d2, n, opt.Perplexity)
+
+	rng := rand.New(rand.NewPCG(opt.Seed, 0x7453e2))
+	y := make([]float64, 2*n)
+	for i := range y {
+		y[i] = 1e-4 * rng.NormFloat64()
+	}
+	upd := make([]float64, 2*n)
+	gains := make([]float64, 2*n)
+	for i := range gains {
+		gains[i] = 1
+	}
+	grad := make([]float64, 2*n)
+	num := make([]float64, n*n)
+	for it := range opt.Iterations {
+		exag, momentum := 1.0, 0.8
+		if it < 250 {
+			exag, momentum = exaggeration, 0.5
+		}
+		// Student-t kernel, computed once per unordered pair.
+		var sum float64
+		for i := range n {
+			for j := i + 1; j < n; j++ {
+				dx, dy := y[2*i]-y[2*j], y[2*i+1]-y[2*j+1]
+				q := 1 / (1 + dx*dx + dy*dy)
+				num[i*n+j], num[j*n+i] = q, q
+				sum += 2 * q
+			}
+		}
+		for i := range n {
+			var gx, gy float64
+			for j := range n {
+				if j == i {
+					continue
+				}
+				q := num[i*n+j]
+				m := (exag*p[i*n+j] - q/sum) * q
+				gx += m * (y[2*i] - y[2*j])
+				gy += m * (y[2*i+1] - y[2*j+1])
+			}
+			grad[2*i], grad[2*i+1] = 4*gx, 4*gy
+		}
+		for k := range y {
+			if (grad[k] > 0) != (upd[k] > 0) {
+				gains[k] += 0.2
+			} else {
+				gains[k] *= 0.8
+			}
+			gains[k] = math.Max(gains[k], 0.01)
+			upd[k] = momentum*upd[k] - opt.LearningRate*gains[k]*grad[k]
+			y[k] += upd[k]
+		}
+		// Keep the map centred.
+		var mx, my float64
+		for i := range n {
+			mx += y[2*i]
+			my += y[2*i+1]
+		}
+		mx, my = mx/float64(n), my/float64(n)
+		for i := range n {
+			y[2*i] -= mx
+			y[2*i+1] -= my
+		}
+	}
+	out := make([][2]float64, n)
+	for i := range n {
+		out[i] = [2]float64{y[2*i], y[2*i+1]}
+	}
+	return out, nil
+}
+
+// squaredDistances returns the n×n squared Euclidean distances of the rows
+// of x, row-major, via the Gram matrix.
+func squaredDistances(x [][]float64) ([]float64, error) {
+	n, d := len(x), len(x[0])
+	a := mat.NewDense(n, d, nil)
+	for i, r := range x {
+		if len(r) != d {
+			return nil, fmt.Errorf("t-SNE: row %d has %d values, want %d", i, len(r), d)
+		}
+		for _, v := range r {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("t-SNE: row %d holds %v", i, v)
+			}
+		}
+		a.SetRow(i, r)
+	}
+	var g mat.Dense
+	g.Mul(a, a.T())
+	out := make([]float64, n*n)
+	for i := range n {
+		for j := range n {
+			out[i*n+j] = math.Max(0, g.At(i, i)+g.At(j, j)-2*g.At(i, j))
+		}
+		out[i*n+i] = 0
+	}
+	return out, nil
+}
+
+// tsneAffinities returns the symmetrised input affinities
+// P_ij = (p_j|i + p_i|j) / 2n, where p_·|i is a Gaussian around point i whose
+// precision is found by bisection so that its perplexity 2^H (H in bits)
+// equals perp.
+func tsneAffinities(d2 []float64, n int, perp float64) []float64 {
+	cond := tsneConditional(d2, n, perp)
+	p := make([]float64, n*n)
+	for i := range n {
+		for j := range n {
+			if i != j {
+				p[i*n+j] = math.Max((cond[i*n+j]+cond[j*n+i])/(2*float64(n)), 1e-12)
+			}
+		}
+	}
+	return p
+}
+
+// tsneConditional returns the row-stochastic matrix p_j|i of TSNE's input
+// affinities; row i has entropy log(perp) nats.
+func tsneConditional(d2 []float64, n int, perp float64) []float64 {
+	cond := make([]float64, n*n)
+	target := math.Log(perp) // entropy in nats
+	row := make([]float64, n)
+	for i := range n {
+		// Distances relative to the nearest neighbour, for stable exp.
+		minD := math.Inf(1)
+		for j := range n {
+			if j != i {
+				minD = math.Min(minD, d2[i*n+j])
+			}
+		}
+		beta, lo, hi := 1.0, 0.0, math.Inf(1)
+		for range 100 {
+			var sum, sumDP float64
+			for j := range n {
+				if j == i {
+					row[j] = 0
+					continue
+				}
+				dd := d2[i*n+j] - minD
+				row[j] = math.Exp(-beta * dd)
+				sum += row[j]
+				sumDP += dd * row[j]
+			}
+			// H = log(sum) + beta * E[d].
+			h := math.Log(sum) + beta*sumDP/sum
+			for j := range n {
+				cond[i*n+j] = row[j] / sum
+			}
+			if math.Abs(h-target) < 1e-6 {
+				break
+			}
+			if h > target {
+				lo = beta
+				if math.IsInf(hi, 1) {
+					beta *= 2
+				} else {
+					beta = (beta + hi) / 2
+				}
+			} else {
+				hi = beta
+				beta = (beta + lo) / 2
+			}
+		}
+	}
+	return cond
+}

@@ -1,0 +1,283 @@
+package tli
+
+import (
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// readPNG decodes path and counts the pixels of each wanted colour.
+func readPNG(t *testing.T, path string, want ...color.RGBA) (image.Rectangle, []int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	counts := make([]int, len(want))
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			for k, c := range want {
+				if uint8(r>>8) == c.R && uint8(g>>8) == c.G && uint8(bl>>8) == c.B {
+					counts[k]++
+				}
+			}
+		}
+	}
+	return b, counts
+}
+
+func TestPlotLayerBars(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "scan.png")
+	layers := []int{0, 1, 2, 3, 4, 5}
+	vals := []float64{0.1, 0.3, 0.5, 0.4, 0.2, 0.1}
+	if err := PlotLayerBars(path, layers, vals, 2, "gap per layer", "gap"); err != nil {
+		t.Fatal(err)
+	}
+	b, n := readPNG(t, path, colorBest, colorBar)
+	if b.Dx() != 768 || b.Dy() != 480 {
+		t.Errorf("size %v", b)
+	}
+	// The highlighted bar (and its legend swatch) is red; the other five grey
+	// bars together hold much more area.
+	if n[0] < 500 || n[1] < 2*n[0] {
+		t.Errorf("best-layer pixels %d, other-bar pixels %d", n[0], n[1])
+	}
+	if err := PlotLayerBars(path, layers, vals, -1, "no best", "gap"); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := readPNG(t, path, colorBest); n[0] != 0 {
+		t.Errorf("best = -1 still highlights %d pixels", n[0])
+	}
+	if err := PlotLayerBars(path, layers, vals[:2], 0, "", ""); err == nil {
+		t.Error("length mismatch accepted")
+	}
+	if err := PlotLayerBars(filepath.Join(dir, "x.svg"), layers, vals, 0, "", ""); err == nil || !strings.Contains(err.Error(), ".png") {
+		t.Errorf("svg: %v", err)
+	}
+}
+
+func TestPlotLayerLinesAndHistogram(t *testing.T) {
+	dir := t.TempDir()
+	var before, after []LayerStats
+	for l := range 8 {
+		before = append(before, LayerStats{Layer: l, Mean: 0.3 + 0.01*float64(l), MismatchedMean: 0.2})
+		after = append(after, LayerStats{Layer: l, Mean: 0.4 + 0.01*float64(l), MismatchedMean: 0.25})
+	}
+	path := filepath.Join(dir, "lines.png")
+	if err := PlotLayerLines(path, before, after, "before/after"); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := readPNG(t, path, colorSwahili, colorEnglish); n[0] < 100 || n[1] < 100 {
+		t.Errorf("line pixels %v", n)
+	}
+	if err := PlotLayerLines(path, before, nil, "scan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := readPNG(t, path, colorSwahili, colorEnglish); n[0] < 100 || n[1] != 0 {
+		t.Errorf("before-only line pixels %v", n)
+	}
+	after[3].Layer = 9
+	if err := PlotLayerLines(path, before, after, ""); err == nil || !strings.Contains(err.Error(), "entry 3") {
+		t.Errorf("layer mismatch: %v", err)
+	}
+
+	rng := rand.New(rand.NewPCG(1, 1))
+	ch := make([]float64, 600)
+	for i := range ch {
+		ch[i] = 0.09 + 0.03*rng.NormFloat64()
+	}
+	hp := filepath.Join(dir, "hist.png")
+	if err := PlotHistogram(hp, ch, 0, "change"); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := readPNG(t, hp, colorSwahili, colorBest); n[0] < 5000 || n[1] < 50 {
+		t.Errorf("histogram pixels %v", n)
+	}
+	if err := PlotHistogram(hp, nil, 0, ""); err == nil {
+		t.Error("empty histogram accepted")
+	}
+}
+
+func TestPCA2(t *testing.T) {
+	// Points a*u + b*v + c in 5-D with orthonormal u, v: the principal
+	// coordinates are the centred (a, b) up to sign, and the variance
+	// fractions are var(a)/(var(a)+var(b)) and var(b)/(...).
+	u := []float64{0.6, 0.8, 0, 0, 0}
+	v := []float64{0, 0, 0, 0.6, -0.8}
+	c := []float64{1, 2, 3, 4, 5}
+	// Uncorrelated coordinates (Σ a_i b_i = 0, both centred).
+	as := []float64{-3, -1, 1, 3, 0, 0}
+	bs := []float64{0, 0, 0, 0, 1, -1}
+	var x [][]float64
+	for i := range as {
+		r := make([]float64, 5)
+		for k := range r {
+			r[k] = as[i]*u[k] + bs[i]*v[k] + c[k]
+		}
+		x = append(x, r)
+	}
+	y, frac, err := PCA2(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma, mb := Mean(as), Mean(bs)
+	sa, sb := math.Copysign(1, y[0][0]*(as[0]-ma)), math.Copysign(1, y[4][1]*(bs[4]-mb))
+	for i := range as {
+		if math.Abs(y[i][0]-sa*(as[i]-ma)) > 1e-12 || math.Abs(y[i][1]-sb*(bs[i]-mb)) > 1e-12 {
+			t.Errorf("point %d: %v, want ±(%v, %v)", i, y[i], as[i]-ma, bs[i]-mb)
+		}
+	}
+	va, vb := StdSample(as)*StdSample(as), StdSample(bs)*StdSample(bs)
+	if math.Abs(frac[0]-va/(va+vb)) > 1e-12 || math.Abs(frac[1]-vb/(va+vb)) > 1e-12 {
+		t.Errorf("variance fractions %v, want %v %v", frac, va/(va+vb), vb/(va+vb))
+	}
+}
+
+// clusters returns k Gaussian clusters of m points in dim dimensions,
+// centres 10 apart, and each point's cluster.
+func clusters(k, m, dim int, seed uint64) ([][]float64, []int) {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	var x [][]float64
+	var lab []int
+	for c := range k {
+		for range m {
+			r := make([]float64, dim)
+			for j := range r {
+				r[j] = rng.NormFloat64()
+			}
+			r[c] += 10
+			x = append(x, r)
+			lab = append(lab, c)
+		}
+	}
+	return x, lab
+}
+
+func TestTSNEConditionalPerplexity(t *testing.T) {
+	x, _ := clusters(3, 15, 6, 2)
+	d2, err := squaredDistances(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(x)
+	for _, perp := range []float64{5, 10} {
+		cond := tsneConditional(d2, n, perp)
+		for i := range n {
+			var h, s float64
+			for j := range n {
+				if p := cond[i*n+j]; p > 0 {
+					h -= p * math.Log(p)
+					s += p
+				}
+			}
+			if math.Abs(s-1) > 1e-12 || math.Abs(math.Exp(h)-perp) > 1e-4 {
+				t.Fatalf("perplexity %v row %d: sum %v perplexity %v", perp, i, s, math.Exp(h))
+			}
+		}
+	}
+	p := tsneAffinities(d2, n, 10)
+	var total float64
+	for i := range n {
+		for j := range n {
+			total += p[i*n+j]
+			if p[i*n+j] != p[j*n+i] {
+				t.Fatalf("P not symmetric at %d,%d", i, j)
+			}
+		}
+	}
+	if math.Abs(total-1) > 1e-8 { // the 1e-12 floor adds up to n²·1e-12
+		t.Errorf("P sums to %v", total)
+	}
+}
+
+func TestTSNESeparatesClusters(t *testing.T) {
+	x, lab := clusters(3, 20, 10, 3)
+	y, err := TSNE(x, TSNEOptions{Iterations: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every point's nearest neighbour in the map is in its own cluster, and
+	// clusters are further apart than their spread.
+	for i := range y {
+		best, bj := math.Inf(1), -1
+		for j := range y {
+			if d := math.Hypot(y[i][0]-y[j][0], y[i][1]-y[j][1]); j != i && d < best {
+				best, bj = d, j
+			}
+		}
+		if lab[bj] != lab[i] {
+			t.Errorf("point %d (cluster %d): nearest neighbour %d is in cluster %d", i, lab[i], bj, lab[bj])
+		}
+	}
+	y2, _ := TSNE(x, TSNEOptions{Iterations: 400})
+	for i := range y {
+		if y[i] != y2[i] {
+			t.Fatalf("not deterministic at point %d: %v vs %v", i, y[i], y2[i])
+		}
+	}
+	if _, err := TSNE(x[:3], TSNEOptions{}); err == nil {
+		t.Error("3 points accepted")
+	}
+}
+
+func TestPlotPairMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	n, dim := 30, 12
+	src := randRows(rng, n, dim)
+	tgt := make([][]float32, n)
+	for i := range tgt {
+		v := make([]float32, dim)
+		for k := range v {
+			v[k] = src[i][k] + 0.2*float32(rng.NormFloat64())
+		}
+		tgt[i] = L2Normalize(v)
+	}
+	pairs := make([]Pair, n)
+	for i := range pairs {
+		pairs[i] = Pair{"sw" + string(rune('a'+i%26)), "en" + string(rune('a'+i%26))}
+	}
+	dir := t.TempDir()
+	for _, m := range []string{"pca", "tsne"} {
+		path := filepath.Join(dir, m+".png")
+		if err := PlotPairMap(path, src, tgt, pairs, m, 10, "map "+m); err != nil {
+			t.Fatal(err)
+		}
+		b, cnt := readPNG(t, path, colorSwahili, colorEnglish, colorLink)
+		if b.Dx() != 768 || b.Dy() != 672 || cnt[0] < 200 || cnt[1] < 200 || cnt[2] < 5 {
+			t.Errorf("%s: size %v, pixels (Swahili, English, links) %v", m, b, cnt)
+		}
+	}
+	if os.Getenv("TLI_KEEP_PLOTS") != "" {
+		for _, f := range []string{"pca.png", "tsne.png"} {
+			b, _ := os.ReadFile(filepath.Join(dir, f))
+			os.WriteFile(filepath.Join(os.Getenv("TLI_KEEP_PLOTS"), f), b, 0o644)
+		}
+	}
+	if err := PlotPairMap(filepath.Join(dir, "x.png"), src, tgt, nil, "umap", 0, ""); err == nil || !strings.Contains(err.Error(), "unknown method") {
+		t.Errorf("unknown method: %v", err)
+	}
+	if err := PlotPairMap(filepath.Join(dir, "x.png"), src, tgt[:5], nil, "pca", 0, ""); err == nil {
+		t.Error("length mismatch accepted")
+	}
+}
+
+func BenchmarkTSNE1372(b *testing.B) {
+	x, _ := clusters(4, 343, 64, 5)
+	for b.Loop() {
+		TSNE(x, TSNEOptions{Iterations: 100})
+	}
+}
