@@ -17,7 +17,7 @@ import (
 func synthModel(t *testing.T, dt engine.DType) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "model")
-	if err := llama.Synth(dir, llama.SynthOptions{Layers: 3, Hidden: 32, Heads: 4, KVHeads: 2, FFN: 48, Vocab: 64, DType: dt, Seed: 3}); err != nil {
+	if err := llama.Synth(dir, llama.SynthOptions{Layers: 3, Hidden: 32, Heads: 4, KVHeads: 2, FFN: 48, Vocab: 300, DType: dt, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
