@@ -267,3 +267,40 @@ func TestTrainTargetZeroAndErrors(t *testing.T) {
 		t.Errorf("missing layer: error %v", err)
 	}
 }
+
+// TestForwardTrainMatchesForward checks that the training forward without
+// adapters (and with zero-B adapters, PEFT's initial state) computes the same
+// hidden states as the inference forward.
+func TestForwardTrainMatchesForward(t *testing.T) {
+	for _, c := range []struct {
+		dt   engine.DType
+		fast bool
+	}{{engine.F32, false}, {engine.BF16, false}, {engine.BF16, true}} {
+		m := trainTestModel(t, 4, c.dt)
+		m.FastBF16 = c.fast
+		want, err := m.HiddenStates(trainTestBatch, []int{2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, params := trainTestAdapters(m.Config, LoRAModules, 2, 1, 0.5)
+		for _, p := range params {
+			if strings.Contains(p.Name, ".B") {
+				clear(p.Data)
+			}
+		}
+		for _, a := range []Adapters{nil, ad} {
+			h, err := m.ForwardTrain(autograd.NewTape(), trainTestBatch, 2, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e, mx float64
+			for i, v := range want[2] {
+				e = math.Max(e, math.Abs(float64(h.Data[i]-v)))
+				mx = math.Max(mx, math.Abs(float64(v)))
+			}
+			if e > 1e-6*mx {
+				t.Errorf("%v fast=%v adapters=%v: ForwardTrain differs from Forward by %.3g (max |h| %.3g)", c.dt, c.fast, a != nil, e, mx)
+			}
+		}
+	}
+}
