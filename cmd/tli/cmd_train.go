@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/tli-project/tli/lora"
+	"github.com/tli-project/tli/tli"
+)
+
+func init() {
+	register("train", "train LoRA adapters with the TLI triplet loss at one layer", runTrain)
+}
+
+// trainFlags are the training settings, shared by train and run.
+type trainFlags struct {
+	pairs, initAdapter, resume, targets, pooling *string
+	layer, epochs, batch, warmup, rank, maxSteps *int
+	lr, margin, alpha, dropout                   *float64
+	seed                                         *uint64
+	shuffle                                      *bool
+	paperCompat                                  *bool
+}
+
+func addTrainFlags(fs *flag.FlagSet) trainFlags {
+	p := tli.PaperTrainOptions()
+	return trainFlags{
+		pairs:       fs.String("pairs", "", "training pairs: JSON list of {swahili,english} or {source,target}, or TSV/CSV with a header (default: the embedded list of 623 pairs)"),
+		layer:       fs.Int("layer", p.Layer, "target layer (HF hidden_states index; the forward stops there)"),
+		epochs:      fs.Int("epochs", p.Epochs, "epochs"),
+		batch:       fs.Int("batch", p.Batch, "pairs per step (the other pairs of the batch are the negatives)"),
+		lr:          fs.Float64("lr", p.LR, "peak AdamW learning rate"),
+		warmup:      fs.Int("warmup", p.Warmup, "linear warm-up steps (then linear decay to 0)"),
+		margin:      fs.Float64("margin", p.Margin, "triplet margin"),
+		rank:        fs.Int("rank", p.LoRA.R, "LoRA rank r"),
+		alpha:       fs.Float64("alpha", p.LoRA.Alpha, "LoRA alpha (scale alpha/r)"),
+		dropout:     fs.Float64("dropout", p.LoRA.Dropout, "LoRA dropout"),
+		targets:     fs.String("targets", strings.Join(p.LoRA.TargetModules, ","), "LoRA target modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"),
+		pooling:     fs.String("pooling", string(tli.PoolContent), "pooling of a word's tokens: content (BOS/EOS left out), mean (all tokens) or last"),
+		seed:        fs.Uint64("seed", p.Seed, "seed of adapter init, shuffling and dropout"),
+		shuffle:     fs.Bool("shuffle", true, "shuffle the pairs every epoch (false: file order)"),
+		initAdapter: fs.String("init-adapter", "", "start from this PEFT adapter folder instead of a fresh init"),
+		maxSteps:    fs.Int("max-steps", 0, "stop after N optimiser steps and make N the schedule's total"),
+		resume:      fs.String("resume", "", "continue a run from its checkpoint folder (OUT/checkpoint or OUT/epoch_K)"),
+		paperCompat: fs.Bool("paper-compat", false, "use the published pooling (mean over all tokens, BOS included)"),
+	}
+}
+
+// options turns the flags into TrainOptions; setFlags says which flags the
+// user gave (so --paper-compat does not override an explicit --pooling).
+func (f trainFlags) options(setFlags map[string]bool) (tli.TrainOptions, error) {
+	o := tli.PaperTrainOptions()
+	o.Layer, o.Epochs, o.Batch, o.LR, o.Warmup, o.Margin = *f.layer, *f.epochs, *f.batch, *f.lr, *f.warmup, *f.margin
+	o.Seed, o.Shuffle, o.MaxSteps = *f.seed, *f.shuffle, *f.maxSteps
+	pool := *f.pooling
+	if *f.paperCompat && !setFlags["pooling"] {
+		pool = string(tli.PoolMean)
+	}
+	p, err := tli.ParsePooling(pool)
+	if err != nil {
+		return o, usageErrorf("--pooling: %v", err)
+	}
+	o.Pooling = p
+	o.LoRA.R, o.LoRA.Alpha, o.LoRA.Dropout = *f.rank, *f.alpha, *f.dropout
+	o.LoRA.TargetModules = nil
+	for _, t := range strings.Split(*f.targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			o.LoRA.TargetModules = append(o.LoRA.TargetModules, t)
+		}
+	}
+	if *f.maxSteps < 0 {
+		return o, usageErrorf("--max-steps %d must be >= 0", *f.maxSteps)
+	}
+	return o, nil
+}
+
+func setFlagNames(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+func runTrain(args []string) error {
+	fs := newFlagSet("train", "")
+	mf := addModelFlags(fs)
+	tf := addTrainFlags(fs)
+	out := fs.String("out", "", "output folder: epoch_K/ and final/ adapters (PEFT format), checkpoint/, train_log.jsonl")
+	force := fs.Bool("force", false, "write into an existing, non-empty --out")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	opts, err := tf.options(setFlagNames(fs))
+	if err != nil {
+		return err
+	}
+	pairs, err := readPairs("--pairs", *tf.pairs, tli.DefaultTrainPairs())
+	if err != nil {
+		return err
+	}
+	if err := prepareOut(*out, *force, *tf.resume != ""); err != nil {
+		return err
+	}
+	opts.OutDir = *out
+	_, err = trainModel(mf, tf, opts, pairs)
+	return err
+}
+
+// trainModel loads what training needs (the layers below the target), runs
+// it with Ctrl-C handling and progress, and returns the adapter.
+func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair) (*lora.Adapter, error) {
+	m, tok, err := mf.load(max(opts.Layer, 0))
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
+		return nil, err
+	}
+	if *tf.initAdapter != "" {
+		a, err := lora.Load(*tf.initAdapter, m.Config)
+		if err != nil {
+			return nil, fmt.Errorf("--init-adapter: %w", err)
+		}
+		opts.InitAdapter = a
+	}
+	if err := opts.Validate(m.Config, len(pairs)); err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	steps := (len(pairs) + opts.Batch - 1) / opts.Batch * opts.Epochs
+	if opts.MaxSteps > 0 {
+		steps = opts.MaxSteps
+	}
+	fmt.Fprintf(os.Stderr, "training: %d pairs, layer %d, %s pooling, %d steps, LoRA r=%d alpha=%g on %s\n",
+		len(pairs), opts.Layer, opts.Pooling, steps, opts.LoRA.R, opts.LoRA.Alpha, strings.Join(opts.LoRA.TargetModules, ","))
+	prog := newProgress(os.Stderr, steps, "training")
+	a, err := tli.Train(ctx, m, tok, pairs, opts, *tf.resume, prog.step)
+	prog.done()
+	if errors.Is(err, tli.ErrInterrupted) {
+		ck := absPath(opts.OutDir + "/checkpoint")
+		return nil, fmt.Errorf("interrupted: checkpoint written to %s; continue with --resume %s", ck, ck)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "adapter written to %s\n", absPath(opts.OutDir+"/final"))
+	return a, nil
+}

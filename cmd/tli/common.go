@@ -1,0 +1,203 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/llama/tokenizer"
+	"github.com/tli-project/tli/tli"
+)
+
+func init() {
+	if llama.SynthTokenizer == nil {
+		llama.SynthTokenizer = tokenizer.Synth
+	}
+}
+
+// modelFlags are the flags every command that reads a checkpoint shares.
+type modelFlags struct {
+	dir     *string
+	dtype   *string
+	threads *int
+}
+
+func addModelFlags(fs interface {
+	String(string, string, string) *string
+	Int(string, int, string) *int
+}) modelFlags {
+	return modelFlags{
+		dir:     fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"),
+		dtype:   fs.String("dtype", "f32", "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
+		threads: fs.Int("threads", 0, "worker threads (0: all cores)"),
+	}
+}
+
+// load opens the checkpoint with the layers up to maxLayer (-1: all, with
+// the LM head) and its tokenizer.
+func (f modelFlags) load(maxLayer int) (*llama.Model, *tokenizer.Tokenizer, error) {
+	if *f.dir == "" {
+		return nil, nil, usageErrorf("--model is required")
+	}
+	dt, err := engine.ParseDType(*f.dtype)
+	if err != nil || dt == engine.F16 {
+		return nil, nil, usageErrorf("--dtype %q: want f32 or bf16", *f.dtype)
+	}
+	if *f.threads < 0 {
+		return nil, nil, usageErrorf("--threads %d must be >= 0", *f.threads)
+	}
+	engine.SetThreads(*f.threads)
+	tok, err := tokenizer.LoadDir(*f.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	m, err := llama.Load(*f.dir, llama.LoadOptions{DType: dt, MaxLayer: maxLayer})
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, tok, nil
+}
+
+// readPairs reads a pair file, or returns def when path is "". Duplicates
+// and empty entries are reported on stderr (the first occurrence is kept).
+func readPairs(flag, path string, def []tli.Pair) ([]tli.Pair, error) {
+	if path == "" {
+		return def, nil
+	}
+	pairs, rep, err := tli.ReadPairs(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	if rep != nil && !rep.Clean() {
+		fmt.Fprintf(os.Stderr, "tli: %s: %s\n", flag, strings.TrimSpace(rep.String()))
+	}
+	return pairs, nil
+}
+
+// checkPairsTokenize reports pairs whose words tokenise to nothing and fails
+// when any is found.
+func checkPairsTokenize(flag string, pairs []tli.Pair, tok *tokenizer.Tokenizer) error {
+	issues := tli.CheckTokenized(pairs, func(s string) int {
+		n := 0
+		for _, id := range tok.Encode(s, false) {
+			if !tok.IsSpecial(id) {
+				n++
+			}
+		}
+		return n
+	})
+	if len(issues) == 0 {
+		return nil
+	}
+	for _, is := range issues {
+		fmt.Fprintf(os.Stderr, "tli: %s: %v\n", flag, is)
+	}
+	return fmt.Errorf("%s: %d pairs tokenise to nothing (listed above)", flag, len(issues))
+}
+
+// prepareOut makes sure dir may be written: an existing non-empty folder is
+// refused unless force (or resume, which continues in it) is set.
+func prepareOut(dir string, force, resume bool) error {
+	if dir == "" {
+		return usageErrorf("--out is required")
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case err == nil && len(entries) > 0 && !force && !resume:
+		return usageErrorf("--out %s already exists and is not empty (use --force to overwrite)", dir)
+	case err != nil && !os.IsNotExist(err):
+		if fi, serr := os.Stat(dir); serr == nil && !fi.IsDir() {
+			return usageErrorf("--out %s is a file, not a folder", dir)
+		}
+		return fmt.Errorf("--out: %w", err)
+	}
+	return os.MkdirAll(dir, 0o755)
+}
+
+// parseLayers reads "all" or a comma-separated list of layer indices in
+// [0, numLayers].
+func parseLayers(flag, s string, numLayers int) ([]int, error) {
+	if s == "all" {
+		out := make([]int, numLayers+1)
+		for i := range out {
+			out[i] = i
+		}
+		return out, nil
+	}
+	var out []int
+	seen := map[int]bool{}
+	for _, f := range strings.Split(s, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, usageErrorf("%s %q: want all or comma-separated layer numbers", flag, s)
+		}
+		if k < 0 || k > numLayers {
+			return nil, usageErrorf("%s: layer %d is outside [0, %d] (0 = embeddings, %d = after the final norm)", flag, k, numLayers, numLayers)
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// progress reports training steps: a bar with ETA on a terminal, one plain
+// line per step (every step, or every tenth for long runs) otherwise.
+type progress struct {
+	bar   *progressbar.ProgressBar
+	w     io.Writer
+	total int
+	start time.Time
+}
+
+func newProgress(w *os.File, total int, what string) *progress {
+	p := &progress{w: w, total: total, start: time.Now()}
+	if term.IsTerminal(int(w.Fd())) {
+		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionClearOnFinish())
+	}
+	return p
+}
+
+func (p *progress) step(l tli.StepLog) {
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("epoch %d loss %.4f", l.Epoch, l.Loss))
+		_ = p.bar.Set(l.Step)
+		return
+	}
+	every := 1
+	if p.total > 100 {
+		every = p.total / 20
+	}
+	if l.Step%every == 0 || l.Step == p.total || l.Step == 1 {
+		elapsed := time.Since(p.start)
+		eta := time.Duration(float64(elapsed) / float64(l.Step) * float64(p.total-l.Step))
+		fmt.Fprintf(p.w, "step %d/%d epoch %d loss %.4f pos %.4f hardneg %.4f lr %.3g (%.2fs/step, eta %s)\n",
+			l.Step, p.total, l.Epoch, l.Loss, l.PosSim, l.HardNegSim, l.LR, l.StepSeconds, eta.Round(time.Second))
+	}
+}
+
+func (p *progress) done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+// absPath is filepath.Abs that keeps the input on error (for messages).
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

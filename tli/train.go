@@ -1,0 +1,339 @@
+package tli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tli-project/tli/autograd"
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/lora"
+)
+
+// TrainOptions are the settings of a TLI training run. PaperTrainOptions
+// gives the published ones.
+type TrainOptions struct {
+	Layer   int     // target layer (HF hidden_states index); the forward stops there
+	Epochs  int     // passes over the pairs
+	Batch   int     // pairs per step (>= 2: the other pairs are the negatives)
+	LR      float64 // peak learning rate of AdamW
+	Warmup  int     // linear warm-up steps, then linear decay to 0
+	Margin  float64 // triplet margin
+	Pooling Pooling // how a word's token states become its embedding
+	LoRA    lora.Config
+	Seed    uint64 // adapter init, shuffling and dropout
+	Shuffle bool   // seeded shuffle per epoch; false keeps file order
+	// MaxSteps > 0 stops after that many optimiser steps and makes it the
+	// schedule's total, as transformers' Trainer does with max_steps.
+	MaxSteps int
+	// InitAdapter, when not nil, is the starting adapter (--init-adapter).
+	InitAdapter *lora.Adapter
+	// OutDir receives epoch_K/, final/, checkpoint/ and train_log.jsonl.
+	OutDir string
+}
+
+// PaperTrainOptions returns the published configuration: layer 2, 5 epochs,
+// batch 8, lr 2e-4, 50 warm-up steps, margin 0.4, LoRA r 16 / alpha 32 /
+// dropout 0.05 on q_proj and v_proj, mean pooling with BOS included, seed 42.
+func PaperTrainOptions() TrainOptions {
+	return TrainOptions{Layer: 2, Epochs: 5, Batch: 8, LR: 2e-4, Warmup: 50, Margin: 0.4,
+		Pooling: PoolMean, LoRA: lora.PaperConfig(), Seed: 42, Shuffle: true}
+}
+
+// StepLog is one line of train_log.jsonl.
+type StepLog struct {
+	Epoch       int     `json:"epoch"`
+	Step        int     `json:"step"` // optimiser steps done, counting this one
+	TotalSteps  int     `json:"total_steps"`
+	Loss        float64 `json:"loss"`
+	LR          float64 `json:"lr"`
+	PosSim      float64 `json:"pos_sim"`      // mean cosine of the batch's pairs
+	HardNegSim  float64 `json:"hard_neg_sim"` // mean cosine of each row's hardest negative
+	StepSeconds float64 `json:"step_seconds"`
+}
+
+// trainerState is what a checkpoint folder adds to the adapter, so that a
+// run can resume exactly where it stopped.
+type trainerState struct {
+	Epoch     int    `json:"epoch"`      // epoch in progress (0-based)
+	BatchNext int    `json:"batch_next"` // next batch of that epoch
+	Step      int    `json:"step"`       // optimiser steps done
+	Total     int    `json:"total_steps"`
+	Seed      uint64 `json:"seed"`
+	Pairs     int    `json:"pairs"`
+	Batch     int    `json:"batch"`
+}
+
+const (
+	stateFile     = "trainer_state.json"
+	optimizerFile = "optimizer.safetensors"
+)
+
+// ErrInterrupted is returned by Train when its context was cancelled; the
+// state at that point was saved in OutDir/checkpoint.
+var ErrInterrupted = errors.New("training interrupted; checkpoint written")
+
+// Validate checks the options against the model and the number of pairs.
+func (o *TrainOptions) Validate(cfg llama.Config, pairs int) error {
+	switch {
+	case o.Layer < 1 || o.Layer > cfg.NumLayers:
+		return fmt.Errorf("--layer %d is outside [1, %d]: layer 0 is the embedding table, which LoRA on attention cannot change", o.Layer, cfg.NumLayers)
+	case o.Batch < 2:
+		return fmt.Errorf("--batch %d: a batch needs at least 2 pairs (the others are the negatives)", o.Batch)
+	case pairs < 2:
+		return fmt.Errorf("%d pairs: training needs at least 2", pairs)
+	case o.Epochs < 1 && o.MaxSteps < 1:
+		return fmt.Errorf("--epochs %d: need at least 1 epoch (or --max-steps)", o.Epochs)
+	case o.LR <= 0 || math.IsNaN(o.LR):
+		return fmt.Errorf("--lr %v must be positive", o.LR)
+	case o.Warmup < 0:
+		return fmt.Errorf("--warmup %d must be >= 0", o.Warmup)
+	}
+	if _, err := ParsePooling(string(o.Pooling)); err != nil {
+		return err
+	}
+	return o.LoRA.Validate(&cfg)
+}
+
+// batchOrder returns the pair indices of an epoch in training order: a
+// seeded permutation (the same for every thread count and every resume), or
+// file order.
+func batchOrder(n int, seed uint64, epoch int, shuffle bool) []int {
+	if !shuffle {
+		order := make([]int, n)
+		for i := range order {
+			order[i] = i
+		}
+		return order
+	}
+	return rand.New(rand.NewPCG(seed, uint64(epoch)+1)).Perm(n)
+}
+
+// Train runs TLI training of LoRA adapters on m (which must hold layers
+// below opts.Layer) and returns the final adapter. onStep, if not nil, is
+// called after every optimiser step. Adapters are written to OutDir/epoch_K
+// after every epoch and OutDir/final at the end; resume, if not "", is a
+// checkpoint folder (epoch_K or checkpoint) of an earlier run to continue.
+func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts TrainOptions, resume string, onStep func(StepLog)) (*lora.Adapter, error) {
+	if err := opts.Validate(m.Config, len(pairs)); err != nil {
+		return nil, err
+	}
+	// Tokenise every word once.
+	words := make([]string, 0, 2*len(pairs))
+	for _, p := range pairs {
+		words = append(words, p.Source, p.Target)
+	}
+	ids := make([][]int, len(words))
+	for i, w := range words {
+		ids[i] = tok.Encode(w, true)
+		content := 0
+		for _, id := range ids[i] {
+			if !tok.IsSpecial(id) {
+				content++
+			}
+		}
+		if content == 0 {
+			return nil, fmt.Errorf("pair %d: %q tokenises to no content token", i/2, w)
+		}
+	}
+
+	batchesPerEpoch := (len(pairs) + opts.Batch - 1) / opts.Batch
+	total := batchesPerEpoch * opts.Epochs
+	if opts.MaxSteps > 0 {
+		total = opts.MaxSteps
+	}
+
+	var (
+		adapter *lora.Adapter
+		opt     *lora.AdamW
+		st      = trainerState{Total: total, Seed: opts.Seed, Pairs: len(pairs), Batch: opts.Batch}
+		err     error
+	)
+	switch {
+	case resume != "":
+		adapter, err = lora.Load(resume, m.Config)
+		if err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
+		data, err := os.ReadFile(filepath.Join(resume, stateFile))
+		if err != nil {
+			return nil, fmt.Errorf("--resume: %s is not a training checkpoint: %w", resume, err)
+		}
+		var saved trainerState
+		if err := json.Unmarshal(data, &saved); err != nil {
+			return nil, fmt.Errorf("--resume: %s: %v", filepath.Join(resume, stateFile), err)
+		}
+		if saved.Pairs != len(pairs) || saved.Batch != opts.Batch || saved.Seed != opts.Seed || saved.Total != total {
+			return nil, fmt.Errorf("--resume: checkpoint was made with %d pairs, batch %d, seed %d, %d steps; this run has %d, %d, %d, %d",
+				saved.Pairs, saved.Batch, saved.Seed, saved.Total, len(pairs), opts.Batch, opts.Seed, total)
+		}
+		st = saved
+		opt, err = lora.LoadAdamW(filepath.Join(resume, optimizerFile), adapter.Params())
+		if err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
+		}
+		// Dropout is a training setting: take it from this run.
+		for _, l := range adapter.Layers {
+			for _, a := range l {
+				a.Dropout = float32(opts.LoRA.Dropout)
+			}
+		}
+	case opts.InitAdapter != nil:
+		adapter = opts.InitAdapter
+		opt = lora.NewAdamW()
+	default:
+		adapter, err = lora.New(opts.LoRA, m.Config, opts.Seed)
+		if err != nil {
+			return nil, err
+		}
+		opt = lora.NewAdamW()
+	}
+
+	logPath := filepath.Join(opts.OutDir, "train_log.jsonl")
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if resume != "" {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(logPath, flags, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	logEnc := json.NewEncoder(logFile)
+
+	save := func(dir string) error {
+		path := filepath.Join(opts.OutDir, dir)
+		if err := adapter.Save(path); err != nil {
+			return err
+		}
+		if err := opt.SaveState(filepath.Join(path, optimizerFile)); err != nil {
+			return err
+		}
+		data, _ := json.MarshalIndent(st, "", "  ")
+		return WriteFileAtomic(filepath.Join(path, stateFile), append(data, '\n'))
+	}
+
+	params := adapter.Params()
+	adapters := adapter.Adapters()
+	for st.Step < total {
+		order := batchOrder(len(pairs), opts.Seed, st.Epoch, opts.Shuffle)
+		for ; st.BatchNext < batchesPerEpoch && st.Step < total; st.BatchNext++ {
+			select {
+			case <-ctx.Done():
+				if err := save("checkpoint"); err != nil {
+					return nil, fmt.Errorf("interrupted, and writing the checkpoint failed: %w", err)
+				}
+				return adapter, ErrInterrupted
+			default:
+			}
+			start := time.Now()
+			lo := st.BatchNext * opts.Batch
+			hi := min(lo+opts.Batch, len(pairs))
+			idx := order[lo:hi]
+			if len(idx) < 2 {
+				continue // a last batch of one pair has no negative: nothing to learn
+			}
+			seqs := make([][]int, 0, 2*len(idx))
+			for _, i := range idx {
+				seqs = append(seqs, ids[2*i])
+			}
+			for _, i := range idx {
+				seqs = append(seqs, ids[2*i+1])
+			}
+			tape := autograd.NewTape()
+			if opts.LoRA.Dropout > 0 {
+				tape.SetDropoutSeed(opts.Seed*0x9e3779b97f4a7c15 + uint64(st.Step))
+			}
+			res, err := Step(tape, m, tok, adapters, seqs, opts.Layer, opts.Pooling, float32(opts.Margin))
+			if err != nil {
+				return nil, err
+			}
+			lr := opts.LR * lora.LinearSchedule(st.Step, opts.Warmup, total)
+			opt.Step(params, lr)
+			adapter.ZeroGrad()
+			st.Step++
+			rec := StepLog{Epoch: st.Epoch + 1, Step: st.Step, TotalSteps: total, Loss: res.Loss, LR: lr,
+				PosSim: res.PosSim, HardNegSim: res.HardNegSim, StepSeconds: time.Since(start).Seconds()}
+			if math.IsNaN(rec.Loss) || math.IsInf(rec.Loss, 0) {
+				return nil, fmt.Errorf("step %d: loss is %v; stopping (lower --lr?)", st.Step, rec.Loss)
+			}
+			if err := logEnc.Encode(rec); err != nil {
+				return nil, err
+			}
+			if onStep != nil {
+				onStep(rec)
+			}
+		}
+		if st.BatchNext >= batchesPerEpoch {
+			st.Epoch++
+			st.BatchNext = 0
+			if err := save(fmt.Sprintf("epoch_%d", st.Epoch)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := save("final"); err != nil {
+		return nil, err
+	}
+	return adapter, nil
+}
+
+// StepResult is what one TLI loss evaluation reports.
+type StepResult struct {
+	Loss, PosSim, HardNegSim float64
+}
+
+// Step runs the TLI loss forward and backward on one batch: seqs holds the n
+// Swahili token sequences followed by their n English ones. Gradients are
+// added to the adapters' parameters; the optimiser step is the caller's.
+func Step(tape *autograd.Tape, m *llama.Model, tok Encoder, adapters llama.Adapters, seqs [][]int, layer int, p Pooling, margin float32) (StepResult, error) {
+	n := len(seqs) / 2
+	b := llama.NewBatch(seqs)
+	h, err := m.ForwardTrain(tape, b, layer, adapters)
+	if err != nil {
+		return StepResult{}, err
+	}
+	var mask []bool
+	switch p {
+	case PoolContent:
+		mask = make([]bool, len(b.Tokens))
+		for t, id := range b.Tokens {
+			mask[t] = !tok.IsSpecial(id)
+		}
+	case PoolLast:
+		mask = make([]bool, len(b.Tokens))
+		for s := 0; s < b.NumSeqs(); s++ {
+			mask[b.Offsets[s+1]-1] = true
+		}
+	}
+	pooled, err := autograd.MeanPool(tape, h, b.Offsets, mask)
+	if err != nil {
+		return StepResult{}, err
+	}
+	pooled = autograd.L2Normalize(tape, pooled, 1e-12)
+	sim := autograd.MatMulNT(tape, autograd.SliceRows(tape, pooled, 0, n), autograd.SliceRows(tape, pooled, n, 2*n))
+	loss := autograd.TripletMargin(tape, sim, margin)
+	res := StepResult{Loss: float64(loss.Data[0])}
+	for i := 0; i < n; i++ {
+		res.PosSim += float64(sim.Data[i*n+i])
+		hard := math.Inf(-1)
+		for j := 0; j < n; j++ {
+			if j != i && float64(sim.Data[i*n+j]) > hard {
+				hard = float64(sim.Data[i*n+j])
+			}
+		}
+		res.HardNegSim += hard
+	}
+	res.PosSim /= float64(n)
+	res.HardNegSim /= float64(n)
+	if err := tape.Backward(loss); err != nil {
+		return StepResult{}, err
+	}
+	return res, nil
+}
