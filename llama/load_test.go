@@ -72,6 +72,18 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	if ts["b.w"].DType != engine.BF16 || ts["b.w"].Shape[0] != 3 || ts["c"].DType != engine.F16 || ts["c"].At(0) != 0.5 {
 		t.Fatalf("dtype/shape not kept: %v %v %v", ts["b.w"].DType, ts["b.w"].Shape, ts["c"].DType)
 	}
+	// I64 tensors go beside float ones.
+	p3 := filepath.Join(dir, "mixed.safetensors")
+	if err := WriteSafetensorsMixed(p3, []NamedTensor{{"f", a}}, []NamedInts{{"ids", []int{2, 2}, []int64{1, -2, 1 << 40, 4}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ints, shapes, err := ReadSafetensorsInts(p3)
+	if err != nil || len(ints["ids"]) != 4 || ints["ids"][1] != -2 || ints["ids"][2] != 1<<40 || shapes["ids"][0] != 2 {
+		t.Fatalf("ints %v %v %v", ints, shapes, err)
+	}
+	if fl, _, err := ReadSafetensors(p3); err != nil || len(fl) != 1 || fl["f"].F32[1] != -2.5 {
+		t.Fatalf("floats of a mixed file: %v %v", fl, err)
+	}
 	// The data section starts 8-byte aligned.
 	raw, _ := os.ReadFile(p)
 	if n := binary.LittleEndian.Uint64(raw); (8+n)%8 != 0 {
@@ -220,7 +232,7 @@ func TestLoadBadInput(t *testing.T) {
 		{"past-end", `{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}`, 8, []string{`"a"`, "past the end"}},
 		{"overlap", `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, 12, []string{"overlap", `"a"`, `"b"`}},
 		{"size-mismatch", `{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}`, 8, []string{`"a"`, "needs 12"}},
-		{"unsupported-dtype", `{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}`, 8, []string{`"a"`, "unsupported dtype I64"}},
+		{"unsupported-dtype", `{"a":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}`, 8, []string{`"a"`, "unsupported dtype I32"}},
 		{"unknown-dtype", `{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,8]}}`, 8, []string{"Q4"}},
 		{"not-json", `{"a":`, 0, []string{"bad safetensors header"}},
 		{"header-too-long", "", -1, []string{"past the end"}},

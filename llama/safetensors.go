@@ -27,7 +27,8 @@ const maxHeaderBytes = 100_000_000
 // stTensor describes one tensor of a safetensors file.
 type stTensor struct {
 	Name  string
-	DType engine.DType
+	DType engine.DType // for float tensors
+	Int64 bool         // an I64 tensor (token ids, offsets), not a float one
 	Shape []int
 	Begin int // byte offsets relative to the start of the data section
 	End   int
@@ -65,15 +66,19 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 	var list []*stTensor
 	for tname, info := range md.Tensors() {
 		var dt engine.DType
+		isInt := false
+		size := uint64(2)
 		switch info.DType {
+		case safetensors.I64:
+			isInt, size = true, 8
 		case safetensors.F32:
-			dt = engine.F32
+			dt, size = engine.F32, 4
 		case safetensors.BF16:
 			dt = engine.BF16
 		case safetensors.F16:
 			dt = engine.F16
 		default:
-			return nil, fmt.Errorf("%s: tensor %q: unsupported dtype %s (want F32, BF16 or F16)", name, tname, info.DType)
+			return nil, fmt.Errorf("%s: tensor %q: unsupported dtype %s (want F32, BF16, F16 or I64)", name, tname, info.DType)
 		}
 		shape := make([]int, len(info.Shape))
 		numel := uint64(1)
@@ -85,15 +90,15 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 			numel *= s
 		}
 		beg, end := info.DataOffsets[0], info.DataOffsets[1]
-		if end < beg || numel > 1<<40 || end-beg != numel*uint64(dt.Size()) {
+		if end < beg || numel > 1<<40 || end-beg != numel*size {
 			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d] hold %d bytes, but shape %v of %s needs %d",
-				name, tname, beg, end, int64(end)-int64(beg), info.Shape, dt, numel*uint64(dt.Size()))
+				name, tname, beg, end, int64(end)-int64(beg), info.Shape, info.DType, numel*size)
 		}
 		if end > uint64(dataSize) {
 			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d] run past the end of the data section (%d bytes): truncated file?",
 				name, tname, beg, end, dataSize)
 		}
-		t := &stTensor{Name: tname, DType: dt, Shape: shape, Begin: int(beg), End: int(end)}
+		t := &stTensor{Name: tname, DType: dt, Int64: isInt, Shape: shape, Begin: int(beg), End: int(end)}
 		h.Tensors[tname] = t
 		list = append(list, t)
 	}
@@ -140,16 +145,37 @@ func (f *stFile) tensor(name string) (*engine.Tensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: missing tensor %q", f.path, name)
 	}
+	if t.Int64 {
+		return nil, fmt.Errorf("%s: tensor %q is I64, want F32, BF16 or F16", f.path, name)
+	}
 	b := f.m.Data[f.h.DataStart+t.Begin : f.h.DataStart+t.End]
 	return engine.TensorFromBytes(t.DType, t.Shape, b)
 }
 
+// ints returns the named I64 tensor's values and shape.
+func (f *stFile) ints(name string) ([]int64, []int, error) {
+	t, ok := f.h.Tensors[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: missing tensor %q", f.path, name)
+	}
+	if !t.Int64 {
+		return nil, nil, fmt.Errorf("%s: tensor %q is %s, want I64", f.path, name, t.DType)
+	}
+	b := f.m.Data[f.h.DataStart+t.Begin : f.h.DataStart+t.End]
+	out := make([]int64, len(b)/8)
+	for i := range out {
+		out[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
+	}
+	return out, t.Shape, nil
+}
+
 func (f *stFile) Close() error { return f.m.Close() }
 
-// ReadSafetensors reads every tensor of a safetensors file into memory (the
-// file is closed on return) together with the header's __metadata__ map.
-// Tensors keep their stored dtype (F32, BF16 or F16); other dtypes, NaN or
-// Inf values and malformed headers are errors naming the file and tensor.
+// ReadSafetensors reads every float tensor of a safetensors file into
+// memory (the file is closed on return) together with the header's
+// __metadata__ map. Tensors keep their stored dtype (F32, BF16 or F16); I64
+// tensors are left out (see ReadSafetensorsInts); other dtypes, NaN or Inf
+// values and malformed headers are errors naming the file and tensor.
 func ReadSafetensors(path string) (map[string]*engine.Tensor, map[string]string, error) {
 	f, err := openSafetensors(path)
 	if err != nil {
@@ -157,7 +183,10 @@ func ReadSafetensors(path string) (map[string]*engine.Tensor, map[string]string,
 	}
 	defer f.Close()
 	out := make(map[string]*engine.Tensor, len(f.h.Tensors))
-	for name := range f.h.Tensors {
+	for name, info := range f.h.Tensors {
+		if info.Int64 {
+			continue // see ReadSafetensorsInts
+		}
 		t, err := f.tensor(name)
 		if err != nil {
 			return nil, nil, err
@@ -174,6 +203,35 @@ func ReadSafetensors(path string) (map[string]*engine.Tensor, map[string]string,
 		out[name] = c
 	}
 	return out, f.h.Metadata, nil
+}
+
+// ReadSafetensorsInts reads the I64 tensors of a safetensors file (such as
+// the token_ids and offsets that tli embed writes): values and shape by name.
+func ReadSafetensorsInts(path string) (map[string][]int64, map[string][]int, error) {
+	f, err := openSafetensors(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	vals, shapes := map[string][]int64{}, map[string][]int{}
+	for name, info := range f.h.Tensors {
+		if !info.Int64 {
+			continue
+		}
+		v, sh, err := f.ints(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		vals[name], shapes[name] = v, sh
+	}
+	return vals, shapes, nil
+}
+
+// NamedInts is an I64 tensor to write: values and shape.
+type NamedInts struct {
+	Name  string
+	Shape []int
+	Data  []int64
 }
 
 // NamedTensor is a tensor with its safetensors name, for writing files in a
@@ -202,7 +260,13 @@ func WriteSafetensors(path string, tensors map[string]*engine.Tensor, metadata m
 // WriteSafetensorsOrdered is WriteSafetensors with the tensors' order in
 // the file given by the list.
 func WriteSafetensorsOrdered(path string, tensors []NamedTensor, metadata map[string]string) error {
-	entries := make([]stEntry, len(tensors))
+	return WriteSafetensorsMixed(path, tensors, nil, metadata)
+}
+
+// WriteSafetensorsMixed writes float tensors and then I64 tensors (in the
+// order given) to path, via a temporary file and a rename.
+func WriteSafetensorsMixed(path string, tensors []NamedTensor, ints []NamedInts, metadata map[string]string) error {
+	entries := make([]stEntry, len(tensors), len(tensors)+len(ints))
 	for i, nt := range tensors {
 		t := nt.Tensor
 		if t == nil {
@@ -217,6 +281,19 @@ func WriteSafetensorsOrdered(path string, tensors []NamedTensor, metadata map[st
 			return err
 		}}
 	}
+	for _, it := range ints {
+		if len(it.Data) != engine.Numel(it.Shape) {
+			return fmt.Errorf("%s: tensor %q: %d values for shape %v", path, it.Name, len(it.Data), it.Shape)
+		}
+		entries = append(entries, stEntry{Name: it.Name, Int64: true, Shape: it.Shape, Write: func(w io.Writer) error {
+			b := make([]byte, 8*len(it.Data))
+			for i, v := range it.Data {
+				binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
+			}
+			_, err := w.Write(b)
+			return err
+		}})
+	}
 	return writeSafetensorsStream(path, entries, metadata)
 }
 
@@ -226,19 +303,32 @@ func WriteSafetensorsOrdered(path string, tensors []NamedTensor, metadata map[st
 type stEntry struct {
 	Name  string
 	DType engine.DType
+	Int64 bool // an I64 tensor (DType ignored)
 	Shape []int
 	Write func(w io.Writer) error
 }
 
-// safetensorsName is the header spelling of a dtype.
-func safetensorsName(d engine.DType) string {
-	switch d {
+// dtypeName is the header spelling of an entry's dtype.
+func (e stEntry) dtypeName() string {
+	if e.Int64 {
+		return "I64"
+	}
+	switch e.DType {
 	case engine.BF16:
 		return "BF16"
 	case engine.F16:
 		return "F16"
 	}
 	return "F32"
+}
+
+// bytes is the size of the entry's data.
+func (e stEntry) bytes() int64 {
+	size := int64(e.DType.Size())
+	if e.Int64 {
+		size = 8
+	}
+	return int64(engine.Numel(e.Shape)) * size
 }
 
 // buildHeader returns the JSON header (padded with spaces to a multiple of
@@ -261,8 +351,8 @@ func buildHeader(entries []stEntry, metadata map[string]string) ([]byte, int64, 
 		if _, dup := hdr[e.Name]; dup {
 			return nil, 0, fmt.Errorf("tensor %q appears twice", e.Name)
 		}
-		n := int64(engine.Numel(e.Shape)) * int64(e.DType.Size())
-		hdr[e.Name] = info{safetensorsName(e.DType), append([]int{}, e.Shape...), [2]int64{off, off + n}}
+		n := e.bytes()
+		hdr[e.Name] = info{e.dtypeName(), append([]int{}, e.Shape...), [2]int64{off, off + n}}
 		off += n
 	}
 	js, err := json.Marshal(hdr)
@@ -302,7 +392,7 @@ func writeSafetensorsStream(path string, entries []stEntry, metadata map[string]
 		if err := e.Write(cw); err != nil {
 			return fmt.Errorf("%s: writing tensor %q: %w", path, e.Name, err)
 		}
-		if want := int64(engine.Numel(e.Shape)) * int64(e.DType.Size()); cw.n != want {
+		if want := e.bytes(); cw.n != want {
 			return fmt.Errorf("%s: tensor %q: wrote %d bytes, want %d", path, e.Name, cw.n, want)
 		}
 	}
@@ -312,6 +402,7 @@ func writeSafetensorsStream(path string, entries []stEntry, metadata map[string]
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	os.Chmod(tmp.Name(), 0o644)
 	return os.Rename(tmp.Name(), path)
 }
 

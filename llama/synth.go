@@ -10,9 +10,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/kernels"
+	"github.com/tli-project/tli/llama/tokenizer"
 )
 
 // SynthOptions describes a synthetic checkpoint: a Llama of a known shape
@@ -44,14 +46,28 @@ type SynthOptions struct {
 	TokenizerJSON, TokenizerConfigJSON []byte
 	Words                              []string
 	// BOS and EOS token ids for config.json (default: taken from the
-	// tokenizer, else 1 and 2 for "tiny", Llama 3's ids otherwise).
+	// tokenizer's added tokens, else 1 and 2 for "tiny", Llama 3's ids
+	// otherwise).
 	BOS, EOS []int
 }
 
 // SynthTokenizer, when not nil, makes tokenizer.json and
-// tokenizer_config.json from a word list for a vocabulary of vocabSize
-// ids (set by the tokenizer package's wiring; see synth_tokenizer.go).
-var SynthTokenizer func(words []string, vocabSize int) (tokenizerJSON, tokenizerConfigJSON []byte, err error)
+// tokenizer_config.json from a word list for a vocabulary of vocabSize ids
+// (tokenizer.Synth: a byte-level BPE learned from the words, with BOS and
+// EOS as the last two ids). Set it to nil to write checkpoints without a
+// tokenizer.
+var SynthTokenizer = tokenizer.Synth
+
+// DefaultSynthWords are the words a synthetic tokenizer learns from when
+// SynthOptions.Words is empty: a few English and Swahili words, so that
+// demo text tokenizes into whole words.
+var DefaultSynthWords = strings.Fields(`the a of and to in is that it was for on are with as
+he she they we you be at by this from have not or one had but what all were when there
+can an your which their said if do will each about how up out them then many some so
+mtoto watoto mama baba nyumba maji chakula shule mwalimu kitabu vitabu rafiki habari
+jambo asante sana ndiyo hapana leo kesho jana mimi wewe yeye sisi ninyi wao kula kunywa
+kusoma kuandika kwenda kuja kupenda kulala kukimbia mji kijiji nchi ziwa mlima mti
+language model word injection lexical target english swahili dictionary translation`)
 
 // SynthConfig returns the config of the checkpoint opts describes.
 func SynthConfig(opts SynthOptions) (Config, error) {
@@ -283,7 +299,11 @@ func Synth(dir string, opts SynthOptions) error {
 	}
 	if tokJSON == nil && SynthTokenizer != nil {
 		var err error
-		tokJSON, tokCfg, err = SynthTokenizer(opts.Words, vocab)
+		words := opts.Words
+		if len(words) == 0 {
+			words = DefaultSynthWords
+		}
+		tokJSON, tokCfg, err = SynthTokenizer(words, vocab)
 		if err != nil {
 			return fmt.Errorf("synth: tokenizer: %w", err)
 		}
@@ -404,5 +424,6 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(tmp.Name())
 		return err
 	}
+	os.Chmod(tmp.Name(), 0o644)
 	return os.Rename(tmp.Name(), path)
 }
