@@ -166,3 +166,25 @@ func LinearSchedule(step, warmup, total int) float64 {
 	}
 	return math.Max(0, float64(total-step)/float64(max(1, total-warmup)))
 }
+
+// ClipGradNorm scales the gradients of params (those that have one) so that
+// their global L2 norm is at most maxNorm, as torch.nn.utils.clip_grad_norm_
+// does: coef = maxNorm/(norm + 1e-6), applied when below 1. It returns the
+// norm before clipping. The norm is accumulated in float64.
+func ClipGradNorm(params []*autograd.Param, maxNorm float64) float64 {
+	var ss float64
+	for _, p := range params {
+		for _, g := range p.Grad {
+			ss += float64(g) * float64(g)
+		}
+	}
+	norm := math.Sqrt(ss)
+	if coef := maxNorm / (norm + 1e-6); coef < 1 {
+		for _, p := range params {
+			for i := range p.Grad {
+				p.Grad[i] *= float32(coef)
+			}
+		}
+	}
+	return norm
+}

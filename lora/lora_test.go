@@ -456,3 +456,18 @@ func TestMergeCheckpoint(t *testing.T) {
 		t.Errorf("generation_config.json not copied: %v", err)
 	}
 }
+
+func TestClipGradNorm(t *testing.T) {
+	a, b, idle := autograd.NewParam("a", 1, 2), autograd.NewParam("b", 1, 1), autograd.NewParam("idle", 1, 1)
+	a.Grad, b.Grad = []float32{3, 0}, []float32{4}
+	if n := ClipGradNorm([]*autograd.Param{a, b, idle}, 10); n != 5 || a.Grad[0] != 3 || b.Grad[0] != 4 || idle.Grad != nil {
+		t.Errorf("no clipping expected: norm %v, grads %v %v %v", n, a.Grad, b.Grad, idle.Grad)
+	}
+	if n := ClipGradNorm([]*autograd.Param{a, b, idle}, 1); n != 5 {
+		t.Errorf("norm %v, want 5", n)
+	}
+	c := 1 / (5 + 1e-6)
+	if math.Abs(float64(a.Grad[0])-3*c) > 1e-7 || math.Abs(float64(b.Grad[0])-4*c) > 1e-7 || idle.Grad != nil {
+		t.Errorf("clipped grads %v %v %v", a.Grad, b.Grad, idle.Grad)
+	}
+}
