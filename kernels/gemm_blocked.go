@@ -173,7 +173,6 @@ func (s *simd) widenRow(dst []float32, src []uint16, kind int) {
 	}
 }
 
-
 // ---- swapped driver: Cᵀ = B·Aᵀ ----
 
 // ntJob carries one swapped product; fn is bound once so that handing it to
@@ -282,7 +281,6 @@ func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 }
 
 func (j *ntJob) runAll(work int) {
-	s := cur
 	j.kchunks = (j.k + j.kc - 1) / j.kc
 	if work < minWork {
 		for t := 0; t < j.kchunks; t++ {
@@ -291,7 +289,7 @@ func (j *ntJob) runAll(work int) {
 	} else {
 		parallel(j.kchunks, j.packFn)
 	}
-	panelsM := (j.mpad + s.vmax*s.lanes - 1) / (s.vmax * s.lanes)
+	panelsM := j.panels()
 	j.tasksN = split(work, (j.n+5)/6)
 	j.tasksM = 1
 	if j.tasksN < 4 && panelsM > 1 {
@@ -305,15 +303,28 @@ func (j *ntJob) runAll(work int) {
 	parallel(j.tasksN*j.tasksM, j.fn)
 }
 
+// panels is the number of Aᵀ panels: mpad is cut into as few panels of at
+// most vmax vectors as possible, of balanced widths (80 rows on AVX-512 are
+// 48+32 rather than 64+16, so no tile runs with a single vector).
+func (j *ntJob) panels() int {
+	nvec := j.mpad / cur.lanes
+	return (nvec + cur.vmax - 1) / cur.vmax
+}
+
+// panel returns the first row and the width of panel q.
+func (j *ntJob) panel(q int) (start, width int) {
+	nvec, p := j.mpad/cur.lanes, j.panels()
+	v0, v1 := nvec*q/p, nvec*(q+1)/p
+	return v0 * cur.lanes, (v1 - v0) * cur.lanes
+}
+
 // pack writes chunk t of Aᵀ: for every panel of W lanes starting at i0, a
 // [kl][W] block at offset k0·mpad + i0·kl, zero beyond m.
 func (j *ntJob) pack(t int) {
-	s := cur
 	k0 := t * j.kc
 	kl := min(j.kc, j.k-k0)
-	wmax := s.vmax * s.lanes
-	for i0 := 0; i0 < j.mpad; i0 += wmax {
-		w := min(wmax, j.mpad-i0)
+	for q := 0; q < j.panels(); q++ {
+		i0, w := j.panel(q)
 		base := k0*j.mpad + i0*kl
 		for ii := 0; ii < w; ii++ {
 			i := i0 + ii
@@ -354,14 +365,15 @@ func (j *ntJob) run(t int) {
 	groups := (j.n + 5) / 6
 	j0 := groups * tn / j.tasksN * 6
 	j1 := min(groups*(tn+1)/j.tasksN*6, j.n)
-	wmax := s.vmax * s.lanes
-	panels := (j.mpad + wmax - 1) / wmax
+	panels := j.panels()
 	p0 := panels * tm / j.tasksM
 	p1 := panels * (tm + 1) / j.tasksM
-	i0, i1 := p0*wmax, min(p1*wmax, j.mpad)
-	if j0 >= j1 || i0 >= i1 {
+	if j0 >= j1 || p0 >= p1 {
 		return
 	}
+	i0, _ := j.panel(p0)
+	i1, w1 := j.panel(p1 - 1)
+	i1 += w1
 	mw := i1 - i0 // scratch row width
 	nc := max(blockL2/2/(mw*4)/6*6, 6)
 	nc = min(nc, j1-j0)
@@ -405,8 +417,8 @@ func (j *ntJob) run(t int) {
 					bc = unsafe.Pointer(&j.bf[row*j.ldb+k0])
 					rs, ps = uintptr(j.ldb*4), 4
 				}
-				for pi := i0; pi < i1; pi += wmax {
-					w := min(wmax, i1-pi)
+				for q := p0; q < p1; q++ {
+					pi, w := j.panel(q)
 					off := k0*j.mpad + pi*kl
 					var panel unsafe.Pointer
 					if j.pairs {

@@ -20,7 +20,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"go/format"
 	"os"
+	"strings"
 )
 
 var out bytes.Buffer
@@ -207,7 +209,15 @@ func main() {
 }
 
 func write(name string) {
-	if err := os.WriteFile(name, out.Bytes(), 0o644); err != nil {
+	b := out.Bytes()
+	if strings.HasSuffix(name, ".go") {
+		var err error
+		if b, err = format.Source(b); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	if err := os.WriteFile(name, b, 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
