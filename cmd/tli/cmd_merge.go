@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/lora"
+)
+
+func init() {
+	register("merge", "write a checkpoint with a LoRA adapter merged into its weights", runMerge)
+}
+
+func runMerge(args []string) error {
+	fs := newFlagSet("merge", "")
+	model := fs.String("model", "", "base checkpoint folder")
+	adapter := fs.String("adapter", "", "PEFT adapter folder (e.g. OUT/final of tli train)")
+	out := fs.String("out", "", "output folder for the merged checkpoint (Hugging Face layout)")
+	dtype := fs.String("dtype", "f32", "stored dtype of the merged weights: f32, bf16 or f16")
+	force := fs.Bool("force", false, "replace an existing --out")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *model == "" || *adapter == "" || *out == "" {
+		return usageErrorf("--model, --adapter and --out are required")
+	}
+	dt, err := engine.ParseDType(*dtype)
+	if err != nil {
+		return usageErrorf("--dtype: %v", err)
+	}
+	if _, err := os.Stat(*out); err == nil {
+		if !*force {
+			return usageErrorf("--out %s already exists (use --force to replace it)", *out)
+		}
+		if err := os.RemoveAll(*out); err != nil {
+			return err
+		}
+	}
+	if err := lora.MergeCheckpoint(*model, *adapter, *out, dt); err != nil {
+		return err
+	}
+	fmt.Printf("merged %s into %s: %s (%s)\n", *adapter, *model, absPath(*out), dt)
+	return nil
+}
