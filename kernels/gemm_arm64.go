@@ -2,7 +2,24 @@
 
 package kernels
 
-// impls lists the kernel paths of this build.
-func impls() []impl { return []impl{genericImpl} }
+// The NEON path: 4 lanes, tiles up to 6×16, bf16 widened by shifting and f16
+// by FCVTL. ASIMD is part of every arm64 CPU, so it is always available.
+var neon = &simd{
+	name:      "neon",
+	lanes:     4,
+	vmax:      4,
+	f32:       kernF32N,
+	widenBF16: widenBF16N,
+	widenF16:  widenF16N,
+}
 
+func impls() []impl {
+	return []impl{
+		{"neon", true, func() { install(neon) }},
+		genericImpl,
+	}
+}
+
+// l2Size is the L2 size the blocks are sized for: a conservative 512 KiB
+// (cpuid does not report arm64 caches).
 func l2Size() int { return 512 << 10 }

@@ -39,7 +39,7 @@ type simd struct {
 	vmax  int           // widest tile, in vectors
 	f32   [5][7]kernFn  // f32 micro-kernels by [V][R]
 	bf16  *[5][7]kernFn // bf16-pair dot-product micro-kernels, nil if absent
-	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of lanes).
+	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of 16).
 	widenBF16 func(dst *float32, src *uint16, n int)
 	widenF16  func(dst *float32, src *uint16, n int)
 }
@@ -156,7 +156,7 @@ func split(work, units int) int {
 // widenRow converts src to float32 into dst (same length) with the path's
 // assembly for the bulk and Go for the tail.
 func (s *simd) widenRow(dst []float32, src []uint16, kind int) {
-	n := len(src) / s.lanes * s.lanes
+	n := len(src) &^ 15 // every widening loop handles multiples of 16
 	if n > 0 {
 		if kind == halfBF16 {
 			s.widenBF16(&dst[0], &src[0], n)
