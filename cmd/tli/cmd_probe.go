@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/llama/tokenizer"
+)
+
+func init() {
+	register("probe", "continue a prompt with a model (greedy or sampled) and print the text", runProbe)
+}
+
+// probeOut is where probe prints the continuation (tests replace it).
+var probeOut io.Writer = os.Stdout
+
+// runProbe loads a whole model, encodes the prompt with its tokenizer
+// (special tokens added), generates with a KV cache until EOS or
+// --max-new-tokens, and prints the continuation's text.
+func runProbe(args []string) error {
+	fs := newFlagSet("probe", "--model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed N]")
+	model := fs.String("model", "", "checkpoint folder (config.json, safetensors, tokenizer.json)")
+	adapter := fs.String("adapter", "", "LoRA adapter folder to apply")
+	prompt := fs.String("prompt", "", "text to continue")
+	maxNew := fs.Int("max-new-tokens", 32, "largest number of tokens to generate")
+	temp := fs.Float64("temperature", 0, "0: greedy; > 0: sample from softmax(logits/T)")
+	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens whose probabilities sum to P")
+	seed := fs.Uint64("seed", 0, "random seed for sampling")
+	dtype := fs.String("dtype", "bf16", "how weights are held: bf16 (half the memory) or f32")
+	ids := fs.Bool("ids", false, "also print the generated token ids")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *model == "" || *prompt == "" {
+		return usageErrorf("--model and --prompt are required")
+	}
+	if *adapter != "" {
+		return fmt.Errorf("--adapter is not yet supported by tli probe (merge the adapter with tli merge and probe the merged model)")
+	}
+	if *maxNew <= 0 {
+		return usageErrorf("--max-new-tokens must be positive")
+	}
+	if *temp < 0 || *topP <= 0 || *topP > 1 {
+		return usageErrorf("--temperature must be >= 0 and --top-p in (0, 1]")
+	}
+	dt, err := engine.ParseDType(*dtype)
+	if err != nil || dt == engine.F16 {
+		return usageErrorf("--dtype: want f32 or bf16, got %q", *dtype)
+	}
+	tok, err := tokenizer.LoadDir(*model)
+	if err != nil {
+		return err
+	}
+	m, err := llama.Load(*model, llama.LoadOptions{DType: dt, MaxLayer: llama.AllLayers})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	in := tok.Encode(*prompt, true)
+	gen, err := m.Generate(in, llama.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, Seed: *seed})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(probeOut, tok.Decode(gen, true))
+	if *ids {
+		fmt.Fprintln(probeOut, gen)
+	}
+	return nil
+}
