@@ -7,8 +7,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gonum.org/v1/gonum/mat"
 	"gonum.org/v1/gonum/stat"
@@ -398,34 +400,22 @@ func TSNE(x [][]float64, opt TSNEOptions) ([][2]float64, error) {
 		gains[i] = 1
 	}
 	grad := make([]float64, 2*n)
-	num := make([]float64, n*n)
+	// Per-row partial sums of one pass (see tsneRows).
+	rowZ := make([]float64, n)
+	attr := make([]float64, 2*n)
+	rep := make([]float64, 2*n)
 	for it := range opt.Iterations {
 		exag, momentum := 1.0, 0.8
 		if it < 250 {
 			exag, momentum = exaggeration, 0.5
 		}
-		// Student-t kernel, computed once per unordered pair.
-		var sum float64
-		for i := range n {
-			for j := i + 1; j < n; j++ {
-				dx, dy := y[2*i]-y[2*j], y[2*i+1]-y[2*j+1]
-				q := 1 / (1 + dx*dx + dy*dy)
-				num[i*n+j], num[j*n+i] = q, q
-				sum += 2 * q
-			}
+		tsneRows(y, p, n, exag, rowZ, attr, rep)
+		var z float64
+		for _, v := range rowZ {
+			z += v
 		}
-		for i := range n {
-			var gx, gy float64
-			for j := range n {
-				if j == i {
-					continue
-				}
-				q := num[i*n+j]
-				m := (exag*p[i*n+j] - q/sum) * q
-				gx += m * (y[2*i] - y[2*j])
-				gy += m * (y[2*i+1] - y[2*j+1])
-			}
-			grad[2*i], grad[2*i+1] = 4*gx, 4*gy
+		for k := range grad {
+			grad[k] = 4 * (attr[k] - rep[k]/z)
 		}
 		for k := range y {
 			if (grad[k] > 0) != (upd[k] > 0) {
@@ -454,6 +444,49 @@ func TSNE(x [][]float64, opt TSNEOptions) ([][2]float64, error) {
 		out[i] = [2]float64{y[2*i], y[2*i+1]}
 	}
 	return out, nil
+}
+
+// tsneRows computes, for every point i in one pass over j (rows split
+// across goroutines; each row is summed in a fixed order, so results do not
+// depend on scheduling), with q_ij = 1/(1+|y_i-y_j|²):
+//
+//	rowZ[i] = Σ_j q_ij
+//	attr[i] = Σ_j exag·p_ij·q_ij·(y_i-y_j)
+//	rep[i]  = Σ_j q_ij²·(y_i-y_j)
+//
+// The t-SNE gradient is then 4(attr_i - rep_i/Z) with Z = Σ_i rowZ[i].
+func tsneRows(y, p []float64, n int, exag float64, rowZ, attr, rep []float64) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, n/64))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				yi0, yi1 := y[2*i], y[2*i+1]
+				var z, ax, ay, rx, ry float64
+				pi := p[i*n : (i+1)*n]
+				for j := range n {
+					if j == i {
+						continue
+					}
+					dx, dy := yi0-y[2*j], yi1-y[2*j+1]
+					q := 1 / (1 + dx*dx + dy*dy)
+					z += q
+					a := exag * pi[j] * q
+					ax += a * dx
+					ay += a * dy
+					q2 := q * q
+					rx += q2 * dx
+					ry += q2 * dy
+				}
+				rowZ[i] = z
+				attr[2*i], attr[2*i+1] = ax, ay
+				rep[2*i], rep[2*i+1] = rx, ry
+			}
+		}(w*n/workers, (w+1)*n/workers)
+	}
+	wg.Wait()
 }
 
 // squaredDistances returns the n×n squared Euclidean distances of the rows

@@ -158,9 +158,12 @@ type Wilcoxon struct {
 //     correction: z = (Stat - n(n+1)/4) / sqrt(n(n+1)(2n+1)/24 - Σ(t³-t)/48),
 //     where t runs over the sizes of tied groups, and p = 2 Φ(-|z|).
 //
-// scipy before 1.9 used the exact distribution even with ties (and warned);
-// from 1.13 "auto" is as above, which is what this follows. Errors when the
-// lengths differ or no difference is non-zero.
+// For samples without zeros or ties this is scipy's result (for n > 50 and
+// for samples with zeros, scipy also takes the normal approximation). How
+// scipy treats ties in small samples has varied across versions (some
+// compute the exact distribution regardless, with a warning), so for n <= 50
+// with tied differences its p-value may differ from this one. Errors when
+// the lengths differ or no difference is non-zero.
 func WilcoxonSignedRank(a, b []float64) (Wilcoxon, error) {
 	all, err := diffs(a, b)
 	if err != nil {
