@@ -80,6 +80,69 @@ func WriteScanCSV(path string, s *ScanResult) error {
 	})
 }
 
+// ReadScanCSV reads per-layer results from a scan.csv written by
+// WriteScanCSV, or from the published layer_alignment_results.csv (columns
+// layer, avg_cosine_similarity; BOS included in the pooling), in which case
+// only Layer and Mean are known and the other fields are NaN (N is 0).
+func ReadScanCSV(path string) ([]LayerStats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("tli: read scan: %w", err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	head, err := r.Read()
+	if err != nil {
+		return nil, fmt.Errorf("tli: scan %s: line 1: %w", path, err)
+	}
+	col := map[string]int{}
+	for i, h := range head {
+		col[strings.ToLower(strings.TrimSpace(h))] = i
+	}
+	cl, ok := col["layer"]
+	cm, okm := col["mean"]
+	if !okm {
+		cm, okm = col["avg_cosine_similarity"]
+	}
+	if !ok || !okm {
+		return nil, fmt.Errorf("tli: scan %s: header %q lacks layer and mean (or avg_cosine_similarity)", path, strings.Join(head, ","))
+	}
+	var out []LayerStats
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("tli: scan %s: %w", path, err)
+		}
+		line, _ := r.FieldPos(0)
+		nan := math.NaN()
+		l := LayerStats{Std: nan, MismatchedMean: nan, Gap: nan, PrecisionAt1: nan}
+		if l.Layer, err = strconv.Atoi(strings.TrimSpace(rec[cl])); err != nil {
+			return nil, fmt.Errorf("tli: scan %s: line %d: layer: %w", path, line, err)
+		}
+		fields := []struct {
+			name string
+			dst  *float64
+		}{{"mean", &l.Mean}, {"std", &l.Std}, {"mismatched_mean", &l.MismatchedMean}, {"gap", &l.Gap}, {"precision_at_1", &l.PrecisionAt1}}
+		for _, fd := range fields {
+			i, ok := col[fd.name]
+			if fd.name == "mean" {
+				i, ok = cm, true
+			}
+			if !ok {
+				continue
+			}
+			if *fd.dst, err = strconv.ParseFloat(strings.TrimSpace(rec[i]), 64); err != nil {
+				return nil, fmt.Errorf("tli: scan %s: line %d: %s: %w", path, line, fd.name, err)
+			}
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
 // num returns x for JSON, or nil (null) when x is NaN or infinite, which
 // JSON cannot hold.
 func num(x float64) any {

@@ -82,6 +82,11 @@ func TestScanWriters(t *testing.T) {
 	if !reflect.DeepEqual(rows, want) {
 		t.Errorf("scan.csv:\n%v\nwant\n%v", rows, want)
 	}
+	back, err := ReadScanCSV(filepath.Join(dir, "scan.csv"))
+	if err != nil || len(back) != 4 || back[1] != (LayerStats{Layer: 1, Mean: 0.4, Std: 0.1, MismatchedMean: 0.25, Gap: 0.15, PrecisionAt1: 0.2}) ||
+		!math.IsNaN(back[3].Std) {
+		t.Errorf("ReadScanCSV: %+v %v", back, err)
+	}
 	if err := WriteScanJSON(filepath.Join(dir, "scan.json"), s); err != nil {
 		t.Fatal(err)
 	}
@@ -248,5 +253,14 @@ func TestPaperResultsSummary(t *testing.T) {
 	}
 	if !approxRel(sums[0].TTest.T, 54.884161570485181, 1e-11) || sums[0].TTest.DF != 622 {
 		t.Errorf("trained t-test %+v", sums[0].TTest)
+	}
+	// The published scan (BOS included in the pooling): 32 rows, layers
+	// 0-31, 0.3153 at the embeddings, 0.99998 at layer 2.
+	scan, err := ReadScanCSV(filepath.Join(dir, "layer_alignment_results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scan) != 32 || scan[31].Layer != 31 || scan[2].Layer != 2 || scan[2].Mean != 0.9999804970349393 || scan[0].Mean != 0.3153099313402252 || !math.IsNaN(scan[2].Gap) {
+		t.Errorf("published scan: %d layers, %+v", len(scan), scan[:3])
 	}
 }
