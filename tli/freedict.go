@@ -414,7 +414,10 @@ func (d *FreeDict) Pairs(opt FreeDictOptions) []Pair {
 		if (e.PluralOf != "" && !opt.Plurals) || len(e.Senses) == 0 || len(e.Senses[0]) == 0 {
 			continue
 		}
-		src, tgt := e.Headwords[0], e.Senses[0][0]
+		src, tgt := e.Headwords[0], strings.Trim(e.Senses[0][0], "!? ") // "So!" -> "So"
+		if tgt == "" {
+			continue
+		}
 		if !opt.MultiWord && (strings.ContainsAny(src, " ") || strings.ContainsAny(tgt, " ")) {
 			continue
 		}

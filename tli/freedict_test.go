@@ -183,6 +183,14 @@ func TestFreeDictInstalled(t *testing.T) {
 	if pairs[0] != (Pair{"abiria", "passenger"}) {
 		t.Errorf("first pair %v", pairs[0])
 	}
+	for _, p := range pairs {
+		if p.Source == "kumbe" && p.Target != "So" {
+			t.Errorf("kumbe: %q (the dictionary's \"So!\" without the \"!\")", p.Target)
+		}
+		if strings.ContainsAny(p.Target, "!?()") || strings.Contains(p.Source, " ") {
+			t.Errorf("pair %v", p)
+		}
+	}
 	t.Logf("%d entries, %d default pairs, %d with plurals and multi-word and shared targets", len(d.Entries), len(pairs),
 		len(d.Pairs(FreeDictOptions{Plurals: true, MultiWord: true, SharedTargets: true})))
 }
