@@ -14,10 +14,14 @@ type Encoder interface {
 }
 
 // Embedder returns one pooled, L2-normalised vector per word at each
-// requested layer (HF numbering: 0 = embeddings).
+// requested layer (HF numbering: 0 = embeddings) for each requested pooling,
+// all from one pass over the model.
 type Embedder interface {
-	Embed(words []string, layers []int, p Pooling) (map[int][][]float32, error)
+	Embed(words []string, layers []int, poolings []Pooling) (Vectors, error)
 }
+
+// Vectors are pooled word vectors: Vectors[pooling][layer][word].
+type Vectors map[Pooling]map[int][][]float32
 
 // ModelEmbedder embeds words with a Llama model. All words go through the
 // model as one packed batch, layer by layer, so each weight is read once per
@@ -55,8 +59,11 @@ func Tokenize(tok Encoder, words []string) (llama.Batch, []bool, error) {
 }
 
 // Embed implements Embedder.
-func (e *ModelEmbedder) Embed(words []string, layers []int, p Pooling) (map[int][][]float32, error) {
-	out := make(map[int][][]float32, len(layers))
+func (e *ModelEmbedder) Embed(words []string, layers []int, poolings []Pooling) (Vectors, error) {
+	out := make(Vectors, len(poolings))
+	for _, p := range poolings {
+		out[p] = make(map[int][][]float32, len(layers))
+	}
 	d := e.Model.Config.HiddenSize
 	for start := 0; start < len(words); {
 		end := len(words)
@@ -68,11 +75,13 @@ func (e *ModelEmbedder) Embed(words []string, layers []int, p Pooling) (map[int]
 			return nil, err
 		}
 		err = e.Model.Forward(b, layers, func(layer int, h []float32) error {
-			vecs, err := PoolRows(h, d, b.Offsets, special, p)
-			if err != nil {
-				return err
+			for _, p := range poolings {
+				vecs, err := PoolRows(h, d, b.Offsets, special, p)
+				if err != nil {
+					return fmt.Errorf("layer %d: %w", layer, err)
+				}
+				out[p][layer] = append(out[p][layer], vecs...)
 			}
-			out[layer] = append(out[layer], vecs...)
 			return nil
 		})
 		if err != nil {

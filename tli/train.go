@@ -68,6 +68,32 @@ type trainerState struct {
 	Seed      uint64 `json:"seed"`
 	Pairs     int    `json:"pairs"`
 	Batch     int    `json:"batch"`
+	Layer     int    `json:"layer"`   // target layer (read by tli eval)
+	Pooling   string `json:"pooling"` // pooling of the loss
+}
+
+// AdapterInfo is what a training run records beside its adapters
+// (trainer_state.json): the target layer and the pooling of the loss.
+type AdapterInfo struct {
+	Layer   int
+	Pooling Pooling
+}
+
+// ReadAdapterInfo reads trainer_state.json in an adapter folder written by
+// Train; ok is false when there is none (an adapter from elsewhere).
+func ReadAdapterInfo(dir string) (info AdapterInfo, ok bool, err error) {
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if os.IsNotExist(err) {
+		return info, false, nil
+	}
+	if err != nil {
+		return info, false, err
+	}
+	var st trainerState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return info, false, fmt.Errorf("%s: %v", filepath.Join(dir, stateFile), err)
+	}
+	return AdapterInfo{Layer: st.Layer, Pooling: Pooling(st.Pooling)}, st.Layer > 0, nil
 }
 
 const (
@@ -152,7 +178,7 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 	var (
 		adapter *lora.Adapter
 		opt     *lora.AdamW
-		st      = trainerState{Total: total, Seed: opts.Seed, Pairs: len(pairs), Batch: opts.Batch}
+		st      = trainerState{Total: total, Seed: opts.Seed, Pairs: len(pairs), Batch: opts.Batch, Layer: opts.Layer, Pooling: string(opts.Pooling)}
 		err     error
 	)
 	switch {
@@ -169,9 +195,9 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 		if err := json.Unmarshal(data, &saved); err != nil {
 			return nil, fmt.Errorf("--resume: %s: %v", filepath.Join(resume, stateFile), err)
 		}
-		if saved.Pairs != len(pairs) || saved.Batch != opts.Batch || saved.Seed != opts.Seed || saved.Total != total {
-			return nil, fmt.Errorf("--resume: checkpoint was made with %d pairs, batch %d, seed %d, %d steps; this run has %d, %d, %d, %d",
-				saved.Pairs, saved.Batch, saved.Seed, saved.Total, len(pairs), opts.Batch, opts.Seed, total)
+		if saved.Pairs != len(pairs) || saved.Batch != opts.Batch || saved.Seed != opts.Seed || saved.Total != total || saved.Layer != opts.Layer {
+			return nil, fmt.Errorf("--resume: checkpoint was made with %d pairs, batch %d, seed %d, %d steps, layer %d; this run has %d, %d, %d, %d, %d",
+				saved.Pairs, saved.Batch, saved.Seed, saved.Total, saved.Layer, len(pairs), opts.Batch, opts.Seed, total, opts.Layer)
 		}
 		st = saved
 		opt, err = lora.LoadAdamW(filepath.Join(resume, optimizerFile), adapter.Params())

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/lora"
 	"github.com/tli-project/tli/tli"
 )
@@ -20,19 +23,19 @@ func init() {
 
 // trainFlags are the training settings, shared by train and run.
 type trainFlags struct {
-	pairs, initAdapter, resume, targets, pooling *string
-	layer, epochs, batch, warmup, rank, maxSteps *int
-	lr, margin, alpha, dropout                   *float64
-	seed                                         *uint64
-	shuffle                                      *bool
-	paperCompat                                  *bool
+	pairs, initAdapter, resume, targets, pooling, layer *string
+	epochs, batch, warmup, rank, maxSteps               *int
+	lr, margin, alpha, dropout                          *float64
+	seed                                                *uint64
+	shuffle                                             *bool
+	paperCompat                                         *bool
 }
 
 func addTrainFlags(fs *flag.FlagSet) trainFlags {
 	p := tli.PaperTrainOptions()
 	return trainFlags{
 		pairs:       fs.String("pairs", "", "training pairs: JSON list of {swahili,english} or {source,target}, or TSV/CSV with a header (default: the embedded list of 623 pairs)"),
-		layer:       fs.Int("layer", p.Layer, "target layer (HF hidden_states index; the forward stops there)"),
+		layer:       fs.String("layer", strconv.Itoa(p.Layer), "target layer (HF hidden_states index; the forward stops there); run also takes auto (best layer of the scan by gap)"),
 		epochs:      fs.Int("epochs", p.Epochs, "epochs"),
 		batch:       fs.Int("batch", p.Batch, "pairs per step (the other pairs of the batch are the negatives)"),
 		lr:          fs.Float64("lr", p.LR, "peak AdamW learning rate"),
@@ -56,7 +59,14 @@ func addTrainFlags(fs *flag.FlagSet) trainFlags {
 // user gave (so --paper-compat does not override an explicit --pooling).
 func (f trainFlags) options(setFlags map[string]bool) (tli.TrainOptions, error) {
 	o := tli.PaperTrainOptions()
-	o.Layer, o.Epochs, o.Batch, o.LR, o.Warmup, o.Margin = *f.layer, *f.epochs, *f.batch, *f.lr, *f.warmup, *f.margin
+	o.Epochs, o.Batch, o.LR, o.Warmup, o.Margin = *f.epochs, *f.batch, *f.lr, *f.warmup, *f.margin
+	if *f.layer != "auto" {
+		k, err := strconv.Atoi(*f.layer)
+		if err != nil {
+			return o, usageErrorf("--layer %q: want a layer number", *f.layer)
+		}
+		o.Layer = k
+	}
 	o.Seed, o.Shuffle, o.MaxSteps = *f.seed, *f.shuffle, *f.maxSteps
 	pool := *f.pooling
 	if *f.paperCompat && !setFlags["pooling"] {
@@ -95,6 +105,9 @@ func runTrain(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *tf.layer == "auto" {
+		return usageErrorf("--layer auto needs a scan: use tli run")
+	}
 	opts, err := tf.options(setFlagNames(fs))
 	if err != nil {
 		return err
@@ -122,6 +135,11 @@ func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli
 	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
 		return nil, err
 	}
+	return trainLoaded(m, tok, tf, opts, pairs)
+}
+
+// trainLoaded trains on a loaded model.
+func trainLoaded(m *llama.Model, tok *tokenizer.Tokenizer, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair) (*lora.Adapter, error) {
 	if *tf.initAdapter != "" {
 		a, err := lora.Load(*tf.initAdapter, m.Config)
 		if err != nil {

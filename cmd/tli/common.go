@@ -201,3 +201,12 @@ func absPath(p string) string {
 	}
 	return p
 }
+
+// peekConfig reads DIR/config.json (to validate layer flags before loading
+// any weight).
+func peekConfig(dir string) (llama.Config, error) {
+	if dir == "" {
+		return llama.Config{}, usageErrorf("--model is required")
+	}
+	return llama.LoadConfig(filepath.Join(dir, "config.json"))
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/tli"
+)
+
+func init() {
+	register("demo", "the whole TLI loop on a synthesised model and the embedded lists (no downloads)", runDemo)
+}
+
+// runDemo synthesises a small Llama checkpoint whose tokenizer is learned
+// from the embedded word lists, then runs scan -> train -> eval -> report
+// on it with the published settings.
+func runDemo(args []string) error {
+	fs := newFlagSet("demo", "")
+	out := fs.String("out", "tli-demo", "output folder (model/, scan/, train/, eval/, report.md)")
+	force := fs.Bool("force", true, "replace the files of an earlier demo in --out")
+	epochs := fs.Int("epochs", 5, "training epochs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := prepareOut(*out, *force, false); err != nil {
+		return err
+	}
+	var words []string
+	for _, p := range append(tli.DefaultTrainPairs(), tli.DefaultControlPairs()...) {
+		words = append(words, p.Source, p.Target)
+	}
+	modelDir := filepath.Join(*out, "model")
+	fmt.Printf("== synthesising a tiny Llama checkpoint (random weights, tokenizer learned from the embedded lists) in %s\n", modelDir)
+	if err := llama.Synth(modelDir, llama.SynthOptions{Shape: "tiny", Seed: 7, Words: words}); err != nil {
+		return err
+	}
+	// The run uses the same flags as tli run, with their defaults.
+	rf := newFlagSet("run", "")
+	mf := addModelFlags(rf)
+	tf := addTrainFlags(rf)
+	if err := rf.Parse([]string{"--model", modelDir, "--epochs", fmt.Sprint(*epochs)}); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	rf.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	runDir := filepath.Join(*out, "run")
+	err := pipeline(runOptions{mf: mf, tf: tf, set: set, out: runDir, force: true, mapMethods: []string{"pca"},
+		commandLine: fmt.Sprintf("tli run --model %s --epochs %d --out %s", modelDir, *epochs, runDir)})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\ndemo done in %s: a random tiny model, so the numbers show the machinery, not Swahili.\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Printf("report: %s\n", absPath(filepath.Join(runDir, "report.md")))
+	fmt.Println("on a real checkpoint: tli run --model DIR --out DIR (see README)")
+	return nil
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tli-project/tli/lora"
+	"github.com/tli-project/tli/tli"
+)
+
+func init() {
+	register("eval", "compare pair cosines before and after an adapter, with statistics", runEval)
+}
+
+// groupsFrom builds the trained and control groups from flags.
+func groupsFrom(pairsPath, controlPath string) ([]tli.Group, error) {
+	trained, err := readPairs("--pairs", pairsPath, tli.DefaultTrainPairs())
+	if err != nil {
+		return nil, err
+	}
+	control, err := readPairs("--control", controlPath, tli.DefaultControlPairs())
+	if err != nil {
+		return nil, err
+	}
+	return []tli.Group{{Name: "trained", Pairs: trained}, {Name: "control", Pairs: control}}, nil
+}
+
+func runEval(args []string) error {
+	fs := newFlagSet("eval", "")
+	mf := addModelFlags(fs)
+	adapterDir := fs.String("adapter", "", "PEFT adapter folder (e.g. OUT/final of tli train)")
+	pairsFlag := fs.String("pairs", "", "trained pairs (default: the embedded training list)")
+	controlFlag := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
+	layersFlag := fs.String("layers", "", "layers to report, K,K,... (default: the adapter's training layer and the final layer)")
+	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content (BOS/EOS left out), mean or last")
+	paper := fs.Bool("paper-compat", false, "pool as the published evaluation did (content: BOS/EOS left out)")
+	out := fs.String("out", "", "output folder: results.csv, summary.json, plots")
+	force := fs.Bool("force", false, "write into an existing, non-empty --out")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *adapterDir == "" {
+		return usageErrorf("--adapter is required")
+	}
+	p, err := poolingFlag(*pooling, setFlagNames(fs), *paper, tli.PoolContent)
+	if err != nil {
+		return err
+	}
+	groups, err := groupsFrom(*pairsFlag, *controlFlag)
+	if err != nil {
+		return err
+	}
+	if err := prepareOut(*out, *force, false); err != nil {
+		return err
+	}
+	cfg, err := peekConfig(*mf.dir)
+	if err != nil {
+		return err
+	}
+	info, hasInfo, err := tli.ReadAdapterInfo(*adapterDir)
+	if err != nil {
+		return fmt.Errorf("--adapter: %w", err)
+	}
+	trainLayer := 2
+	if hasInfo {
+		trainLayer = info.Layer
+	}
+	var report []int
+	if *layersFlag == "" {
+		report = []int{trainLayer}
+		if cfg.NumLayers != trainLayer {
+			report = append(report, cfg.NumLayers)
+		}
+	} else if report, err = parseLayers("--layers", *layersFlag, cfg.NumLayers); err != nil {
+		return err
+	}
+	m, tok, err := mf.load(maxOf(report))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	a, err := lora.Load(*adapterDir, m.Config)
+	if err != nil {
+		return fmt.Errorf("--adapter: %w", err)
+	}
+	for _, g := range groups {
+		if err := checkPairsTokenize("--"+map[string]string{"trained": "pairs", "control": "control"}[g.Name], g.Pairs, tok); err != nil {
+			return err
+		}
+	}
+	r, err := evaluate(m, tok, a, groups, report, report, p, nil)
+	if err != nil {
+		return err
+	}
+	r.summary.Model, r.summary.Adapter = *mf.dir, *adapterDir
+	plots, err := writeEval(*out, r, groups, report, trainLayer)
+	if err != nil {
+		return err
+	}
+	if err := tli.WriteReportMarkdown(filepath.Join(*out, "report.md"), tli.Report{Title: "TLI evaluation", Eval: r.summary, Plots: plots, Commands: []string{commandLine()}}); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s/results.csv, summary.json, report.md\n", absPath(*out))
+	return nil
+}
+
+// commandLine is the invocation, for reports.
+func commandLine() string {
+	s := "tli"
+	for _, a := range os.Args[1:] {
+		s += " " + a
+	}
+	return s
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tli-project/tli/lora"
+	"github.com/tli-project/tli/tli"
+)
+
+func init() {
+	register("plot", "draw 2-D maps (PCA, t-SNE) of the Swahili and English embeddings, before and after", runPlot)
+}
+
+func runPlot(args []string) error {
+	fs := newFlagSet("plot", "")
+	mf := addModelFlags(fs)
+	adapterDir := fs.String("adapter", "", "PEFT adapter folder: also draw the maps after training")
+	pairsFlag := fs.String("pairs", "", "pairs to draw (default: the embedded training list)")
+	layer := fs.Int("layer", 2, "layer whose embeddings are drawn")
+	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content, mean or last")
+	methods := fs.String("methods", "pca,tsne", "projections to draw: pca, tsne or both")
+	out := fs.String("out", "", "output folder for the PNG maps")
+	force := fs.Bool("force", false, "write into an existing, non-empty --out")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	p, err := tli.ParsePooling(*pooling)
+	if err != nil {
+		return usageErrorf("--pooling: %v", err)
+	}
+	var ms []string
+	for _, s := range strings.Split(*methods, ",") {
+		if s = strings.TrimSpace(s); s != "pca" && s != "tsne" {
+			return usageErrorf("--methods: unknown projection %q (want pca, tsne)", s)
+		}
+		ms = append(ms, strings.TrimSpace(s))
+	}
+	pairs, err := readPairs("--pairs", *pairsFlag, tli.DefaultTrainPairs())
+	if err != nil {
+		return err
+	}
+	if len(pairs) < 2 {
+		return usageErrorf("--pairs: need at least 2 pairs to draw a map")
+	}
+	if err := prepareOut(*out, *force, false); err != nil {
+		return err
+	}
+	cfg, err := peekConfig(*mf.dir)
+	if err != nil {
+		return err
+	}
+	if *layer < 0 || *layer > cfg.NumLayers {
+		return usageErrorf("--layer %d is outside [0, %d]", *layer, cfg.NumLayers)
+	}
+	m, tok, err := mf.load(*layer)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	groups := []tli.Group{{Name: "pairs", Pairs: pairs}}
+	before, err := tli.EmbedGroups(&tli.ModelEmbedder{Model: m, Tok: tok}, groups, []int{*layer}, []tli.Pooling{p})
+	if err != nil {
+		return err
+	}
+	var after tli.GroupVectors
+	if *adapterDir != "" {
+		a, err := lora.Load(*adapterDir, m.Config)
+		if err != nil {
+			return fmt.Errorf("--adapter: %w", err)
+		}
+		if after, err = tli.EmbedAdapted(m, tok, a, groups, []int{*layer}, []tli.Pooling{p}); err != nil {
+			return err
+		}
+	}
+	plots, err := plotMaps(*out, groups[0], *layer, p, before, after, ms)
+	if err != nil {
+		return err
+	}
+	for _, pl := range plots {
+		fmt.Println("wrote", absPath(pl.Path))
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/tli-project/tli/tli"
+)
+
+func init() {
+	register("scan", "measure Swahili-English alignment at every layer in one pass", runScan)
+}
+
+// poolingFlag resolves --pooling against --paper-compat: an explicit
+// --pooling wins; otherwise paper-compat picks the published choice.
+func poolingFlag(value string, set map[string]bool, paperCompat bool, paperChoice tli.Pooling) (tli.Pooling, error) {
+	if paperCompat && !set["pooling"] {
+		return paperChoice, nil
+	}
+	p, err := tli.ParsePooling(value)
+	if err != nil {
+		return "", usageErrorf("--pooling: %v", err)
+	}
+	return p, nil
+}
+
+func runScan(args []string) error {
+	fs := newFlagSet("scan", "")
+	mf := addModelFlags(fs)
+	pairsFlag := fs.String("pairs", "", "pairs to scan (default: the embedded training list)")
+	out := fs.String("out", "", "output folder: scan.csv, scan.json, scan.png")
+	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content (BOS/EOS left out), mean (all tokens) or last")
+	layersFlag := fs.String("layers", "all", "layers to scan: all or K,K,...")
+	paper := fs.Bool("paper-compat", false, "pool as the published scan did (mean with BOS included)")
+	force := fs.Bool("force", false, "write into an existing, non-empty --out")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	p, err := poolingFlag(*pooling, setFlagNames(fs), *paper, tli.PoolMean)
+	if err != nil {
+		return err
+	}
+	pairs, err := readPairs("--pairs", *pairsFlag, tli.DefaultTrainPairs())
+	if err != nil {
+		return err
+	}
+	if len(pairs) < 2 {
+		return usageErrorf("--pairs: a scan needs at least 2 pairs, got %d", len(pairs))
+	}
+	if err := prepareOut(*out, *force, false); err != nil {
+		return err
+	}
+	cfg, err := peekConfig(*mf.dir)
+	if err != nil {
+		return err
+	}
+	layers, err := parseLayers("--layers", *layersFlag, cfg.NumLayers)
+	if err != nil {
+		return err
+	}
+	m, tok, err := mf.load(maxOf(layers))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
+		return err
+	}
+	res, _, err := tli.Scan(&tli.ModelEmbedder{Model: m, Tok: tok}, pairs, layers, p)
+	if err != nil {
+		return err
+	}
+	res.Model, res.Pairs = *mf.dir, pairsName(*pairsFlag, "embedded training list")
+	if err := writeScan(*out, res); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s/scan.csv, scan.json, scan.png\n", absPath(*out))
+	return nil
+}
+
+func maxOf(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+func pairsName(path, def string) string {
+	if path == "" {
+		return def
+	}
+	return path
+}

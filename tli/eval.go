@@ -1,0 +1,84 @@
+package tli
+
+import (
+	"fmt"
+
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/lora"
+)
+
+// EmbedAdapted embeds the groups with the adapter merged into m in memory
+// (W' = W + scale·B·A), and restores m's original weights afterwards, even
+// on error. The merged weights are heap copies: a memory-mapped base
+// checkpoint is never written.
+func EmbedAdapted(m *llama.Model, tok Encoder, a *lora.Adapter, groups []Group, layers []int, poolings []Pooling) (GroupVectors, error) {
+	saved := make([]llama.Layer, len(m.Layers))
+	for i, l := range m.Layers {
+		if l != nil {
+			saved[i] = *l
+		}
+	}
+	defer func() {
+		for i, l := range m.Layers {
+			if l != nil {
+				*l = saved[i]
+			}
+		}
+	}()
+	if err := a.Merge(m); err != nil {
+		return nil, err
+	}
+	return EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, groups, layers, poolings)
+}
+
+// Compare summarises, for every layer and group, the per-pair cosines
+// before and after training: mean, std, change, paired t-test, Wilcoxon
+// signed-rank, effect size, and the mismatched baseline, gap and P@1 before
+// and after. It also returns every pair's row for results.csv.
+func Compare(before, after GroupVectors, groups []Group, layers []int, p Pooling) ([]GroupSummary, []PairResult, error) {
+	var sums []GroupSummary
+	var rows []PairResult
+	for _, l := range layers {
+		for _, g := range groups {
+			if len(g.Pairs) == 0 {
+				continue
+			}
+			b, ok1 := before.Get(p, l, g.Name)
+			a, ok2 := after.Get(p, l, g.Name)
+			if !ok1 || !ok2 {
+				return nil, nil, fmt.Errorf("missing vectors for %s pairs at layer %d (%s pooling)", g.Name, l, p)
+			}
+			pre, err := PairCosines(b.Src, b.Tgt)
+			if err != nil {
+				return nil, nil, err
+			}
+			post, err := PairCosines(a.Src, a.Tgt)
+			if err != nil {
+				return nil, nil, err
+			}
+			var preSt, postSt *LayerStats
+			if len(g.Pairs) >= 2 {
+				s1, err := ComputeLayerStats(l, b.Src, b.Tgt)
+				if err != nil {
+					return nil, nil, err
+				}
+				s2, err := ComputeLayerStats(l, a.Src, a.Tgt)
+				if err != nil {
+					return nil, nil, err
+				}
+				preSt, postSt = &s1, &s2
+			}
+			sum, err := SummarizeGroup(g.Name, l, pre, post, preSt, postSt)
+			if err != nil {
+				return nil, nil, err
+			}
+			sums = append(sums, sum)
+			r, err := PairResults(g.Pairs, pre, post, g.Name, l)
+			if err != nil {
+				return nil, nil, err
+			}
+			rows = append(rows, r...)
+		}
+	}
+	return sums, rows, nil
+}
