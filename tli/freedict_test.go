@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tli-project/tli/internal/peer"
 )
 
 func TestDecodeDictdB64(t *testing.T) {
@@ -141,12 +143,13 @@ func TestReadFreeDictErrors(t *testing.T) {
 	}
 }
 
-// installedFreeDict returns the Debian dictd folder when the Swahili-English
-// FreeDict database is installed (CI installs dict-freedict-swh-eng).
+// installedFreeDict loads the Debian-installed Swahili-English FreeDict
+// database, a test peer (CI installs dict-freedict-swh-eng): missing, the
+// test skips, or fails under TLI_REQUIRE_PEERS=1.
 func installedFreeDict(t *testing.T) *FreeDict {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(FreeDictDir, FreeDictName+".index")); err != nil {
-		t.Skip("FreeDict swh-eng not installed (apt-get install dict-freedict-swh-eng)")
+		peer.Missing(t, "FreeDict swh-eng not installed in "+FreeDictDir+" (apt-get install dict-freedict-swh-eng)")
 	}
 	d, err := LoadFreeDict(FreeDictDir)
 	if err != nil {
