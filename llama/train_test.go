@@ -8,6 +8,7 @@ import (
 
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/kernels"
 )
 
 // trainTestModel builds a small random model in memory.
@@ -303,4 +304,76 @@ func TestForwardTrainMatchesForward(t *testing.T) {
 			}
 		}
 	}
+}
+
+// benchModel8B builds the first two decoder layers of a Llama-3.1-8B-shaped
+// model with random bf16 weights (a small vocabulary: the embedding gather
+// does not depend on its size).
+func benchModel8B(b *testing.B) *Model {
+	cfg := Config{HiddenSize: 4096, IntermediateSize: 14336, NumLayers: 32, NumHeads: 32, NumKVHeads: 8, HeadDim: 128,
+		RMSNormEps: 1e-5, RopeTheta: 500000, MaxPositionEmbeddings: 131072, VocabSize: 1000}
+	rope, err := engine.NewRope(128, cfg.RopeTheta, cfg.MaxPositionEmbeddings, engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	randBF16 := func(scale float64, rows, cols int) *engine.Tensor {
+		t := &engine.Tensor{DType: engine.BF16, Shape: []int{rows, cols}, Half: make([]uint16, rows*cols)}
+		for i := range t.Half {
+			t.Half[i] = kernels.F32ToBF16(float32((rng.Float64()*2 - 1) * scale * math.Sqrt(3)))
+		}
+		return t
+	}
+	m := &Model{Config: cfg, Embed: randBF16(1, cfg.VocabSize, cfg.HiddenSize), Rope: rope, Layers: make([]*Layer, cfg.NumLayers)}
+	for l := 0; l < 2; l++ {
+		L := &Layer{AttnNorm: make([]float32, 4096), MLPNorm: make([]float32, 4096)}
+		for i := range L.AttnNorm {
+			L.AttnNorm[i], L.MLPNorm[i] = 1, 1
+		}
+		for _, mod := range LoRAModules {
+			out, in, _ := cfg.ModuleShape(mod)
+			L.SetModuleWeight(mod, randBF16(1/math.Sqrt(float64(in)), out, in))
+		}
+		m.Layers[l] = L
+	}
+	return m
+}
+
+// BenchmarkTrainStep8B times one TLI step (forward to hidden_states[2] with
+// LoRA r=16 on q_proj and v_proj, pooling, loss, backward) on a batch of 8
+// pairs of 4-token words, against the inference forward to the same layer.
+func BenchmarkTrainStep8B(b *testing.B) {
+	m := benchModel8B(b)
+	ad, params := trainTestAdapters(m.Config, []string{"q_proj", "v_proj"}, 16, 1, 0.05)
+	var seqs [][]int
+	for i := 0; i < 16; i++ {
+		seqs = append(seqs, []int{1, 10 + i, 20 + i, 30 + i})
+	}
+	batch := NewBatch(seqs)
+	b.Run("forward", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := m.HiddenStates(batch, []int{2}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("train", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			for _, p := range params {
+				p.ZeroGrad()
+			}
+			tape := autograd.NewTape()
+			tape.SetDropoutSeed(uint64(i))
+			h, err := m.ForwardTrain(tape, batch, 2, ad)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, _ := autograd.MeanPool(tape, h, batch.Offsets, nil)
+			p = autograd.L2Normalize(tape, p, 1e-12)
+			sim := autograd.MatMulNT(tape, autograd.SliceRows(tape, p, 0, 8), autograd.SliceRows(tape, p, 8, 16))
+			if err := tape.Backward(autograd.TripletMargin(tape, sim, 2)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
