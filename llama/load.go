@@ -149,7 +149,11 @@ func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine
 		}
 		return t, nil
 	}
-	return convert(t, dtype), nil
+	out := convert(t, dtype)
+	if f := c.files[c.where[name]]; f != nil {
+		f.m.Release(t.Bytes())
+	}
+	return out, nil
 }
 
 // convert returns t held as dtype d, converting in parallel chunks.

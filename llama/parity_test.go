@@ -122,6 +122,7 @@ type parityCase struct {
 	lens    []int
 	perSeq  bool // also run each sequence alone and compare with the packed run
 	maxLoad int  // LoadOptions.MaxLayer (0 means all)
+	fast    bool // Model.FastBF16
 }
 
 func TestForwardParity(t *testing.T) {
@@ -136,6 +137,7 @@ func TestForwardParity(t *testing.T) {
 		{name: "dynamic-beyond-maxpos", opts: SynthOptions{Seed: 5, MaxPositions: 48, RopeTheta: 10000, RopeScaling: &engine.RopeScaling{Type: "dynamic", Factor: 2}}, hold: engine.F32, tol: 1e-4, lens: []int{70, 10}},
 		{name: "long-512-llama3-mqa", opts: SynthOptions{Seed: 6, Layers: 2, KVHeads: 1,
 			RopeScaling: &engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 128}}, hold: engine.F32, tol: 1e-4, lens: []int{520}},
+		{name: "fast-bf16", opts: SynthOptions{Seed: 8, DType: engine.BF16}, hold: engine.BF16, tol: 5e-2, lens: []int{12, 5}, fast: true},
 		{name: "partial-load-f16", opts: SynthOptions{Seed: 7, DType: engine.F16}, hold: engine.F32, tol: 1e-3, lens: []int{6, 8}, maxLoad: 2},
 	}
 	for _, tc := range cases {
@@ -153,6 +155,7 @@ func TestForwardParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
+			m.FastBF16 = tc.fast
 			layers := allLayers(m.Config.NumLayers)
 			if tc.maxLoad > 0 {
 				layers = allLayers(tc.maxLoad)
@@ -164,7 +167,10 @@ func TestForwardParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := refForward(t, dir, seqs, layers, "f32")
-			compareLayers(t, tc.name, b, m.Config.HiddenSize, layers, got, ref[0], tc.tol)
+			worst := compareLayers(t, tc.name, b, m.Config.HiddenSize, layers, got, ref[0], tc.tol)
+			if tc.fast && worst < 1e-4 {
+				t.Errorf("fast bf16 mode matches exact widening to %.2g: activations were not rounded", worst)
+			}
 			if tc.perSeq {
 				// Packing must not change any sequence's states.
 				for s, seq := range seqs {
