@@ -30,16 +30,9 @@ type impl struct {
 	set  func()
 }
 
-// genericImpl is the pure-Go path, available everywhere.
-var genericImpl = impl{"generic", true, installGeneric}
-
-func installGeneric() {
-	path = "generic"
-	gemmNT, gemmNN, gemmTN = gemmNTGeneric, gemmNNGeneric, gemmTNGeneric
-	gemmNTBF16, gemmNNBF16, gemmNTBF16Fast = gemmNTBF16Generic, gemmNNBF16Generic, gemmNTBF16FastGeneric
-	gemmNTF16, gemmNNF16 = gemmNTF16Generic, gemmNNF16Generic
-	dot, axpy, scale, sumSq = dotGeneric, axpyGeneric, scaleGeneric, sumSqGeneric
-}
+// genericImpl is the pure-Go path, available everywhere: the blocked
+// drivers with a Go micro-kernel.
+var genericImpl = impl{"generic", true, func() { install(goSimd) }}
 
 // Paths lists the kernel paths this CPU supports, fastest first; the last is
 // always "generic".

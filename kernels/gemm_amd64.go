@@ -19,6 +19,10 @@ var avx512 = &simd{
 	bf16:      bf16Kernels(),
 	widenBF16: widenBF16Z,
 	widenF16:  widenF16Z,
+	dot:       dotGeneric,
+	axpy:      axpyGeneric,
+	scale:     scaleGeneric,
+	sumSq:     sumSqGeneric,
 }
 
 // The AVX2 path: 8 lanes, tiles up to 6×16, f16 through F16C.
@@ -29,6 +33,10 @@ var avx2 = &simd{
 	f32:       kernF32Y,
 	widenBF16: widenBF16Y,
 	widenF16:  widenF16Y,
+	dot:       dotGeneric,
+	axpy:      axpyGeneric,
+	scale:     scaleGeneric,
+	sumSq:     sumSqGeneric,
 }
 
 // bf16Kernels returns the VDPBF16PS micro-kernels if the CPU has them.

@@ -11,6 +11,10 @@ var neon = &simd{
 	f32:       kernF32N,
 	widenBF16: widenBF16N,
 	widenF16:  widenF16N,
+	dot:       dotGeneric,
+	axpy:      axpyGeneric,
+	scale:     scaleGeneric,
+	sumSq:     sumSqGeneric,
 }
 
 func impls() []impl {

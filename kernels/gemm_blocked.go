@@ -1,8 +1,7 @@
-//go:build (amd64 || arm64) && !purego
-
 package kernels
 
-// Blocked GEMM drivers shared by the assembly paths. They pack operands into
+// Blocked GEMM drivers shared by every path (the generic one uses a Go
+// micro-kernel). They pack operands into
 // cache-sized blocks and call a register-blocked micro-kernel (see
 // internal/asmgen for its contract):
 //
@@ -42,6 +41,11 @@ type simd struct {
 	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of 16).
 	widenBF16 func(dst *float32, src *uint16, n int)
 	widenF16  func(dst *float32, src *uint16, n int)
+	// Vector helpers.
+	dot   func(x, y []float32) float32
+	axpy  func(alpha float32, x, y []float32)
+	scale func(alpha float32, x []float32)
+	sumSq func(x []float32) float32
 }
 
 // cur is the installed path; set by install before any kernel runs.
@@ -100,6 +104,7 @@ func install(s *simd) {
 	} else {
 		gemmNTBF16Fast = fastViaWiden
 	}
+	dot, axpy, scale, sumSq = s.dot, s.axpy, s.scale, s.sumSq
 }
 
 // ---- scratch buffers ----

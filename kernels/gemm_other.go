@@ -5,5 +5,5 @@ package kernels
 // impls lists the kernel paths of this build: only the pure-Go one.
 func impls() []impl { return []impl{genericImpl} }
 
-// setMinWork is a no-op: the generic kernels split every product by rows.
-func setMinWork(n int) int { return n }
+// l2Size is the L2 size the blocks are sized for.
+func l2Size() int { return 512 << 10 }
