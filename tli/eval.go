@@ -3,6 +3,7 @@ package tli
 import (
 	"fmt"
 
+	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/lora"
 )
@@ -25,7 +26,16 @@ func EmbedAdapted(m *llama.Model, tok Encoder, a *lora.Adapter, groups []Group, 
 			}
 		}
 	}()
-	if err := a.Merge(m); err != nil {
+	// Adapters on layers that were not loaded cannot change the hidden
+	// states asked for (they sit above them): leave them out of the merge.
+	loaded := *a
+	loaded.Layers = make([]map[string]*autograd.LoRA, len(a.Layers))
+	for i := range a.Layers {
+		if i < len(m.Layers) && m.Layers[i] != nil {
+			loaded.Layers[i] = a.Layers[i]
+		}
+	}
+	if err := loaded.Merge(m); err != nil {
 		return nil, err
 	}
 	return EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, groups, layers, poolings)

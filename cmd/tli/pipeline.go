@@ -82,7 +82,24 @@ func evaluate(m *llama.Model, tok tli.Encoder, a *lora.Adapter, groups []tli.Gro
 	if err != nil {
 		return nil, err
 	}
-	return &evalResult{summary: &tli.EvalSummary{Pooling: p, Groups: sums}, rows: rows, before: before, after: after}, nil
+	return &evalResult{summary: &tli.EvalSummary{Pooling: p, Groups: sums, Notes: collapseNotes(sums)}, rows: rows, before: before, after: after}, nil
+}
+
+// collapseNotes warns where the mean cosine rose but the gap to the
+// mismatched baseline did not: the adapter pulled every word together
+// instead of aligning translations, and the raw mean overstates the effect.
+func collapseNotes(sums []tli.GroupSummary) []string {
+	var notes []string
+	for _, g := range sums {
+		if g.Pre == nil || g.Post == nil || g.Change <= 0 {
+			continue
+		}
+		if g.Post.Gap <= g.Pre.Gap {
+			notes = append(notes, fmt.Sprintf("Warning: %s pairs at layer %d: the mean cosine rose by %+.4f but the mismatched baseline rose by %+.4f, so the gap fell (%.4f -> %.4f): the adapter moved all words closer together rather than aligning translations.",
+				g.Group, g.Layer, g.Change, g.Post.MismatchedMean-g.Pre.MismatchedMean, g.Pre.Gap, g.Post.Gap))
+		}
+	}
+	return notes
 }
 
 // writeEval writes results.csv, summary.json and the plots of an
@@ -96,6 +113,9 @@ func writeEval(dir string, r *evalResult, groups []tli.Group, all []int, trainLa
 	}
 	if err := tli.WriteEvalTable(os.Stdout, r.summary); err != nil {
 		return nil, err
+	}
+	for _, n := range r.summary.Notes {
+		fmt.Println(n)
 	}
 	var plots []tli.PlotRef
 	p := r.summary.Pooling
