@@ -253,6 +253,17 @@ func TestTrainEvalMergeRun(t *testing.T) {
 	if changed == 0 {
 		t.Error("training changed no pair's cosine")
 	}
+	// probe --adapter generates what the merged checkpoint generates.
+	probe := func(args ...string) string {
+		var buf bytes.Buffer
+		probeOut = &buf
+		defer func() { probeOut = os.Stdout }()
+		mustRun(t, append([]string{"probe", "--prompt", "maji ni", "--max-new-tokens", "6", "--dtype", "f32", "--ids"}, args...)...)
+		return buf.String()
+	}
+	if a, b := probe("--model", model, "--adapter", filepath.Join(train, "final")), probe("--model", merged); a != b || a == "" {
+		t.Errorf("probe --adapter printed %q, merged checkpoint %q", a, b)
+	}
 	var sum map[string]any
 	data, _ := os.ReadFile(filepath.Join(eval, "summary.json"))
 	if err := json.Unmarshal(data, &sum); err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/llama/tokenizer"
+	"github.com/tli-project/tli/lora"
 )
 
 func init() {
@@ -37,9 +38,6 @@ func runProbe(args []string) error {
 	if *model == "" || *prompt == "" {
 		return usageErrorf("--model and --prompt are required")
 	}
-	if *adapter != "" {
-		return fmt.Errorf("--adapter is not yet supported by tli probe (merge the adapter with tli merge and probe the merged model)")
-	}
 	if *maxNew <= 0 {
 		return usageErrorf("--max-new-tokens must be positive")
 	}
@@ -59,6 +57,15 @@ func runProbe(args []string) error {
 		return err
 	}
 	defer m.Close()
+	if *adapter != "" {
+		a, err := lora.Load(*adapter, m.Config)
+		if err != nil {
+			return fmt.Errorf("--adapter: %w", err)
+		}
+		if err := a.Merge(m); err != nil {
+			return fmt.Errorf("--adapter: %w", err)
+		}
+	}
 	in := tok.Encode(*prompt, true)
 	gen, err := m.Generate(in, llama.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, Seed: *seed})
 	if err != nil {
