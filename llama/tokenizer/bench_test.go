@@ -1,7 +1,9 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,21 +42,7 @@ func llama3(b *testing.B) *Tokenizer {
 // exercises the O(n log n) merge).
 func BenchmarkEncode(b *testing.B) {
 	tk := llama3(b)
-	rng := rand.New(rand.NewSource(1))
-	noSpace := func(n int) string {
-		var sb strings.Builder
-		for sb.Len() < n {
-			sb.WriteByte(byte('a' + rng.Intn(26)))
-		}
-		return sb.String()
-	}
-	cases := []struct{ name, text string }{
-		{"english", strings.Repeat(englishProse+"\n\n", 20)},
-		{"swahili", strings.Repeat(swahiliProse+"\n\n", 20)},
-		{"nospace-10KB", noSpace(10 << 10)},
-		{"nospace-100KB", noSpace(100 << 10)},
-	}
-	for _, c := range cases {
+	for _, c := range benchCases() {
 		b.Run(c.name, func(b *testing.B) {
 			n := len(tk.Encode(c.text, false))
 			b.SetBytes(int64(len(c.text)))
@@ -64,5 +52,44 @@ func BenchmarkEncode(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+type benchCase struct{ name, text string }
+
+func benchCases() []benchCase {
+	rng := rand.New(rand.NewSource(1))
+	noSpace := func(n int) string {
+		var sb strings.Builder
+		for sb.Len() < n {
+			sb.WriteByte(byte('a' + rng.Intn(26)))
+		}
+		return sb.String()
+	}
+	return []benchCase{
+		{"english", strings.Repeat(englishProse+"\n\n", 20)},
+		{"swahili", strings.Repeat(swahiliProse+"\n\n", 20)},
+		{"nospace-10KB", noSpace(10 << 10)},
+		{"nospace-100KB", noSpace(100 << 10)},
+	}
+}
+
+// TestWriteBenchTexts writes the benchmark texts for testdata/bench.mjs
+// when TLI_BENCH_TEXTS names a file (it does nothing otherwise).
+func TestWriteBenchTexts(t *testing.T) {
+	path := os.Getenv("TLI_BENCH_TEXTS")
+	if path == "" {
+		t.Skip("TLI_BENCH_TEXTS not set")
+	}
+	texts := map[string]string{}
+	for _, c := range benchCases() {
+		texts[c.name] = c.text
+	}
+	data, err := json.Marshal(texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

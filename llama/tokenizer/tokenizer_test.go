@@ -361,3 +361,33 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+// TestConcurrent encodes from several goroutines at once (the word cache is
+// shared) and checks the ids against a sequential run.
+func TestConcurrent(t *testing.T) {
+	tk, _, _ := synthTokenizer(t, 500)
+	texts := parityStrings()[:1500]
+	want := make([][]int, len(texts))
+	fresh, _, _ := synthTokenizer(t, 500)
+	for i, s := range texts {
+		want[i] = fresh.Encode(s, true)
+	}
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			for k := range texts {
+				i := (k*7 + g*13) % len(texts)
+				if got := tk.Encode(texts[i], true); !reflect.DeepEqual(got, want[i]) {
+					errs <- texts[i]
+					return
+				}
+			}
+			errs <- ""
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if s := <-errs; s != "" {
+			t.Errorf("concurrent Encode(%q) differs from the sequential one", short(s))
+		}
+	}
+}
