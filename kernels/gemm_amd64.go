@@ -19,10 +19,10 @@ var avx512 = &simd{
 	bf16:      bf16Kernels(),
 	widenBF16: widenBF16Z,
 	widenF16:  widenF16Z,
-	dot:       dotGeneric,
-	axpy:      axpyGeneric,
-	scale:     scaleGeneric,
-	sumSq:     sumSqGeneric,
+	dot:       func(x, y []float32) float32 { return dotVec(dotZ, 16, x, y) },
+	axpy:      func(alpha float32, x, y []float32) { axpyVec(axpyZ, 16, alpha, x, y) },
+	scale:     func(alpha float32, x []float32) { scaleVec(scaleZ, 16, alpha, x) },
+	sumSq:     func(x []float32) float32 { return dotVec(dotZ, 16, x, x) },
 }
 
 // The AVX2 path: 8 lanes, tiles up to 6×16, f16 through F16C.
@@ -33,10 +33,46 @@ var avx2 = &simd{
 	f32:       kernF32Y,
 	widenBF16: widenBF16Y,
 	widenF16:  widenF16Y,
-	dot:       dotGeneric,
-	axpy:      axpyGeneric,
-	scale:     scaleGeneric,
-	sumSq:     sumSqGeneric,
+	dot:       func(x, y []float32) float32 { return dotVec(dotY, 8, x, y) },
+	axpy:      func(alpha float32, x, y []float32) { axpyVec(axpyY, 8, alpha, x, y) },
+	scale:     func(alpha float32, x []float32) { scaleVec(scaleY, 8, alpha, x) },
+	sumSq:     func(x []float32) float32 { return dotVec(dotY, 8, x, x) },
+}
+
+// dotVec, axpyVec and scaleVec run the assembly on the largest multiple of
+// lanes elements and finish the tail in Go.
+func dotVec(f func(x, y *float32, n int) float32, lanes int, x, y []float32) float32 {
+	y = y[:len(x)]
+	n := len(x) / lanes * lanes
+	var s float32
+	if n > 0 {
+		s = f(&x[0], &y[0], n)
+	}
+	for i := n; i < len(x); i++ {
+		s += x[i] * y[i]
+	}
+	return s
+}
+
+func axpyVec(f func(alpha float32, x, y *float32, n int), lanes int, alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	n := len(x) / lanes * lanes
+	if n > 0 {
+		f(alpha, &x[0], &y[0], n)
+	}
+	for i := n; i < len(x); i++ {
+		y[i] += alpha * x[i]
+	}
+}
+
+func scaleVec(f func(alpha float32, x *float32, n int), lanes int, alpha float32, x []float32) {
+	n := len(x) / lanes * lanes
+	if n > 0 {
+		f(alpha, &x[0], n)
+	}
+	for i := n; i < len(x); i++ {
+		x[i] *= alpha
+	}
 }
 
 // bf16Kernels returns the VDPBF16PS micro-kernels if the CPU has them.

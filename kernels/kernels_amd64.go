@@ -216,3 +216,21 @@ func widenBF16Y(dst *float32, src *uint16, n int)
 
 //go:noescape
 func widenF16Y(dst *float32, src *uint16, n int)
+
+//go:noescape
+func dotZ(x, y *float32, n int) float32
+
+//go:noescape
+func axpyZ(alpha float32, x, y *float32, n int)
+
+//go:noescape
+func scaleZ(alpha float32, x *float32, n int)
+
+//go:noescape
+func dotY(x, y *float32, n int) float32
+
+//go:noescape
+func axpyY(alpha float32, x, y *float32, n int)
+
+//go:noescape
+func scaleY(alpha float32, x *float32, n int)
