@@ -471,3 +471,37 @@ func TestClipGradNorm(t *testing.T) {
 		t.Errorf("clipped grads %v %v %v", a.Grad, b.Grad, idle.Grad)
 	}
 }
+
+func TestMergePartialModel(t *testing.T) {
+	dir := synthModel(t, engine.F32)
+	m, err := llama.Load(dir, llama.LoadOptions{DType: engine.F32, MaxLayer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a, err := New(PaperConfig(), m.Config, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B of layers 0 and 1 trained (non-zero), layer 2 (not loaded) untouched.
+	for l := 0; l < 2; l++ {
+		for i := range a.Layers[l]["q_proj"].B.Data {
+			a.Layers[l]["q_proj"].B.Data[i] = 0.01
+		}
+	}
+	q0 := m.Layers[0].Q.F32[0]
+	if err := a.Merge(m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Layers[0].Q.F32[0] == q0 {
+		t.Error("layer 0 q_proj unchanged by the merge")
+	}
+	q0 = m.Layers[0].Q.F32[0]
+	a.Layers[2]["v_proj"].B.Data[0] = 1
+	if err := a.Merge(m); err == nil || !strings.Contains(err.Error(), "layer 2 is not loaded") {
+		t.Errorf("merging a trained adapter into an unloaded layer: %v", err)
+	}
+	if m.Layers[0].Q.F32[0] != q0 {
+		t.Error("a failed merge changed layer 0")
+	}
+}

@@ -23,8 +23,10 @@ func (a *Adapter) Delta(layer int, module string) []float32 {
 	return d
 }
 
-// Merge adds Scale·B·A to every adapted weight of m: W' = W + Scale·B·A. The
-// merged weights are new heap tensors of the same dtype (the originals may be
+// Merge adds Scale·B·A to every adapted weight of m: W' = W + Scale·B·A.
+// Adapters whose B is zero (never trained, e.g. at or above the training
+// target layer) are skipped, so their layers need not be loaded. The merged
+// weights are new heap tensors of the same dtype (the originals may be
 // read-only memory-mapped files). For bf16 and f16 weights the delta is
 // rounded to the weight's dtype and then added, as PEFT merges on CPU, so
 // Unmerge restores such weights only up to rounding; f32 weights come back
@@ -41,24 +43,37 @@ func (a *Adapter) apply(m *llama.Model, sign float32) error {
 	if err := a.Adapters().Check(m.Config); err != nil {
 		return fmt.Errorf("lora: %w", err)
 	}
+	// Check every layer first so that an error leaves m unchanged.
+	type job struct {
+		l    int
+		name string
+	}
+	var jobs []job
 	for l, mods := range a.Layers {
-		if len(mods) == 0 {
-			continue
-		}
-		if l >= len(m.Layers) || m.Layers[l] == nil {
-			return fmt.Errorf("lora: decoder layer %d is not loaded, cannot merge its adapters", l)
-		}
 		for _, name := range llama.LoRAModules {
-			if mods[name] == nil {
-				continue
+			if mods[name] == nil || allZero(mods[name].B.Data) {
+				continue // Δ = 0: the weight is unchanged (and need not be loaded)
 			}
-			L := m.Layers[l]
-			w := L.ModuleWeight(name)
-			delta := a.Delta(l, name)
-			L.SetModuleWeight(name, addDelta(w, delta, sign))
+			if l >= len(m.Layers) || m.Layers[l] == nil {
+				return fmt.Errorf("lora: decoder layer %d is not loaded, cannot merge its %s adapter", l, name)
+			}
+			jobs = append(jobs, job{l, name})
 		}
 	}
+	for _, j := range jobs {
+		L := m.Layers[j.l]
+		L.SetModuleWeight(j.name, addDelta(L.ModuleWeight(j.name), a.Delta(j.l, j.name), sign))
+	}
 	return nil
+}
+
+func allZero(x []float32) bool {
+	for _, v := range x {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // addDelta returns a new tensor W + sign·Δ in W's dtype; for half dtypes Δ is
