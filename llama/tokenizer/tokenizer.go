@@ -554,14 +554,15 @@ func (l *loader) merges(raw json.RawMessage) ([][2]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	var probe []json.RawMessage
-	if err := json.Unmarshal(raw, &probe); err != nil {
-		return nil, l.errorf("model: merges: %v", err)
+	// The first element tells the serialisation: '[' opens a pair.
+	if raw[0] != '[' {
+		return nil, l.errorf("model: merges: want a list")
 	}
-	if len(probe) == 0 {
+	rest := bytes.TrimSpace(raw[1:])
+	if len(rest) == 0 || rest[0] == ']' {
 		return nil, nil
 	}
-	if bytes.HasPrefix(bytes.TrimSpace(probe[0]), []byte("[")) {
+	if rest[0] == '[' {
 		var pairs [][2]string
 		if err := json.Unmarshal(raw, &pairs); err != nil {
 			return nil, l.errorf("model: merges: %v", err)

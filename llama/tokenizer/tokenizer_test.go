@@ -297,6 +297,27 @@ func TestSentencePieceStyle(t *testing.T) {
 			t.Errorf("Encode(%q) = %v, want %v", c.in, got, c.want)
 		}
 	}
+	// transformers' LlamaTokenizerFast rebuilds the template from
+	// add_bos_token/add_eos_token; other classes keep tokenizer.json's.
+	for _, c := range []struct {
+		cfg  string
+		want []int
+	}{
+		{`{"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": false, "add_eos_token": true}`, []int{8, 2}},
+		{`{"tokenizer_class": "LlamaTokenizerFast", "bos_token": {"content": "<s>"}, "eos_token": "</s>"}`, []int{1, 8}},
+		{`{"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": false}`, []int{1, 8, 2}},
+	} {
+		tc, err := FromJSON("spm/tokenizer.json", []byte(tj), []byte(c.cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tc.Encode("ab", true); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("with %s: Encode(\"ab\", true) = %v, want %v", c.cfg, got, c.want)
+		}
+		if got := tc.Encode("ab", false); !reflect.DeepEqual(got, []int{8}) {
+			t.Errorf("with %s: Encode(\"ab\", false) = %v, want [8]", c.cfg, got)
+		}
+	}
 	if got := tk.Decode([]int{1, 8, 8, 3, 9, 10, 2}, true); got != "ab ab é" {
 		t.Errorf("Decode = %q, want %q", got, "ab ab é")
 	}
