@@ -298,7 +298,8 @@ func PlotPairMap(path string, src, tgt [][]float32, pairs []Pair, method string,
 }
 
 // PCA2 projects the rows of x onto their first two principal components
-// (gonum stat.PC on the centred data) and returns the coordinates and the
+// (gonum stat.PC on the centred data, or an eigendecomposition of the Gram
+// matrix when there are more dimensions than points) and returns the coordinates and the
 // fraction of the total variance each component explains.
 func PCA2(x [][]float64) ([][2]float64, []float64, error) {
 	n := len(x)
@@ -315,6 +316,9 @@ func PCA2(x [][]float64) ([][2]float64, []float64, error) {
 			return nil, nil, fmt.Errorf("PCA: row %d has %d values, want %d", i, len(r), d)
 		}
 		a.SetRow(i, r)
+	}
+	if d > n {
+		return pcaGram(a)
 	}
 	var pc stat.PC
 	if !pc.PrincipalComponents(a, nil) {
@@ -345,6 +349,51 @@ func PCA2(x [][]float64) ([][2]float64, []float64, error) {
 	frac := []float64{0, 0}
 	if total > 0 {
 		frac[0], frac[1] = vars[0]/total, vars[1]/total
+	}
+	return out, frac, nil
+}
+
+// pcaGram is PCA2 for wide data (more dimensions than points, as 1,372
+// word vectors of 4,096 values): the principal coordinates are
+// sqrt(λ_k)·u_k, with λ_k, u_k the eigenpairs of the n×n Gram matrix of the
+// centred rows, which is much cheaper than an SVD of the n×d matrix and
+// gives the same result up to the sign of each component.
+func pcaGram(a *mat.Dense) ([][2]float64, []float64, error) {
+	n, d := a.Dims()
+	for j := range d {
+		var m float64
+		for i := range n {
+			m += a.At(i, j)
+		}
+		m /= float64(n)
+		for i := range n {
+			a.Set(i, j, a.At(i, j)-m)
+		}
+	}
+	g := mat.NewSymDense(n, nil)
+	g.SymOuterK(1, a)
+	var eig mat.EigenSym
+	if !eig.Factorize(g, true) {
+		return nil, nil, fmt.Errorf("PCA: eigendecomposition did not converge")
+	}
+	vals := eig.Values(nil) // ascending
+	var vecs mat.Dense
+	eig.VectorsTo(&vecs)
+	var total float64
+	for _, v := range vals {
+		total += math.Max(v, 0)
+	}
+	out := make([][2]float64, n)
+	frac := []float64{0, 0}
+	for c := range 2 {
+		k := n - 1 - c
+		lam := math.Max(vals[k], 0)
+		if total > 0 {
+			frac[c] = lam / total
+		}
+		for i := range n {
+			out[i][c] = math.Sqrt(lam) * vecs.At(i, k)
+		}
 	}
 	return out, frac, nil
 }

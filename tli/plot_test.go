@@ -145,6 +145,37 @@ func TestPCA2(t *testing.T) {
 	if math.Abs(frac[0]-va/(va+vb)) > 1e-12 || math.Abs(frac[1]-vb/(va+vb)) > 1e-12 {
 		t.Errorf("variance fractions %v, want %v %v", frac, va/(va+vb), vb/(va+vb))
 	}
+	// The same points embedded in 40 dimensions (more dimensions than
+	// points) take the Gram-matrix path and must give the same answer.
+	wide := make([][]float64, len(x))
+	for i, r := range x {
+		wide[i] = append(append([]float64(nil), r...), make([]float64, 35)...) // zero padding
+	}
+	rot := func(r []float64) []float64 { // a fixed orthogonal map: swap and Givens-rotate pairs
+		out := make([]float64, len(r))
+		for k := 0; k+1 < len(r); k += 2 {
+			out[k] = 0.8*r[k] - 0.6*r[k+1]
+			out[k+1] = 0.6*r[k] + 0.8*r[k+1]
+		}
+		return out
+	}
+	for i := range wide {
+		wide[i] = rot(wide[i])
+	}
+	yw, fw, err := PCA2(wide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range as {
+		for c := range 2 {
+			if math.Abs(math.Abs(yw[i][c])-math.Abs(y[i][c])) > 1e-10 {
+				t.Errorf("wide point %d: %v, want ±%v", i, yw[i], y[i])
+			}
+		}
+	}
+	if math.Abs(fw[0]-frac[0]) > 1e-12 || math.Abs(fw[1]-frac[1]) > 1e-12 {
+		t.Errorf("wide variance fractions %v, want %v", fw, frac)
+	}
 }
 
 // clusters returns k Gaussian clusters of m points in dim dimensions,
