@@ -362,53 +362,37 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// FuzzEncode checks that no input panics, that every id is in range and
-// that the round trip holds for the repaired text.
+// FuzzEncode checks that no input panics, that every id is in range and,
+// for the byte-level tokenizers (the synthetic one, and the real Llama 3 one
+// when installed), that Decode(Encode(s)) is s with invalid UTF-8 repaired.
 func FuzzEncode(f *testing.F) {
 	for _, s := range []string{"", "Habari ya asubuhi", "it's 12345!!\n\n", "\xff\xfe", "<|begin_of_text|>x", "👨‍👩‍👧"} {
 		f.Add(s)
 	}
 	tk, _, _ := synthTokenizer(f, 400)
+	// The real tokenizers join in when they are installed.
+	models := filepath.Join(peer.Root(), ".cache", "node", "node_modules", "@lenml")
+	l3, _ := LoadDir(filepath.Join(models, "tokenizer-llama3", "models"))
+	l2, _ := LoadDir(filepath.Join(models, "tokenizer-llama2", "models"))
 	f.Fuzz(func(t *testing.T, s string) {
-		ids := tk.Encode(s, true)
-		for _, id := range ids {
-			if id < 0 || id >= tk.VocabSize() {
-				t.Fatalf("id %d out of range", id)
-			}
-		}
 		want := validUTF8(s)
-		if got := tk.Decode(tk.Encode(s, false), false); got != want || !utf8.ValidString(got) {
-			t.Fatalf("Decode(Encode(%q)) = %q, want %q", s, got, want)
-		}
-	})
-}
-
-// TestConcurrent encodes from several goroutines at once (the word cache is
-// shared) and checks the ids against a sequential run.
-func TestConcurrent(t *testing.T) {
-	tk, _, _ := synthTokenizer(t, 500)
-	texts := parityStrings()[:1500]
-	want := make([][]int, len(texts))
-	fresh, _, _ := synthTokenizer(t, 500)
-	for i, s := range texts {
-		want[i] = fresh.Encode(s, true)
-	}
-	errs := make(chan string, 4)
-	for g := 0; g < 4; g++ {
-		go func(g int) {
-			for k := range texts {
-				i := (k*7 + g*13) % len(texts)
-				if got := tk.Encode(texts[i], true); !reflect.DeepEqual(got, want[i]) {
-					errs <- texts[i]
-					return
+		for _, tk := range []*Tokenizer{tk, l3, l2} {
+			if tk == nil {
+				continue
+			}
+			ids := tk.Encode(s, true)
+			for _, id := range ids {
+				if id < 0 || id >= tk.VocabSize() {
+					t.Fatalf("id %d out of range", id)
 				}
 			}
-			errs <- ""
-		}(g)
-	}
-	for g := 0; g < 4; g++ {
-		if s := <-errs; s != "" {
-			t.Errorf("concurrent Encode(%q) differs from the sequential one", short(s))
+			if tk == l2 {
+				tk.Decode(ids, true) // SentencePiece-style: no exact round trip (U+2581, see TestRoundTripReal)
+				continue
+			}
+			if got := tk.Decode(tk.Encode(s, false), false); got != want || !utf8.ValidString(got) {
+				t.Fatalf("Decode(Encode(%q)) = %q, want %q", s, got, want)
+			}
 		}
-	}
+	})
 }
