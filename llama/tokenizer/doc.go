@@ -13,9 +13,11 @@
 //
 // Added tokens are matched before normalisation (lstrip, rstrip, single_word
 // and normalized are honoured); TemplateProcessing, ByteLevel and Sequence
-// post-processors add the special tokens; for the LlamaTokenizer(Fast) class
-// add_bos_token/add_eos_token of tokenizer_config.json rebuild the template as
-// transformers does. Any component type this package does not implement is an
+// post-processors add the special tokens; for the LlamaTokenizer(Fast),
+// CodeLlamaTokenizer(Fast) and GemmaTokenizer(Fast) classes add_bos_token and
+// add_eos_token of tokenizer_config.json rebuild the template as transformers
+// 4.x does (transformers 5 also rebuilds it for other classes when the keys
+// are present; this package does not). Any component type this package does not implement is an
 // error that names the type and the file: a tokenizer is loaded exactly or not
 // at all.
 //

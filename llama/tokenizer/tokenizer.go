@@ -339,8 +339,14 @@ func (l *loader) preTokenizer(r rawJSON, last bool) (p preTokenizer, byteLevel b
 			if err != nil {
 				return nil, false, err
 			}
-			q = append(q, p)
 			byteLevel = bl
+			if b, ok := p.(*byteLevelPre); ok && !b.addPrefixSpace && !b.useRegex {
+				continue // the byte mapping is implicit: nothing left to do
+			}
+			q = append(q, p)
+		}
+		if len(q) == 0 {
+			return &byteLevelPre{}, byteLevel, nil
 		}
 		if len(q) == 1 {
 			return q[0], byteLevel, nil
