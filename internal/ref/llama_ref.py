@@ -23,6 +23,11 @@ Importable API (other tests build on it):
     model = load_model(dir, dtype=torch.float32)   # dict-based model
     hs = forward(model, [[ids...], [ids...]])       # list (per sequence) of
                                                     # lists of [L, d] tensors
+                                                    # (under torch.no_grad)
+    hs = forward_padded(model, ids[B, L], upto)     # differentiable; [B, L, d]
+
+Every projection goes through the module-level function linear(x, w), so a
+caller may replace llama_ref.linear to add LoRA branches (train_ref.py does).
     logits = lm_logits(model, hs_last)              # [L, vocab]
     toks = generate_greedy(model, prompt, max_new, eos_ids)
 
@@ -255,6 +260,7 @@ def generate_greedy(model, prompt, max_new, eos=None):
     each step's top-1 minus top-2 logit (small margins mean near-ties)."""
     eos = eos_ids(model["config"]) if eos is None else eos
     seq = list(prompt)
+    torch.set_grad_enabled(False)
     toks, margins = [], []
     for _ in range(max_new):
         hs = forward(model, [seq])[0]
