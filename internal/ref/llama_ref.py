@@ -260,11 +260,11 @@ def generate_greedy(model, prompt, max_new, eos=None):
     each step's top-1 minus top-2 logit (small margins mean near-ties)."""
     eos = eos_ids(model["config"]) if eos is None else eos
     seq = list(prompt)
-    torch.set_grad_enabled(False)
     toks, margins = [], []
     for _ in range(max_new):
         hs = forward(model, [seq])[0]
-        logits = lm_logits(model, hs[-1][-1]).float()
+        with torch.no_grad():
+            logits = lm_logits(model, hs[-1][-1]).float()
         top = torch.topk(logits, 2)
         t = int(top.indices[0])
         margins.append(float(top.values[0] - top.values[1]))
