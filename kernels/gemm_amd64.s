@@ -8971,14 +8971,17 @@ overwrite:
 	VZEROUPPER
 	RET
 
-// func widenBF16Z(dst *float32, src *uint16, n int)
-TEXT ·widenBF16Z(SB), NOSPLIT, $0-24
+// func widenBF16Z(dst *float32, src, pf *uint16, n int)
+TEXT ·widenBF16Z(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
+	MOVQ pf+16(FP), R9
+	MOVQ n+24(FP), CX
 	TESTQ CX, CX
 	JEQ done
 loop:
+	PREFETCHT0 (R9)
+	ADDQ $32, R9
 	VPMOVZXWD (SI), Z0
 	VPSLLD $16, Z0, Z0
 	VMOVUPS Z0, (DI)
@@ -8990,14 +8993,17 @@ done:
 	VZEROUPPER
 	RET
 
-// func widenF16Z(dst *float32, src *uint16, n int)
-TEXT ·widenF16Z(SB), NOSPLIT, $0-24
+// func widenF16Z(dst *float32, src, pf *uint16, n int)
+TEXT ·widenF16Z(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
+	MOVQ pf+16(FP), R9
+	MOVQ n+24(FP), CX
 	TESTQ CX, CX
 	JEQ done
 loop:
+	PREFETCHT0 (R9)
+	ADDQ $32, R9
 	VCVTPH2PS (SI), Z0
 	VMOVUPS Z0, (DI)
 	ADDQ $32, SI
@@ -9008,14 +9014,17 @@ done:
 	VZEROUPPER
 	RET
 
-// func widenBF16Y(dst *float32, src *uint16, n int)
-TEXT ·widenBF16Y(SB), NOSPLIT, $0-24
+// func widenBF16Y(dst *float32, src, pf *uint16, n int)
+TEXT ·widenBF16Y(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
+	MOVQ pf+16(FP), R9
+	MOVQ n+24(FP), CX
 	TESTQ CX, CX
 	JEQ done
 loop:
+	PREFETCHT0 (R9)
+	ADDQ $16, R9
 	VPMOVZXWD (SI), Y0
 	VPSLLD $16, Y0, Y0
 	VMOVUPS Y0, (DI)
@@ -9027,14 +9036,17 @@ done:
 	VZEROUPPER
 	RET
 
-// func widenF16Y(dst *float32, src *uint16, n int)
-TEXT ·widenF16Y(SB), NOSPLIT, $0-24
+// func widenF16Y(dst *float32, src, pf *uint16, n int)
+TEXT ·widenF16Y(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
-	MOVQ n+16(FP), CX
+	MOVQ pf+16(FP), R9
+	MOVQ n+24(FP), CX
 	TESTQ CX, CX
 	JEQ done
 loop:
+	PREFETCHT0 (R9)
+	ADDQ $16, R9
 	VCVTPH2PS (SI), Y0
 	VMOVUPS Y0, (DI)
 	ADDQ $16, SI
@@ -9299,6 +9311,63 @@ one:
 	ADDQ $32, DI
 	SUBQ $8, CX
 	JMP one
+done:
+	VZEROUPPER
+	RET
+
+// func packRowZ(dst, src, pf *float32, npan, w int, pstride uintptr)
+TEXT ·packRowZ(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ pf+16(FP), R9
+	MOVQ npan+24(FP), CX
+	MOVQ pstride+40(FP), R8
+	TESTQ CX, CX
+	JEQ done
+panel:
+	MOVQ w+32(FP), DX
+	MOVQ DI, BX
+vec:
+	PREFETCHT0 (R9)
+	VMOVUPS (SI), Z0
+	VMOVUPS Z0, (BX)
+	ADDQ $64, SI
+	ADDQ $64, R9
+	ADDQ $64, BX
+	SUBQ $16, DX
+	JNE vec
+	ADDQ R8, DI
+	DECQ CX
+	JNE panel
+done:
+	VZEROUPPER
+	RET
+
+// func packRowY(dst, src, pf *float32, npan, w int, pstride uintptr)
+TEXT ·packRowY(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ pf+16(FP), R9
+	MOVQ npan+24(FP), CX
+	MOVQ pstride+40(FP), R8
+	TESTQ CX, CX
+	JEQ done
+panel:
+	MOVQ w+32(FP), DX
+	MOVQ DI, BX
+vec:
+	PREFETCHT0 (R9)
+	PREFETCHT0 32(R9)
+	VMOVUPS (SI), Y0
+	VMOVUPS Y0, (BX)
+	ADDQ $32, SI
+	ADDQ $32, R9
+	ADDQ $32, BX
+	SUBQ $8, DX
+	JNE vec
+	ADDQ R8, DI
+	DECQ CX
+	JNE panel
 done:
 	VZEROUPPER
 	RET

@@ -1492,11 +1492,11 @@ store:
 	VST1 [V20.S4, V21.S4, V22.S4, V23.S4], (R5)
 	RET
 
-// func widenBF16N(dst *float32, src *uint16, n int)
-TEXT ·widenBF16N(SB), NOSPLIT, $0-24
+// func widenBF16N(dst *float32, src, pf *uint16, n int)
+TEXT ·widenBF16N(SB), NOSPLIT, $0-32
 	MOVD dst+0(FP), R0
 	MOVD src+8(FP), R1
-	MOVD n+16(FP), R2
+	MOVD n+24(FP), R2
 	CBZ R2, done
 loop:
 	VLD1.P 16(R1), [V0.H8]
@@ -1510,11 +1510,11 @@ loop:
 done:
 	RET
 
-// func widenF16N(dst *float32, src *uint16, n int)
-TEXT ·widenF16N(SB), NOSPLIT, $0-24
+// func widenF16N(dst *float32, src, pf *uint16, n int)
+TEXT ·widenF16N(SB), NOSPLIT, $0-32
 	MOVD dst+0(FP), R0
 	MOVD src+8(FP), R1
-	MOVD n+16(FP), R2
+	MOVD n+24(FP), R2
 	CBZ R2, done
 loop:
 	VLD1.P 16(R1), [V0.H8]

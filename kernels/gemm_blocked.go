@@ -38,9 +38,14 @@ type simd struct {
 	vmax  int           // widest tile, in vectors
 	f32   [5][7]kernFn  // f32 micro-kernels by [V][R]
 	bf16  *[5][7]kernFn // bf16-pair dot-product micro-kernels, nil if absent
-	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of 16).
-	widenBF16 func(dst *float32, src *uint16, n int)
-	widenF16  func(dst *float32, src *uint16, n int)
+	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of 16)
+	// and prefetch as many at pf.
+	widenBF16 func(dst *float32, src, pf *uint16, n int)
+	widenF16  func(dst *float32, src, pf *uint16, n int)
+	// packRow copies npan runs of w floats (w a multiple of lanes) from
+	// src+i·w to dst+i·pstride bytes and prefetches the same span at pf;
+	// nil means use copy.
+	packRow func(dst, src, pf *float32, npan, w int, pstride uintptr)
 	// Vector helpers.
 	dot   func(x, y []float32) float32
 	axpy  func(alpha float32, x, y []float32)
@@ -66,6 +71,9 @@ var minWork = 1 << 21
 
 // setMinWork sets minWork and returns its old value.
 func setMinWork(n int) int { old := minWork; minWork = n; return old }
+
+// pfDist is how many rows ahead of the packing of B the prefetches run.
+const pfDist = 16
 
 // half kinds of the B operand.
 const (
@@ -159,14 +167,19 @@ func split(work, units int) int {
 }
 
 // widenRow converts src to float32 into dst (same length) with the path's
-// assembly for the bulk and Go for the tail.
-func (s *simd) widenRow(dst []float32, src []uint16, kind int) {
+// assembly for the bulk and Go for the tail; pf (nil or as long as src) is
+// prefetched on the way, for rows that will be widened next.
+func (s *simd) widenRow(dst []float32, src, pf []uint16, kind int) {
 	n := len(src) &^ 15 // every widening loop handles multiples of 16
 	if n > 0 {
+		pp := &src[0]
+		if len(pf) >= n {
+			pp = &pf[0]
+		}
 		if kind == halfBF16 {
-			s.widenBF16(&dst[0], &src[0], n)
+			s.widenBF16(&dst[0], &src[0], pp, n)
 		} else {
-			s.widenF16(&dst[0], &src[0], n)
+			s.widenF16(&dst[0], &src[0], pp, n)
 		}
 	}
 	for i := n; i < len(src); i++ {
@@ -328,35 +341,41 @@ func (j *ntJob) panel(q int) (start, width int) {
 func (j *ntJob) pack(t int) {
 	k0 := t * j.kc
 	kl := min(j.kc, j.k-k0)
+	// Transpose in strips of 16 k: the 16 destination rows of a strip stay
+	// in L1 while every source row contributes one cache line.
+	const strip = 16
 	for q := 0; q < j.panels(); q++ {
 		i0, w := j.panel(q)
 		base := k0*j.mpad + i0*kl
-		for ii := 0; ii < w; ii++ {
-			i := i0 + ii
-			if j.pairs {
-				dst := j.at32[base+ii:]
+		for ps := 0; ps < kl; ps += strip {
+			pe := min(ps+strip, kl)
+			for ii := 0; ii < w; ii++ {
+				i := i0 + ii
+				if j.pairs {
+					dst := j.at32[base+ii:]
+					if i >= j.m {
+						for p := ps; p < pe; p++ {
+							dst[p*w] = 0
+						}
+						continue
+					}
+					src := j.a[i*j.lda+2*k0 : i*j.lda+2*(k0+kl)]
+					for p := ps; p < pe; p++ {
+						dst[p*w] = uint32(F32ToBF16(src[2*p])) | uint32(F32ToBF16(src[2*p+1]))<<16
+					}
+					continue
+				}
+				dst := j.at[base+ii:]
 				if i >= j.m {
-					for p := 0; p < kl; p++ {
+					for p := ps; p < pe; p++ {
 						dst[p*w] = 0
 					}
 					continue
 				}
-				src := j.a[i*j.lda+2*k0 : i*j.lda+2*(k0+kl)]
-				for p := 0; p < kl; p++ {
-					dst[p*w] = uint32(F32ToBF16(src[2*p])) | uint32(F32ToBF16(src[2*p+1]))<<16
+				src := j.a[i*j.lda+k0+ps : i*j.lda+k0+pe]
+				for p, v := range src {
+					dst[(ps+p)*w] = v
 				}
-				continue
-			}
-			dst := j.at[base+ii:]
-			if i >= j.m {
-				for p := 0; p < kl; p++ {
-					dst[p*w] = 0
-				}
-				continue
-			}
-			src := j.a[i*j.lda+k0 : i*j.lda+k0+kl]
-			for p, v := range src {
-				dst[p*w] = v
 			}
 		}
 	}
@@ -414,7 +433,11 @@ func (j *ntJob) run(t int) {
 				case j.half != halfNone:
 					for q := 0; q < r; q++ {
 						src := j.bh[(row+q)*j.ldb+k0 : (row+q)*j.ldb+k0+kl]
-						s.widenRow(wb[q*kl:(q+1)*kl], src, j.half)
+						var pf []uint16 // the same span 6 rows on
+						if row+q+6 < j.n {
+							pf = j.bh[(row+q+6)*j.ldb+k0 : (row+q+6)*j.ldb+k0+kl]
+						}
+						s.widenRow(wb[q*kl:(q+1)*kl], src, pf, j.half)
 					}
 					bc = unsafe.Pointer(&wb[0])
 					rs, ps = uintptr(kl*4), 4
@@ -564,9 +587,10 @@ func (j *nnJob) run(t int) {
 	}
 	nc := max(blockL2/2/(j.kc*4)/wmax*wmax, wmax)
 	nc = min(nc, roundUp(n1-n0, s.lanes))
-	bpBuf := getF32(j.kc*nc + 6*wmax)
+	bpBuf := getF32(j.kc*nc + 6*wmax + nc)
 	bp := *bpBuf
-	tile := bp[j.kc*nc:] // a 6×wmax tile for ragged edges
+	tile := bp[j.kc*nc : j.kc*nc+6*wmax] // a 6×wmax tile for ragged edges
+	rowbuf := bp[j.kc*nc+6*wmax:]        // one widened row of B
 	for jb := n0; jb < n1; jb += nc {
 		jn := min(nc, n1-jb)
 		for k0 := 0; k0 < j.k; k0 += j.kc {
@@ -575,20 +599,34 @@ func (j *nnJob) run(t int) {
 			if k0 > 0 || j.acc {
 				accFlag = 1
 			}
-			// Pack B[k0:k0+kl, jb:jb+jn] as panels [kl][W].
-			for pj := 0; pj < jn; pj += wmax {
-				w := min(wmax, jn-pj)
-				wp := roundUp(w, s.lanes)
-				blk := bp[pj*kl : pj*kl+kl*wp]
-				for p := 0; p < kl; p++ {
-					dst := blk[p*wp : p*wp+wp]
-					off := (k0+p)*j.ldb + jb + pj
-					switch j.half {
-					case halfNone:
-						copy(dst, j.bf[off:off+w])
-					default:
-						s.widenRow(dst[:w], j.bh[off:off+w], j.half)
+			// Pack B[k0:k0+kl, jb:jb+jn] as panels [kl][W], reading B
+			// row by row so that the reads stream.
+			for p := 0; p < kl; p++ {
+				off := (k0+p)*j.ldb + jb
+				src := rowbuf[:jn]
+				if j.half == halfNone {
+					src = j.bf[off : off+jn]
+				} else {
+					var pf []uint16
+					if k0+p+pfDist < j.k {
+						pf = j.bh[off+pfDist*j.ldb : off+pfDist*j.ldb+jn]
 					}
+					s.widenRow(src, j.bh[off:off+jn], pf, j.half)
+				}
+				pj := 0
+				if full := jn / wmax; full > 0 && s.packRow != nil {
+					pf := &src[0] // prefetch the row pfDist ahead, or this one
+					if j.half == halfNone && k0+p+pfDist < j.k {
+						pf = &j.bf[off+pfDist*j.ldb]
+					}
+					s.packRow(&bp[p*wmax], &src[0], pf, full, wmax, uintptr(kl*wmax*4))
+					pj = full * wmax
+				}
+				for ; pj < jn; pj += wmax {
+					w := min(wmax, jn-pj)
+					wp := roundUp(w, s.lanes)
+					dst := bp[pj*kl+p*wp : pj*kl+p*wp+wp]
+					copy(dst, src[pj:pj+w])
 					clear(dst[w:])
 				}
 			}

@@ -206,16 +206,16 @@ var kernF32Y = [5][7]kernFn{
 }
 
 //go:noescape
-func widenBF16Z(dst *float32, src *uint16, n int)
+func widenBF16Z(dst *float32, src, pf *uint16, n int)
 
 //go:noescape
-func widenF16Z(dst *float32, src *uint16, n int)
+func widenF16Z(dst *float32, src, pf *uint16, n int)
 
 //go:noescape
-func widenBF16Y(dst *float32, src *uint16, n int)
+func widenBF16Y(dst *float32, src, pf *uint16, n int)
 
 //go:noescape
-func widenF16Y(dst *float32, src *uint16, n int)
+func widenF16Y(dst *float32, src, pf *uint16, n int)
 
 //go:noescape
 func dotZ(x, y *float32, n int) float32
@@ -227,6 +227,9 @@ func axpyZ(alpha float32, x, y *float32, n int)
 func scaleZ(alpha float32, x *float32, n int)
 
 //go:noescape
+func packRowZ(dst, src, pf *float32, npan, w int, pstride uintptr)
+
+//go:noescape
 func dotY(x, y *float32, n int) float32
 
 //go:noescape
@@ -234,3 +237,6 @@ func axpyY(alpha float32, x, y *float32, n int)
 
 //go:noescape
 func scaleY(alpha float32, x *float32, n int)
+
+//go:noescape
+func packRowY(dst, src, pf *float32, npan, w int, pstride uintptr)

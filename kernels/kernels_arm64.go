@@ -86,7 +86,7 @@ var kernF32N = [5][7]kernFn{
 }
 
 //go:noescape
-func widenBF16N(dst *float32, src *uint16, n int)
+func widenBF16N(dst *float32, src, pf *uint16, n int)
 
 //go:noescape
-func widenF16N(dst *float32, src *uint16, n int)
+func widenF16N(dst *float32, src, pf *uint16, n int)
