@@ -22,11 +22,12 @@ func refScript() string { return filepath.Join(peer.Root(), "internal", "ref", "
 
 // refForward returns the reference's hidden states: out[s][k] is the
 // [len(seqs[s])×d] hidden state k of sequence s.
+// With the last layer requested, out[s][-1] holds the reference's logits.
 func refForward(t *testing.T, dir string, seqs [][]int, layers []int, dtype string) [][]map[int][]float32 {
 	t.Helper()
 	py := peer.Torch(t)
 	tmp := t.TempDir()
-	req, _ := json.Marshal(map[string]any{"seqs": seqs, "layers": layers})
+	req, _ := json.Marshal(map[string]any{"seqs": seqs, "layers": layers, "logits": true})
 	reqPath, outPath := filepath.Join(tmp, "req.json"), filepath.Join(tmp, "out.safetensors")
 	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
 		t.Fatal(err)
@@ -49,6 +50,9 @@ func refForward(t *testing.T, dir string, seqs [][]int, layers []int, dtype stri
 				t.Fatalf("reference output lacks s%d.h%d", s, k)
 			}
 			res[0][s][k] = tt.F32
+		}
+		if lg := ts[fmt.Sprintf("s%d.logits", s)]; lg != nil {
+			res[0][s][-1] = lg.F32
 		}
 	}
 	return res
@@ -168,6 +172,19 @@ func TestForwardParity(t *testing.T) {
 			}
 			ref := refForward(t, dir, seqs, layers, "f32")
 			worst := compareLayers(t, tc.name, b, m.Config.HiddenSize, layers, got, ref[0], tc.tol)
+			if top := layers[len(layers)-1]; top == m.Config.NumLayers {
+				// The LM head (tied or not) on the final states.
+				logits, err := m.Logits(got[top], b.NumTokens())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ls := []int{-1}
+				lref := make([]map[int][]float32, len(seqs))
+				for s := range seqs {
+					lref[s] = map[int][]float32{-1: ref[0][s][-1]}
+				}
+				worst = math.Max(worst, compareLayers(t, tc.name+" logits", b, m.Config.VocabSize, ls, map[int][]float32{-1: logits}, lref, tc.tol))
+			}
 			if tc.fast && worst < 1e-4 {
 				t.Errorf("fast bf16 mode matches exact widening to %.2g: activations were not rounded", worst)
 			}

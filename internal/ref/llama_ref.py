@@ -39,8 +39,10 @@ padding never reaches real tokens, so no padding mask is needed.
 CLI (the Go tests call it):
 
     python3 llama_ref.py forward  --model DIR --request REQ.json --out OUT.safetensors [--dtype f32|bf16]
-        REQ.json: {"seqs": [[ids]...], "layers": [k...] (optional: all)}
-        OUT: float32 tensors "s{i}.h{k}" of shape [len_i, d]
+        REQ.json: {"seqs": [[ids]...], "layers": [k...] (optional: all),
+                   "logits": true (optional)}
+        OUT: float32 tensors "s{i}.h{k}" of shape [len_i, d], and with
+             "logits" (when the last layer is asked for) "s{i}.logits" [len_i, vocab]
     python3 llama_ref.py generate --model DIR --prompt 1,2,3 --max-new N [--dtype f32|bf16]
         prints JSON {"tokens": [...], "margins": [...]}: greedy continuation
         (stopping at config eos ids) and each step's top-1 minus top-2 logit
@@ -303,6 +305,9 @@ def main():
         for i, per in enumerate(hs):
             for k in layers:
                 out["s%d.h%d" % (i, k)] = per[k].float().contiguous()
+            if req.get("logits") and max(layers) == nl:
+                with torch.no_grad():
+                    out["s%d.logits" % i] = lm_logits(model, per[nl]).float().contiguous()
         safetensors_io.save(a.out, out)
     else:
         prompt = [int(x) for x in a.prompt.split(",") if x]
