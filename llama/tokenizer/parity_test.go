@@ -24,11 +24,11 @@ const llama31Post = `{"type":"Sequence","processors":[
   "special_tokens":{"<|begin_of_text|>":{"id":"<|begin_of_text|>","ids":[128000],"tokens":["<|begin_of_text|>"]}}}]}`
 
 type refJob struct {
-	Name          string          `json:"name"`
-	Tokenizer     string          `json:"tokenizer"`
-	Config        string          `json:"config"`
-	PostProcessor json.RawMessage `json:"post_processor,omitempty"`
-	Texts         []string        `json:"texts"`
+	Name      string                     `json:"name"`
+	Tokenizer string                     `json:"tokenizer"`
+	Config    string                     `json:"config"`
+	Override  map[string]json.RawMessage `json:"override,omitempty"`
+	Texts     []string                   `json:"texts"`
 }
 
 type refAnswer struct {
@@ -75,9 +75,9 @@ func runRef(t *testing.T, node, modules string, jobs []refJob, splitTexts []stri
 	return ans, split
 }
 
-// withPost returns a copy of the tokenizer.json at path whose
-// post_processor is replaced by post.
-func withPost(t *testing.T, path, post string) []byte {
+// withOverride returns a copy of the tokenizer.json at path with top-level
+// fields replaced.
+func withOverride(t *testing.T, path string, override map[string]json.RawMessage) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -87,13 +87,26 @@ func withPost(t *testing.T, path, post string) []byte {
 	if err := json.Unmarshal(data, &m); err != nil {
 		t.Fatal(err)
 	}
-	m["post_processor"] = json.RawMessage(post)
+	for k, v := range override {
+		m[k] = v
+	}
 	out, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
+
+// Variants of the real files, to reach components they do not use: GPT-2's
+// ByteLevel pre-tokenizer (regex and add_prefix_space) on the Llama 3
+// vocabulary, and the Metaspace pre-tokenizer (prepend_scheme "first", as in
+// the newer Llama 2 and Mistral files; add_prefix_space is there for
+// @lenml, which ignores prepend_scheme without it) on the SentencePiece-style
+// one.
+const (
+	gpt2JSON      = `{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true}`
+	metaspaceJSON = `{"type":"Metaspace","replacement":"\u2581","add_prefix_space":true,"prepend_scheme":"first","split":false}`
+)
 
 // TestParity compares ids (with and without special tokens) and decoded
 // text with @lenml/tokenizers for the real Llama 3 tokenizer, the same with
@@ -109,11 +122,22 @@ func TestParity(t *testing.T) {
 			peer.Missing(t, "no tokenizer.json in "+d)
 		}
 	}
+	job := func(name, dir string, override map[string]string) refJob {
+		j := refJob{Name: name, Tokenizer: filepath.Join(dir, "tokenizer.json"), Config: filepath.Join(dir, "tokenizer_config.json"), Texts: texts}
+		if override != nil {
+			j.Override = map[string]json.RawMessage{}
+			for k, v := range override {
+				j.Override[k] = json.RawMessage(v)
+			}
+		}
+		return j
+	}
 	jobs := []refJob{
-		{Name: "llama3", Tokenizer: filepath.Join(l3, "tokenizer.json"), Config: filepath.Join(l3, "tokenizer_config.json"), Texts: texts},
-		{Name: "llama3-bos", Tokenizer: filepath.Join(l3, "tokenizer.json"), Config: filepath.Join(l3, "tokenizer_config.json"),
-			PostProcessor: json.RawMessage(llama31Post), Texts: texts},
-		{Name: "llama2", Tokenizer: filepath.Join(l2, "tokenizer.json"), Config: filepath.Join(l2, "tokenizer_config.json"), Texts: texts},
+		job("llama3", l3, nil),
+		job("llama3-bos", l3, map[string]string{"post_processor": llama31Post}),
+		job("llama2", l2, nil),
+		job("gpt2-bytelevel", l3, map[string]string{"pre_tokenizer": gpt2JSON}),
+		job("metaspace-first", l2, map[string]string{"normalizer": "null", "pre_tokenizer": metaspaceJSON}),
 	}
 	if len(texts) < 2000 {
 		t.Fatalf("only %d parity strings", len(texts))
@@ -138,20 +162,19 @@ func TestParity(t *testing.T) {
 		t.Logf("%s pre-tokenizer regex: %d strings, %d mismatches", name, len(texts), bad)
 	}
 
-	load := map[string]func() (*Tokenizer, error){
-		"llama3": func() (*Tokenizer, error) { return LoadDir(l3) },
-		"llama3-bos": func() (*Tokenizer, error) {
-			cfg, err := os.ReadFile(filepath.Join(l3, "tokenizer_config.json"))
-			if err != nil {
-				return nil, err
-			}
-			return FromJSON(filepath.Join(l3, "tokenizer.json"), withPost(t, filepath.Join(l3, "tokenizer.json"), llama31Post), cfg)
-		},
-		"llama2": func() (*Tokenizer, error) { return LoadDir(l2) },
+	load := func(j refJob) (*Tokenizer, error) {
+		if j.Override == nil {
+			return Load(j.Tokenizer)
+		}
+		cfg, err := os.ReadFile(j.Config)
+		if err != nil {
+			return nil, err
+		}
+		return FromJSON(j.Tokenizer, withOverride(t, j.Tokenizer, j.Override), cfg)
 	}
 	for _, job := range jobs {
 		t.Run(job.Name, func(t *testing.T) {
-			tk, err := load[job.Name]()
+			tk, err := load(job)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,12 +205,15 @@ func TestParity(t *testing.T) {
 			}
 			// BOS appears exactly where AutoTokenizer adds it.
 			bos, ok := tk.BOS()
-			wantBOS := map[string]int{"llama3": 128000, "llama3-bos": 128000, "llama2": 1}[job.Name]
+			wantBOS := 128000
+			if job.Name == "llama2" || job.Name == "metaspace-first" {
+				wantBOS = 1
+			}
 			if !ok || bos != wantBOS {
 				t.Errorf("BOS() = %d, %v; want %d", bos, ok, wantBOS)
 			}
 			ids := tk.Encode("Habari", true)
-			if starts := len(ids) > 0 && ids[0] == bos; starts != (job.Name != "llama3") {
+			if starts := len(ids) > 0 && ids[0] == bos; starts != (job.Name != "llama3" && job.Name != "gpt2-bytelevel") {
 				t.Errorf("Encode(\"Habari\", true) = %v: BOS first is %v", ids, starts)
 			}
 			if !tk.IsSpecial(bos) || tk.IsSpecial(ids[len(ids)-1]) {

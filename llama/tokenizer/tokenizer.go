@@ -449,6 +449,9 @@ func (l *loader) metaspace(r rawJSON) (metaspaceCfg, error) {
 		}
 		m.replacement = rs[0]
 	}
+	if !addPrefix && hasScheme && scheme != "never" {
+		return m, l.errorf("Metaspace: add_prefix_space false does not match prepend_scheme %q", scheme)
+	}
 	if hasScheme {
 		switch scheme {
 		case "always":

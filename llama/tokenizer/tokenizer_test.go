@@ -396,3 +396,95 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+// TestSplitBehaviors pins the delimiter behaviours with the example of the
+// tokenizers documentation ("the-final--countdown" split on "-").
+func TestSplitBehaviors(t *testing.T) {
+	cases := map[int][]string{
+		behRemoved:            {"the", "final", "countdown"},
+		behIsolated:           {"the", "-", "final", "-", "-", "countdown"},
+		behMergedWithPrevious: {"the-", "final-", "-", "countdown"},
+		behMergedWithNext:     {"the", "-final", "-", "-countdown"},
+		behContiguous:         {"the", "-", "final", "--", "countdown"},
+	}
+	for beh, want := range cases {
+		sp := &splitPre{m: stringMatcher("-"), behavior: beh}
+		if got := sp.split(nil, "the-final--countdown", true); !reflect.DeepEqual(got, want) {
+			t.Errorf("behavior %d: %q, want %q", beh, got, want)
+		}
+	}
+	inv := &splitPre{m: stringMatcher("-"), behavior: behRemoved, invert: true}
+	if got := inv.split(nil, "the-final--countdown", true); !reflect.DeepEqual(got, []string{"-", "-", "-"}) {
+		t.Errorf("inverted Removed: %q", got)
+	}
+}
+
+// TestMetaspace ports the expectations of tokenizers' own Metaspace tests.
+func TestMetaspace(t *testing.T) {
+	always := &metaspacePre{replacement: "▁", prepend: prependAlways, split_: true}
+	if got := always.split(nil, "Hey   friend!", true); !reflect.DeepEqual(got, []string{"▁Hey", "▁", "▁", "▁friend!"}) {
+		t.Errorf("always, split: %q", got)
+	}
+	first := &metaspacePre{replacement: "▁", prepend: prependFirst}
+	for _, c := range []struct {
+		in    string
+		first bool
+		want  string
+	}{
+		{"Hey my friend ", true, "▁Hey▁my▁friend▁"},
+		{"how▁are you", false, "how▁are▁you"},
+		{" Hey ", true, "▁Hey▁"},
+		{" you", false, "▁you"},
+	} {
+		if got := first.split(nil, c.in, c.first); !reflect.DeepEqual(got, []string{c.want}) {
+			t.Errorf("first, no split, %q: %q, want %q", c.in, got, c.want)
+		}
+	}
+	dec := metaspaceDec{replacement: '▁', prepend: prependAlways}
+	if got := dec.decodeChain([]string{"▁Hey", "▁friend!"}); !reflect.DeepEqual(got, []string{"Hey", " friend!"}) {
+		t.Errorf("decode: %q", got)
+	}
+	never := metaspaceDec{replacement: '▁', prepend: prependNever}
+	if got := never.decodeChain([]string{"▁Hey", "▁friend!"}); !reflect.DeepEqual(got, []string{" Hey", " friend!"}) {
+		t.Errorf("decode, never: %q", got)
+	}
+	l := &loader{path: "x.json"}
+	if _, err := l.metaspace(rawJSON{"replacement": json.RawMessage(`"_"`), "add_prefix_space": json.RawMessage(`false`),
+		"prepend_scheme": json.RawMessage(`"always"`)}); err == nil {
+		t.Error("add_prefix_space false with prepend_scheme always was accepted")
+	}
+}
+
+// TestNormalizers checks the Unicode and regex normalizers on fixed cases.
+func TestNormalizers(t *testing.T) {
+	l := &loader{path: "x.json"}
+	cases := []struct {
+		cfg, in, want string
+	}{
+		{`{"type": "NFC"}`, "cafe\u0301", "café"},
+		{`{"type": "NFKC"}`, "ﬁ½", "fi1⁄2"},
+		{`{"type": "NFD"}`, "é", "e\u0301"},
+		{`{"type": "Lowercase"}`, "ÀB", "àb"},
+		{`{"type": "Strip", "strip_left": true, "strip_right": false}`, " \ta ", "a "},
+		{`{"type": "Replace", "pattern": {"Regex": "[0-9]+"}, "content": "#"}`, "a12b3", "a#b#"},
+		{`{"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}`, "a b", "▁a▁b"},
+	}
+	for _, c := range cases {
+		var r rawJSON
+		if err := json.Unmarshal([]byte(c.cfg), &r); err != nil {
+			t.Fatal(err)
+		}
+		n, err := l.normalizer(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := n.normalize(c.in); got != c.want {
+			t.Errorf("%s on %q = %q, want %q", c.cfg, c.in, got, c.want)
+		}
+	}
+	var r rawJSON
+	_ = json.Unmarshal([]byte(`{"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "}`), &r)
+	if _, err := l.normalizer(r); err == nil {
+		t.Error(`Replace with \s (ASCII in Go, Unicode in tokenizers) was accepted`)
+	}
+}

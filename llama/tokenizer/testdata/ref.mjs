@@ -4,8 +4,9 @@
 // usage: node ref.mjs NODE_MODULES < request.json > answer.json
 //
 // request: {"jobs": [{"name": "...", "tokenizer": "path/tokenizer.json",
-//   "config": "path/tokenizer_config.json", "post_processor": {...} | null,
+//   "config": "path/tokenizer_config.json", "override": {"FIELD": value} | null,
 //   "texts": ["..."]}]}
+// (override replaces top-level fields of tokenizer.json, e.g. post_processor)
 // answer: {"NAME": {"ids": [[...]], "plain": [[...]], "decoded": ["..."],
 //   "decoded_skip": ["..."]}} where ids are encoded with special tokens,
 // plain without, and decoded/decoded_skip decode ids (without clean-up).
@@ -24,9 +25,7 @@ const out = {};
 for (const job of req.jobs) {
   const tokenizerJSON = JSON.parse(readFileSync(job.tokenizer, "utf8"));
   const tokenizerConfig = JSON.parse(readFileSync(job.config, "utf8"));
-  if (job.post_processor) {
-    tokenizerJSON.post_processor = job.post_processor;
-  }
+  Object.assign(tokenizerJSON, job.override ?? {});
   const tok = lib.TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
   const res = { ids: [], plain: [], decoded: [], decoded_skip: [] };
   for (const text of job.texts) {
