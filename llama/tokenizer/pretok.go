@@ -439,7 +439,7 @@ const (
 type metaspacePre struct {
 	replacement string
 	prepend     int
-	split_      bool
+	splitWords      bool
 }
 
 func (p *metaspacePre) split(dst []string, s string, first bool) []string {
@@ -449,7 +449,7 @@ func (p *metaspacePre) split(dst []string, s string, first bool) []string {
 			s = p.replacement + s
 		}
 	}
-	if !p.split_ {
+	if !p.splitWords {
 		return append(dst, s)
 	}
 	sp := splitPre{m: stringMatcher(p.replacement), behavior: behMergedWithNext}

@@ -27,6 +27,7 @@ type Tokenizer struct {
 	tokens    []string // id -> token as spelt in tokenizer.json ("" if none)
 	hasToken  []bool
 	addedByID map[int32]*addedToken
+	added     []*addedToken
 	rawAdded  *addedSet // tokens matched on the raw text
 	normAdded *addedSet // tokens matched on the normalised text
 
@@ -174,16 +175,8 @@ func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, er
 		t.addedByID[a.ID] = tok
 		t.setToken(a.ID, a.Content)
 	}
-	var raw, normed []*addedToken
-	for _, a := range added {
-		if a.normalized && t.normalizer != nil {
-			normed = append(normed, a)
-		} else {
-			raw = append(raw, a)
-		}
-	}
-	t.rawAdded = newAddedSet(raw, func(a *addedToken) string { return a.content })
-	t.normAdded = newAddedSet(normed, func(a *addedToken) string { return t.normalizer.normalize(a.content) })
+	t.added = added
+	t.buildAddedSets(false)
 	if f.PostProcessor != nil {
 		if t.post, err = l.postProcessor(t, f.PostProcessor); err != nil {
 			return nil, err
@@ -202,6 +195,25 @@ func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, er
 	return t, nil
 }
 
+// buildAddedSets prepares the matching of added tokens in text: those with
+// normalized set are looked for after normalisation. With splitSpecial
+// (split_special_tokens in tokenizer_config.json) special tokens are not
+// matched at all and their text is tokenized like any other.
+func (t *Tokenizer) buildAddedSets(splitSpecial bool) {
+	var raw, normed []*addedToken
+	for _, a := range t.added {
+		switch {
+		case splitSpecial && a.special:
+		case a.normalized && t.normalizer != nil:
+			normed = append(normed, a)
+		default:
+			raw = append(raw, a)
+		}
+	}
+	t.rawAdded = newAddedSet(raw, func(a *addedToken) string { return a.content })
+	t.normAdded = newAddedSet(normed, func(a *addedToken) string { return t.normalizer.normalize(a.content) })
+}
+
 func (t *Tokenizer) setToken(id int32, s string) {
 	for int(id) >= len(t.tokens) {
 		t.tokens = append(t.tokens, "")
@@ -213,14 +225,9 @@ func (t *Tokenizer) setToken(id int32, s string) {
 
 // lookup returns the id of a token given as spelt in tokenizer.json.
 func (t *Tokenizer) lookup(s string) (int32, bool) {
-	if t.rawAdded != nil {
-		if a, ok := t.rawAdded.byText[s]; ok {
-			return a.id, true
-		}
-	}
-	for id, a := range t.addedByID {
+	for _, a := range t.added {
 		if a.content == s {
-			return id, true
+			return a.id, true
 		}
 	}
 	key := s
@@ -409,7 +416,7 @@ func (l *loader) preTokenizer(r rawJSON, last bool) (p preTokenizer, byteLevel b
 		if err != nil {
 			return nil, false, err
 		}
-		return &metaspacePre{replacement: string(m.replacement), prepend: m.prepend, split_: m.split}, false, nil
+		return &metaspacePre{replacement: string(m.replacement), prepend: m.prepend, splitWords: m.split}, false, nil
 	default:
 		return nil, false, l.unsupported("pre_tokenizer", typ)
 	}
@@ -744,6 +751,13 @@ func (t *Tokenizer) applyConfig(l *loader, data []byte) error {
 	}
 	if t.eos, err = resolve("eos_token"); err != nil {
 		return err
+	}
+	var splitSpecial bool
+	if err := c.get("split_special_tokens", &splitSpecial); err != nil {
+		return l.errorf("%v", err)
+	}
+	if splitSpecial {
+		t.buildAddedSets(true)
 	}
 	var class string
 	if err := c.get("tokenizer_class", &class); err != nil {

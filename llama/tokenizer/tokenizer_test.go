@@ -318,6 +318,14 @@ func TestSentencePieceStyle(t *testing.T) {
 			t.Errorf("with %s: Encode(\"ab\", false) = %v, want [8]", c.cfg, got)
 		}
 	}
+	// split_special_tokens: special-token text is ordinary text.
+	ts, err := FromJSON("spm/tokenizer.json", []byte(tj), []byte(`{"split_special_tokens": true, "bos_token": "<s>"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.Encode("[X]ab", false); !reflect.DeepEqual(got, []int{3, 0, 7}) {
+		t.Errorf("split_special_tokens: Encode(\"[X]ab\") = %v, want [3 0 7]", got)
+	}
 	if got := tk.Decode([]int{1, 8, 8, 3, 9, 10, 2}, true); got != "ab ab é" {
 		t.Errorf("Decode = %q, want %q", got, "ab ab é")
 	}
@@ -421,7 +429,7 @@ func TestSplitBehaviors(t *testing.T) {
 
 // TestMetaspace ports the expectations of tokenizers' own Metaspace tests.
 func TestMetaspace(t *testing.T) {
-	always := &metaspacePre{replacement: "▁", prepend: prependAlways, split_: true}
+	always := &metaspacePre{replacement: "▁", prepend: prependAlways, splitWords: true}
 	if got := always.split(nil, "Hey   friend!", true); !reflect.DeepEqual(got, []string{"▁Hey", "▁", "▁", "▁friend!"}) {
 		t.Errorf("always, split: %q", got)
 	}
