@@ -439,7 +439,7 @@ const (
 type metaspacePre struct {
 	replacement string
 	prepend     int
-	splitWords      bool
+	splitWords  bool
 }
 
 func (p *metaspacePre) split(dst []string, s string, first bool) []string {
