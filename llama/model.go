@@ -16,7 +16,9 @@ type Layer struct {
 	Down     *engine.Tensor // mlp.down_proj.weight [d × ffn]
 }
 
-// Model is a loaded (possibly partially loaded) Llama checkpoint.
+// Model is a loaded (possibly partially loaded) Llama checkpoint. Weights
+// may point into a read-only memory-mapped file (see Load): to change a
+// weight, replace the tensor rather than writing into it.
 type Model struct {
 	Config Config
 	Embed  *engine.Tensor // model.embed_tokens.weight [vocab × d]

@@ -19,12 +19,13 @@ func init() {
 var probeOut io.Writer = os.Stdout
 
 // runProbe loads a whole model, encodes the prompt with its tokenizer
-// (special tokens added), generates with a KV cache until EOS or
-// --max-new-tokens, and prints the continuation's text.
+// (special tokens added), merges the --adapter if one is given, generates
+// with a KV cache until EOS or --max-new-tokens, and prints the
+// continuation's text.
 func runProbe(args []string) error {
 	fs := newFlagSet("probe", "--model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed N]")
 	model := fs.String("model", "", "checkpoint folder (config.json, safetensors, tokenizer.json)")
-	adapter := fs.String("adapter", "", "LoRA adapter folder to apply")
+	adapter := fs.String("adapter", "", "LoRA adapter folder (PEFT layout) to merge into the weights before generating")
 	prompt := fs.String("prompt", "", "text to continue")
 	maxNew := fs.Int("max-new-tokens", 32, "largest number of tokens to generate")
 	temp := fs.Float64("temperature", 0, "0: greedy; > 0: sample from softmax(logits/T)")
