@@ -1,10 +1,22 @@
 #!/usr/bin/python3
-"""PyTorch peer for kernels' BenchmarkGEMM: the same shapes, 2 threads.
+"""PyTorch peer for kernels' BenchmarkGEMM: the same shapes on 2 threads.
 
-Run with /usr/bin/python3 (the interpreter with PyTorch). Prints one line per
-shape: the layout/dtype, MxKxN and GFLOP/s, named like the Go sub-benchmarks
-so the two outputs can be paired. f32 uses PyTorch's CPU BLAS (OpenBLAS in
-Debian's build), bf16 uses oneDNN (AVX512_BF16 where present).
+Run with /usr/bin/python3 (the interpreter with PyTorch):
+
+    /usr/bin/python3 bench/gemm_peer.py [substring ...]
+
+Each line is "<engine> <dtype>/<M>x<K>x<N> <GFLOP/s>", named like the Go
+sub-benchmarks so the outputs pair up. Engines:
+
+  matmul  torch.matmul on plain tensors, i.e. what a PyTorch model runs. For
+          f32 this is the CPU BLAS PyTorch was built with; Debian's torch
+          reports BLAS_INFO=generic and links the reference netlib BLAS, so
+          expect a few GFLOP/s. For bf16 it is PyTorch's own or oneDNN's
+          kernel, depending on the shape.
+  onednn  oneDNN's inner product (torch._C._nn.mkldnn_linear) with both
+          operands already in oneDNN layout: the strongest f32 and bf16 CPU
+          GEMM this PyTorch has, used as the f32 yardstick here. NN and TN
+          shapes run as the linear of the same M, K, N.
 """
 import sys
 import time
@@ -15,7 +27,8 @@ torch.set_num_threads(2)
 torch.manual_seed(0)
 
 SHAPES = [(512, 4096, 4096), (80, 4096, 4096), (80, 4096, 14336), (80, 14336, 4096), (2048, 2048, 2048)]
-BACKWARD = [("NN", 80, 4096, 4096), ("NN", 80, 14336, 4096), ("TN", 4096, 80, 4096), ("TN", 4096, 512, 4096)]
+BACKWARD = [("f32-NN", 80, 4096, 4096), ("f32-NN", 80, 14336, 4096), ("bf16-NN", 80, 4096, 4096),
+            ("f32-TN", 4096, 80, 4096), ("f32-TN", 4096, 512, 4096)]
 
 
 def bench(fn, flops, min_time=1.0):
@@ -29,26 +42,36 @@ def bench(fn, flops, min_time=1.0):
             return flops * n / dt / 1e9
 
 
-def main():
-    only = sys.argv[1:]
-    rows = []
-    for dtype, name in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
+def cases():
+    for name, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
         for m, k, n in SHAPES:
             a = torch.randn(m, k).to(dtype)
             w = torch.randn(n, k).to(dtype)  # Linear weight [out x in]
-            rows.append((f"{name}/{m}x{k}x{n}", lambda a=a, w=w: torch.matmul(a, w.t()), 2 * m * n * k))
-    for lay, m, k, n in BACKWARD:
-        if lay == "NN":
-            a, b = torch.randn(m, k), torch.randn(k, n)
-            rows.append((f"f32-NN/{m}x{k}x{n}", lambda a=a, b=b: torch.matmul(a, b), 2 * m * n * k))
+            yield "matmul", f"{name}/{m}x{k}x{n}", (lambda a=a, w=w: torch.matmul(a, w.t())), 2 * m * n * k
+            am, wm = a.to_mkldnn(), w.to_mkldnn()
+            yield "onednn", f"{name}/{m}x{k}x{n}", (lambda am=am, wm=wm: torch._C._nn.mkldnn_linear(am, wm, None)), 2 * m * n * k
+    for name, m, k, n in BACKWARD:
+        dtype = torch.bfloat16 if name.startswith("bf16") else torch.float32
+        if "NN" in name:
+            a, b = torch.randn(m, k), torch.randn(k, n).to(dtype)
+            yield "matmul", f"{name}/{m}x{k}x{n}", (lambda a=a.to(dtype), b=b: torch.matmul(a, b)), 2 * m * n * k
         else:
             a, b = torch.randn(k, m), torch.randn(k, n)
-            rows.append((f"f32-TN/{m}x{k}x{n}", lambda a=a, b=b: torch.matmul(a.t(), b), 2 * m * n * k))
-    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, blas: {'openblas' if 'openblas' in torch.__config__.show().lower() else 'other'}")
-    for name, fn, flops in rows:
+            yield "matmul", f"{name}/{m}x{k}x{n}", (lambda a=a, b=b: torch.matmul(a.t(), b)), 2 * m * n * k
+        am = torch.randn(m, k).to(dtype).to_mkldnn()
+        wm = torch.randn(n, k).to(dtype).to_mkldnn()
+        yield "onednn", f"{name}/{m}x{k}x{n}", (lambda am=am, wm=wm: torch._C._nn.mkldnn_linear(am, wm, None)), 2 * m * n * k
+
+
+def main():
+    only = sys.argv[1:]
+    cfg = torch.__config__.show()
+    blas = cfg.split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in cfg else "?"
+    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, BLAS_INFO={blas}")
+    for engine, name, fn, flops in cases():
         if only and not any(o in name for o in only):
             continue
-        print(f"{name}\t{bench(fn, flops):.1f} GFLOP/s", flush=True)
+        print(f"{engine}\t{name}\t{bench(fn, flops):.1f}", flush=True)
 
 
 if __name__ == "__main__":
