@@ -93,3 +93,15 @@ func TestWriteBenchTexts(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkLoad measures reading the Llama 3 tokenizer.json (9 MB, 280k
+// merges).
+func BenchmarkLoad(b *testing.B) {
+	_, modules := peer.NodeModules(b)
+	dir := filepath.Join(modules, "@lenml", "tokenizer-llama3", "models")
+	for i := 0; i < b.N; i++ {
+		if _, err := LoadDir(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
