@@ -4,8 +4,9 @@
 // model.safetensors.index.json, checks every tensor against config.json
 // (shape, dtype, NaN/Inf) and holds Linear weights as f32 or bf16. Weights
 // stored in the held dtype point into the mapping; others are converted
-// tensor by tensor, so an f32 8B checkpoint held as bf16 peaks near the bf16
-// size plus the largest f32 tensor. LoadOptions.MaxLayer loads only what
+// tensor by tensor, so an f32 8B checkpoint held as bf16 peaks at the bf16
+// size (about 16 GB): converted pages of the mapping are released as the
+// conversion goes. LoadOptions.MaxLayer loads only what
 // hidden states up to that layer need.
 //
 // Running: Model.Forward runs a packed Batch layer by layer (each weight read

@@ -140,54 +140,72 @@ func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine
 	if !sameShape(t.Shape, shape) {
 		return nil, fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, name, t.Shape, shape)
 	}
-	if err := nonFiniteError(path, name, t); err != nil {
-		return nil, err
-	}
+	f := c.files[c.where[name]]
 	if t.DType == dtype && !c.copyAll {
-		if f := c.files[c.where[name]]; f != nil && f.m.Mapped {
+		if err := nonFiniteError(path, name, t); err != nil {
+			return nil, err
+		}
+		if f.m.Mapped {
 			c.pinned = true
 		}
 		return t, nil
 	}
-	out := convert(t, dtype)
-	if f := c.files[c.where[name]]; f != nil {
-		f.m.Release(t.Bytes())
-	}
-	return out, nil
-}
-
-// convert returns t held as dtype d, converting in parallel chunks.
-func convert(t *engine.Tensor, d engine.DType) *engine.Tensor {
-	out := &engine.Tensor{DType: d, Shape: append([]int(nil), t.Shape...)}
+	// Convert (or copy) a slice at a time: check it, convert it, and let its
+	// mapped pages go, so the resident set grows by the converted size only.
+	out := &engine.Tensor{DType: dtype, Shape: append([]int(nil), t.Shape...)}
 	n := t.Numel()
-	if d == engine.F32 {
+	if dtype == engine.F32 {
 		out.F32 = make([]float32, n)
 	} else {
 		out.Half = make([]uint16, n)
 	}
-	const chunk = 1 << 16
-	engine.ParallelFor((n+chunk-1)/chunk, func(c int) {
-		lo, hi := c*chunk, min((c+1)*chunk, n)
+	const slice = 1 << 22
+	for lo := 0; lo < n; lo += slice {
+		hi := min(lo+slice, n)
+		part := &engine.Tensor{DType: t.DType, Shape: []int{hi - lo}}
+		if t.DType == engine.F32 {
+			part.F32 = t.F32[lo:hi]
+		} else {
+			part.Half = t.Half[lo:hi]
+		}
+		if i := part.FirstNonFinite(); i >= 0 {
+			return nil, nonFiniteError(path, name, &engine.Tensor{DType: t.DType, Shape: t.Shape, F32: t.F32, Half: t.Half})
+		}
+		convertInto(out, lo, part)
+		f.m.Release(part.Bytes())
+	}
+	return out, nil
+}
+
+// convertInto writes the elements of src, converted to dst's dtype, into
+// dst at flat offsets off..off+len(src), in parallel blocks.
+func convertInto(dst *engine.Tensor, off int, src *engine.Tensor) {
+	n := src.Numel()
+	d := dst.DType
+	const block = 1 << 16
+	engine.ParallelFor((n+block-1)/block, func(c int) {
+		lo, hi := c*block, min((c+1)*block, n)
 		switch {
 		case d == engine.F32:
 			for i := lo; i < hi; i++ {
-				out.F32[i] = t.At(i)
+				dst.F32[off+i] = src.At(i)
 			}
-		case d == engine.BF16 && t.DType == engine.F32:
+		case d == engine.BF16 && src.DType == engine.F32:
 			for i := lo; i < hi; i++ {
-				out.Half[i] = kernels.F32ToBF16(t.F32[i])
+				dst.Half[off+i] = kernels.F32ToBF16(src.F32[i])
 			}
+		case d == src.DType:
+			copy(dst.Half[off+lo:off+hi], src.Half[lo:hi])
 		case d == engine.BF16:
 			for i := lo; i < hi; i++ {
-				out.Half[i] = kernels.F32ToBF16(t.At(i))
+				dst.Half[off+i] = kernels.F32ToBF16(src.At(i))
 			}
 		default:
 			for i := lo; i < hi; i++ {
-				out.Half[i] = kernels.F32ToF16(t.At(i))
+				dst.Half[off+i] = kernels.F32ToF16(src.At(i))
 			}
 		}
 	})
-	return out
 }
 
 // loadF32 is load for norm weights, always returned as a plain []float32.
