@@ -347,3 +347,43 @@ func TestSampling(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConvertSlices converts a tensor larger than one conversion slice
+// and finds a NaN in its last slice.
+func TestLoadConvertSlices(t *testing.T) {
+	dir := t.TempDir()
+	const rows, cols = 1100, 4000 // 4.4M elements: two slices
+	w := engine.NewF32(rows, cols)
+	for i := range w.F32 {
+		w.F32[i] = float32(i%1000)*0.001 - 0.5
+	}
+	if err := WriteSafetensors(filepath.Join(dir, "model.safetensors"), map[string]*engine.Tensor{"w": w}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := openCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ck.load("w", []int{rows, cols}, engine.BF16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := w.Convert(engine.BF16)
+	for i := range want.Half {
+		if got.Half[i] != want.Half[i] {
+			t.Fatalf("element %d: %x, want %x", i, got.Half[i], want.Half[i])
+		}
+	}
+	ck.close()
+	w.F32[rows*cols-3] = float32(math.Inf(-1))
+	if err := WriteSafetensors(filepath.Join(dir, "model.safetensors"), map[string]*engine.Tensor{"w": w}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ck, err = openCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.close()
+	_, err = ck.load("w", []int{rows, cols}, engine.BF16)
+	wantErr(t, err, `"w"`, "element 4399997", "Inf")
+}
