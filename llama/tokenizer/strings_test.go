@@ -40,22 +40,25 @@ don't can't won't shouldn't I'm you're we've they'll she'd it's
 colour color favourite theatre centre analyse programme realise
 `)
 
-// dictWords returns the headwords of the freedict Swahili-English
-// dictionary, or nil when it is not installed.
+// dictWords returns the headwords of the freedict Swahili-English and
+// English-Swahili dictionaries (dict-freedict-swh-eng, dict-freedict-eng-swh),
+// or nil when they are not installed.
 func dictWords() []string {
-	f, err := os.Open("/usr/share/dictd/freedict-swh-eng.index")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
 	var words []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		head, _, _ := strings.Cut(sc.Text(), "\t")
-		if head == "" || strings.HasPrefix(head, "00database") || !utf8.ValidString(head) {
+	for _, name := range []string{"freedict-swh-eng.index", "freedict-eng-swh.index"} {
+		f, err := os.Open("/usr/share/dictd/" + name)
+		if err != nil {
 			continue
 		}
-		words = append(words, head)
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			head, _, _ := strings.Cut(sc.Text(), "\t")
+			if head == "" || strings.HasPrefix(head, "00database") || !utf8.ValidString(head) {
+				continue
+			}
+			words = append(words, head)
+		}
+		f.Close()
 	}
 	return words
 }
