@@ -47,11 +47,74 @@ func (c *KVCache) Store(layer int, k, v []float32, n int) {
 // Advance marks n more positions as stored.
 func (c *KVCache) Advance(n int) { c.Len += n }
 
-// AttentionCached is Attention for n new queries q [n × nHeads·headDim]
-// at positions past..past+n-1 of one sequence whose keys and values for
-// positions 0..past+n-1 are rows of k and v [· × nKV·headDim]: query i
-// attends to positions 0..past+i. The result goes to out [n × nHeads·headDim].
+// AttentionCached is causal attention for n queries q [n × nHeads·headDim]
+// at positions past..past+n-1 of one sequence whose rotated keys and values
+// for positions 0..past+n-1 are the rows of k and v [· × nKV·headDim]:
+// query i attends to positions 0..past+i, query head h reads key/value head
+// h/(nHeads/nKV), and the result goes to out [n × nHeads·headDim]. With
+// past = 0 it is Attention for a single sequence. The softmax is computed
+// in f32 with the scale 1/sqrt(headDim), as Hugging Face's eager attention.
+//
+// Short contexts are computed row by row; longer ones by blocks of query
+// rows with two matrix products per block (scores = Q·Kᵀ, out = P·V), which
+// is several times faster for prompts of hundreds of tokens.
 func AttentionCached(out, q []float32, n, past int, k, v []float32, nHeads, nKV, headDim int) {
+	if n <= 0 {
+		return
+	}
+	if past+n < attnGemmMin {
+		attentionRows(out, q, n, past, k, v, nHeads, nKV, headDim)
+		return
+	}
+	group := nHeads / nKV
+	qd, kd := nHeads*headDim, nKV*headDim
+	scale := float32(1 / math.Sqrt(float64(headDim)))
+	blocks := (n + attnBlock - 1) / attnBlock
+	ParallelFor(nHeads*blocks, func(job int) {
+		h, blk := job%nHeads, job/nHeads
+		kh := h / group
+		r0, r1 := blk*attnBlock, min((blk+1)*attnBlock, n)
+		rows, cols := r1-r0, past+r1 // keys needed by the block's last row
+		s := make([]float32, rows*cols)
+		// s = Q_h[r0:r1] · K_hᵀ[0:cols]
+		kernels.GemmNT(rows, cols, headDim, q[r0*qd+h*headDim:], qd, k[kh*headDim:], kd, s, cols, false)
+		for i := 0; i < rows; i++ {
+			row := s[i*cols : (i+1)*cols]
+			last := past + r0 + i // the last key this query sees
+			mx := float32(math.Inf(-1))
+			for j := 0; j <= last; j++ {
+				row[j] *= scale
+				if row[j] > mx {
+					mx = row[j]
+				}
+			}
+			var sum float32
+			for j := 0; j <= last; j++ {
+				e := float32(math.Exp(float64(row[j] - mx)))
+				row[j] = e
+				sum += e
+			}
+			inv := 1 / sum
+			for j := 0; j <= last; j++ {
+				row[j] *= inv
+			}
+			clear(row[last+1:])
+		}
+		// out_h[r0:r1] = P · V_h[0:cols]
+		kernels.GemmNN(rows, headDim, cols, s, cols, v[kh*headDim:], kd, out[r0*qd+h*headDim:], qd, false)
+	})
+}
+
+// attnGemmMin is the context length from which AttentionCached uses matrix
+// products; attnBlock is its number of query rows per block.
+const (
+	attnGemmMin = 32
+	attnBlock   = 128
+)
+
+// attentionRows is AttentionCached computed one query row and head at a
+// time (best for short contexts and single-token decoding).
+func attentionRows(out, q []float32, n, past int, k, v []float32, nHeads, nKV, headDim int) {
 	group := nHeads / nKV
 	qd, kd := nHeads*headDim, nKV*headDim
 	scale := float32(1 / math.Sqrt(float64(headDim)))

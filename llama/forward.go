@@ -150,7 +150,17 @@ func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) e
 	s := m.newScratch(T)
 	cos, sin := m.Rope.Tables(engine.Positions(b.Offsets), b.MaxLen())
 	packed := func(_ int, q, k, v, att []float32) {
-		engine.Attention(att, q, k, v, b.Offsets, c.NumHeads, c.NumKVHeads, c.HeadDim, nil)
+		if b.MaxLen() < 32 {
+			// Short sequences (words): one parallel loop over all of them.
+			engine.Attention(att, q, k, v, b.Offsets, c.NumHeads, c.NumKVHeads, c.HeadDim, nil)
+			return
+		}
+		// Longer ones: sequence by sequence with matrix products.
+		qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+		for s := 0; s < b.NumSeqs(); s++ {
+			t0, t1 := b.Offsets[s], b.Offsets[s+1]
+			engine.AttentionCached(att[t0*qd:t1*qd], q[t0*qd:t1*qd], t1-t0, 0, k[t0*kd:t1*kd], v[t0*kd:t1*kd], c.NumHeads, c.NumKVHeads, c.HeadDim)
+		}
 	}
 	for i := 0; i < top; i++ {
 		m.attentionBlock(i, h, T, s, cos, sin, packed)

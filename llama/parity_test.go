@@ -137,7 +137,7 @@ func TestForwardParity(t *testing.T) {
 			RopeScaling: &engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 32}},
 			hold: engine.F32, tol: 1e-3, lens: []int{9, 30, 2}},
 		{name: "bf16-held-bf16", opts: SynthOptions{Seed: 3, DType: engine.BF16, Tied: &no}, hold: engine.BF16, tol: 1e-3, lens: []int{5, 11}},
-		{name: "linear-mha", opts: SynthOptions{Seed: 4, KVHeads: 4, RopeTheta: 10000, RopeScaling: &engine.RopeScaling{Type: "linear", Factor: 2}}, hold: engine.F32, tol: 1e-4, lens: []int{20, 3}},
+		{name: "linear-mha", opts: SynthOptions{Seed: 4, KVHeads: 4, RopeTheta: 10000, RopeScaling: &engine.RopeScaling{Type: "linear", Factor: 2}}, hold: engine.F32, tol: 1e-4, lens: []int{40, 3, 33}, perSeq: true},
 		{name: "dynamic-beyond-maxpos", opts: SynthOptions{Seed: 5, MaxPositions: 48, RopeTheta: 10000, RopeScaling: &engine.RopeScaling{Type: "dynamic", Factor: 2}}, hold: engine.F32, tol: 1e-4, lens: []int{70, 10}},
 		{name: "long-512-llama3-mqa", opts: SynthOptions{Seed: 6, Layers: 2, KVHeads: 1,
 			RopeScaling: &engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 128}}, hold: engine.F32, tol: 1e-4, lens: []int{520}},
