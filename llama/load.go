@@ -23,8 +23,8 @@ type LoadOptions struct {
 	DType engine.DType
 	// MaxLayer is the highest hidden_states index the caller will ask for:
 	// the embedding and layers 0..MaxLayer-1 are loaded (MaxLayer 0: the
-	// embedding only). -1 loads everything, including the final norm and
-	// the LM head.
+	// embedding only; num_hidden_layers: every layer and the final norm).
+	// -1 (AllLayers) loads everything, including the LM head.
 	MaxLayer int
 	// NeedLMHead loads the final norm and the LM head (lm_head.weight, or
 	// the embedding when tied) even when MaxLayer >= 0.
