@@ -322,35 +322,38 @@ func screenPairs(raw []rawPair) ([]Pair, *PairReport) {
 // (comma-separated, same header), and anything else as the published JSON
 // format, a list of {"swahili", "english"} objects.
 func WritePairs(path string, pairs []Pair) error {
-	ext := strings.ToLower(filepath.Ext(path))
-	return WriteAtomic(path, func(w io.Writer) error {
-		switch ext {
-		case ".tsv", ".csv":
-			cw := csv.NewWriter(w)
-			if ext == ".tsv" {
-				cw.Comma = '\t'
-			}
-			cw.Write([]string{"swahili", "english"})
-			for _, p := range pairs {
-				cw.Write([]string{p.Source, p.Target})
-			}
-			cw.Flush()
-			return cw.Error()
-		default:
-			type jp struct {
-				Swahili string `json:"swahili"`
-				English string `json:"english"`
-			}
-			list := make([]jp, len(pairs))
-			for i, p := range pairs {
-				list[i] = jp{p.Source, p.Target}
-			}
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "    ")
-			enc.SetEscapeHTML(false)
-			return enc.Encode(list)
+	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	return WriteAtomic(path, func(w io.Writer) error { return EncodePairs(w, pairs, format) })
+}
+
+// EncodePairs writes pairs to w as "tsv", "csv" (header swahili, english)
+// or, for any other format name, the published JSON format.
+func EncodePairs(w io.Writer, pairs []Pair, format string) error {
+	switch format {
+	case "tsv", "csv":
+		cw := csv.NewWriter(w)
+		if format == "tsv" {
+			cw.Comma = '\t'
 		}
-	})
+		cw.Write([]string{"swahili", "english"})
+		for _, p := range pairs {
+			cw.Write([]string{p.Source, p.Target})
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	type jp struct {
+		Swahili string `json:"swahili"`
+		English string `json:"english"`
+	}
+	list := make([]jp, len(pairs))
+	for i, p := range pairs {
+		list[i] = jp{p.Source, p.Target}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "    ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(list)
 }
 
 // CheckTokenized returns the pairs with a side that tokenises to no tokens,

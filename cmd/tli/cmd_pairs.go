@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -49,16 +48,5 @@ func runPairs(args []string) error {
 		fmt.Fprintf(os.Stderr, "wrote %d pairs to %s\n", len(pairs), *out)
 		return nil
 	}
-	type jp struct {
-		Swahili string `json:"swahili"`
-		English string `json:"english"`
-	}
-	list := make([]jp, len(pairs))
-	for i, p := range pairs {
-		list[i] = jp{p.Source, p.Target}
-	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(list)
+	return tli.EncodePairs(os.Stdout, pairs, "json")
 }
