@@ -2,6 +2,7 @@ package llama
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -386,4 +387,53 @@ func TestLoadConvertSlices(t *testing.T) {
 	defer ck.close()
 	_, err = ck.load("w", []int{rows, cols}, engine.BF16)
 	wantErr(t, err, `"w"`, "element 4399997", "Inf")
+}
+
+// TestGenerateSampling checks seeded sampling: a tiny top-p keeps only the
+// most likely token (so it decodes greedily), the same seed repeats the
+// same tokens, and the stop token ends generation.
+func TestGenerateSampling(t *testing.T) {
+	dir := synthTiny(t, SynthOptions{Seed: 12})
+	m, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	prompt := []int{510, 40, 41, 42}
+	greedy, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 10, StopTokens: []int{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nucleus, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 10, Temperature: 1, TopP: 1e-9, Seed: 5, StopTokens: []int{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(greedy) != fmt.Sprint(nucleus) {
+		t.Fatalf("top-p 1e-9 gave %v, greedy %v", nucleus, greedy)
+	}
+	a, _ := m.Generate(prompt, GenerateOptions{MaxNewTokens: 10, Temperature: 1.5, Seed: 9, StopTokens: []int{}})
+	b, _ := m.Generate(prompt, GenerateOptions{MaxNewTokens: 10, Temperature: 1.5, Seed: 9, StopTokens: []int{}})
+	c, _ := m.Generate(prompt, GenerateOptions{MaxNewTokens: 10, Temperature: 1.5, Seed: 10, StopTokens: []int{}})
+	if fmt.Sprint(a) != fmt.Sprint(b) || fmt.Sprint(a) == fmt.Sprint(c) || len(a) != 10 {
+		t.Fatalf("seeded sampling: %v %v %v", a, b, c)
+	}
+	stop, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: 10, StopTokens: []int{greedy[3]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprint(greedy[:indexOf(greedy, greedy[3])+1]); fmt.Sprint(stop) != want {
+		t.Fatalf("stop token %d: got %v, want %v", greedy[3], stop, want)
+	}
+	if _, err := m.Generate([]int{1, 9999}, GenerateOptions{}); err == nil {
+		t.Fatal("a token outside the vocabulary must be an error")
+	}
+}
+
+func indexOf(xs []int, x int) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return -1
 }

@@ -226,7 +226,9 @@ func TestGenerateParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			prompt := []int{1, 17, 42, 99, 311, 5}
+			// 36 prompt tokens: the prefill and the decoding steps use the
+			// blocked attention (contexts of 32+ positions).
+			prompt := append([]int{1}, testSeqs(m.Config.VocabSize, 35)[0]...)
 			const maxNew = 12
 			got, err := m.Generate(prompt, GenerateOptions{MaxNewTokens: maxNew})
 			if err != nil {
