@@ -25,6 +25,11 @@ type Config struct {
 	BOSTokenID            []int              `json:"-"`
 	EOSTokenID            []int              `json:"-"`
 	TorchDType            string             `json:"torch_dtype"`
+	// Features tli does not implement; ParseConfig reads them so that a
+	// checkpoint using them is refused instead of silently misread.
+	AttentionBias bool   `json:"attention_bias"`
+	MLPBias       bool   `json:"mlp_bias"`
+	HiddenAct     string `json:"hidden_act"`
 }
 
 // ParseConfig decodes config.json text; name is used in error messages.
@@ -64,9 +69,18 @@ func ParseConfig(data []byte, name string) (Config, error) {
 			return Config{}, fmt.Errorf("%s: field \"tie_word_embeddings\": want true or false, got %s", name, v)
 		}
 	}
-	if v, ok := raw["torch_dtype"]; ok && string(v) != "null" {
-		if err := json.Unmarshal(v, &c.TorchDType); err != nil {
-			return Config{}, fmt.Errorf("%s: field \"torch_dtype\": want a string, got %s", name, v)
+	for k, p := range map[string]*string{"torch_dtype": &c.TorchDType, "hidden_act": &c.HiddenAct} {
+		if v, ok := raw[k]; ok && string(v) != "null" {
+			if err := json.Unmarshal(v, p); err != nil {
+				return Config{}, fmt.Errorf("%s: field %q: want a string, got %s", name, k, v)
+			}
+		}
+	}
+	for k, p := range map[string]*bool{"attention_bias": &c.AttentionBias, "mlp_bias": &c.MLPBias} {
+		if v, ok := raw[k]; ok && string(v) != "null" {
+			if err := json.Unmarshal(v, p); err != nil {
+				return Config{}, fmt.Errorf("%s: field %q: want true or false, got %s", name, k, v)
+			}
 		}
 	}
 	for k, p := range map[string]*[]int{"bos_token_id": &c.BOSTokenID, "eos_token_id": &c.EOSTokenID} {
@@ -134,6 +148,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPositionEmbeddings <= 0 {
 		return fmt.Errorf("field \"max_position_embeddings\" must be positive, got %d", c.MaxPositionEmbeddings)
+	}
+	if c.AttentionBias || c.MLPBias {
+		return fmt.Errorf("attention_bias/mlp_bias true is not supported (Llama checkpoints have no biases)")
+	}
+	if c.HiddenAct != "" && c.HiddenAct != "silu" {
+		return fmt.Errorf("field \"hidden_act\" %q is not supported (want silu)", c.HiddenAct)
 	}
 	if c.RMSNormEps <= 0 {
 		return fmt.Errorf("field \"rms_norm_eps\" must be positive, got %v", c.RMSNormEps)

@@ -186,6 +186,23 @@ func TestLoadBadInput(t *testing.T) {
 		_, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
 		wantErr(t, err, "config.json", "hidden_size", "integer")
 	})
+	for _, c := range []struct{ from, to, want string }{
+		{`"attention_bias": false`, `"attention_bias": true`, "attention_bias"},
+		{`"hidden_act": "silu"`, `"hidden_act": "gelu"`, "gelu"},
+		{`"rope_theta": 500000`, `"rope_theta": -1`, "rope_theta"},
+		{`"num_key_value_heads": 2`, `"num_key_value_heads": 3`, "num_key_value_heads"},
+	} {
+		t.Run("config-"+c.want, func(t *testing.T) {
+			dir := synthTiny(t, SynthOptions{Seed: 1})
+			cfg, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+			if !strings.Contains(string(cfg), c.from) {
+				t.Fatalf("config.json lacks %s", c.from)
+			}
+			os.WriteFile(filepath.Join(dir, "config.json"), []byte(strings.Replace(string(cfg), c.from, c.to, 1)), 0o644)
+			_, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
+			wantErr(t, err, "config.json", c.want)
+		})
+	}
 	// Rewrites the single-file checkpoint with one tensor changed or removed.
 	rewrite := func(t *testing.T, edit func(map[string]*engine.Tensor)) string {
 		dir := synthTiny(t, SynthOptions{Seed: 1})
