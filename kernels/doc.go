@@ -4,10 +4,20 @@
 // LoRA paths use.
 //
 // Layout follows the Go standard library's assembly packages: gemm_amd64.go
-// declares and dispatches, gemm_amd64.s and gemm_arm64.s hold the assembly,
-// gemm_generic.go holds the pure-Go path (also chosen with the purego build
-// tag and on every other architecture). The path is chosen once at start-up
-// from golang.org/x/sys/cpu; TLI_KERNELS=generic|avx2|avx512|neon forces one.
+// and gemm_arm64.go describe the paths and detect the CPU, gemm_amd64.s and
+// gemm_arm64.s hold the assembly (generated, with its Go declarations in
+// kernels_*.go, by internal/asmgen: `go generate ./kernels/`), gemm_blocked.go
+// holds the packing and blocking drivers every path shares, gemm_gokernel.go
+// the Go micro-kernel of the generic path, and gemm_generic.go the simple
+// reference implementations the tests compare against. gemm_other.go is the
+// dispatch of the purego build tag and of other architectures.
+//
+// Paths: "avx512" (AVX-512F/BW/VL with FMA and F16C; VDPBF16PS for the fast
+// bf16 product where AVX512_BF16 is present), "avx2" (AVX2, FMA, F16C), "neon"
+// (arm64) and "generic" (pure Go). The fastest supported path is chosen once
+// at start-up from golang.org/x/sys/cpu; TLI_KERNELS=generic|avx2|avx512|neon
+// forces one (an unsupported choice panics at start-up with the reason), and
+// Use switches at run time.
 //
 // kernels depends on nothing else in tli. It must not import engine or any
 // package above it: parallelism is injected with SetRunner.

@@ -236,7 +236,7 @@ func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half,
 	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc
 	j.pairs = false
 	j.mpad = roundUp(m, s.lanes)
-	j.kc = blockK
+	j.kc = swappedKC(j.mpad)
 	buf := getF32(j.mpad * k)
 	j.at = *buf
 	j.runAll(m * n * k)
@@ -260,7 +260,7 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, kp, a, lda, nil, b, halfBF16, ldb, c, ldc, acc
 	j.pairs = true
 	j.mpad = roundUp(m, s.lanes)
-	j.kc = blockK
+	j.kc = swappedKC(j.mpad)
 	buf := getU32(j.mpad * kp)
 	j.at32 = *buf
 	j.runAll(m * n * k / 2)
@@ -296,6 +296,14 @@ func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 	}
 	gemmNTBF16(m, n, k, ar, max(k, 1), b, ldb, c, ldc, acc)
 	putF32(buf)
+}
+
+// swappedKC is the k depth of the swapped driver's blocks: blockK, or less
+// when a block of Aᵀ (mpad × kc) would not fit half of L2, because every
+// 6-row group of B sweeps the whole block.
+func swappedKC(mpad int) int {
+	kc := blockL2 / 2 / (mpad * 4) &^ 15
+	return max(min(kc, blockK), 64)
 }
 
 func (j *ntJob) runAll(work int) {

@@ -1,7 +1,9 @@
 package kernels
 
-// Pure-Go kernels. These are the reference every assembly path is tested
-// against, and the path used on architectures without assembly.
+// Simple pure-Go implementations: the reference FuzzGemm compares every path
+// against (the generic path itself runs the blocked drivers with a Go
+// micro-kernel, see gemm_gokernel.go), and the initial values of the
+// dispatch variables.
 
 func gemmNTGeneric(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
 	if m == 0 || n == 0 {

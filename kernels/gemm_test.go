@@ -471,3 +471,23 @@ func FuzzGemm(f *testing.F) {
 		}
 	})
 }
+
+// TestGemmNoAllocs checks that steady-state calls reuse their scratch.
+func TestGemmNoAllocs(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		m, n, k := 37, 70, 300
+		a, b, c := randF32(m*k), randF32(n*k), make([]float32, m*n)
+		h := randBF16(n * k)
+		for _, f := range []func(){
+			func() { GemmNT(m, n, k, a, k, b, k, c, n, false) },
+			func() { GemmNN(m, n, k, a, k, b, n, c, n, true) },
+			func() { GemmTN(m, n, k, a, m, b, n, c, n, false) },
+			func() { GemmNTBF16(m, n, k, a, k, h, k, c, n, false) },
+			func() { GemmNTBF16Fast(m, n, k, a, k, h, k, c, n, false) },
+		} {
+			if allocs := testing.AllocsPerRun(50, f); allocs >= 1 {
+				t.Errorf("%v allocations per call", allocs)
+			}
+		}
+	})
+}
