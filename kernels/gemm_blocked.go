@@ -236,7 +236,7 @@ func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half,
 	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc
 	j.pairs = false
 	j.mpad = roundUp(m, s.lanes)
-	j.kc = swappedKC(j.mpad)
+	j.kc = swappedKC(min(j.mpad, swapMC))
 	buf := getF32(j.mpad * k)
 	j.at = *buf
 	j.runAll(m * n * k)
@@ -260,7 +260,7 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, kp, a, lda, nil, b, halfBF16, ldb, c, ldc, acc
 	j.pairs = true
 	j.mpad = roundUp(m, s.lanes)
-	j.kc = swappedKC(j.mpad)
+	j.kc = swappedKC(min(j.mpad, swapMC))
 	buf := getU32(j.mpad * kp)
 	j.at32 = *buf
 	j.runAll(m * n * k / 2)
@@ -298,6 +298,9 @@ func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 	putF32(buf)
 }
 
+// swapMC is the most rows of Aᵀ one task of the swapped driver sweeps.
+const swapMC = 512
+
 // swappedKC is the k depth of the swapped driver's blocks: blockK, or less
 // when a block of Aᵀ (mpad × kc) would not fit half of L2, because every
 // 6-row group of B sweeps the whole block.
@@ -317,11 +320,13 @@ func (j *ntJob) runAll(work int) {
 	}
 	panelsM := j.panels()
 	j.tasksN = split(work, (j.n+5)/6)
-	j.tasksM = 1
+	// Cut m into blocks of at most swapMC rows so that a k block of Aᵀ
+	// stays in L2, and into more blocks when n alone gives too few tasks.
+	j.tasksM = min((j.mpad+swapMC-1)/swapMC, panelsM)
 	if j.tasksN < 4 && panelsM > 1 {
-		j.tasksM = min(split(work, panelsM)/j.tasksN, panelsM)
-		j.tasksM = max(j.tasksM, 1)
+		j.tasksM = max(j.tasksM, min(split(work, panelsM)/j.tasksN, panelsM))
 	}
+	j.tasksN = max(1, min(j.tasksN, 64/j.tasksM))
 	if j.tasksN*j.tasksM == 1 {
 		j.run(0)
 		return
@@ -406,8 +411,8 @@ func (j *ntJob) run(t int) {
 	i0, _ := j.panel(p0)
 	i1, w1 := j.panel(p1 - 1)
 	i1 += w1
-	mw := i1 - i0 // scratch row width
-	nc := max(blockL2/2/(mw*4)/6*6, 6)
+	mw := i1 - i0                      // scratch row width
+	nc := max(blockL2/4/(mw*4)/6*6, 6) // the Cᵀ block takes a quarter of L2
 	nc = min(nc, j1-j0)
 	ctBuf := getF32(nc * mw)
 	ct := *ctBuf
