@@ -116,3 +116,38 @@ func BenchmarkGonumSgemm(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSmallM measures products with few rows of A (decoding), which are
+// bound by reading B: it reports the rate B is streamed at.
+func BenchmarkSmallM(b *testing.B) {
+	SetRunner(goRunner(2))
+	defer SetRunner(nil)
+	for _, m := range []int{1, 4, 16} {
+		for _, dt := range []string{"f32", "bf16", "bf16fast"} {
+			k, n := 4096, 4096
+			b.Run(fmt.Sprintf("%s/%dx%dx%d", dt, m, k, n), func(b *testing.B) {
+				a, c := randF32(m*k), make([]float32, m*n)
+				var f func()
+				bytes := float64(n * k * 2)
+				switch dt {
+				case "f32":
+					w := randF32(n * k)
+					f = func() { GemmNT(m, n, k, a, k, w, k, c, n, false) }
+					bytes *= 2
+				case "bf16":
+					w := randBF16(n * k)
+					f = func() { GemmNTBF16(m, n, k, a, k, w, k, c, n, false) }
+				case "bf16fast":
+					w := randBF16(n * k)
+					f = func() { GemmNTBF16Fast(m, n, k, a, k, w, k, c, n, false) }
+				}
+				f()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					f()
+				}
+				b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
+	}
+}

@@ -5,6 +5,8 @@ package kernels
 //go:generate go run ./internal/asmgen
 
 import (
+	"unsafe"
+
 	"github.com/klauspost/cpuid/v2"
 	"golang.org/x/sys/cpu"
 )
@@ -20,6 +22,7 @@ var avx512 = &simd{
 	widenBF16: widenBF16Z,
 	widenF16:  widenF16Z,
 	packRow:   packRowZ,
+	rows4:     [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32){rows4F32Z, rows4BF16Z, rows4F16Z},
 	dot:       func(x, y []float32) float32 { return dotVec(dotZ, 16, x, y) },
 	axpy:      func(alpha float32, x, y []float32) { axpyVec(axpyZ, 16, alpha, x, y) },
 	scale:     func(alpha float32, x []float32) { scaleVec(scaleZ, 16, alpha, x) },

@@ -46,6 +46,9 @@ type simd struct {
 	// src+i·w to dst+i·pstride bytes and prefetches the same span at pf;
 	// nil means use copy.
 	packRow func(dst, src, pf *float32, npan, w int, pstride uintptr)
+	// rows4 are the small-m kernels by half kind (see internal/asmgen);
+	// nil entries fall back to the swapped driver.
+	rows4 [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
 	// Vector helpers.
 	dot   func(x, y []float32) float32
 	axpy  func(alpha float32, x, y []float32)
@@ -232,6 +235,10 @@ func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half,
 		return
 	}
 	s := cur
+	if m <= 4 && k >= 16 && s.rows4[half] != nil {
+		smallM(m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc)
+		return
+	}
 	j := ntJobs.Get().(*ntJob)
 	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc
 	j.pairs = false
@@ -250,7 +257,7 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 	if m == 0 || n == 0 {
 		return
 	}
-	if k < 2 {
+	if k < 2 || (m <= 4 && k >= 16 && cur.rows4[halfBF16] != nil) {
 		fastViaWiden(m, n, k, a, lda, b, ldb, c, ldc, acc)
 		return
 	}
@@ -491,6 +498,97 @@ func (j *ntJob) run(t int) {
 	if wbBuf != nil {
 		putF32(wbBuf)
 	}
+}
+
+// ---- small-m driver: dot products along k ----
+
+// smJob is one product with at most 4 rows of A: every 4 rows of B are
+// streamed once against all of A with the rows4 kernel, vectorised along k.
+type smJob struct {
+	m, n, k int
+	a       []float32
+	lda     int
+	bf      []float32
+	bh      []uint16
+	half    int
+	ldb     int
+	c       []float32
+	ldc     int
+	acc     bool
+	tasks   int
+	fn      func(int)
+}
+
+var smJobs = sync.Pool{New: func() any {
+	j := new(smJob)
+	j.fn = j.run
+	return j
+}}
+
+func smallM(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half, ldb int, c []float32, ldc int, acc bool) {
+	j := smJobs.Get().(*smJob)
+	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc
+	// These products are bound by reading B: split by its size.
+	j.tasks = split(n*k*2, (n+3)/4)
+	if j.tasks == 1 {
+		j.run(0)
+	} else {
+		parallel(j.tasks, j.fn)
+	}
+	j.a, j.bf, j.bh, j.c = nil, nil, nil, nil
+	smJobs.Put(j)
+}
+
+func (j *smJob) run(t int) {
+	s := cur
+	quads := (j.n + 3) / 4
+	j0 := quads * t / j.tasks * 4
+	j1 := min(quads*(t+1)/j.tasks*4, j.n)
+	kv := j.k &^ 15
+	var ap [4]*float32
+	for i := range ap {
+		ap[i] = &j.a[min(i, j.m-1)*j.lda]
+	}
+	outBuf := getF32(16)
+	out := *outBuf
+	kern := s.rows4[j.half]
+	for jr := j0; jr < j1; jr += 4 {
+		var bp [4]unsafe.Pointer
+		for r := range bp {
+			row := min(jr+r, j1-1) * j.ldb
+			if j.half == halfNone {
+				bp[r] = unsafe.Pointer(&j.bf[row])
+			} else {
+				bp[r] = unsafe.Pointer(&j.bh[row])
+			}
+		}
+		kern(ap[0], ap[1], ap[2], ap[3], bp[0], bp[1], bp[2], bp[3], kv, &out[0])
+		for r := 0; r < min(4, j1-jr); r++ {
+			col := jr + r
+			for i := 0; i < j.m; i++ {
+				v := out[4*r+i]
+				ar := j.a[i*j.lda : i*j.lda+j.k]
+				for p := kv; p < j.k; p++ { // the k tail
+					var b float32
+					switch j.half {
+					case halfNone:
+						b = j.bf[col*j.ldb+p]
+					case halfBF16:
+						b = BF16ToF32(j.bh[col*j.ldb+p])
+					default:
+						b = F16ToF32(j.bh[col*j.ldb+p])
+					}
+					v += ar[p] * b
+				}
+				if j.acc {
+					j.c[i*j.ldc+col] += v
+				} else {
+					j.c[i*j.ldc+col] = v
+				}
+			}
+		}
+	}
+	putF32(outBuf)
 }
 
 // ---- classic driver: C = op(A)·B ----

@@ -382,7 +382,7 @@ func TestGemmNaNInf(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(4, 0))
 		for _, o := range ops {
-			for _, s := range [][3]int{{5, 9, 13}, {20, 40, 33}, {67, 35, 300}} {
+			for _, s := range [][3]int{{5, 9, 13}, {3, 21, 77}, {1, 9, 40}, {20, 40, 33}, {67, 35, 300}} {
 				m, n, k := s[0], s[1], s[2]
 				pr := newProblem(rng, o, m, n, k, false)
 				for i := 0; i < m; i++ {

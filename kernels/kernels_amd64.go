@@ -218,6 +218,15 @@ func widenBF16Y(dst *float32, src, pf *uint16, n int)
 func widenF16Y(dst *float32, src, pf *uint16, n int)
 
 //go:noescape
+func rows4F32Z(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+
+//go:noescape
+func rows4BF16Z(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+
+//go:noescape
+func rows4F16Z(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+
+//go:noescape
 func dotZ(x, y *float32, n int) float32
 
 //go:noescape
