@@ -9,15 +9,17 @@ Each line is "<engine> <dtype>/<M>x<K>x<N> <GFLOP/s>" (best single call),
 named like the Go sub-benchmarks so the outputs pair up. Engines:
 
   matmul  torch.matmul on plain tensors, i.e. what a PyTorch model runs. For
-          f32 this is the CPU BLAS PyTorch was built with; Debian's torch
-          reports BLAS_INFO=generic and links the reference netlib BLAS, so
-          expect a few GFLOP/s. For bf16 it is PyTorch's own or oneDNN's
-          kernel, depending on the shape.
+          f32 this is whatever libblas.so.3 resolves to (Debian's torch is
+          built with BLAS_INFO=generic): the reference netlib BLAS (a few
+          GFLOP/s) or, where libopenblas is the installed alternative,
+          OpenBLAS. The header line names the library. For bf16 it is
+          PyTorch's own or oneDNN's kernel, depending on the shape.
   onednn  oneDNN's inner product (torch._C._nn.mkldnn_linear) with both
           operands already in oneDNN layout: the strongest f32 and bf16 CPU
           GEMM this PyTorch has, used as the f32 yardstick here. NN and TN
           shapes run as the linear of the same M, K, N.
 """
+import os
 import sys
 import time
 
@@ -74,7 +76,9 @@ def main():
     only = sys.argv[1:]
     cfg = torch.__config__.show()
     blas = cfg.split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in cfg else "?"
-    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, BLAS_INFO={blas}")
+    lib = "/etc/alternatives/libblas.so.3-x86_64-linux-gnu"
+    lib = os.path.realpath(lib) if os.path.exists(lib) else "?"
+    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, BLAS_INFO={blas}, libblas.so.3 -> {lib}")
     for engine, name, fn, flops in cases():
         if only and not any(o in name for o in only):
             continue
