@@ -47,7 +47,7 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 			return y
 		}
 		return t.record(y, func(dy []float32) {
-			engine.MatMulNN(xn.buf(), dy, T, w, true)
+			engine.MatMulNN(xn.buf(), dy, T, w, true, fast)
 		})
 	}
 	A, B, r := lora.A, lora.B, lora.A.Rows
@@ -78,7 +78,7 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 	}
 	return t.record(y, func(dy []float32) {
 		if xn != nil {
-			engine.MatMulNN(xn.buf(), dy, T, w, true)
+			engine.MatMulNN(xn.buf(), dy, T, w, true, fast)
 		}
 		du := make([]float32, len(dy))
 		for i, v := range dy {

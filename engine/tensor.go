@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/tli-project/tli/kernels"
 )
@@ -172,15 +173,60 @@ func MatMulNT(y []float32, x []float32, m int, w *Tensor, acc, fast bool) {
 }
 
 // MatMulNN computes dx[m×in] (+)= dy[m×out] · W for a Linear weight
-// W [out×in]: the backward of MatMulNT with respect to x.
-func MatMulNN(dx []float32, dy []float32, m int, w *Tensor, acc bool) {
+// W [out×in]: the backward of MatMulNT with respect to x. With fast=true and
+// bf16 weights it matches PyTorch's bf16 backward: dy is rounded to bf16 and
+// the product runs on bf16 dot products, against a transposed copy of W made
+// on first use and kept (see Transposed).
+func MatMulNN(dx []float32, dy []float32, m int, w *Tensor, acc, fast bool) {
 	out, in := w.Shape[0], w.Shape[1]
 	switch w.DType {
 	case F32:
 		kernels.GemmNN(m, in, out, dy, out, w.F32, in, dx, in, acc)
 	case BF16:
+		if fast {
+			kernels.GemmNTBF16Fast(m, in, out, dy, out, Transposed(w).Half, out, dx, in, acc)
+			return
+		}
 		kernels.GemmNNBF16(m, in, out, dy, out, w.Half, in, dx, in, acc)
 	case F16:
 		kernels.GemmNNF16(m, in, out, dy, out, w.Half, in, dx, in, acc)
 	}
+}
+
+// transposes caches Transposed copies by tensor.
+var transposes sync.Map // *Tensor -> *Tensor
+
+// Transposed returns Wᵀ [in×out] of a 2-D weight W [out×in], computed on
+// first use and cached for the life of the process (frozen weights never
+// change; a merged weight is a new tensor). Training backward passes use it
+// to run dX = dY·W as a product of contiguous rows.
+func Transposed(w *Tensor) *Tensor {
+	if t, ok := transposes.Load(w); ok {
+		return t.(*Tensor)
+	}
+	rows, cols := w.Shape[0], w.Shape[1]
+	t := &Tensor{DType: w.DType, Shape: []int{cols, rows}}
+	const blk = 64
+	if w.DType == F32 {
+		t.F32 = make([]float32, rows*cols)
+	} else {
+		t.Half = make([]uint16, rows*cols)
+	}
+	ParallelFor((rows+blk-1)/blk, func(b int) {
+		r0, r1 := b*blk, min(b*blk+blk, rows)
+		for c0 := 0; c0 < cols; c0 += blk {
+			c1 := min(c0+blk, cols)
+			for r := r0; r < r1; r++ {
+				for c := c0; c < c1; c++ {
+					if w.DType == F32 {
+						t.F32[c*rows+r] = w.F32[r*cols+c]
+					} else {
+						t.Half[c*rows+r] = w.Half[r*cols+c]
+					}
+				}
+			}
+		}
+	})
+	actual, _ := transposes.LoadOrStore(w, t)
+	return actual.(*Tensor)
 }
