@@ -206,27 +206,31 @@ func Transposed(w *Tensor) *Tensor {
 	}
 	rows, cols := w.Shape[0], w.Shape[1]
 	t := &Tensor{DType: w.DType, Shape: []int{cols, rows}}
-	const blk = 64
 	if w.DType == F32 {
 		t.F32 = make([]float32, rows*cols)
+		transpose(t.F32, w.F32, rows, cols)
 	} else {
 		t.Half = make([]uint16, rows*cols)
+		transpose(t.Half, w.Half, rows, cols)
 	}
-	ParallelFor((rows+blk-1)/blk, func(b int) {
-		r0, r1 := b*blk, min(b*blk+blk, rows)
-		for c0 := 0; c0 < cols; c0 += blk {
-			c1 := min(c0+blk, cols)
-			for r := r0; r < r1; r++ {
-				for c := c0; c < c1; c++ {
-					if w.DType == F32 {
-						t.F32[c*rows+r] = w.F32[r*cols+c]
-					} else {
-						t.Half[c*rows+r] = w.Half[r*cols+c]
-					}
+	actual, _ := transposes.LoadOrStore(w, t)
+	return actual.(*Tensor)
+}
+
+// transpose writes the transpose of src [rows×cols] into dst [cols×rows],
+// in 64×64 tiles so that both sides stay in cache.
+func transpose[E float32 | uint16](dst, src []E, rows, cols int) {
+	const blk = 64
+	ParallelFor((cols+blk-1)/blk, func(b int) {
+		c0, c1 := b*blk, min(b*blk+blk, cols)
+		for r0 := 0; r0 < rows; r0 += blk {
+			r1 := min(r0+blk, rows)
+			for c := c0; c < c1; c++ {
+				d := dst[c*rows+r0 : c*rows+r1]
+				for i := range d {
+					d[i] = src[(r0+i)*cols+c]
 				}
 			}
 		}
 	})
-	actual, _ := transposes.LoadOrStore(w, t)
-	return actual.(*Tensor)
 }
