@@ -47,34 +47,39 @@ func goTile(r, v, kc int, bc unsafe.Pointer, rs, ps uintptr, panel, c unsafe.Poi
 		for i := 0; i < r; i++ {
 			pa := unsafe.Add(bc, uintptr(i)*rs)
 			pb := unsafe.Add(panel, q*16)
-			// oa and ob are byte offsets: pointers are only formed to
-			// elements that exist, never one step past the operands.
-			var oa, ob uintptr
 			var c0, c1, c2, c3 float32
+			// The pointers advance only while elements remain: a pointer one
+			// step past an operand could point into another allocation.
 			p := 0
-			for ; p+4 <= kc; p += 4 {
-				a0 := *(*float32)(unsafe.Add(pa, oa))
-				a1 := *(*float32)(unsafe.Add(pa, oa+ps))
-				a2 := *(*float32)(unsafe.Add(pa, oa+2*ps))
-				a3 := *(*float32)(unsafe.Add(pa, oa+3*ps))
-				b := (*[4]float32)(unsafe.Add(pb, ob))
-				e := (*[4]float32)(unsafe.Add(pb, ob+w))
-				f := (*[4]float32)(unsafe.Add(pb, ob+2*w))
-				g := (*[4]float32)(unsafe.Add(pb, ob+3*w))
+			for kc-p >= 4 {
+				a0 := *(*float32)(pa)
+				a1 := *(*float32)(unsafe.Add(pa, ps))
+				a2 := *(*float32)(unsafe.Add(pa, 2*ps))
+				a3 := *(*float32)(unsafe.Add(pa, 3*ps))
+				b := (*[4]float32)(pb)
+				e := (*[4]float32)(unsafe.Add(pb, w))
+				f := (*[4]float32)(unsafe.Add(pb, 2*w))
+				g := (*[4]float32)(unsafe.Add(pb, 3*w))
 				c0 += (a0*b[0] + a1*e[0]) + (a2*f[0] + a3*g[0])
 				c1 += (a0*b[1] + a1*e[1]) + (a2*f[1] + a3*g[1])
 				c2 += (a0*b[2] + a1*e[2]) + (a2*f[2] + a3*g[2])
 				c3 += (a0*b[3] + a1*e[3]) + (a2*f[3] + a3*g[3])
-				oa, ob = oa+4*ps, ob+4*w
+				if p += 4; p == kc {
+					break
+				}
+				pa, pb = unsafe.Add(pa, 4*ps), unsafe.Add(pb, 4*w)
 			}
-			for ; p < kc; p++ {
-				a := *(*float32)(unsafe.Add(pa, oa))
-				b := (*[4]float32)(unsafe.Add(pb, ob))
+			for p < kc {
+				a := *(*float32)(pa)
+				b := (*[4]float32)(pb)
 				c0 += a * b[0]
 				c1 += a * b[1]
 				c2 += a * b[2]
 				c3 += a * b[3]
-				oa, ob = oa+ps, ob+w
+				if p++; p == kc {
+					break
+				}
+				pa, pb = unsafe.Add(pa, ps), unsafe.Add(pb, w)
 			}
 			goStore(unsafe.Add(c, uintptr(i)*ldc+uintptr(q*16)), acc, c0, c1, c2, c3)
 		}
