@@ -1,9 +1,8 @@
 package kernels
 
-// Blocked GEMM drivers shared by every path (the generic one uses a Go
-// micro-kernel). They pack operands into
-// cache-sized blocks and call a register-blocked micro-kernel (see
-// internal/asmgen for its contract):
+// Blocked GEMM drivers shared by every path (the generic one with a Go
+// micro-kernel). They pack operands into cache-sized blocks and call a
+// register-blocked micro-kernel (see internal/asmgen for its contract):
 //
 //	c[r·ldc + l] (+)= Σ_{p<kc} bc[r·rs + p·ps] · panel[p·W + l]
 //
@@ -22,6 +21,10 @@ package kernels
 //     go to a per-task scratch block that is transposed into C at the end.
 //     For the fast bf16 mode Aᵀ is packed as bf16 pairs and the micro-kernel
 //     uses VDPBF16PS on pairs of k.
+//
+// GemmNT forms with at most 4 rows of A (decoding) go to a third driver,
+// smallM, where the path has dot-product kernels along k (AVX-512): it
+// streams B once at memory speed instead of broadcasting it.
 
 import (
 	"sync"
@@ -31,7 +34,7 @@ import (
 // kernFn is a micro-kernel; see the package comment of internal/asmgen.
 type kernFn func(kc int, bc unsafe.Pointer, rs, ps uintptr, panel, c unsafe.Pointer, ldc uintptr, acc int)
 
-// simd describes one assembly path.
+// simd describes one kernel path.
 type simd struct {
 	name  string
 	lanes int           // float32 lanes per vector register
@@ -59,9 +62,9 @@ type simd struct {
 // cur is the installed path; set by install before any kernel runs.
 var cur *simd
 
-// Blocking parameters. kc is the depth of one packed block (f32 elements or
-// bf16 pairs); nc bounds the scratch tile of Cᵀ and the packed B block so
-// they stay in L2. setCache adjusts them from the detected cache sizes.
+// Blocking parameters: blockK is the largest depth of one packed block (f32
+// elements or bf16 pairs); blockL2 is the per-core L2 size (from cpuid on
+// amd64) that bounds the blocks of Aᵀ, of packed B and of the Cᵀ scratch.
 var (
 	blockK  = 256
 	blockL2 = l2Size()
