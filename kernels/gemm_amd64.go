@@ -38,10 +38,23 @@ var avx2 = &simd{
 	widenBF16: widenBF16Y,
 	widenF16:  widenF16Y,
 	packRow:   packRowY,
+	rows4:     [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32){rows4Y(rows2x4F32Y), rows4Y(rows2x4BF16Y), rows4Y(rows2x4F16Y)},
 	dot:       func(x, y []float32) float32 { return dotVec(dotY, 8, x, y) },
 	axpy:      func(alpha float32, x, y []float32) { axpyVec(axpyY, 8, alpha, x, y) },
 	scale:     func(alpha float32, x []float32) { scaleVec(scaleY, 8, alpha, x) },
 	sumSq:     func(x []float32) float32 { return dotVec(dotY, 8, x, x) },
+}
+
+// rows4Y makes a rows4 kernel from two passes of an AVX2 two-row kernel,
+// the second only when A has more than two distinct rows (the small-m
+// driver repeats the last row of A to fill four).
+func rows4Y(k2 func(a0, a1 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)) func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32) {
+	return func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32) {
+		k2(a0, a1, b0, b1, b2, b3, k, out)
+		if a2 != a1 {
+			k2(a2, a3, b0, b1, b2, b3, k, (*float32)(unsafe.Add(unsafe.Pointer(out), 8)))
+		}
+	}
 }
 
 // dotVec, axpyVec and scaleVec run the assembly on the largest multiple of

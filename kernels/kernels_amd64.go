@@ -221,10 +221,19 @@ func widenF16Y(dst *float32, src, pf *uint16, n int)
 func rows4F32Z(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
 
 //go:noescape
+func rows2x4F32Y(a0, a1 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+
+//go:noescape
 func rows4BF16Z(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
 
 //go:noescape
+func rows2x4BF16Y(a0, a1 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+
+//go:noescape
 func rows4F16Z(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+
+//go:noescape
+func rows2x4F16Y(a0, a1 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
 
 //go:noescape
 func dotZ(x, y *float32, n int) float32
