@@ -23,7 +23,7 @@ package kernels
 //     uses VDPBF16PS on pairs of k.
 //
 // GemmNT forms with at most 4 rows of A (decoding) go to a third driver,
-// smallM, where the path has dot-product kernels along k (AVX-512): it
+// smallM, where the path has dot-product kernels along k (AVX-512, AVX2): it
 // streams B once at memory speed instead of broadcasting it.
 
 import (
