@@ -481,18 +481,23 @@ func (j *ntJob) run(t int) {
 				}
 			}
 		}
-		// Transpose the Cᵀ block into C.
+		// Transpose the Cᵀ block into C, 16 columns at a time so that the
+		// 16 rows of Cᵀ being read and the line of C being written stay in
+		// L1.
 		iend := min(i1, j.m)
-		for i := i0; i < iend; i++ {
-			cr := j.c[i*j.ldc+jb : i*j.ldc+jb+jn]
-			col := ct[i-i0:]
-			if j.acc {
-				for jj := range cr {
-					cr[jj] += col[jj*mw]
-				}
-			} else {
-				for jj := range cr {
-					cr[jj] = col[jj*mw]
+		for q0 := 0; q0 < jn; q0 += 16 {
+			q1 := min(q0+16, jn)
+			for i := i0; i < iend; i++ {
+				cr := j.c[i*j.ldc+jb+q0 : i*j.ldc+jb+q1]
+				col := ct[q0*mw+i-i0:]
+				if j.acc {
+					for q := range cr {
+						cr[q] += col[q*mw]
+					}
+				} else {
+					for q := range cr {
+						cr[q] = col[q*mw]
+					}
 				}
 			}
 		}
