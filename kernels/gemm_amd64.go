@@ -19,9 +19,11 @@ var avx512 = &simd{
 	vmax:      4,
 	f32:       kernF32Z,
 	bf16:      bf16Kernels(),
+	roundBF16: roundBF16Kernel(),
 	widenBF16: widenBF16Z,
 	widenF16:  widenF16Z,
 	packRow:   packRowZ,
+	ctStore:   ctStoreZ,
 	rows4:     [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32){rows4F32Z, rows4BF16Z, rows4F16Z},
 	dot:       func(x, y []float32) float32 { return dotVec(dotZ, 16, x, y) },
 	axpy:      func(alpha float32, x, y []float32) { axpyVec(axpyZ, 16, alpha, x, y) },
@@ -97,6 +99,14 @@ func scaleVec(f func(alpha float32, x *float32, n int), lanes int, alpha float32
 func bf16Kernels() *[5][7]kernFn {
 	if cpu.X86.HasAVX512BF16 {
 		return &kernBF16Z
+	}
+	return nil
+}
+
+// roundBF16Kernel returns the VCVTNEPS2BF16 rounding loop if the CPU has it.
+func roundBF16Kernel() func(dst *uint16, src *float32, n int) {
+	if cpu.X86.HasAVX512BF16 {
+		return roundBF16Z
 	}
 	return nil
 }

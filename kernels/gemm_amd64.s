@@ -10298,3 +10298,67 @@ reduce:
 	VZEROUPPER
 	RET
 
+DATA iota16<>+0(SB)/4, $0
+DATA iota16<>+4(SB)/4, $1
+DATA iota16<>+8(SB)/4, $2
+DATA iota16<>+12(SB)/4, $3
+DATA iota16<>+16(SB)/4, $4
+DATA iota16<>+20(SB)/4, $5
+DATA iota16<>+24(SB)/4, $6
+DATA iota16<>+28(SB)/4, $7
+DATA iota16<>+32(SB)/4, $8
+DATA iota16<>+36(SB)/4, $9
+DATA iota16<>+40(SB)/4, $10
+DATA iota16<>+44(SB)/4, $11
+DATA iota16<>+48(SB)/4, $12
+DATA iota16<>+52(SB)/4, $13
+DATA iota16<>+56(SB)/4, $14
+DATA iota16<>+60(SB)/4, $15
+GLOBL iota16<>(SB), RODATA|NOPTR, $64
+
+// func ctStoreZ(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
+TEXT ·ctStoreZ(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ ldc+8(FP), R8
+	MOVQ src+16(FP), SI
+	VPBROADCASTD mw+24(FP), Z2
+	VPMULLD iota16<>(SB), Z2, Z1
+	MOVQ rows+32(FP), CX
+	MOVQ acc+40(FP), DX
+	TESTQ CX, CX
+	JEQ done
+loop:
+	KXNORW K1, K1, K1
+	VGATHERDPS (SI)(Z1*4), K1, Z0
+	TESTQ DX, DX
+	JEQ store
+	VADDPS (DI), Z0, Z0
+store:
+	VMOVUPS Z0, (DI)
+	ADDQ $4, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNE loop
+done:
+	VZEROUPPER
+	RET
+
+// func roundBF16Z(dst *uint16, src *float32, n int)
+TEXT ·roundBF16Z(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	TESTQ CX, CX
+	JEQ done
+loop:
+	VMOVUPS (SI), Z0
+	BYTE $0x62; BYTE $0xF2; BYTE $0x7E; BYTE $0x48; BYTE $0x72; BYTE $0xC8 // VCVTNEPS2BF16 Z0, Y1
+	VMOVDQU Y1, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	SUBQ $16, CX
+	JNE loop
+done:
+	VZEROUPPER
+	RET
+

@@ -41,6 +41,10 @@ type simd struct {
 	vmax  int           // widest tile, in vectors
 	f32   [5][7]kernFn  // f32 micro-kernels by [V][R]
 	bf16  *[5][7]kernFn // bf16-pair dot-product micro-kernels, nil if absent
+	// roundBF16 rounds n float32s (n a multiple of 16) to bf16 bits, as
+	// F32ToBF16 does except that denormals become zero (which VDPBF16PS
+	// does to its inputs anyway); used with bf16.
+	roundBF16 func(dst *uint16, src *float32, n int)
 	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of 16)
 	// and prefetch as many at pf.
 	widenBF16 func(dst *float32, src, pf *uint16, n int)
@@ -52,6 +56,9 @@ type simd struct {
 	// rows4 are the small-m kernels by half kind (see internal/asmgen);
 	// nil entries fall back to the swapped driver.
 	rows4 [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+	// ctStore writes 16-column strips of the Cᵀ scratch into C (see
+	// internal/asmgen); nil means Go does it.
+	ctStore func(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
 	// Vector helpers.
 	dot   func(x, y []float32) float32
 	axpy  func(alpha float32, x, y []float32)
@@ -367,9 +374,23 @@ func (j *ntJob) pack(t int) {
 	// Transpose in strips of 16 k: the 16 destination rows of a strip stay
 	// in L1 while every source row contributes one cache line.
 	const strip = 16
+	var roundedBuf *[]uint32
+	var rounded []uint32
+	if j.pairs {
+		roundedBuf = getU32(cur.vmax * cur.lanes * kl)
+		rounded = *roundedBuf
+		defer putU32(roundedBuf)
+	}
 	for q := 0; q < j.panels(); q++ {
 		i0, w := j.panel(q)
 		base := k0*j.mpad + i0*kl
+		if j.pairs {
+			// Round the panel's rows of A to bf16 pairs first, row-major.
+			for ii := 0; ii < w && i0+ii < j.m; ii++ {
+				i := i0 + ii
+				j.roundPairs(rounded[ii*kl:(ii+1)*kl], j.a[i*j.lda+2*k0:i*j.lda+2*(k0+kl)])
+			}
+		}
 		for ps := 0; ps < kl; ps += strip {
 			pe := min(ps+strip, kl)
 			for ii := 0; ii < w; ii++ {
@@ -382,9 +403,9 @@ func (j *ntJob) pack(t int) {
 						}
 						continue
 					}
-					src := j.a[i*j.lda+2*k0 : i*j.lda+2*(k0+kl)]
+					src := rounded[ii*kl : (ii+1)*kl]
 					for p := ps; p < pe; p++ {
-						dst[p*w] = uint32(F32ToBF16(src[2*p])) | uint32(F32ToBF16(src[2*p+1]))<<16
+						dst[p*w] = src[p]
 					}
 					continue
 				}
@@ -401,6 +422,21 @@ func (j *ntJob) pack(t int) {
 				}
 			}
 		}
+	}
+}
+
+// roundPairs rounds src (2·len(dst) floats) to bf16 pairs: dst[p] holds
+// src[2p] in its low and src[2p+1] in its high 16 bits.
+func (j *ntJob) roundPairs(dst []uint32, src []float32) {
+	n := 0
+	if cur.roundBF16 != nil {
+		n = len(src) &^ 15
+		if n > 0 {
+			cur.roundBF16((*uint16)(unsafe.Pointer(&dst[0])), &src[0], n)
+		}
+	}
+	for p := n / 2; p < len(dst); p++ {
+		dst[p] = uint32(F32ToBF16(src[2*p])) | uint32(F32ToBF16(src[2*p+1]))<<16
 	}
 }
 
@@ -485,8 +521,16 @@ func (j *ntJob) run(t int) {
 		// 16 rows of Cᵀ being read and the line of C being written stay in
 		// L1.
 		iend := min(i1, j.m)
+		accFlag := 0
+		if j.acc {
+			accFlag = 1
+		}
 		for q0 := 0; q0 < jn; q0 += 16 {
 			q1 := min(q0+16, jn)
+			if q1-q0 == 16 && s.ctStore != nil && iend > i0 {
+				s.ctStore(unsafe.Pointer(&j.c[i0*j.ldc+jb+q0]), uintptr(j.ldc*4), unsafe.Pointer(&ct[q0*mw]), mw, iend-i0, accFlag)
+				continue
+			}
 			for i := i0; i < iend; i++ {
 				cr := j.c[i*j.ldc+jb+q0 : i*j.ldc+jb+q1]
 				col := ct[q0*mw+i-i0:]

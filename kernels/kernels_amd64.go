@@ -236,6 +236,12 @@ func rows4F16Z(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, ou
 func rows2x4F16Y(a0, a1 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
 
 //go:noescape
+func roundBF16Z(dst *uint16, src *float32, n int)
+
+//go:noescape
+func ctStoreZ(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
+
+//go:noescape
 func dotZ(x, y *float32, n int) float32
 
 //go:noescape
