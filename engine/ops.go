@@ -78,20 +78,38 @@ func SiLU(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
 // SiLUMul computes out[i] = silu(gate[i]) · up[i], the SwiGLU of Llama's MLP.
 // out may alias gate or up.
 func SiLUMul(out, gate, up []float32) {
-	for i := range out {
-		out[i] = SiLU(gate[i]) * up[i]
-	}
+	parallelChunks(len(out), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = SiLU(gate[i]) * up[i]
+		}
+	})
 }
 
 // SiLUMulBackward computes the gradients of out = silu(gate)·up:
 // dgate = dy·up·silu'(gate) with silu'(g) = σ(g)·(1 + g·(1 − σ(g))), and
 // dup = dy·silu(gate). dgate and dup are overwritten.
 func SiLUMulBackward(dgate, dup, dy, gate, up []float32) {
-	for i, g := range gate {
-		sg := 1 / (1 + float32(math.Exp(float64(-g))))
-		dup[i] = dy[i] * g * sg
-		dgate[i] = dy[i] * up[i] * sg * (1 + g*(1-sg))
+	parallelChunks(len(gate), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			g := gate[i]
+			sg := 1 / (1 + float32(math.Exp(float64(-g))))
+			dup[i] = dy[i] * g * sg
+			dgate[i] = dy[i] * up[i] * sg * (1 + g*(1-sg))
+		}
+	})
+}
+
+// parallelChunks runs fn over [0, n) in contiguous chunks on the pool; an
+// element-wise op gives the same bits however it is split.
+func parallelChunks(n int, fn func(lo, hi int)) {
+	const chunk = 1 << 14
+	if n <= chunk {
+		fn(0, n)
+		return
 	}
+	ParallelFor((n+chunk-1)/chunk, func(c int) {
+		fn(c*chunk, min(c*chunk+chunk, n))
+	})
 }
 
 // Attention computes causal grouped-query attention for a packed batch.
