@@ -65,6 +65,8 @@ func runEval(args []string) error {
 	trainLayer := 2
 	if hasInfo {
 		trainLayer = info.Layer
+	} else if *layersFlag == "" {
+		fmt.Fprintf(os.Stderr, "tli eval: %s has no trainer_state.json (not written by tli train): reporting layer 2, the published training layer, and the final layer (--layers to choose)\n", *adapterDir)
 	}
 	var report []int
 	if *layersFlag == "" {
