@@ -132,32 +132,21 @@ func install(s *simd) {
 
 var f32Pool, u32Pool sync.Pool
 
-// getF32 returns a pooled buffer of at least n float32s.
-func getF32(n int) *[]float32 {
-	if p, _ := f32Pool.Get().(*[]float32); p != nil {
-		if cap(*p) >= n {
-			*p = (*p)[:n]
-			return p
-		}
+// getBuf returns a buffer of n elements from pool, reusing a pooled one when
+// it is large enough; give it back with pool.Put.
+func getBuf[E any](pool *sync.Pool, n int) *[]E {
+	if p, _ := pool.Get().(*[]E); p != nil && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
 	}
-	s := make([]float32, n, n+n/4)
+	s := make([]E, n, n+n/4)
 	return &s
 }
 
-func putF32(p *[]float32) { f32Pool.Put(p) }
-
-func getU32(n int) *[]uint32 {
-	if p, _ := u32Pool.Get().(*[]uint32); p != nil {
-		if cap(*p) >= n {
-			*p = (*p)[:n]
-			return p
-		}
-	}
-	s := make([]uint32, n, n+n/4)
-	return &s
-}
-
-func putU32(p *[]uint32) { u32Pool.Put(p) }
+func getF32(n int) *[]float32 { return getBuf[float32](&f32Pool, n) }
+func putF32(p *[]float32)     { f32Pool.Put(p) }
+func getU32(n int) *[]uint32  { return getBuf[uint32](&u32Pool, n) }
+func putU32(p *[]uint32)      { u32Pool.Put(p) }
 
 // ---- helpers ----
 
