@@ -90,8 +90,11 @@ func torchForward(b *testing.B, dir string, seqs [][]int) (float64, bool) {
 	if s, ok := torchCache[key]; ok {
 		return s, true
 	}
-	py := "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+	py, err := peer.TorchPython()
+	if err != nil {
+		if peer.Required() {
+			b.Fatal(err)
+		}
 		b.Logf("no PyTorch peer (%v): tli figures only", err)
 		return 0, false
 	}

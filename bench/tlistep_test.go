@@ -89,12 +89,12 @@ func BenchmarkTLIStep(b *testing.B) {
 // torchStep runs bench/tlistep_peer.py and returns its median seconds per
 // step, or false (with a log line) when PyTorch is missing.
 func torchStep(b *testing.B, dtype string) (float64, bool) {
-	py := "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+	py, err := peer.TorchPython()
+	if err != nil {
 		if peer.Required() {
-			b.Fatalf("PyTorch peer missing: %v", err)
+			b.Fatal(err)
 		}
-		b.Log("PyTorch peer missing: reporting tli only")
+		b.Logf("no PyTorch peer (%v): tli figures only", err)
 		return 0, false
 	}
 	out, err := exec.Command(py, filepath.Join(peer.Root(), "bench", "tlistep_peer.py"), "--dtype", dtype, "--layers", "2", "--steps", "3").Output()

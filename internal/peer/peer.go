@@ -6,6 +6,7 @@
 package peer
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,10 +32,10 @@ var (
 	torchErr  error
 )
 
-// Torch returns the Python interpreter that has PyTorch (/usr/bin/python3,
-// or $TLI_PYTHON), skipping or failing the test when there is none.
-func Torch(t testing.TB) string {
-	t.Helper()
+// TorchPython returns the Python interpreter that has PyTorch
+// (/usr/bin/python3, or $TLI_PYTHON), or an error saying why there is none.
+// Benchmarks use it to report tli's figures alone when the peer is missing.
+func TorchPython() (string, error) {
 	py := os.Getenv("TLI_PYTHON")
 	if py == "" {
 		py = "/usr/bin/python3"
@@ -43,7 +44,18 @@ func Torch(t testing.TB) string {
 		torchErr = exec.Command(py, "-c", "import torch").Run()
 	})
 	if torchErr != nil {
-		Missing(t, py+" cannot import torch (apt-get install -y python3-torch)")
+		return py, fmt.Errorf("%s cannot import torch (apt-get install -y python3-torch libopenblas0-pthread): %v", py, torchErr)
+	}
+	return py, nil
+}
+
+// Torch returns the Python interpreter that has PyTorch, skipping or
+// failing the test when there is none.
+func Torch(t testing.TB) string {
+	t.Helper()
+	py, err := TorchPython()
+	if err != nil {
+		Missing(t, err.Error())
 	}
 	return py
 }
