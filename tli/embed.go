@@ -29,9 +29,6 @@ type Vectors map[Pooling]map[int][][]float32
 type ModelEmbedder struct {
 	Model *llama.Model
 	Tok   Encoder
-	// MaxTokens bounds the tokens of one pass (0: no bound). Larger lists are
-	// split into several passes.
-	MaxTokens int
 }
 
 // Tokenize encodes every word with special tokens and returns the packed
@@ -60,49 +57,27 @@ func Tokenize(tok Encoder, words []string) (llama.Batch, []bool, error) {
 
 // Embed implements Embedder.
 func (e *ModelEmbedder) Embed(words []string, layers []int, poolings []Pooling) (Vectors, error) {
+	b, special, err := Tokenize(e.Tok, words)
+	if err != nil {
+		return nil, err
+	}
 	out := make(Vectors, len(poolings))
 	for _, p := range poolings {
 		out[p] = make(map[int][][]float32, len(layers))
 	}
 	d := e.Model.Config.HiddenSize
-	for start := 0; start < len(words); {
-		end := len(words)
-		if e.MaxTokens > 0 {
-			end, _ = e.chunkEnd(words, start)
-		}
-		b, special, err := Tokenize(e.Tok, words[start:end])
-		if err != nil {
-			return nil, err
-		}
-		err = e.Model.Forward(b, layers, func(layer int, h []float32) error {
-			for _, p := range poolings {
-				vecs, err := PoolRows(h, d, b.Offsets, special, p)
-				if err != nil {
-					return fmt.Errorf("layer %d: %w", layer, err)
-				}
-				out[p][layer] = append(out[p][layer], vecs...)
+	err = e.Model.Forward(b, layers, func(layer int, h []float32) error {
+		for _, p := range poolings {
+			vecs, err := PoolRows(h, d, b.Offsets, special, p)
+			if err != nil {
+				return fmt.Errorf("layer %d: %w", layer, err)
 			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+			out[p][layer] = vecs
 		}
-		start = end
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
-}
-
-// chunkEnd returns the end of the chunk of words starting at start that stays
-// within MaxTokens (always at least one word).
-func (e *ModelEmbedder) chunkEnd(words []string, start int) (int, int) {
-	tokens := 0
-	i := start
-	for ; i < len(words); i++ {
-		n := len(e.Tok.Encode(words[i], true))
-		if i > start && tokens+n > e.MaxTokens {
-			break
-		}
-		tokens += n
-	}
-	return i, tokens
 }
