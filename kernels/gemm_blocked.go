@@ -126,6 +126,7 @@ func install(s *simd) {
 		gemmNTBF16Fast = fastViaWiden
 	}
 	dot, axpy, scale, sumSq = s.dot, s.axpy, s.scale, s.sumSq
+	installAct(s)
 }
 
 // ---- scratch buffers ----
