@@ -397,9 +397,16 @@ func TestActPathsAgree(t *testing.T) {
 		for k, got := range [][]float32{o, dg, du, e} {
 			var worst int64
 			for i, v := range got {
-				d := ulpDist(v, ref[k][i])
 				if math.Abs(float64(v)) < 1e-37 && math.Abs(float64(ref[k][i])) < 1e-37 {
 					continue // underflowed σ: bounded absolutely above
+				}
+				d := ulpDist(v, ref[k][i])
+				if k == 1 && d != 0 && d != math.MaxInt64 {
+					// dgate: 1 + g·(1 − σ) cancels near g ≈ −1.28, where a
+					// fused multiply-add changes many ulps of the result
+					// but not of the terms.
+					_, size := siluGradRef(float64(g[i]))
+					d = int64(math.Ceil(math.Abs(float64(v)-float64(ref[k][i])) / ulpOf(float64(dy[i])*float64(u[i])*size)))
 				}
 				worst = max(worst, d)
 			}
