@@ -536,3 +536,18 @@ func BenchmarkExpSum(b *testing.B) {
 	}
 	_ = sink
 }
+
+// TestActNoAllocs: the padded tails stay on the stack.
+func TestActNoAllocs(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		x, g, u, o, dy := make([]float32, 517), make([]float32, 37), make([]float32, 37), make([]float32, 37), make([]float32, 37)
+		d1, d2 := make([]float32, 37), make([]float32, 37)
+		if a := testing.AllocsPerRun(20, func() {
+			ExpSum(x, 1)
+			SiLUMul(o, g, u)
+			SiLUMulBackward(d1, d2, dy, g, u)
+		}); a != 0 {
+			t.Errorf("%v allocations per call", a)
+		}
+	})
+}
