@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math"
+	"sync"
 
 	"github.com/tli-project/tli/kernels"
 )
@@ -75,7 +76,12 @@ func AttentionCached(out, q []float32, n, past int, k, v []float32, nHeads, nKV,
 		kh := h / group
 		r0, r1 := blk*attnBlock, min((blk+1)*attnBlock, n)
 		rows, cols := r1-r0, past+r1 // keys needed by the block's last row
-		s := make([]float32, rows*cols)
+		sp := scorePool.Get().(*[]float32)
+		defer scorePool.Put(sp)
+		if cap(*sp) < rows*cols {
+			*sp = make([]float32, rows*cols)
+		}
+		s := (*sp)[:rows*cols] // GemmNT below overwrites all of it
 		// s = Q_h[r0:r1] · K_hᵀ[0:cols]
 		kernels.GemmNT(rows, cols, headDim, q[r0*qd+h*headDim:], qd, k[kh*headDim:], kd, s, cols, false)
 		for i := 0; i < rows; i++ {
@@ -88,13 +94,7 @@ func AttentionCached(out, q []float32, n, past int, k, v []float32, nHeads, nKV,
 					mx = row[j]
 				}
 			}
-			var sum float32
-			for j := 0; j <= last; j++ {
-				e := float32(math.Exp(float64(row[j] - mx)))
-				row[j] = e
-				sum += e
-			}
-			inv := 1 / sum
+			inv := 1 / kernels.ExpSum(row[:last+1], mx)
 			for j := 0; j <= last; j++ {
 				row[j] *= inv
 			}
@@ -104,6 +104,11 @@ func AttentionCached(out, q []float32, n, past int, k, v []float32, nHeads, nKV,
 		kernels.GemmNN(rows, headDim, cols, s, cols, v[kh*headDim:], kd, out[r0*qd+h*headDim:], qd, false)
 	})
 }
+
+// scorePool holds the per-job score buffers of AttentionCached and
+// attentionRows, so that a forward pass does not allocate (and clear) a
+// rows×cols block for every head and block.
+var scorePool = sync.Pool{New: func() any { return new([]float32) }}
 
 // attnGemmMin is the context length from which AttentionCached uses matrix
 // products; attnBlock is its number of query rows per block.
@@ -122,7 +127,12 @@ func attentionRows(out, q []float32, n, past int, k, v []float32, nHeads, nKV, h
 		i, h := job/nHeads, job%nHeads
 		kh := h / group
 		L := past + i + 1
-		row := make([]float32, L)
+		rp := scorePool.Get().(*[]float32)
+		defer scorePool.Put(rp)
+		if cap(*rp) < L {
+			*rp = make([]float32, L)
+		}
+		row := (*rp)[:L] // every entry is written below
 		qi := q[i*qd+h*headDim : i*qd+(h+1)*headDim]
 		mx := float32(math.Inf(-1))
 		for j := 0; j < L; j++ {
@@ -132,13 +142,7 @@ func attentionRows(out, q []float32, n, past int, k, v []float32, nHeads, nKV, h
 				mx = sc
 			}
 		}
-		var sum float32
-		for j := range row {
-			e := float32(math.Exp(float64(row[j] - mx)))
-			row[j] = e
-			sum += e
-		}
-		inv := 1 / sum
+		inv := 1 / kernels.ExpSum(row, mx)
 		o := out[i*qd+h*headDim : i*qd+(h+1)*headDim]
 		clear(o)
 		for j := range row {
