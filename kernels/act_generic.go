@@ -57,14 +57,14 @@ func expGeneric(x float32) float32 {
 
 // sigmoidPair returns σ(g) and 1 − σ(g) without overflow or cancellation:
 // with t = exp(−|g|) ∈ [0, 1], they are 1/(1+t) and t/(1+t), swapped for
-// g < 0.
+// g < 0. The swap is a bit select on the sign (a branch would mispredict
+// on random signs; for g = −0, t = 1 and both choices agree).
 func sigmoidPair(g float32) (s, sc float32) {
 	t := expGeneric(-abs32(g))
 	d := 1 + t
-	if g < 0 {
-		return t / d, 1 / d
-	}
-	return 1 / d, t / d
+	m := uint32(int32(math.Float32bits(g)) >> 31)
+	tb, ob := math.Float32bits(t), math.Float32bits(1)
+	return math.Float32frombits(tb&m|ob&^m) / d, math.Float32frombits(ob&m|tb&^m) / d
 }
 
 func abs32(x float32) float32 {
