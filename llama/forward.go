@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/tli-project/tli/engine"
 )
@@ -13,25 +14,51 @@ import (
 // weight is read once per pass.
 
 // mlpChunk bounds the rows of the MLP's [rows × ffn] buffers, so a batch of
-// many thousands of tokens does not need gigabytes of scratch.
-const mlpChunk = 256
+// many thousands of tokens does not need gigabytes of scratch (512 rows of
+// the 8B shape: 2 × 29 MB). Each chunk reads the three MLP weights once, so
+// larger chunks read them less often; 512 rows keep a 512-token batch in one
+// chunk.
+const mlpChunk = 512
 
 // scratch holds the per-pass buffers of the forward.
 type scratch struct {
-	x, q, k, v, att []float32 // [T×d], [T×qd], [T×kd], [T×kd], [T×qd]
-	gate, up        []float32 // [mlpChunk×ffn]
+	h, x, q, k, v, att []float32 // [T×d] ×2, [T×qd], [T×kd], [T×kd], [T×qd]
+	gate, up           []float32 // [mlpChunk×ffn]
 }
 
-func (m *Model) newScratch(T int) *scratch {
+// scratchPool keeps the buffers of finished passes: a 512-token pass of the
+// 8B shape needs about 90 MB of them, which would otherwise be allocated,
+// zeroed and collected on every call.
+var scratchPool sync.Pool
+
+// getScratch returns buffers for a pass of T tokens, reusing pooled ones
+// that are large enough; give them back with putScratch.
+func (m *Model) getScratch(T int) *scratch {
 	c := m.Config
 	qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
 	r := min(T, mlpChunk)
-	return &scratch{
-		x: make([]float32, T*c.HiddenSize), q: make([]float32, T*qd),
-		k: make([]float32, T*kd), v: make([]float32, T*kd), att: make([]float32, T*qd),
-		gate: make([]float32, r*c.IntermediateSize), up: make([]float32, r*c.IntermediateSize),
+	s, _ := scratchPool.Get().(*scratch)
+	if s == nil {
+		s = new(scratch)
 	}
+	grow := func(b *[]float32, n int) {
+		if cap(*b) < n {
+			*b = make([]float32, n)
+		}
+		*b = (*b)[:n]
+	}
+	grow(&s.h, T*c.HiddenSize)
+	grow(&s.x, T*c.HiddenSize)
+	grow(&s.q, T*qd)
+	grow(&s.k, T*kd)
+	grow(&s.v, T*kd)
+	grow(&s.att, T*qd)
+	grow(&s.gate, r*c.IntermediateSize)
+	grow(&s.up, r*c.IntermediateSize)
+	return s
 }
+
+func putScratch(s *scratch) { scratchPool.Put(s) }
 
 // matmul is y (+)= x·Wᵀ with the model's bf16 mode.
 func (m *Model) matmul(y, x []float32, rows int, w *engine.Tensor, acc bool) {
@@ -140,14 +167,15 @@ func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) e
 	}
 
 	T, d := len(b.Tokens), c.HiddenSize
-	h := make([]float32, T*d)
+	s := m.getScratch(T)
+	defer putScratch(s)
+	h := s.h
 	engine.Embed(h, m.Embed, b.Tokens)
 	if want[0] {
 		if err := fn(0, h); err != nil {
 			return err
 		}
 	}
-	s := m.newScratch(T)
 	cos, sin := m.Rope.Tables(engine.Positions(b.Offsets), b.MaxLen())
 	packed := func(_ int, q, k, v, att []float32) {
 		if b.MaxLen() < 32 {

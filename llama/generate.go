@@ -81,14 +81,15 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 func (m *Model) step(tokens []int, cache *engine.KVCache) ([]float32, error) {
 	c := m.Config
 	T, d, past := len(tokens), c.HiddenSize, cache.Len
-	h := make([]float32, T*d)
+	s := m.getScratch(T)
+	defer putScratch(s)
+	h := s.h
 	engine.Embed(h, m.Embed, tokens)
 	pos := make([]int, T)
 	for i := range pos {
 		pos[i] = past + i
 	}
 	cos, sin := m.Rope.Tables(pos, past+T)
-	s := m.newScratch(T)
 	cached := func(layer int, q, k, v, att []float32) {
 		cache.Store(layer, k, v, T)
 		engine.AttentionCached(att, q, T, past, cache.K[layer], cache.V[layer], c.NumHeads, c.NumKVHeads, c.HeadDim)
