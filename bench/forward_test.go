@@ -81,15 +81,10 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-var torchCache = map[string]float64{}
-
 // torchForward returns the PyTorch peer's best seconds for one forward of
-// seqs (cached per checkpoint and input, as exact and fast share it).
+// seqs. It runs the peer every time, right after tli's own timing, so that
+// the ratio compares two measurements taken under the same machine load.
 func torchForward(b *testing.B, dir string, seqs [][]int) (float64, bool) {
-	key := fmt.Sprint(dir, len(seqs), len(seqs[0]))
-	if s, ok := torchCache[key]; ok {
-		return s, true
-	}
 	py, err := peer.TorchPython()
 	if err != nil {
 		if peer.Required() {
@@ -111,7 +106,6 @@ func torchForward(b *testing.B, dir string, seqs [][]int) (float64, bool) {
 		b.Logf("PyTorch peer output %q: %v", out, err)
 		return 0, false
 	}
-	torchCache[key] = r.Seconds
 	return r.Seconds, true
 }
 
