@@ -467,21 +467,90 @@ func ctStore() {
 	}
 	p("GLOBL iota16<>(SB), RODATA|NOPTR, $64")
 	p("")
+	// Blocks of 16 rows are transposed in registers: the 16 columns
+	// src[q·mw + r0 … r0+15] are loaded into Z0–Z15 and turned into the
+	// 16 rows of dst by 64 shuffles (32-bit and 64-bit unpacks within
+	// 128-bit lanes, then two rounds of 128-bit lane shuffles); the last
+	// rows % 16 go through a gather each.
 	p("// func ctStoreZ(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)")
 	p("TEXT ·ctStoreZ(SB), NOSPLIT, $0-48")
 	p("\tMOVQ dst+0(FP), DI")
 	p("\tMOVQ ldc+8(FP), R8")
 	p("\tMOVQ src+16(FP), SI")
-	p("\tVPBROADCASTD mw+24(FP), Z2")
-	p("\tVPMULLD iota16<>(SB), Z2, Z1")
+	p("\tMOVQ mw+24(FP), R9")
+	p("\tSHLQ $2, R9")
+	p("\tLEAQ (R9)(R9*2), R10")
+	p("\tLEAQ (R9)(R9*4), R11")
+	p("\tLEAQ (R10)(R9*4), R12")
+	p("\tLEAQ (R8)(R8*2), BX")
+	p("\tLEAQ (R8)(R8*4), DX")
+	p("\tLEAQ (BX)(R8*4), R14")
 	p("\tMOVQ rows+32(FP), CX")
-	p("\tMOVQ acc+40(FP), DX")
+	p("\tMOVQ acc+40(FP), AX")
+	p("block:")
+	p("\tCMPQ CX, $16")
+	p("\tJLT tail")
+	p("\tLEAQ (SI)(R9*8), R13")
+	src := []string{"(SI)", "(SI)(R9*1)", "(SI)(R9*2)", "(SI)(R10*1)", "(SI)(R9*4)", "(SI)(R11*1)", "(SI)(R10*2)", "(SI)(R12*1)",
+		"(R13)", "(R13)(R9*1)", "(R13)(R9*2)", "(R13)(R10*1)", "(R13)(R9*4)", "(R13)(R11*1)", "(R13)(R10*2)", "(R13)(R12*1)"}
+	for q := 0; q < 16; q++ {
+		p("\tVMOVUPS %s, Z%d", src[q], q)
+	}
+	// Stage 1: 32-bit unpacks of row pairs into Z16–Z31.
+	for q := 0; q < 16; q += 2 {
+		p("\tVUNPCKLPS Z%d, Z%d, Z%d", q+1, q, 16+q)
+		p("\tVUNPCKHPS Z%d, Z%d, Z%d", q+1, q, 17+q)
+	}
+	// Stage 2: 64-bit unpacks; Z(4g+j) holds, in 128-bit lane k, column
+	// 4k+j of rows 4g…4g+3.
+	for g := 0; g < 4; g++ {
+		t := 16 + 4*g
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t+2, t, 4*g+0)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t+2, t, 4*g+1)
+		p("\tVUNPCKLPD Z%d, Z%d, Z%d", t+3, t+1, 4*g+2)
+		p("\tVUNPCKHPD Z%d, Z%d, Z%d", t+3, t+1, 4*g+3)
+	}
+	// Stages 3 and 4: a 4×4 transpose of 128-bit lanes for each j; output
+	// row 4k+j ends in Z(16 + 4k + j).
+	for j := 0; j < 4; j++ {
+		g0, g1, g2, g3 := j, 4+j, 8+j, 12+j
+		s0, s1, s2, s3 := 16+j, 20+j, 24+j, 28+j
+		p("\tVSHUFF32X4 $0x44, Z%d, Z%d, Z%d", g1, g0, s0)
+		p("\tVSHUFF32X4 $0xEE, Z%d, Z%d, Z%d", g1, g0, s1)
+		p("\tVSHUFF32X4 $0x44, Z%d, Z%d, Z%d", g3, g2, s2)
+		p("\tVSHUFF32X4 $0xEE, Z%d, Z%d, Z%d", g3, g2, s3)
+		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", s2, s0, g0)
+		p("\tVSHUFF32X4 $0xDD, Z%d, Z%d, Z%d", s2, s0, g1)
+		p("\tVSHUFF32X4 $0x88, Z%d, Z%d, Z%d", s3, s1, g2)
+		p("\tVSHUFF32X4 $0xDD, Z%d, Z%d, Z%d", s3, s1, g3)
+	}
+	// After stage 4, Z(j + 4k) holds output row 4k + j.
+	dst := []string{"(DI)", "(DI)(R8*1)", "(DI)(R8*2)", "(DI)(BX*1)", "(DI)(R8*4)", "(DI)(DX*1)", "(DI)(BX*2)", "(DI)(R14*1)",
+		"(R13)", "(R13)(R8*1)", "(R13)(R8*2)", "(R13)(BX*1)", "(R13)(R8*4)", "(R13)(DX*1)", "(R13)(BX*2)", "(R13)(R14*1)"}
+	p("\tLEAQ (DI)(R8*8), R13")
+	p("\tTESTQ AX, AX")
+	p("\tJEQ blockstore")
+	for r := 0; r < 16; r++ {
+		p("\tVADDPS %s, Z%d, Z%d", dst[r], r, r)
+	}
+	p("blockstore:")
+	for r := 0; r < 16; r++ {
+		p("\tVMOVUPS Z%d, %s", r, dst[r])
+	}
+	p("\tADDQ $64, SI")
+	p("\tLEAQ (R13)(R8*8), DI")
+	p("\tSUBQ $16, CX")
+	p("\tJMP block")
+	p("tail:")
 	p("\tTESTQ CX, CX")
 	p("\tJEQ done")
+	p("\tMOVQ mw+24(FP), R9")
+	p("\tVPBROADCASTD R9, Z2")
+	p("\tVPMULLD iota16<>(SB), Z2, Z1")
 	p("loop:")
 	p("\tKXNORW K1, K1, K1")
 	p("\tVGATHERDPS (SI)(Z1*4), K1, Z0")
-	p("\tTESTQ DX, DX")
+	p("\tTESTQ AX, AX")
 	p("\tJEQ store")
 	p("\tVADDPS (DI), Z0, Z0")
 	p("store:")
