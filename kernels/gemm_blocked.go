@@ -383,34 +383,52 @@ func (j *ntJob) pack(t int) {
 		}
 		for ps := 0; ps < kl; ps += strip {
 			pe := min(ps+strip, kl)
-			for ii := 0; ii < w; ii++ {
-				i := i0 + ii
-				if j.pairs {
-					dst := j.at32[base+ii:]
-					if i >= j.m {
-						for p := ps; p < pe; p++ {
-							dst[p*w] = 0
-						}
-						continue
-					}
-					src := rounded[ii*kl : (ii+1)*kl]
-					for p := ps; p < pe; p++ {
-						dst[p*w] = src[p]
+			for ib := 0; ib < w; ib += 16 {
+				if pe-ps == strip && i0+ib+16 <= j.m && cur.ctStore != nil {
+					// A full 16×16 block: ctStore's register transpose
+					// (it only moves bits, so bf16 pairs pass unchanged).
+					if j.pairs {
+						cur.ctStore(unsafe.Pointer(&j.at32[base+ps*w+ib]), uintptr(w*4), unsafe.Pointer(&rounded[ib*kl+ps]), kl, 16, 0)
+					} else {
+						cur.ctStore(unsafe.Pointer(&j.at[base+ps*w+ib]), uintptr(w*4), unsafe.Pointer(&j.a[(i0+ib)*j.lda+k0+ps]), j.lda, 16, 0)
 					}
 					continue
 				}
-				dst := j.at[base+ii:]
-				if i >= j.m {
-					for p := ps; p < pe; p++ {
-						dst[p*w] = 0
-					}
-					continue
-				}
-				src := j.a[i*j.lda+k0+ps : i*j.lda+k0+pe]
-				for p, v := range src {
-					dst[(ps+p)*w] = v
-				}
+				j.packRows(base, ib, min(ib+16, w), i0, w, ps, pe, k0, kl, rounded)
 			}
+		}
+	}
+}
+
+// packRows is pack for rows ib…ie-1 of the panel at i0 and the k strip
+// ps…pe-1, one element at a time.
+func (j *ntJob) packRows(base, ib, ie, i0, w, ps, pe, k0, kl int, rounded []uint32) {
+	for ii := ib; ii < ie; ii++ {
+		i := i0 + ii
+		if j.pairs {
+			dst := j.at32[base+ii:]
+			if i >= j.m {
+				for p := ps; p < pe; p++ {
+					dst[p*w] = 0
+				}
+				continue
+			}
+			src := rounded[ii*kl : (ii+1)*kl]
+			for p := ps; p < pe; p++ {
+				dst[p*w] = src[p]
+			}
+			continue
+		}
+		dst := j.at[base+ii:]
+		if i >= j.m {
+			for p := ps; p < pe; p++ {
+				dst[p*w] = 0
+			}
+			continue
+		}
+		src := j.a[i*j.lda+k0+ps : i*j.lda+k0+pe]
+		for p, v := range src {
+			dst[(ps+p)*w] = v
 		}
 	}
 }
