@@ -12,6 +12,7 @@ var goSimd = &simd{
 	f32:       goKernels(),
 	widenBF16: func(dst *float32, src, _ *uint16, n int) { widenGo(dst, src, n, BF16ToF32) },
 	widenF16:  func(dst *float32, src, _ *uint16, n int) { widenGo(dst, src, n, F16ToF32) },
+	packRow:   packRowGo,
 	dot:       dotGeneric,
 	axpy:      axpyGeneric,
 	scale:     scaleGeneric,
@@ -22,6 +23,24 @@ func widenGo(dst *float32, src *uint16, n int, f func(uint16) float32) {
 	d := unsafe.Slice(dst, n)
 	for i, h := range unsafe.Slice(src, n) {
 		d[i] = f(h)
+	}
+}
+
+// packRowGo is packRow without the prefetch: 8-float runs (the generic
+// panel width) element by element rather than through a call to memmove
+// for every 32 bytes (no wider moves: the runs are only 4-byte aligned).
+func packRowGo(dst, src, _ *float32, npan, w int, pstride uintptr) {
+	d, s := unsafe.Pointer(dst), unsafe.Pointer(src)
+	if w == 8 {
+		for i := 0; i < npan; i++ {
+			t := (*[8]float32)(unsafe.Add(d, uintptr(i)*pstride))
+			f := (*[8]float32)(unsafe.Add(s, i*32))
+			t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7] = f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+		}
+		return
+	}
+	for i := 0; i < npan; i++ {
+		copy(unsafe.Slice((*float32)(unsafe.Add(d, uintptr(i)*pstride)), w), unsafe.Slice((*float32)(unsafe.Add(s, i*w*4)), w))
 	}
 }
 
