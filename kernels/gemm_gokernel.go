@@ -59,7 +59,13 @@ func goKernels() (t [5][7]kernFn) {
 // four columns at a time, four k per iteration summed pairwise before they
 // reach the accumulators (four chains alone would wait on the add latency).
 // Each product costs three instructions (load, multiply, add); SSE has no
-// three-operand multiply and Go on amd64 v1 does not fuse FMA.
+// three-operand multiply and Go on amd64 v1 does not fuse FMA. On Zen 4 at
+// 3.5 GHz this runs at 11.3 GFLOP/s per core on L1-resident operands
+// (BenchmarkGoTile): about 57 instructions per 32 flops at close to the
+// 6-wide dispatch limit, against a scalar ceiling of 4 flops per cycle.
+// Wider tiles (1×8, 2×4) measured slower: the compiler schedules every
+// multiply of an iteration before its adds and then spills.
+// The panel is v·4 floats wide, v ≤ 2 (goSimd.vmax).
 func goTile(r, v, kc int, bc unsafe.Pointer, rs, ps uintptr, panel, c unsafe.Pointer, ldc uintptr, acc int) {
 	for i := 0; i < r; i++ {
 		pa := unsafe.Add(bc, uintptr(i)*rs)
