@@ -25,8 +25,8 @@ func MeanPool(t *Tape, x *Var, offsets []int, mask []bool) (*Var, error) {
 	if mask != nil && len(mask) != x.Rows {
 		return nil, fmt.Errorf("autograd.MeanPool: mask has %d entries for %d tokens", len(mask), x.Rows)
 	}
-	y := &Var{Data: make([]float32, nSeq*d), Rows: nSeq, Cols: d}
-	counts := make([]float32, nSeq)
+	y := &Var{Data: t.alloc(nSeq * d), Rows: nSeq, Cols: d}
+	counts := t.alloc(nSeq)
 	for s := 0; s < nSeq; s++ {
 		o := y.Data[s*d : (s+1)*d]
 		n := 0
@@ -69,8 +69,8 @@ func MeanPool(t *Tape, x *Var, offsets []int, mask []bool) (*Var, error) {
 // The norm is accumulated in float64 and rounded once.
 func L2Normalize(t *Tape, x *Var, eps float32) *Var {
 	n, d := x.Rows, x.Cols
-	y := &Var{Data: make([]float32, n*d), Rows: n, Cols: d}
-	norms := make([]float32, n)
+	y := &Var{Data: t.alloc(n * d), Rows: n, Cols: d}
+	norms := t.alloc(n)
 	for r := 0; r < n; r++ {
 		row := x.Data[r*d : (r+1)*d]
 		var ss float64
@@ -119,7 +119,7 @@ func MatMulNT(t *Tape, a, b *Var) *Var {
 		panic(fmt.Sprintf("autograd.MatMulNT: %d×%d times (%d×%d)ᵀ", a.Rows, a.Cols, b.Rows, b.Cols))
 	}
 	n, m, d := a.Rows, b.Rows, a.Cols
-	c := &Var{Data: make([]float32, n*m), Rows: n, Cols: m}
+	c := &Var{Data: t.alloc(n * m), Rows: n, Cols: m}
 	kernels.GemmNT(n, m, d, a.Data, d, b.Data, d, c.Data, m, false)
 	ad, bd, an, bn := a.Data, b.Data, a.node, b.node
 	if an == nil && bn == nil {

@@ -39,7 +39,7 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 		panic(fmt.Sprintf("autograd.Linear: input has %d columns, weight is %v", x.Cols, w.Shape))
 	}
 	T := x.Rows
-	y := &Var{Data: make([]float32, T*out), Rows: T, Cols: out}
+	y := &Var{Data: t.alloc(T * out), Rows: T, Cols: out}
 	engine.MatMulNT(y.Data, x.Data, T, w, false, fast)
 	xn := x.node
 	if lora == nil {
@@ -60,8 +60,8 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 	if t.rng != nil && lora.Dropout > 0 {
 		p := lora.Dropout
 		keep := 1 / (1 - p)
-		mask = make([]float32, len(x.Data))
-		xd = make([]float32, len(x.Data))
+		mask = t.alloc(len(x.Data))
+		xd = t.alloc(len(x.Data))
 		for i, v := range x.Data {
 			if t.rng.Float32() >= p {
 				mask[i] = keep
@@ -69,9 +69,9 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 			}
 		}
 	}
-	mid := make([]float32, T*r) // x_d·Aᵀ
+	mid := t.alloc(T * r) // x_d·Aᵀ
 	kernels.GemmNT(T, r, in, xd, in, A.Data, in, mid, r, false)
-	u := make([]float32, T*out) // mid·Bᵀ
+	u := t.alloc(T * out) // mid·Bᵀ
 	kernels.GemmNT(T, out, r, mid, r, B.Data, r, u, out, false)
 	for i, v := range u {
 		y.Data[i] += v * lora.Scale
@@ -80,16 +80,16 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 		if xn != nil {
 			engine.MatMulNN(xn.buf(), dy, T, w, true, fast)
 		}
-		du := make([]float32, len(dy))
+		du := t.alloc(len(dy))
 		for i, v := range dy {
 			du[i] = v * lora.Scale
 		}
 		kernels.GemmTN(out, r, T, du, out, mid, r, B.grad(), r, true)
-		dmid := make([]float32, T*r)
+		dmid := t.alloc(T * r)
 		kernels.GemmNN(T, r, out, du, out, B.Data, r, dmid, r, false)
 		kernels.GemmTN(r, in, T, dmid, r, xd, in, A.grad(), in, true)
 		if xn != nil {
-			dxd := make([]float32, T*in)
+			dxd := t.alloc(T * in)
 			kernels.GemmNN(T, in, r, dmid, r, A.Data, in, dxd, in, false)
 			dx := xn.buf()
 			for i, v := range dxd {
@@ -106,13 +106,13 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 // (engine.RMSNorm); the backward keeps x and the reciprocal RMS values.
 func RMSNorm(t *Tape, x *Var, w []float32, eps float32) *Var {
 	T, d := x.Rows, x.Cols
-	y := &Var{Data: make([]float32, T*d), Rows: T, Cols: d}
+	y := &Var{Data: t.alloc(T * d), Rows: T, Cols: d}
 	xn, xd := x.node, x.Data
 	if xn == nil {
 		engine.RMSNorm(y.Data, xd, w, T, d, eps, nil)
 		return y
 	}
-	rstd := make([]float32, T)
+	rstd := t.alloc(T)
 	engine.RMSNorm(y.Data, xd, w, T, d, eps, rstd)
 	return t.record(y, func(dy []float32) {
 		engine.RMSNormBackward(xn.buf(), dy, xd, w, rstd, T, d, true)
@@ -139,19 +139,19 @@ func Rope(t *Tape, x *Var, nHeads, headDim int, cos, sin []float32) *Var {
 // (engine.Attention); the backward keeps q, k, v and the probabilities.
 func Attention(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int) *Var {
 	T := q.Rows
-	y := &Var{Data: make([]float32, T*nHeads*headDim), Rows: T, Cols: nHeads * headDim}
+	y := &Var{Data: t.alloc(T * nHeads * headDim), Rows: T, Cols: nHeads * headDim}
 	qd, kd, vd := q.Data, k.Data, v.Data
 	qn, kn, vn := q.node, k.node, v.node
 	if qn == nil && kn == nil && vn == nil {
 		engine.Attention(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, nil)
 		return y
 	}
-	probs := make([]float32, engine.AttentionProbsLen(offsets, nHeads))
+	probs := t.alloc(engine.AttentionProbsLen(offsets, nHeads))
 	engine.Attention(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, probs)
 	return t.record(y, func(dy []float32) {
-		dq := make([]float32, len(qd))
-		dk := make([]float32, len(kd))
-		dv := make([]float32, len(vd))
+		dq := t.alloc(len(qd))
+		dk := t.alloc(len(kd))
+		dv := t.alloc(len(vd))
 		engine.AttentionBackward(dq, dk, dv, dy, qd, kd, vd, probs, offsets, nHeads, nKV, headDim)
 		for _, p := range []struct {
 			n *slot
@@ -166,15 +166,15 @@ func Attention(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int) *
 
 // SiLUMul is silu(gate)·up, element by element (Llama's SwiGLU).
 func SiLUMul(t *Tape, gate, up *Var) *Var {
-	y := &Var{Data: make([]float32, len(gate.Data)), Rows: gate.Rows, Cols: gate.Cols}
+	y := &Var{Data: t.alloc(len(gate.Data)), Rows: gate.Rows, Cols: gate.Cols}
 	engine.SiLUMul(y.Data, gate.Data, up.Data)
 	gd, ud, gn, un := gate.Data, up.Data, gate.node, up.node
 	if gn == nil && un == nil {
 		return y
 	}
 	return t.record(y, func(dy []float32) {
-		dg := make([]float32, len(dy))
-		du := make([]float32, len(dy))
+		dg := t.alloc(len(dy))
+		du := t.alloc(len(dy))
 		engine.SiLUMulBackward(dg, du, dy, gd, ud)
 		if gn != nil {
 			engine.Add(gn.buf(), dg)

@@ -52,12 +52,13 @@ type Var struct {
 type slot struct {
 	grad []float32
 	n    int
+	t    *Tape // where the buffer comes from
 }
 
 // buf returns the gradient buffer, allocating a zeroed one on first use.
 func (s *slot) buf() []float32 {
 	if s.grad == nil {
-		s.grad = make([]float32, s.n)
+		s.grad = s.t.alloc(s.n)
 	}
 	return s.grad
 }
@@ -99,7 +100,8 @@ type node struct {
 // one backward.
 type Tape struct {
 	nodes []node
-	rng   *rand.Rand // dropout source; nil: dropout off (evaluation)
+	rng   *rand.Rand  // dropout source; nil: dropout off (evaluation)
+	bufs  [][]float32 // buffers handed out by alloc, returned by Release
 }
 
 // NewTape returns an empty tape with dropout off.
@@ -116,7 +118,7 @@ func (t *Tape) SetDropoutSeed(seed uint64) {
 func (t *Tape) Len() int { return len(t.nodes) }
 
 func (t *Tape) record(out *Var, back func(dout []float32)) *Var {
-	out.node = &slot{n: len(out.Data)}
+	out.node = &slot{n: len(out.Data), t: t}
 	t.nodes = append(t.nodes, node{out: out.node, back: back})
 	return out
 }

@@ -318,6 +318,7 @@ type StepResult struct {
 // Step runs the TLI loss forward and backward on one batch: seqs holds the n
 // Swahili token sequences followed by their n English ones. Gradients are
 // added to the adapters' parameters; the optimiser step is the caller's.
+// The tape's buffers are released for the next step before Step returns.
 func Step(tape *autograd.Tape, m *llama.Model, tok Encoder, adapters llama.Adapters, seqs [][]int, layer int, p Pooling, margin float32) (StepResult, error) {
 	n := len(seqs) / 2
 	b := llama.NewBatch(seqs)
@@ -361,5 +362,6 @@ func Step(tape *autograd.Tape, m *llama.Model, tok Encoder, adapters llama.Adapt
 	if err := tape.Backward(loss); err != nil {
 		return StepResult{}, err
 	}
+	tape.Release()
 	return res, nil
 }
