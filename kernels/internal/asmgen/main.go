@@ -57,6 +57,13 @@ func kernel(x isa, op string, r, v int) {
 	p("\tMOVQ ldc+48(FP), R12")
 	p("\tLEAQ (R8)(R8*2), R9")
 	p("\tLEAQ (R8)(R8*4), R10")
+	// Full-height AVX-512 tiles prefetch the rows the next group of six
+	// will broadcast (SI + 6·rs, one line ahead): the driver walks B
+	// group after group, and its rows come from memory the first time.
+	pfNext := x.name == "Z" && r == 6
+	if pfNext {
+		p("\tLEAQ (SI)(R9*2), R13")
+	}
 	acc := func(i, j int) string { return fmt.Sprintf("%s%d", x.reg, i*v+j) }
 	for i := 0; i < r; i++ {
 		for j := 0; j < v; j++ {
@@ -96,8 +103,16 @@ func kernel(x isa, op string, r, v int) {
 	p("\tCMPQ CX, $4")
 	p("\tJLT tail")
 	p("loop4:")
+	if pfNext {
+		for _, a := range rowAddr {
+			p("\tPREFETCHT0 64%s", strings.Replace(a, "SI", "R13", 1))
+		}
+	}
 	for u := 0; u < 4; u++ {
 		step()
+		if pfNext {
+			p("\tADDQ R11, R13")
+		}
 	}
 	p("\tSUBQ $4, CX")
 	p("\tCMPQ CX, $4")
