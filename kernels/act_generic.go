@@ -77,8 +77,11 @@ const maxF32 = math.MaxFloat32
 func siluMulGeneric(out, gate, up []float32) {
 	gate, up = gate[:len(out)], up[:len(out)]
 	for i, g := range gate {
-		s, _ := sigmoidPair(g)
-		out[i] = max(g, -maxF32) * s * up[i]
+		// σ(g) alone: sigmoidPair's first result with one division.
+		t := expGeneric(-abs32(g))
+		m := uint32(int32(math.Float32bits(g)) >> 31)
+		num := math.Float32frombits(math.Float32bits(t)&m | math.Float32bits(1)&^m)
+		out[i] = max(g, -maxF32) * (num / (1 + t)) * up[i]
 	}
 }
 
