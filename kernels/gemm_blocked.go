@@ -215,7 +215,6 @@ type ntJob struct {
 	at32       []uint32
 	tasksN     int
 	tasksM     int
-	kchunks    int
 	fn, packFn func(int)
 }
 
@@ -317,13 +316,12 @@ func swappedKC(mpad int) int {
 }
 
 func (j *ntJob) runAll(work int) {
-	j.kchunks = (j.k + j.kc - 1) / j.kc
-	if work < minWork {
-		for t := 0; t < j.kchunks; t++ {
+	if blocks := (j.mpad + packRB - 1) / packRB; work < minWork {
+		for t := 0; t < blocks; t++ {
 			j.pack(t)
 		}
 	} else {
-		parallel(j.kchunks, j.packFn)
+		parallel(blocks, j.packFn)
 	}
 	panelsM := j.panels()
 	j.tasksN = split(work, (j.n+5)/6)
@@ -356,79 +354,94 @@ func (j *ntJob) panel(q int) (start, width int) {
 	return v0 * cur.lanes, (v1 - v0) * cur.lanes
 }
 
-// pack writes chunk t of Aᵀ: for every panel of W lanes starting at i0, a
-// [kl][W] block at offset k0·mpad + i0·kl, zero beyond m.
+// packRB is the number of rows of A one pack task handles.
+const packRB = 16
+
+// pack writes rows t·16 … t·16+15 of Aᵀ into every k block: for the panel
+// of W lanes starting at i0 that holds them, the [kl][W] block of k block
+// k0 lies at offset k0·mpad + i0·kl; rows at or beyond m are zero. A task
+// reads its rows of A whole (long contiguous runs, which the hardware
+// prefetchers follow; cutting A by k blocks instead made 16 short streams
+// per panel, and the pack cost twice as much), rounds them to bf16 pairs
+// for the fast mode, and transposes 16×16 tiles with ctStore where the path
+// has it.
 func (j *ntJob) pack(t int) {
-	k0 := t * j.kc
-	kl := min(j.kc, j.k-k0)
-	// Transpose in strips of 16 k: the 16 destination rows of a strip stay
-	// in L1 while every source row contributes one cache line.
-	const strip = 16
-	var roundedBuf *[]uint32
+	r0 := t * packRB
+	nr := max(0, min(packRB, j.m-r0)) // rows of A in the block
 	var rounded []uint32
-	if j.pairs {
-		roundedBuf = getU32(cur.vmax * cur.lanes * kl)
-		rounded = *roundedBuf
-		defer putU32(roundedBuf)
+	if j.pairs && nr > 0 {
+		buf := getU32(packRB * j.k)
+		defer putU32(buf)
+		rounded = *buf
+		for ii := 0; ii < nr; ii++ {
+			i := r0 + ii
+			j.roundPairs(rounded[ii*j.k:(ii+1)*j.k], j.a[i*j.lda:i*j.lda+2*j.k])
+		}
 	}
-	for q := 0; q < j.panels(); q++ {
-		i0, w := j.panel(q)
-		base := k0*j.mpad + i0*kl
-		if j.pairs {
-			// Round the panel's rows of A to bf16 pairs first, row-major.
-			for ii := 0; ii < w && i0+ii < j.m; ii++ {
-				i := i0 + ii
-				j.roundPairs(rounded[ii*kl:(ii+1)*kl], j.a[i*j.lda+2*k0:i*j.lda+2*(k0+kl)])
+	fast := cur.ctStore != nil && nr == packRB
+	for k0 := 0; k0 < j.k; k0 += j.kc {
+		kl := min(j.kc, j.k-k0)
+		if fast {
+			if i0, w := j.rowPanel(r0); r0+packRB <= i0+w {
+				base := k0*j.mpad + i0*kl + r0 - i0
+				ps := 0
+				for ; ps+16 <= kl; ps += 16 {
+					if j.pairs {
+						cur.ctStore(unsafe.Pointer(&j.at32[base+ps*w]), uintptr(w*4), unsafe.Pointer(&rounded[k0+ps]), j.k, 16, 0)
+					} else {
+						cur.ctStore(unsafe.Pointer(&j.at[base+ps*w]), uintptr(w*4), unsafe.Pointer(&j.a[r0*j.lda+k0+ps]), j.lda, 16, 0)
+					}
+				}
+				if ps < kl {
+					j.packRows(r0, r0+packRB, k0, kl, ps, rounded)
+				}
+				continue
 			}
 		}
-		for ps := 0; ps < kl; ps += strip {
-			pe := min(ps+strip, kl)
-			for ib := 0; ib < w; ib += 16 {
-				if pe-ps == strip && i0+ib+16 <= j.m && cur.ctStore != nil {
-					// A full 16×16 block: ctStore's register transpose
-					// (it only moves bits, so bf16 pairs pass unchanged).
-					if j.pairs {
-						cur.ctStore(unsafe.Pointer(&j.at32[base+ps*w+ib]), uintptr(w*4), unsafe.Pointer(&rounded[ib*kl+ps]), kl, 16, 0)
-					} else {
-						cur.ctStore(unsafe.Pointer(&j.at[base+ps*w+ib]), uintptr(w*4), unsafe.Pointer(&j.a[(i0+ib)*j.lda+k0+ps]), j.lda, 16, 0)
-					}
-					continue
-				}
-				j.packRows(base, ib, min(ib+16, w), i0, w, ps, pe, k0, kl, rounded)
-			}
+		j.packRows(r0, min(r0+packRB, j.mpad), k0, kl, 0, rounded)
+	}
+}
+
+// rowPanel returns the start and width of the panel holding row i.
+func (j *ntJob) rowPanel(i int) (start, width int) {
+	for q := 0; ; q++ {
+		if s, w := j.panel(q); i < s+w {
+			return s, w
 		}
 	}
 }
 
-// packRows is pack for rows ib…ie-1 of the panel at i0 and the k strip
-// ps…pe-1, one element at a time.
-func (j *ntJob) packRows(base, ib, ie, i0, w, ps, pe, k0, kl int, rounded []uint32) {
-	for ii := ib; ii < ie; ii++ {
-		i := i0 + ii
+// packRows is pack for rows ib…ie-1 (of Aᵀ's mpad) and the pairs or
+// columns ps…kl-1 of the k block at k0, one element at a time; rounded
+// holds the rounded rows of A from row ib on (fast mode).
+func (j *ntJob) packRows(ib, ie, k0, kl, ps int, rounded []uint32) {
+	for i := ib; i < ie; i++ {
+		i0, w := j.rowPanel(i)
+		base := k0*j.mpad + i0*kl + i - i0
 		if j.pairs {
-			dst := j.at32[base+ii:]
+			dst := j.at32[base:]
 			if i >= j.m {
-				for p := ps; p < pe; p++ {
+				for p := ps; p < kl; p++ {
 					dst[p*w] = 0
 				}
 				continue
 			}
-			src := rounded[ii*kl : (ii+1)*kl]
-			for p := ps; p < pe; p++ {
+			src := rounded[(i-ib)*j.k+k0 : (i-ib)*j.k+k0+kl]
+			for p := ps; p < kl; p++ {
 				dst[p*w] = src[p]
 			}
 			continue
 		}
-		dst := j.at[base+ii:]
+		dst := j.at[base:]
 		if i >= j.m {
-			for p := ps; p < pe; p++ {
+			for p := ps; p < kl; p++ {
 				dst[p*w] = 0
 			}
 			continue
 		}
-		src := j.a[i*j.lda+k0+ps : i*j.lda+k0+pe]
-		for p, v := range src {
-			dst[(ps+p)*w] = v
+		src := j.a[i*j.lda+k0 : i*j.lda+k0+kl]
+		for p := ps; p < kl; p++ {
+			dst[p*w] = src[p]
 		}
 	}
 }
