@@ -80,3 +80,11 @@ func (t *Tape) Release() {
 	}
 	t.bufs = t.bufs[:0]
 }
+
+// DropFreeBuffers lets the garbage collector have the buffers released
+// tapes left for reuse: call it when training is over.
+func DropFreeBuffers() {
+	freeBufs.Lock()
+	freeBufs.byClass, freeBufs.total = nil, 0
+	freeBufs.Unlock()
+}

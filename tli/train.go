@@ -150,6 +150,7 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 	if err := opts.Validate(m.Config, len(pairs)); err != nil {
 		return nil, err
 	}
+	defer autograd.DropFreeBuffers()
 	// Tokenise every word once.
 	words := make([]string, 0, 2*len(pairs))
 	for _, p := range pairs {
