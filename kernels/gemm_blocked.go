@@ -194,25 +194,31 @@ func (s *simd) widenRow(dst []float32, src, pf []uint16, kind int) {
 	}
 }
 
+// operands are the arguments every driver's job carries: C (+)= A·op(B)
+// with A [m×k] (lda), B as f32 (bf) or 16-bit (bh, of kind half) with ldb,
+// and C [m×n] (ldc).
+type operands struct {
+	m, n, k int
+	a       []float32
+	lda     int
+	bf      []float32
+	bh      []uint16
+	half    int
+	ldb     int
+	c       []float32
+	ldc     int
+	acc     bool
+}
+
 // ---- swapped driver: Cᵀ = B·Aᵀ ----
 
 // ntJob carries one swapped product; fn is bound once so that handing it to
 // the runner does not allocate.
 type ntJob struct {
-	m, n, k    int
-	a          []float32
-	lda        int
-	bf         []float32
-	bh         []uint16
-	half       int
-	ldb        int
-	c          []float32
-	ldc        int
-	acc        bool
-	pairs      bool // fast bf16: at32 holds bf16 pairs, k counts pairs
+	operands
+	pairs      bool // fast bf16: at holds bf16 pairs, k counts pairs
 	mpad, kc   int
-	at         []float32
-	at32       []uint32
+	at         []uint32 // packed Aᵀ: f32 bits, or bf16 pairs
 	tasksN     int
 	tasksM     int
 	fn, packFn func(int)
@@ -239,15 +245,15 @@ func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half,
 		return
 	}
 	j := ntJobs.Get().(*ntJob)
-	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc
+	j.operands = operands{m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc}
 	j.pairs = false
 	j.mpad = roundUp(m, s.lanes)
 	j.kc = swappedKC(min(j.mpad, swapMC))
-	buf := getF32(j.mpad * k)
+	buf := getU32(j.mpad * k)
 	j.at = *buf
 	j.runAll(m * n * k)
-	putF32(buf)
-	j.a, j.bf, j.bh, j.c, j.at = nil, nil, nil, nil, nil
+	putU32(buf)
+	j.operands, j.at = operands{}, nil
 	ntJobs.Put(j)
 }
 
@@ -263,12 +269,12 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 	s := cur
 	kp := k / 2
 	j := ntJobs.Get().(*ntJob)
-	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, kp, a, lda, nil, b, halfBF16, ldb, c, ldc, acc
+	j.operands = operands{m, n, kp, a, lda, nil, b, halfBF16, ldb, c, ldc, acc}
 	j.pairs = true
 	j.mpad = roundUp(m, s.lanes)
 	j.kc = swappedKC(min(j.mpad, swapMC))
 	buf := getU32(j.mpad * kp)
-	j.at32 = *buf
+	j.at = *buf
 	j.runAll(m * n * k / 2)
 	putU32(buf)
 	if k%2 == 1 {
@@ -282,7 +288,7 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 			}
 		}
 	}
-	j.a, j.bh, j.c, j.at32 = nil, nil, nil, nil
+	j.operands, j.at = operands{}, nil
 	ntJobs.Put(j)
 }
 
@@ -368,37 +374,37 @@ const packRB = 16
 func (j *ntJob) pack(t int) {
 	r0 := t * packRB
 	nr := max(0, min(packRB, j.m-r0)) // rows of A in the block
-	var rounded []uint32
-	if j.pairs && nr > 0 {
-		buf := getU32(packRB * j.k)
-		defer putU32(buf)
-		rounded = *buf
-		for ii := 0; ii < nr; ii++ {
-			i := r0 + ii
-			j.roundPairs(rounded[ii*j.k:(ii+1)*j.k], j.a[i*j.lda:i*j.lda+2*j.k])
+	// src holds the block's rows as 32-bit words, stride words apart: bf16
+	// pairs rounded from A, or A's own f32 bits.
+	var src []uint32
+	stride := j.lda
+	if nr > 0 {
+		if j.pairs {
+			buf := getU32(packRB * j.k)
+			defer putU32(buf)
+			src, stride = *buf, j.k
+			for ii := 0; ii < nr; ii++ {
+				i := r0 + ii
+				j.roundPairs(src[ii*j.k:(ii+1)*j.k], j.a[i*j.lda:i*j.lda+2*j.k])
+			}
+		} else {
+			src = unsafe.Slice((*uint32)(unsafe.Pointer(&j.a[r0*j.lda])), (nr-1)*j.lda+j.k)
 		}
 	}
 	fast := cur.ctStore != nil && nr == packRB
 	for k0 := 0; k0 < j.k; k0 += j.kc {
 		kl := min(j.kc, j.k-k0)
-		if fast {
-			if i0, w := j.rowPanel(r0); r0+packRB <= i0+w {
-				base := k0*j.mpad + i0*kl + r0 - i0
-				ps := 0
-				for ; ps+16 <= kl; ps += 16 {
-					if j.pairs {
-						cur.ctStore(unsafe.Pointer(&j.at32[base+ps*w]), uintptr(w*4), unsafe.Pointer(&rounded[k0+ps]), j.k, 16, 0)
-					} else {
-						cur.ctStore(unsafe.Pointer(&j.at[base+ps*w]), uintptr(w*4), unsafe.Pointer(&j.a[r0*j.lda+k0+ps]), j.lda, 16, 0)
-					}
-				}
-				if ps < kl {
-					j.packRows(r0, r0+packRB, k0, kl, ps, rounded)
-				}
-				continue
+		ps := 0
+		if i0, w := j.rowPanel(r0); fast && r0+packRB <= i0+w {
+			// ctStore only moves bits, so bf16 pairs pass unchanged.
+			base := k0*j.mpad + i0*kl + r0 - i0
+			for ; ps+16 <= kl; ps += 16 {
+				cur.ctStore(unsafe.Pointer(&j.at[base+ps*w]), uintptr(w*4), unsafe.Pointer(&src[k0+ps]), stride, 16, 0)
 			}
 		}
-		j.packRows(r0, min(r0+packRB, j.mpad), k0, kl, 0, rounded)
+		if ps < kl {
+			j.packRows(r0, min(r0+packRB, j.mpad), k0, kl, ps, src, stride)
+		}
 	}
 }
 
@@ -411,37 +417,22 @@ func (j *ntJob) rowPanel(i int) (start, width int) {
 	}
 }
 
-// packRows is pack for rows ib…ie-1 (of Aᵀ's mpad) and the pairs or
-// columns ps…kl-1 of the k block at k0, one element at a time; rounded
-// holds the rounded rows of A from row ib on (fast mode).
-func (j *ntJob) packRows(ib, ie, k0, kl, ps int, rounded []uint32) {
+// packRows is pack for rows ib…ie-1 (of Aᵀ's mpad) and the words ps…kl-1
+// of the k block at k0, one element at a time; src holds the rows of A
+// from row ib on, stride words apart.
+func (j *ntJob) packRows(ib, ie, k0, kl, ps int, src []uint32, stride int) {
 	for i := ib; i < ie; i++ {
 		i0, w := j.rowPanel(i)
-		base := k0*j.mpad + i0*kl + i - i0
-		if j.pairs {
-			dst := j.at32[base:]
-			if i >= j.m {
-				for p := ps; p < kl; p++ {
-					dst[p*w] = 0
-				}
-				continue
-			}
-			src := rounded[(i-ib)*j.k+k0 : (i-ib)*j.k+k0+kl]
-			for p := ps; p < kl; p++ {
-				dst[p*w] = src[p]
-			}
-			continue
-		}
-		dst := j.at[base:]
+		dst := j.at[k0*j.mpad+i0*kl+i-i0:]
 		if i >= j.m {
 			for p := ps; p < kl; p++ {
 				dst[p*w] = 0
 			}
 			continue
 		}
-		src := j.a[i*j.lda+k0 : i*j.lda+k0+kl]
+		row := src[(i-ib)*stride+k0 : (i-ib)*stride+k0+kl]
 		for p := ps; p < kl; p++ {
-			dst[p*w] = src[p]
+			dst[p*w] = row[p]
 		}
 	}
 }
@@ -528,12 +519,7 @@ func (j *ntJob) run(t int) {
 				for q := p0; q < p1; q++ {
 					pi, w := j.panel(q)
 					off := k0*j.mpad + pi*kl
-					var panel unsafe.Pointer
-					if j.pairs {
-						panel = unsafe.Pointer(&j.at32[off])
-					} else {
-						panel = unsafe.Pointer(&j.at[off])
-					}
+					panel := unsafe.Pointer(&j.at[off])
 					kern[w/s.lanes][r](kl, bc, rs, ps, panel, unsafe.Pointer(&ct[jg*mw+pi-i0]), uintptr(mw*4), accFlag)
 				}
 			}
@@ -578,18 +564,9 @@ func (j *ntJob) run(t int) {
 // smJob is one product with at most 4 rows of A: every 4 rows of B are
 // streamed once against all of A with the rows4 kernel, vectorised along k.
 type smJob struct {
-	m, n, k int
-	a       []float32
-	lda     int
-	bf      []float32
-	bh      []uint16
-	half    int
-	ldb     int
-	c       []float32
-	ldc     int
-	acc     bool
-	tasks   int
-	fn      func(int)
+	operands
+	tasks int
+	fn    func(int)
 }
 
 var smJobs = sync.Pool{New: func() any {
@@ -600,7 +577,7 @@ var smJobs = sync.Pool{New: func() any {
 
 func smallM(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half, ldb int, c []float32, ldc int, acc bool) {
 	j := smJobs.Get().(*smJob)
-	j.m, j.n, j.k, j.a, j.lda, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc
+	j.operands = operands{m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc}
 	// These products are bound by reading B: split by its size.
 	j.tasks = split(n*k*2, (n+3)/4)
 	if j.tasks == 1 {
@@ -608,7 +585,7 @@ func smallM(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half, 
 	} else {
 		parallel(j.tasks, j.fn)
 	}
-	j.a, j.bf, j.bh, j.c = nil, nil, nil, nil
+	j.operands = operands{}
 	smJobs.Put(j)
 }
 
@@ -667,17 +644,8 @@ func (j *smJob) run(t int) {
 // ---- classic driver: C = op(A)·B ----
 
 type nnJob struct {
-	m, n, k  int
-	a        []float32
-	lda      int
+	operands
 	trans    bool
-	bf       []float32
-	bh       []uint16
-	half     int
-	ldb      int
-	c        []float32
-	ldc      int
-	acc      bool
 	kc       int
 	ap       []float32
 	tasksN   int
@@ -703,7 +671,7 @@ func classic(m, n, k int, a []float32, lda int, trans bool, bf []float32, bh []u
 	}
 	s := cur
 	j := nnJobs.Get().(*nnJob)
-	j.m, j.n, j.k, j.a, j.lda, j.trans, j.bf, j.bh, j.half, j.ldb, j.c, j.ldc, j.acc = m, n, k, a, lda, trans, bf, bh, half, ldb, c, ldc, acc
+	j.operands, j.trans = operands{m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc}, trans
 	j.kc = blockK
 	buf := getF32(m * k)
 	j.ap = *buf
@@ -728,7 +696,7 @@ func classic(m, n, k int, a []float32, lda int, trans bool, bf []float32, bh []u
 		parallel(j.tasksN*j.tasksM, j.fn)
 	}
 	putF32(buf)
-	j.a, j.bf, j.bh, j.c, j.ap = nil, nil, nil, nil, nil
+	j.operands, j.ap = operands{}, nil
 	nnJobs.Put(j)
 }
 
