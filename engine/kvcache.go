@@ -75,13 +75,9 @@ func AttentionCached(out, q []float32, n, past int, k, v []float32, nHeads, nKV,
 		h, blk := job%nHeads, job/nHeads
 		kh := h / group
 		r0, r1 := blk*attnBlock, min((blk+1)*attnBlock, n)
-		rows, cols := r1-r0, past+r1 // keys needed by the block's last row
-		sp := scorePool.Get().(*[]float32)
+		rows, cols := r1-r0, past+r1    // keys needed by the block's last row
+		sp, s := getScores(rows * cols) // GemmNT below overwrites all of s
 		defer scorePool.Put(sp)
-		if cap(*sp) < rows*cols {
-			*sp = make([]float32, rows*cols)
-		}
-		s := (*sp)[:rows*cols] // GemmNT below overwrites all of it
 		// s = Q_h[r0:r1] · K_hᵀ[0:cols]
 		kernels.GemmNT(rows, cols, headDim, q[r0*qd+h*headDim:], qd, k[kh*headDim:], kd, s, cols, false)
 		for i := 0; i < rows; i++ {
@@ -110,6 +106,16 @@ func AttentionCached(out, q []float32, n, past int, k, v []float32, nHeads, nKV,
 // rows×cols block for every head and block.
 var scorePool = sync.Pool{New: func() any { return new([]float32) }}
 
+// getScores returns a pooled buffer (give it back with scorePool.Put) and
+// its first n elements, whose contents are left over from earlier use.
+func getScores(n int) (*[]float32, []float32) {
+	sp := scorePool.Get().(*[]float32)
+	if cap(*sp) < n {
+		*sp = make([]float32, n)
+	}
+	return sp, (*sp)[:n]
+}
+
 // attnGemmMin is the context length from which AttentionCached uses matrix
 // products; attnBlock is its number of query rows per block.
 const (
@@ -127,12 +133,8 @@ func attentionRows(out, q []float32, n, past int, k, v []float32, nHeads, nKV, h
 		i, h := job/nHeads, job%nHeads
 		kh := h / group
 		L := past + i + 1
-		rp := scorePool.Get().(*[]float32)
+		rp, row := getScores(L) // every entry is written below
 		defer scorePool.Put(rp)
-		if cap(*rp) < L {
-			*rp = make([]float32, L)
-		}
-		row := (*rp)[:L] // every entry is written below
 		qi := q[i*qd+h*headDim : i*qd+(h+1)*headDim]
 		mx := float32(math.Inf(-1))
 		for j := 0; j < L; j++ {

@@ -122,12 +122,7 @@ func Attention(out, q, k, v []float32, offsets []int, nHeads, nKV, headDim int, 
 	qd, kd := nHeads*headDim, nKV*headDim
 	scale := float32(1 / math.Sqrt(float64(headDim)))
 	nSeq := len(offsets) - 1
-	// Start of each sequence's block in probs.
-	pstart := make([]int, nSeq+1)
-	for s := 0; s < nSeq; s++ {
-		L := offsets[s+1] - offsets[s]
-		pstart[s+1] = pstart[s] + nHeads*L*L
-	}
+	pstart := probStarts(offsets, nHeads)
 	ParallelFor(nSeq*nHeads, func(job int) {
 		s, h := job/nHeads, job%nHeads
 		t0, L := offsets[s], offsets[s+1]-offsets[s]
@@ -136,7 +131,9 @@ func Attention(out, q, k, v []float32, offsets []int, nHeads, nKV, headDim int, 
 		if probs != nil {
 			p = probs[pstart[s]+h*L*L : pstart[s]+(h+1)*L*L]
 		} else {
-			p = make([]float32, L)
+			var rp *[]float32
+			rp, p = getScores(L) // each row is written before it is read
+			defer scorePool.Put(rp)
 		}
 		for i := 0; i < L; i++ {
 			row := p[:L]
@@ -180,11 +177,7 @@ func AttentionBackward(dq, dk, dv, dout, q, k, v, probs []float32, offsets []int
 	qd, kd := nHeads*headDim, nKV*headDim
 	scale := float32(1 / math.Sqrt(float64(headDim)))
 	nSeq := len(offsets) - 1
-	pstart := make([]int, nSeq+1)
-	for s := 0; s < nSeq; s++ {
-		L := offsets[s+1] - offsets[s]
-		pstart[s+1] = pstart[s] + nHeads*L*L
-	}
+	pstart := probStarts(offsets, nHeads)
 	ParallelFor(nSeq*nKV, func(job int) {
 		s, kh := job/nKV, job%nKV
 		t0, L := offsets[s], offsets[s+1]-offsets[s]
@@ -220,12 +213,20 @@ func AttentionBackward(dq, dk, dv, dout, q, k, v, probs []float32, offsets []int
 
 // AttentionProbsLen is the length of the probs buffer Attention fills.
 func AttentionProbsLen(offsets []int, nHeads int) int {
-	n := 0
-	for s := 0; s+1 < len(offsets); s++ {
+	ps := probStarts(offsets, nHeads)
+	return ps[len(ps)-1]
+}
+
+// probStarts returns where each sequence's block of attention probabilities
+// starts in probs (nHeads L×L blocks per sequence), and their total last.
+func probStarts(offsets []int, nHeads int) []int {
+	nSeq := len(offsets) - 1
+	ps := make([]int, nSeq+1)
+	for s := 0; s < nSeq; s++ {
 		L := offsets[s+1] - offsets[s]
-		n += nHeads * L * L
+		ps[s+1] = ps[s] + nHeads*L*L
 	}
-	return n
+	return ps
 }
 
 // Positions returns the position of every token of a packed batch: 0, 1, ...

@@ -118,6 +118,19 @@ func (r *Rope) Tables(pos []int, maxLen int) (cos, sin []float32) {
 // Tables: for each head, (x1, x2) = (x[i], x[i+half]) becomes
 // (x1·cos − x2·sin, x2·cos + x1·sin).
 func ApplyRope(x []float32, T, nHeads, headDim int, cos, sin []float32) {
+	rotate(x, T, nHeads, headDim, cos, sin, 1)
+}
+
+// ApplyRopeBackward turns dy into dx in place for ApplyRope with the same
+// tables: the transpose of a rotation is the rotation by the opposite angle,
+// (d1, d2) becomes (d1·cos + d2·sin, d2·cos − d1·sin).
+func ApplyRopeBackward(dx []float32, T, nHeads, headDim int, cos, sin []float32) {
+	rotate(dx, T, nHeads, headDim, cos, sin, -1)
+}
+
+// rotate is ApplyRope with sin scaled by sign (±1: an exact negation, so
+// the backward rounds exactly as its own formula would).
+func rotate(x []float32, T, nHeads, headDim int, cos, sin []float32, sign float32) {
 	half := headDim / 2
 	w := nHeads * headDim
 	ParallelFor(T, func(t int) {
@@ -126,29 +139,9 @@ func ApplyRope(x []float32, T, nHeads, headDim int, cos, sin []float32) {
 			base := t*w + h*headDim
 			x1, x2 := x[base:base+half], x[base+half:base+headDim]
 			for i := 0; i < half; i++ {
-				a, b := x1[i], x2[i]
-				x1[i] = a*c[i] - b*s[i]
-				x2[i] = b*c[i] + a*s[i]
-			}
-		}
-	})
-}
-
-// ApplyRopeBackward turns dy into dx in place for ApplyRope with the same
-// tables: the transpose of a rotation is the rotation by the opposite angle,
-// (d1, d2) becomes (d1·cos + d2·sin, d2·cos − d1·sin).
-func ApplyRopeBackward(dx []float32, T, nHeads, headDim int, cos, sin []float32) {
-	half := headDim / 2
-	w := nHeads * headDim
-	ParallelFor(T, func(t int) {
-		c, s := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
-		for h := 0; h < nHeads; h++ {
-			base := t*w + h*headDim
-			x1, x2 := dx[base:base+half], dx[base+half:base+headDim]
-			for i := 0; i < half; i++ {
-				a, b := x1[i], x2[i]
-				x1[i] = a*c[i] + b*s[i]
-				x2[i] = b*c[i] - a*s[i]
+				a, b, sn := x1[i], x2[i], sign*s[i]
+				x1[i] = a*c[i] - b*sn
+				x2[i] = b*c[i] + a*sn
 			}
 		}
 	})
