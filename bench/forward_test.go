@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/tli-project/tli/engine"
-	"github.com/tli-project/tli/internal/peer"
 	"github.com/tli-project/tli/llama"
 )
 
@@ -85,28 +83,14 @@ func BenchmarkForward(b *testing.B) {
 // seqs. It runs the peer every time, right after tli's own timing, so that
 // the ratio compares two measurements taken under the same machine load.
 func torchForward(b *testing.B, dir string, seqs [][]int) (float64, bool) {
-	py, err := peer.TorchPython()
-	if err != nil {
-		if peer.Required() {
-			b.Fatal(err)
-		}
-		b.Logf("no PyTorch peer (%v): tli figures only", err)
-		return 0, false
-	}
 	req, _ := json.Marshal(map[string]any{"seqs": seqs})
 	rp := filepath.Join(b.TempDir(), "req.json")
-	os.WriteFile(rp, req, 0o644)
-	out, err := exec.Command(py, filepath.Join(peer.Root(), "bench", "forward_peer.py"), "--model", dir, "--request", rp, "--threads", "2").Output()
-	if err != nil {
-		b.Logf("PyTorch peer failed: %v", err)
-		return 0, false
+	if err := os.WriteFile(rp, req, 0o644); err != nil {
+		b.Fatal(err)
 	}
 	var r struct{ Seconds float64 }
-	if err := json.Unmarshal(out, &r); err != nil {
-		b.Logf("PyTorch peer output %q: %v", out, err)
-		return 0, false
-	}
-	return r.Seconds, true
+	ok := runTorchPeer(b, &r, "forward_peer.py", "--model", dir, "--request", rp, "--threads", "2")
+	return r.Seconds, ok
 }
 
 // ids returns n deterministic token ids below 4096 starting with BOS-like 1.

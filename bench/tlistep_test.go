@@ -1,16 +1,11 @@
 package bench
 
 import (
-	"encoding/json"
-	"fmt"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
-	"github.com/tli-project/tli/internal/peer"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/lora"
 	"github.com/tli-project/tli/tli"
@@ -89,22 +84,10 @@ func BenchmarkTLIStep(b *testing.B) {
 // torchStep runs bench/tlistep_peer.py and returns its median seconds per
 // step, or false (with a log line) when PyTorch is missing.
 func torchStep(b *testing.B, dtype string) (float64, bool) {
-	py, err := peer.TorchPython()
-	if err != nil {
-		if peer.Required() {
-			b.Fatal(err)
-		}
-		b.Logf("no PyTorch peer (%v): tli figures only", err)
+	var res struct{ Median float64 }
+	if !runTorchPeer(b, &res, "tlistep_peer.py", "--dtype", dtype, "--layers", "2", "--steps", "3") {
 		return 0, false
 	}
-	out, err := exec.Command(py, filepath.Join(peer.Root(), "bench", "tlistep_peer.py"), "--dtype", dtype, "--layers", "2", "--steps", "3").Output()
-	if err != nil {
-		b.Fatalf("tlistep_peer.py: %v", err)
-	}
-	var res struct{ Median float64 }
-	if err := json.Unmarshal(out, &res); err != nil {
-		b.Fatalf("tlistep_peer.py output %q: %v", out, err)
-	}
-	b.Log(fmt.Sprintf("torch %s: %.3f s/step", dtype, res.Median))
+	b.Logf("torch %s: %.3f s/step", dtype, res.Median)
 	return res.Median, true
 }
