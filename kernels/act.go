@@ -9,19 +9,23 @@ package kernels
 // gives correctly rounded denormals. exp is within 2 ulp of the exact value
 // over the whole float32 range (the tests check every path against float64).
 
-// Function values of the current path; installAct replaces them.
+// actSet is one path's activation kernels (simd.act); install makes them
+// the current ones.
+type actSet struct {
+	siluMul         func(out, gate, up []float32)
+	siluMulBackward func(dgate, dup, dy, gate, up []float32)
+	expSum          func(x []float32, shift float32) float32
+}
+
+// genericAct is the pure-Go set, used by the generic path.
+var genericAct = actSet{siluMulGeneric, siluMulBackwardGeneric, expSumGeneric}
+
+// Function values of the current path; install replaces them.
 var (
 	siluMul         = siluMulGeneric
 	siluMulBackward = siluMulBackwardGeneric
 	expSum          = expSumGeneric
 )
-
-// installAct sets the activation helpers (exp-based elementwise kernels) of
-// path s. Called by install.
-func installAct(s *simd) {
-	siluMul, siluMulBackward, expSum = siluMulGeneric, siluMulBackwardGeneric, expSumGeneric
-	installActArch(s.name)
-}
 
 // SiLUMul computes out[i] = silu(gate[i])·up[i] = gate[i]·σ(gate[i])·up[i],
 // the SwiGLU of Llama's MLP, in float32. out may alias gate or up (element
@@ -62,68 +66,4 @@ func SiLUMulBackward(dgate, dup, dy, gate, up []float32) {
 // stays NaN.
 func ExpSum(x []float32, shift float32) float32 {
 	return expSum(x, shift)
-}
-
-// actKern names an assembly kernel set; siluMulAsm, siluMulBwdAsm and
-// expSumAsm (per architecture) call it directly, so that escape analysis
-// sees the //go:noescape declarations and the tail buffers below stay on
-// the stack (a call through a func value would move them to the heap).
-type actKern uint8
-
-const (
-	actZ actKern = iota // AVX-512
-	actY                // AVX2+FMA
-	actN                // NEON
-)
-
-// siluMulVec, siluMulBackwardVec and expSumVec run an assembly kernel on the
-// largest multiple of lanes (at most 16) elements and the remaining tail
-// through the same kernel on a padded copy, so every element gets the same
-// bits whatever its position.
-func siluMulVec(k actKern, lanes int, out, gate, up []float32) {
-	n := len(out) / lanes * lanes
-	if n > 0 {
-		siluMulAsm(k, &out[0], &gate[0], &up[0], n)
-	}
-	if r := len(out) - n; r > 0 {
-		var ob, gb, ub [16]float32
-		copy(gb[:], gate[n:])
-		copy(ub[:], up[n:])
-		siluMulAsm(k, &ob[0], &gb[0], &ub[0], lanes)
-		copy(out[n:], ob[:r])
-	}
-}
-
-func siluMulBackwardVec(k actKern, lanes int, dgate, dup, dy, gate, up []float32) {
-	n := len(gate) / lanes * lanes
-	if n > 0 {
-		siluMulBwdAsm(k, &dgate[0], &dup[0], &dy[0], &gate[0], &up[0], n)
-	}
-	if r := len(gate) - n; r > 0 {
-		var dgb, dub, dyb, gb, ub [16]float32
-		copy(dyb[:], dy[n:])
-		copy(gb[:], gate[n:])
-		copy(ub[:], up[n:])
-		siluMulBwdAsm(k, &dgb[0], &dub[0], &dyb[0], &gb[0], &ub[0], lanes)
-		copy(dgate[n:], dgb[:r])
-		copy(dup[n:], dub[:r])
-	}
-}
-
-func expSumVec(k actKern, lanes int, x []float32, shift float32) float32 {
-	n := len(x) / lanes * lanes
-	var s float32
-	if n > 0 {
-		s = expSumAsm(k, &x[0], n, shift)
-	}
-	if r := len(x) - n; r > 0 {
-		var xb [16]float32
-		copy(xb[:], x[n:])
-		expSumAsm(k, &xb[0], lanes, shift)
-		for i, v := range xb[:r] {
-			x[n+i] = v
-			s += v
-		}
-	}
-	return s
 }

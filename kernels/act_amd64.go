@@ -44,21 +44,3 @@ func expSumAsm(k actKern, x *float32, n int, shift float32) float32 {
 	}
 	return expSumY(x, n, shift)
 }
-
-// installActArch installs the AVX-512 (16 lanes, VSCALEFPS) or AVX2+FMA
-// (8 lanes) kernels; the generic path keeps the Go ones.
-func installActArch(name string) {
-	k, lanes := actZ, 16
-	switch name {
-	case "avx512":
-	case "avx2":
-		k, lanes = actY, 8
-	default:
-		return
-	}
-	siluMul = func(out, gate, up []float32) { siluMulVec(k, lanes, out, gate, up) }
-	siluMulBackward = func(dgate, dup, dy, gate, up []float32) {
-		siluMulBackwardVec(k, lanes, dgate, dup, dy, gate, up)
-	}
-	expSum = func(x []float32, shift float32) float32 { return expSumVec(k, lanes, x, shift) }
-}

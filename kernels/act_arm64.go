@@ -20,16 +20,3 @@ func siluMulBwdAsm(_ actKern, dgate, dup, dy, gate, up *float32, n int) {
 }
 
 func expSumAsm(_ actKern, x *float32, n int, shift float32) float32 { return expSumN(x, n, shift) }
-
-// installActArch installs the NEON kernels (4 lanes) on the neon path; the
-// generic path keeps the Go ones.
-func installActArch(name string) {
-	if name != "neon" {
-		return
-	}
-	siluMul = func(out, gate, up []float32) { siluMulVec(actN, 4, out, gate, up) }
-	siluMulBackward = func(dgate, dup, dy, gate, up []float32) {
-		siluMulBackwardVec(actN, 4, dgate, dup, dy, gate, up)
-	}
-	expSum = func(x []float32, shift float32) float32 { return expSumVec(actN, 4, x, shift) }
-}

@@ -11,6 +11,7 @@ var neon = &simd{
 	f32:       kernF32N,
 	widenBF16: widenBF16N,
 	widenF16:  widenF16N,
+	act:       vecAct(actN, 4),
 	dot:       dotGeneric,
 	axpy:      axpyGeneric,
 	scale:     scaleGeneric,

@@ -59,6 +59,8 @@ type simd struct {
 	// ctStore writes 16-column strips of the Cᵀ scratch into C (see
 	// internal/asmgen); nil means Go does it.
 	ctStore func(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
+	// Activation kernels (act.go).
+	act actSet
 	// Vector helpers.
 	dot   func(x, y []float32) float32
 	axpy  func(alpha float32, x, y []float32)
@@ -126,7 +128,7 @@ func install(s *simd) {
 		gemmNTBF16Fast = fastViaWiden
 	}
 	dot, axpy, scale, sumSq = s.dot, s.axpy, s.scale, s.sumSq
-	installAct(s)
+	siluMul, siluMulBackward, expSum = s.act.siluMul, s.act.siluMulBackward, s.act.expSum
 }
 
 // ---- scratch buffers ----

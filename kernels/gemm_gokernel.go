@@ -13,6 +13,7 @@ var goSimd = &simd{
 	widenBF16: func(dst *float32, src, _ *uint16, n int) { widenGo(dst, src, n, BF16ToF32) },
 	widenF16:  func(dst *float32, src, _ *uint16, n int) { widenGo(dst, src, n, F16ToF32) },
 	packRow:   packRowGo,
+	act:       genericAct,
 	dot:       dotGeneric,
 	axpy:      axpyGeneric,
 	scale:     scaleGeneric,
