@@ -24,6 +24,7 @@ var avx512 = &simd{
 	widenF16:  widenF16Z,
 	packRow:   packRowZ,
 	ctStore:   ctStoreZ,
+	fence:     sfence,
 	act:       vecAct(actZ, 16),
 	rows4:     [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32){rows4F32Z, rows4BF16Z, rows4F16Z},
 	dot:       func(x, y []float32) float32 { return dotVec(dotZ, 16, x, y) },
@@ -41,6 +42,9 @@ var avx2 = &simd{
 	widenBF16: widenBF16Y,
 	widenF16:  widenF16Y,
 	packRow:   packRowY,
+	ctStore:   ctStoreY,
+	fence:     sfence,
+	roundF32:  roundF32Y,
 	act:       vecAct(actY, 8),
 	rows4:     [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32){rows4Y(rows2x4F32Y), rows4Y(rows2x4BF16Y), rows4Y(rows2x4F16Y)},
 	dot:       func(x, y []float32) float32 { return dotVec(dotY, 8, x, y) },
@@ -121,6 +125,10 @@ func l2Size() int {
 	}
 	return 512 << 10
 }
+
+// l3Size is the last-level cache size (shared by all cores), 0 if cpuid
+// does not say.
+func l3Size() int { return max(cpuid.CPU.Cache.L3, 0) }
 
 func impls() []impl {
 	x := cpu.X86

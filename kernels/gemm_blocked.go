@@ -45,6 +45,10 @@ type simd struct {
 	// F32ToBF16 does except that denormals become zero (which VDPBF16PS
 	// does to its inputs anyway); used with bf16.
 	roundBF16 func(dst *uint16, src *float32, n int)
+	// roundF32 rounds n float32s (n a multiple of 16) to bf16, kept as
+	// float32 bits, exactly as F32ToBF16 (NaNs made quiet, denormals kept);
+	// nil means Go does it.
+	roundF32 func(dst *uint32, src *float32, n int)
 	// widenBF16 and widenF16 convert n 16-bit values (n a multiple of 16)
 	// and prefetch as many at pf.
 	widenBF16 func(dst *float32, src, pf *uint16, n int)
@@ -59,6 +63,9 @@ type simd struct {
 	// ctStore writes 16-column strips of the Cᵀ scratch into C (see
 	// internal/asmgen); nil means Go does it.
 	ctStore func(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
+	// fence orders ctStore's streaming stores (acc = 2) before later
+	// stores; nil when ctStore has no streaming mode.
+	fence func()
 	// Activation kernels (act.go).
 	act actSet
 	// Vector helpers.
@@ -73,10 +80,12 @@ var cur *simd
 
 // Blocking parameters: blockK is the largest depth of one packed block (f32
 // elements or bf16 pairs); blockL2 is the per-core L2 size (from cpuid on
-// amd64) that bounds the blocks of Aᵀ, of packed B and of the Cᵀ scratch.
+// amd64) that bounds the blocks of Aᵀ, of packed B and of the Cᵀ scratch;
+// blockL3, the last-level cache, decides when C is streamed (streamC).
 var (
 	blockK  = 256
 	blockL2 = l2Size()
+	blockL3 = l3Size() // 0 when unknown
 )
 
 // minWork is the number of multiply-adds below which a product runs on the
@@ -102,13 +111,13 @@ func install(s *simd) {
 	cur = s
 	path = s.name
 	gemmNT = func(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
-		swapped(m, n, k, a, lda, b, nil, halfNone, ldb, c, ldc, acc)
+		swapped(m, n, k, a, lda, b, nil, halfNone, ldb, c, ldc, acc, false)
 	}
 	gemmNTBF16 = func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
-		swapped(m, n, k, a, lda, nil, b, halfBF16, ldb, c, ldc, acc)
+		swapped(m, n, k, a, lda, nil, b, halfBF16, ldb, c, ldc, acc, false)
 	}
 	gemmNTF16 = func(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
-		swapped(m, n, k, a, lda, nil, b, halfF16, ldb, c, ldc, acc)
+		swapped(m, n, k, a, lda, nil, b, halfF16, ldb, c, ldc, acc, false)
 	}
 	gemmNN = func(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
 		classic(m, n, k, a, lda, false, b, nil, halfNone, ldb, c, ldc, acc)
@@ -219,6 +228,8 @@ type operands struct {
 type ntJob struct {
 	operands
 	pairs      bool // fast bf16: at holds bf16 pairs, k counts pairs
+	stream     bool // C is written with ctStore's streaming stores
+	roundA     bool // A is rounded to bf16 while packed (f32 bits)
 	mpad, kc   int
 	at         []uint32 // packed Aᵀ: f32 bits, or bf16 pairs
 	tasksN     int
@@ -233,7 +244,9 @@ var ntJobs = sync.Pool{New: func() any {
 	return j
 }}
 
-func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half, ldb int, c []float32, ldc int, acc bool) {
+// swapped runs a GemmNT form; with roundA, A's values are rounded to bf16
+// while Aᵀ is packed (the fast bf16 mode on paths without VDPBF16PS).
+func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half, ldb int, c []float32, ldc int, acc, roundA bool) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -248,7 +261,8 @@ func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half,
 	}
 	j := ntJobs.Get().(*ntJob)
 	j.operands = operands{m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc}
-	j.pairs = false
+	j.pairs, j.roundA = false, roundA
+	j.stream = streamC(m, n, k, 4, c, ldc, acc)
 	j.mpad = roundUp(m, s.lanes)
 	j.kc = swappedKC(min(j.mpad, swapMC))
 	buf := getU32(j.mpad * k)
@@ -272,7 +286,8 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 	kp := k / 2
 	j := ntJobs.Get().(*ntJob)
 	j.operands = operands{m, n, kp, a, lda, nil, b, halfBF16, ldb, c, ldc, acc}
-	j.pairs = true
+	j.pairs, j.roundA = true, false
+	j.stream = streamC(m, n, k, 2, c, ldc, acc)
 	j.mpad = roundUp(m, s.lanes)
 	j.kc = swappedKC(min(j.mpad, swapMC))
 	buf := getU32(j.mpad * kp)
@@ -295,10 +310,16 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 }
 
 // fastViaWiden is GemmNTBF16Fast without bf16 dot-product instructions: A is
-// rounded to bf16 (into scratch) and the widened product is exact in f32
-// for each term, so the result matches VDPBF16PS up to summation order.
+// rounded to bf16 and the widened product is exact in f32 for each term, so
+// the result matches VDPBF16PS up to summation order. The swapped driver
+// rounds A while packing it; the small-m driver, which reads A in place,
+// gets a rounded copy.
 func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []float32, ldc int, acc bool) {
 	if m == 0 || n == 0 {
+		return
+	}
+	if !(m <= 4 && k >= 16 && cur.rows4[halfBF16] != nil) {
+		swapped(m, n, k, a, lda, nil, b, halfBF16, ldb, c, ldc, acc, true)
 		return
 	}
 	buf := getF32(m * k)
@@ -310,6 +331,21 @@ func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 	}
 	gemmNTBF16(m, n, k, ar, max(k, 1), b, ldb, c, ldc, acc)
 	putF32(buf)
+}
+
+// streamC reports whether the swapped driver should write C with
+// non-temporal stores: when the path has them, C is overwritten, its rows
+// are 64-byte aligned (so every 16-column strip is whole cache lines), and
+// the product's operands (A in f32, B with bsize bytes per element, and C)
+// do not fit in the last-level cache together, so that the first lines of C
+// would be evicted before the product ends anyway. Streaming stores do not
+// read the lines of C before writing them, which halves C's memory traffic:
+// 1-2% of a 2048³ bf16 product on two cores.
+func streamC(m, n, k, bsize int, c []float32, ldc int, acc bool) bool {
+	if acc || cur.fence == nil || blockL3 == 0 || ldc%16 != 0 || uintptr(unsafe.Pointer(&c[0]))%64 != 0 {
+		return false
+	}
+	return 4*m*k+bsize*n*k+4*m*n > blockL3
 }
 
 // swapMC is the most rows of Aᵀ one task of the swapped driver sweeps.
@@ -332,7 +368,7 @@ func (j *ntJob) runAll(work int) {
 		parallel(blocks, j.packFn)
 	}
 	panelsM := j.panels()
-	j.tasksN = split(work, (j.n+5)/6)
+	j.tasksN = split(work, (j.n+15)/16)
 	// Cut m into blocks of at most swapMC rows so that a k block of Aᵀ
 	// stays in L2, and into more blocks when n alone gives too few tasks.
 	j.tasksM = min((j.mpad+swapMC-1)/swapMC, panelsM)
@@ -381,7 +417,16 @@ func (j *ntJob) pack(t int) {
 	var src []uint32
 	stride := j.lda
 	if nr > 0 {
-		if j.pairs {
+		switch {
+		case j.roundA:
+			buf := getU32(packRB * j.k)
+			defer putU32(buf)
+			src, stride = *buf, j.k
+			for ii := 0; ii < nr; ii++ {
+				i := r0 + ii
+				roundF32(src[ii*j.k:(ii+1)*j.k], j.a[i*j.lda:i*j.lda+j.k])
+			}
+		case j.pairs:
 			buf := getU32(packRB * j.k)
 			defer putU32(buf)
 			src, stride = *buf, j.k
@@ -389,7 +434,7 @@ func (j *ntJob) pack(t int) {
 				i := r0 + ii
 				j.roundPairs(src[ii*j.k:(ii+1)*j.k], j.a[i*j.lda:i*j.lda+2*j.k])
 			}
-		} else {
+		default:
 			src = unsafe.Slice((*uint32)(unsafe.Pointer(&j.a[r0*j.lda])), (nr-1)*j.lda+j.k)
 		}
 	}
@@ -399,9 +444,9 @@ func (j *ntJob) pack(t int) {
 		ps := 0
 		if i0, w := j.rowPanel(r0); fast && r0+packRB <= i0+w {
 			// ctStore only moves bits, so bf16 pairs pass unchanged.
-			base := k0*j.mpad + i0*kl + r0 - i0
-			for ; ps+16 <= kl; ps += 16 {
-				cur.ctStore(unsafe.Pointer(&j.at[base+ps*w]), uintptr(w*4), unsafe.Pointer(&src[k0+ps]), stride, 16, 0)
+			if ps = kl &^ 15; ps > 0 {
+				base := k0*j.mpad + i0*kl + r0 - i0
+				cur.ctStore(unsafe.Pointer(&j.at[base]), uintptr(w*4), unsafe.Pointer(&src[k0]), stride, ps, 0)
 			}
 		}
 		if ps < kl {
@@ -410,13 +455,16 @@ func (j *ntJob) pack(t int) {
 	}
 }
 
-// rowPanel returns the start and width of the panel holding row i.
+// rowPanel returns the start and width of the panel holding row i: panel q
+// covers vectors ⌊nvec·q/p⌋ … ⌊nvec·(q+1)/p⌋-1, so q is ⌊v·p/nvec⌋ or one
+// more.
 func (j *ntJob) rowPanel(i int) (start, width int) {
-	for q := 0; ; q++ {
-		if s, w := j.panel(q); i < s+w {
-			return s, w
-		}
+	nvec, p := j.mpad/cur.lanes, j.panels()
+	q := i / cur.lanes * p / nvec
+	if s, w := j.panel(q); i < s+w {
+		return s, w
 	}
+	return j.panel(q + 1)
 }
 
 // packRows is pack for rows ib…ie-1 (of Aᵀ's mpad) and the words ps…kl-1
@@ -454,14 +502,33 @@ func (j *ntJob) roundPairs(dst []uint32, src []float32) {
 	}
 }
 
+// roundF32 writes src rounded to bf16 as float32 bits (low 16 bits zero)
+// into dst, as F32ToBF16 then BF16ToF32 would.
+func roundF32(dst []uint32, src []float32) {
+	n := 0
+	if cur.roundF32 != nil {
+		n = len(src) &^ 15
+		if n > 0 {
+			cur.roundF32(&dst[0], &src[0], n)
+		}
+	}
+	for p := n; p < len(src); p++ {
+		dst[p] = uint32(F32ToBF16(src[p])) << 16
+	}
+}
+
 // run computes task t: a range of B rows (output columns) and of Aᵀ panels.
 func (j *ntJob) run(t int) {
 	s := cur
 	tn, tm := t%j.tasksN, t/j.tasksN
-	// Rows of B for this task, in groups of 6.
-	groups := (j.n + 5) / 6
-	j0 := groups * tn / j.tasksN * 6
-	j1 := min(groups*(tn+1)/j.tasksN*6, j.n)
+	// Rows of B for this task: whole strips of 16, so that every 16-column
+	// strip of C that ctStore writes is one aligned cache line (when C's
+	// rows are) rather than the ends of two: a strip split across two lines
+	// makes each line be fetched and written twice (about 1% of a 2048³
+	// bf16 product).
+	strips := (j.n + 15) / 16
+	j0 := strips * tn / j.tasksN * 16
+	j1 := min(strips*(tn+1)/j.tasksN*16, j.n)
 	panels := j.panels()
 	p0 := panels * tm / j.tasksM
 	p1 := panels * (tm + 1) / j.tasksM
@@ -471,8 +538,10 @@ func (j *ntJob) run(t int) {
 	i0, _ := j.panel(p0)
 	i1, w1 := j.panel(p1 - 1)
 	i1 += w1
-	mw := i1 - i0                      // scratch row width
-	nc := max(blockL2/4/(mw*4)/6*6, 6) // the Cᵀ block takes a quarter of L2
+	mw := i1 - i0 // scratch row width
+	// The Cᵀ block takes a quarter of L2, in whole groups of 6 rows of B
+	// and whole strips of 16 (48).
+	nc := max(blockL2/4/(mw*4)/48*48, 48)
 	nc = min(nc, j1-j0)
 	ctBuf := getF32(nc * mw)
 	ct := *ctBuf
@@ -533,6 +602,8 @@ func (j *ntJob) run(t int) {
 		accFlag := 0
 		if j.acc {
 			accFlag = 1
+		} else if j.stream {
+			accFlag = 2
 		}
 		for q0 := 0; q0 < jn; q0 += 16 {
 			q1 := min(q0+16, jn)
@@ -554,6 +625,9 @@ func (j *ntJob) run(t int) {
 				}
 			}
 		}
+	}
+	if j.stream {
+		s.fence()
 	}
 	putF32(ctBuf)
 	if wbBuf != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"unsafe"
 )
 
 // Tolerances, relative to Σ_p |a·b| (plus |c| when accumulating):
@@ -360,6 +361,53 @@ func TestGemmLarge(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGemmStreamed covers the swapped driver's streaming stores of C
+// (streamC): the last-level cache is made to look tiny, and C gets rows
+// aligned to 64 bytes, still surrounded by guards.
+func TestGemmStreamed(t *testing.T) {
+	defer func(old int) { blockL3 = old }(blockL3)
+	blockL3 = 1
+	forEachPath(t, func(t *testing.T) {
+		SetRunner(goRunner(2))
+		old := setMinWork(1 << 10)
+		defer func() { setMinWork(old); SetRunner(nil) }()
+		for _, o := range ops {
+			if o.lay != nt {
+				continue
+			}
+			rng := rand.New(rand.NewPCG(3, 0))
+			for _, s := range [][3]int{{16, 16, 16}, {40, 100, 70}, {17, 48, 33}, {130, 97, 300}, {64, 200, 520}} {
+				for _, acc := range []bool{false, true} {
+					pr := newProblem(rng, o, s[0], s[1], s[2], acc)
+					pr.c = alignedMat(rng, pr.m, pr.n, guardOut)
+					if want := cur.fence != nil && !acc; streamC(pr.m, pr.n, pr.k, 2, pr.c.f(), pr.c.ld, acc) != want {
+						t.Fatalf("%s %v: streamC = %v, want %v", o.name, s, !want, want)
+					}
+					pr.check(t)
+				}
+			}
+		}
+	})
+}
+
+// alignedMat is newMat with rows that start on 64-byte boundaries (a
+// stride that is a multiple of 16, with guards between the rows).
+func alignedMat(rng *rand.Rand, rows, cols int, guard float32) *mat {
+	x := &mat{rows: rows, cols: cols, ld: (cols + 31) &^ 15}
+	x.buf = make([]float32, 32+rows*x.ld+16)
+	for x.off = 16; uintptr(unsafe.Pointer(&x.buf[x.off]))%64 != 0; x.off++ {
+	}
+	for i := range x.buf {
+		x.buf[i] = guard
+	}
+	for i := 0; i < rows; i++ {
+		for j := 0; j < cols; j++ {
+			x.buf[x.off+i*x.ld+j] = float32(rng.Float64()*2 - 1)
+		}
+	}
+	return x
 }
 
 func TestGemmZeroSizes(t *testing.T) {

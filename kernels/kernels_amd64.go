@@ -238,6 +238,14 @@ func rows2x4F16Y(a0, a1 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *flo
 //go:noescape
 func roundBF16Z(dst *uint16, src *float32, n int)
 
+func sfence()
+
+//go:noescape
+func ctStoreY(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
+
+//go:noescape
+func roundF32Y(dst *uint32, src *float32, n int)
+
 //go:noescape
 func ctStoreZ(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
 

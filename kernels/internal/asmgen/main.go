@@ -545,13 +545,24 @@ func ctStore() {
 	p("\tLEAQ (DI)(R8*8), R13")
 	p("\tTESTQ AX, AX")
 	p("\tJEQ blockstore")
+	p("\tCMPQ AX, $2")
+	p("\tJEQ blockstream")
 	for r := 0; r < 16; r++ {
 		p("\tVADDPS %s, Z%d, Z%d", dst[r], r, r)
 	}
+	p("\tJMP blockstore")
+	// acc = 2: non-temporal stores (dst and ldc 64-byte aligned), which
+	// write whole lines without reading them first.
+	p("blockstream:")
+	for r := 0; r < 16; r++ {
+		p("\tVMOVNTPS Z%d, %s", r, dst[r])
+	}
+	p("\tJMP blocknext")
 	p("blockstore:")
 	for r := 0; r < 16; r++ {
 		p("\tVMOVUPS Z%d, %s", r, dst[r])
 	}
+	p("blocknext:")
 	p("\tADDQ $64, SI")
 	p("\tLEAQ (R13)(R8*8), DI")
 	p("\tSUBQ $16, CX")
@@ -565,14 +576,177 @@ func ctStore() {
 	p("loop:")
 	p("\tKXNORW K1, K1, K1")
 	p("\tVGATHERDPS (SI)(Z1*4), K1, Z0")
-	p("\tTESTQ AX, AX")
-	p("\tJEQ store")
+	p("\tCMPQ AX, $1")
+	p("\tJNE store")
 	p("\tVADDPS (DI), Z0, Z0")
 	p("store:")
 	p("\tVMOVUPS Z0, (DI)")
 	p("\tADDQ $4, SI")
 	p("\tADDQ R8, DI")
 	p("\tDECQ CX")
+	p("\tJNE loop")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// ctStoreY is ctStore for AVX2: the same contract, with blocks of 8 rows
+// transposed in registers as two 8×8 tiles (columns 0-7, then 8-15: 8
+// loads, 24 shuffles and 8 stores each) and the last rows % 8 gathered.
+func ctStoreY() {
+	for q := 0; q < 8; q++ {
+		p("DATA iota8<>+%d(SB)/4, $%d", 4*q, q)
+	}
+	p("GLOBL iota8<>(SB), RODATA|NOPTR, $32")
+	p("")
+	p("// func ctStoreY(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)")
+	p("TEXT ·ctStoreY(SB), NOSPLIT, $0-48")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ ldc+8(FP), R8")
+	p("\tMOVQ src+16(FP), SI")
+	p("\tMOVQ mw+24(FP), R9")
+	p("\tSHLQ $2, R9")
+	p("\tLEAQ (R9)(R9*2), R10")
+	p("\tLEAQ (R9)(R9*4), R11")
+	p("\tLEAQ (R10)(R9*4), R12")
+	p("\tLEAQ (R8)(R8*2), BX")
+	p("\tLEAQ (R8)(R8*4), DX")
+	p("\tLEAQ (BX)(R8*4), R14")
+	p("\tMOVQ rows+32(FP), CX")
+	p("\tMOVQ acc+40(FP), AX")
+	p("block:")
+	p("\tCMPQ CX, $8")
+	p("\tJLT tail")
+	p("\tLEAQ (SI)(R9*8), R13")
+	for h := 0; h < 2; h++ {
+		b := "SI"
+		if h == 1 {
+			b = "R13"
+		}
+		src := []string{"(%s)", "(%s)(R9*1)", "(%s)(R9*2)", "(%s)(R10*1)", "(%s)(R9*4)", "(%s)(R11*1)", "(%s)(R10*2)", "(%s)(R12*1)"}
+		for q := 0; q < 8; q++ {
+			p("\tVMOVUPS "+src[q]+", Y%d", b, q)
+		}
+		// Y8+2g, Y9+2g: columns 2g, 2g+1 interleaved (rows 0,1,4,5 and
+		// 2,3,6,7 by 128-bit lane).
+		for g := 0; g < 4; g++ {
+			p("\tVUNPCKLPS Y%d, Y%d, Y%d", 2*g+1, 2*g, 8+2*g)
+			p("\tVUNPCKHPS Y%d, Y%d, Y%d", 2*g+1, 2*g, 9+2*g)
+		}
+		// Y(r) for r < 4: columns 0-3 of rows r | r+4; Y(4+r): columns 4-7.
+		for hh := 0; hh < 2; hh++ {
+			lo, hi := 8+4*hh, 10+4*hh
+			p("\tVSHUFPS $0x44, Y%d, Y%d, Y%d", hi, lo, 4*hh+0)
+			p("\tVSHUFPS $0xEE, Y%d, Y%d, Y%d", hi, lo, 4*hh+1)
+			p("\tVSHUFPS $0x44, Y%d, Y%d, Y%d", hi+1, lo+1, 4*hh+2)
+			p("\tVSHUFPS $0xEE, Y%d, Y%d, Y%d", hi+1, lo+1, 4*hh+3)
+		}
+		// Output row r in Y(8+r).
+		for r := 0; r < 4; r++ {
+			p("\tVPERM2F128 $0x20, Y%d, Y%d, Y%d", 4+r, r, 8+r)
+			p("\tVPERM2F128 $0x31, Y%d, Y%d, Y%d", 4+r, r, 12+r)
+		}
+		dst := []string{"(DI)", "(DI)(R8*1)", "(DI)(R8*2)", "(DI)(BX*1)", "(DI)(R8*4)", "(DI)(DX*1)", "(DI)(BX*2)", "(DI)(R14*1)"}
+		off := ""
+		if h == 1 {
+			off = "32"
+		}
+		p("\tTESTQ AX, AX")
+		p("\tJEQ store%d", h)
+		p("\tCMPQ AX, $2")
+		p("\tJEQ stream%d", h)
+		for r := 0; r < 8; r++ {
+			p("\tVADDPS %s%s, Y%d, Y%d", off, dst[r], 8+r, 8+r)
+		}
+		p("store%d:", h)
+		for r := 0; r < 8; r++ {
+			p("\tVMOVUPS Y%d, %s%s", 8+r, off, dst[r])
+		}
+		p("\tJMP next%d", h)
+		p("stream%d:", h)
+		for r := 0; r < 8; r++ {
+			p("\tVMOVNTPS Y%d, %s%s", 8+r, off, dst[r])
+		}
+		p("next%d:", h)
+	}
+	p("\tADDQ $32, SI")
+	p("\tLEAQ (DI)(R8*8), DI")
+	p("\tSUBQ $8, CX")
+	p("\tJMP block")
+	p("tail:")
+	p("\tTESTQ CX, CX")
+	p("\tJEQ done")
+	p("\tMOVQ mw+24(FP), R9")
+	p("\tMOVQ R9, X2")
+	p("\tVPBROADCASTD X2, Y2")
+	p("\tVPMULLD iota8<>(SB), Y2, Y1")
+	p("\tVPSLLD $3, Y2, Y2")
+	p("\tVPADDD Y2, Y1, Y3")
+	p("loop:")
+	p("\tVPCMPEQD Y4, Y4, Y4")
+	p("\tVPCMPEQD Y5, Y5, Y5")
+	p("\tVXORPS Y0, Y0, Y0")
+	p("\tVXORPS Y6, Y6, Y6")
+	p("\tVGATHERDPS Y4, (SI)(Y1*4), Y0")
+	p("\tVGATHERDPS Y5, (SI)(Y3*4), Y6")
+	p("\tCMPQ AX, $1")
+	p("\tJNE tstore")
+	p("\tVADDPS (DI), Y0, Y0")
+	p("\tVADDPS 32(DI), Y6, Y6")
+	p("tstore:")
+	p("\tVMOVUPS Y0, (DI)")
+	p("\tVMOVUPS Y6, 32(DI)")
+	p("\tADDQ $4, SI")
+	p("\tADDQ R8, DI")
+	p("\tDECQ CX")
+	p("\tJNE loop")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// roundF32Y writes the AVX2 loop that rounds n float32s (n a multiple of
+// 16; the loop takes 8 a step) to bf16 kept as float32 bits: u + 0x7fff +
+// bit 16 of u, low half cleared (round to nearest even), and for NaNs
+// u | 0x400000 with the low half cleared (made quiet), as F32ToBF16 does.
+func roundF32Y() {
+	p("DATA rnd7fff<>+0(SB)/4, $0x7fff")
+	p("GLOBL rnd7fff<>(SB), RODATA|NOPTR, $4")
+	p("DATA rndquiet<>+0(SB)/4, $0x400000")
+	p("GLOBL rndquiet<>(SB), RODATA|NOPTR, $4")
+	p("DATA rndhigh<>+0(SB)/4, $0xffff0000")
+	p("GLOBL rndhigh<>(SB), RODATA|NOPTR, $4")
+	p("DATA rndone<>+0(SB)/4, $1")
+	p("GLOBL rndone<>(SB), RODATA|NOPTR, $4")
+	p("")
+	p("// func roundF32Y(dst *uint32, src *float32, n int)")
+	p("TEXT ·roundF32Y(SB), NOSPLIT, $0-24")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("\tVPBROADCASTD rnd7fff<>(SB), Y8")
+	p("\tVPBROADCASTD rndquiet<>(SB), Y9")
+	p("\tVPBROADCASTD rndhigh<>(SB), Y10")
+	p("\tVPBROADCASTD rndone<>(SB), Y11")
+	p("\tTESTQ CX, CX")
+	p("\tJEQ done")
+	p("loop:")
+	p("\tVMOVDQU (SI), Y0")
+	p("\tVPSRLD $16, Y0, Y1")
+	p("\tVPAND Y11, Y1, Y1")
+	p("\tVPADDD Y0, Y1, Y1")
+	p("\tVPADDD Y8, Y1, Y1")
+	p("\tVPAND Y10, Y1, Y1")
+	p("\tVCMPPS $3, Y0, Y0, Y2")
+	p("\tVPOR Y9, Y0, Y3")
+	p("\tVPAND Y10, Y3, Y3")
+	p("\tVBLENDVPS Y2, Y3, Y1, Y1")
+	p("\tVMOVDQU Y1, (DI)")
+	p("\tADDQ $32, SI")
+	p("\tADDQ $32, DI")
+	p("\tSUBQ $8, CX")
 	p("\tJNE loop")
 	p("done:")
 	p("\tVZEROUPPER")
@@ -601,6 +775,16 @@ func roundBF16() {
 	p("\tJNE loop")
 	p("done:")
 	p("\tVZEROUPPER")
+	p("\tRET")
+	p("")
+}
+
+// sfence orders the non-temporal stores before it (ctStore with acc = 2)
+// before any later store, so that C is complete when a task ends.
+func sfence() {
+	p("// func sfence()")
+	p("TEXT ·sfence(SB), NOSPLIT, $0-0")
+	p("\tSFENCE")
 	p("\tRET")
 	p("")
 }
@@ -636,7 +820,10 @@ func main() {
 		rows2x4(k)
 	}
 	ctStore()
+	ctStoreY()
+	roundF32Y()
 	roundBF16()
+	sfence()
 	write("gemm_amd64.s")
 	declarations()
 	write("kernels_amd64.go")
@@ -855,6 +1042,14 @@ func declarations() {
 	}
 	p("//go:noescape")
 	p("func roundBF16Z(dst *uint16, src *float32, n int)")
+	p("")
+	p("func sfence()")
+	p("")
+	p("//go:noescape")
+	p("func ctStoreY(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)")
+	p("")
+	p("//go:noescape")
+	p("func roundF32Y(dst *uint32, src *float32, n int)")
 	p("")
 	p("//go:noescape")
 	p("func ctStoreZ(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)")
