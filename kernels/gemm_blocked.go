@@ -539,6 +539,7 @@ func (j *ntJob) run(t int) {
 	i1, w1 := j.panel(p1 - 1)
 	i1 += w1
 	mw := i1 - i0 // scratch row width
+	nvec, vq0 := j.mpad/s.lanes, i0/s.lanes
 	// The Cᵀ block takes a quarter of L2, in whole groups of 6 rows of B
 	// and whole strips of 16 (48).
 	nc := max(blockL2/4/(mw*4)/48*48, 48)
@@ -587,11 +588,15 @@ func (j *ntJob) run(t int) {
 					bc = unsafe.Pointer(&j.bf[row*j.ldb+k0])
 					rs, ps = uintptr(j.ldb*4), 4
 				}
+				// Panel q spans vectors ⌊nvec·q/panels⌋ … (see panel),
+				// stepped here with one division per panel.
+				v0 := vq0
 				for q := p0; q < p1; q++ {
-					pi, w := j.panel(q)
-					off := k0*j.mpad + pi*kl
-					panel := unsafe.Pointer(&j.at[off])
-					kern[w/s.lanes][r](kl, bc, rs, ps, panel, unsafe.Pointer(&ct[jg*mw+pi-i0]), uintptr(mw*4), accFlag)
+					v1 := nvec * (q + 1) / panels
+					pi := v0 * s.lanes
+					panel := unsafe.Pointer(&j.at[k0*j.mpad+pi*kl])
+					kern[v1-v0][r](kl, bc, rs, ps, panel, unsafe.Pointer(&ct[jg*mw+pi-i0]), uintptr(mw*4), accFlag)
+					v0 = v1
 				}
 			}
 		}
