@@ -27,6 +27,7 @@ package kernels
 // streams B once at memory speed instead of broadcasting it.
 
 import (
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -767,6 +768,12 @@ func classic(m, n, k int, a []float32, lda int, trans bool, bf []float32, bh []u
 	}
 	wmax := s.vmax * s.lanes
 	j.tasksN = split(work, (n+wmax-1)/wmax)
+	// Tasks are at least one packed block of B (nc columns) wide while that
+	// leaves four tasks per worker: every task reads its columns of B row
+	// by row, and narrower strips (64 columns, 256 bytes) cost a TLB miss
+	// and a new prefetch stream for every few hundred bytes. On two cores
+	// this made dX = dY·W at M = 80 about 10% faster.
+	j.tasksN = min(j.tasksN, max((n+j.nc()-1)/j.nc(), 4*runtime.GOMAXPROCS(0)))
 	j.tasksM = 1
 	if j.tasksN < 4 {
 		j.tasksM = max(min(split(work, (m+5)/6)/j.tasksN, (m+5)/6), 1)
@@ -779,6 +786,12 @@ func classic(m, n, k int, a []float32, lda int, trans bool, bf []float32, bh []u
 	putF32(buf)
 	j.operands, j.ap = operands{}, nil
 	nnJobs.Put(j)
+}
+
+// nc is the width of a packed block of B: kc rows of it take half of L2.
+func (j *nnJob) nc() int {
+	wmax := cur.vmax * cur.lanes
+	return max(blockL2/2/(j.kc*4)/wmax*wmax, wmax)
 }
 
 // packA writes chunk t of A: groups of up to 6 rows as [kl][r] blocks at
@@ -818,8 +831,7 @@ func (j *nnJob) run(t int) {
 	if n0 >= n1 || m0 >= m1 {
 		return
 	}
-	nc := max(blockL2/2/(j.kc*4)/wmax*wmax, wmax)
-	nc = min(nc, roundUp(n1-n0, s.lanes))
+	nc := min(j.nc(), roundUp(n1-n0, s.lanes))
 	bpBuf := getF32(j.kc*nc + 6*wmax + nc)
 	bp := *bpBuf
 	tile := bp[j.kc*nc : j.kc*nc+6*wmax] // a 6×wmax tile for ragged edges
