@@ -62,7 +62,8 @@ type simd struct {
 	// nil entries fall back to the swapped driver.
 	rows4 [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
 	// ctStore writes 16-column strips of the Cᵀ scratch into C (see
-	// internal/asmgen); nil means Go does it.
+	// internal/asmgen): acc 0 stores, 1 adds, 2 stores with non-temporal
+	// writes (dst and ldc 64-byte aligned); nil means Go does it.
 	ctStore func(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)
 	// fence orders ctStore's streaming stores (acc = 2) before later
 	// stores; nil when ctStore has no streaming mode.

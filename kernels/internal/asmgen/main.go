@@ -474,8 +474,10 @@ func rows2x4(kind string) {
 
 // ctStore writes a 16-column strip of the swapped driver's Cᵀ scratch into
 // C: for each of rows rows, the 16 values src[q·mw] (q < 16) are gathered and
-// stored (or added) to 16 consecutive floats at dst; then src moves one
-// float and dst one row (ldc bytes).
+// stored (acc 0), added (acc 1) or stored non-temporally (acc 2, for whole
+// blocks of 16 rows; dst and ldc must then be 64-byte aligned, and the
+// caller issues an SFENCE before C is read) to 16 consecutive floats at dst;
+// then src moves one float and dst one row (ldc bytes).
 func ctStore() {
 	for q := 0; q < 16; q++ {
 		p("DATA iota16<>+%d(SB)/4, $%d", 4*q, q)
