@@ -122,7 +122,7 @@ func BenchmarkGonumSgemm(b *testing.B) {
 func BenchmarkSmallM(b *testing.B) {
 	SetRunner(goRunner(2))
 	defer SetRunner(nil)
-	for _, m := range []int{1, 4, 16} {
+	for _, m := range []int{1, 4, 8, 16} {
 		for _, dt := range []string{"f32", "bf16", "bf16fast"} {
 			k, n := 4096, 4096
 			b.Run(fmt.Sprintf("%s/%dx%dx%d", dt, m, k, n), func(b *testing.B) {

@@ -27,10 +27,13 @@ var avx512 = &simd{
 	fence:     sfence,
 	act:       vecAct(actZ, 16),
 	rows4:     [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32){rows4F32Z, rows4BF16Z, rows4F16Z},
-	dot:       func(x, y []float32) float32 { return dotVec(dotZ, 16, x, y) },
-	axpy:      func(alpha float32, x, y []float32) { axpyVec(axpyZ, 16, alpha, x, y) },
-	scale:     func(alpha float32, x []float32) { scaleVec(scaleZ, 16, alpha, x) },
-	sumSq:     func(x []float32) float32 { return dotVec(dotZ, 16, x, x) },
+	// 1.2-1.3× the swapped driver at M = 5-8 for f32, 1.4-2.6× at 5-24
+	// for bf16 and f16 (K = N = 4096, two threads).
+	smallMax: [3]int{8, 24, 24},
+	dot:      func(x, y []float32) float32 { return dotVec(dotZ, 16, x, y) },
+	axpy:     func(alpha float32, x, y []float32) { axpyVec(axpyZ, 16, alpha, x, y) },
+	scale:    func(alpha float32, x []float32) { scaleVec(scaleZ, 16, alpha, x) },
+	sumSq:    func(x []float32) float32 { return dotVec(dotZ, 16, x, x) },
 }
 
 // The AVX2 path: 8 lanes, tiles up to 6×16, f16 through F16C.
@@ -47,10 +50,13 @@ var avx2 = &simd{
 	roundF32:  roundF32Y,
 	act:       vecAct(actY, 8),
 	rows4:     [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32){rows4Y(rows2x4F32Y), rows4Y(rows2x4BF16Y), rows4Y(rows2x4F16Y)},
-	dot:       func(x, y []float32) float32 { return dotVec(dotY, 8, x, y) },
-	axpy:      func(alpha float32, x, y []float32) { axpyVec(axpyY, 8, alpha, x, y) },
-	scale:     func(alpha float32, x []float32) { scaleVec(scaleY, 8, alpha, x) },
-	sumSq:     func(x []float32) float32 { return dotVec(dotY, 8, x, x) },
+	// 1.2-1.7× the swapped driver at M = 5-12 for bf16 and 5-16 for f16;
+	// no gain for f32 beyond 4 rows.
+	smallMax: [3]int{4, 12, 16},
+	dot:      func(x, y []float32) float32 { return dotVec(dotY, 8, x, y) },
+	axpy:     func(alpha float32, x, y []float32) { axpyVec(axpyY, 8, alpha, x, y) },
+	scale:    func(alpha float32, x []float32) { scaleVec(scaleY, 8, alpha, x) },
+	sumSq:    func(x []float32) float32 { return dotVec(dotY, 8, x, x) },
 }
 
 // rows4Y makes a rows4 kernel from two passes of an AVX2 two-row kernel,

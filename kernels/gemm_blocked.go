@@ -59,8 +59,14 @@ type simd struct {
 	// nil means use copy.
 	packRow func(dst, src, pf *float32, npan, w int, pstride uintptr)
 	// rows4 are the small-m kernels by half kind (see internal/asmgen);
-	// nil entries fall back to the swapped driver.
-	rows4 [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+	// nil entries fall back to the swapped driver. smallMax is the most
+	// rows of A, by half kind, for which the small-m driver (four rows of A
+	// at a time against four rows of B held in cache) beats the swapped
+	// one: measured per path, it is larger for bf16 and f16 weights, which
+	// rows4 widens in registers where the swapped driver widens them into
+	// memory first.
+	rows4    [3]func(a0, a1, a2, a3 *float32, b0, b1, b2, b3 unsafe.Pointer, k int, out *float32)
+	smallMax [3]int
 	// ctStore writes 16-column strips of the Cᵀ scratch into C (see
 	// internal/asmgen): acc 0 stores, 1 adds, 2 stores with non-temporal
 	// writes (dst and ldc 64-byte aligned); nil means Go does it.
@@ -257,7 +263,7 @@ func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half,
 		return
 	}
 	s := cur
-	if m <= 4 && k >= 16 && s.rows4[half] != nil {
+	if m <= s.smallMax[half] && k >= 16 && s.rows4[half] != nil {
 		smallM(m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc)
 		return
 	}
@@ -320,7 +326,7 @@ func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 	if m == 0 || n == 0 {
 		return
 	}
-	if !(m <= 4 && k >= 16 && cur.rows4[halfBF16] != nil) {
+	if !(m <= cur.smallMax[halfBF16] && k >= 16 && cur.rows4[halfBF16] != nil) {
 		swapped(m, n, k, a, lda, nil, b, halfBF16, ldb, c, ldc, acc, true)
 		return
 	}
@@ -644,8 +650,9 @@ func (j *ntJob) run(t int) {
 
 // ---- small-m driver: dot products along k ----
 
-// smJob is one product with at most 4 rows of A: every 4 rows of B are
-// streamed once against all of A with the rows4 kernel, vectorised along k.
+// smJob is one product with few rows of A (at most the path's smallMax):
+// every 4 rows of B are streamed once from memory against all of A, four
+// rows of A per rows4 call, vectorised along k.
 type smJob struct {
 	operands
 	tasks int
@@ -678,10 +685,6 @@ func (j *smJob) run(t int) {
 	j0 := quads * t / j.tasks * 4
 	j1 := min(quads*(t+1)/j.tasks*4, j.n)
 	kv := j.k &^ 15
-	var ap [4]*float32
-	for i := range ap {
-		ap[i] = &j.a[min(i, j.m-1)*j.lda]
-	}
 	outBuf := getF32(16)
 	out := *outBuf
 	kern := s.rows4[j.half]
@@ -695,28 +698,36 @@ func (j *smJob) run(t int) {
 				bp[r] = unsafe.Pointer(&j.bh[row])
 			}
 		}
-		kern(ap[0], ap[1], ap[2], ap[3], bp[0], bp[1], bp[2], bp[3], kv, &out[0])
-		for r := 0; r < min(4, j1-jr); r++ {
-			col := jr + r
-			for i := 0; i < j.m; i++ {
-				v := out[4*r+i]
-				ar := j.a[i*j.lda : i*j.lda+j.k]
-				for p := kv; p < j.k; p++ { // the k tail
-					var b float32
-					switch j.half {
-					case halfNone:
-						b = j.bf[col*j.ldb+p]
-					case halfBF16:
-						b = BF16ToF32(j.bh[col*j.ldb+p])
-					default:
-						b = F16ToF32(j.bh[col*j.ldb+p])
+		// Rows of A four at a time against the same four rows of B, which
+		// stay in cache after the first group.
+		for g := 0; g < j.m; g += 4 {
+			var ap [4]*float32
+			for i := range ap {
+				ap[i] = &j.a[min(g+i, j.m-1)*j.lda]
+			}
+			kern(ap[0], ap[1], ap[2], ap[3], bp[0], bp[1], bp[2], bp[3], kv, &out[0])
+			for r := 0; r < min(4, j1-jr); r++ {
+				col := jr + r
+				for i := g; i < min(g+4, j.m); i++ {
+					v := out[4*r+i-g]
+					ar := j.a[i*j.lda : i*j.lda+j.k]
+					for p := kv; p < j.k; p++ { // the k tail
+						var b float32
+						switch j.half {
+						case halfNone:
+							b = j.bf[col*j.ldb+p]
+						case halfBF16:
+							b = BF16ToF32(j.bh[col*j.ldb+p])
+						default:
+							b = F16ToF32(j.bh[col*j.ldb+p])
+						}
+						v += ar[p] * b
 					}
-					v += ar[p] * b
-				}
-				if j.acc {
-					j.c[i*j.ldc+col] += v
-				} else {
-					j.c[i*j.ldc+col] = v
+					if j.acc {
+						j.c[i*j.ldc+col] += v
+					} else {
+						j.c[i*j.ldc+col] = v
+					}
 				}
 			}
 		}
