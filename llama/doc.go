@@ -3,11 +3,13 @@
 // Loading: Load(dir, LoadOptions) maps model.safetensors or the shards of
 // model.safetensors.index.json, checks every tensor against config.json
 // (shape, dtype, NaN/Inf) and holds Linear weights as f32 or bf16. Weights
-// stored in the held dtype point into the mapping; others are converted
-// tensor by tensor, so an f32 8B checkpoint held as bf16 peaks at the bf16
-// size (about 16 GB): converted pages of the mapping are released as the
-// conversion goes. LoadOptions.MaxLayer loads only what
-// hidden states up to that layer need.
+// stored in the held dtype point into the mapping, unread: their NaN/Inf
+// check runs the first time a pass uses their layer (Verify runs it for
+// all), so a checkpoint larger than memory is streamed once per pass and not
+// once more at load. Others are converted, and checked, tensor by tensor, so
+// an f32 8B checkpoint held as bf16 peaks at the bf16 size (about 16 GB):
+// converted pages of the mapping are released as the conversion goes.
+// LoadOptions.MaxLayer loads only what hidden states up to that layer need.
 //
 // Running: Model.Forward runs a packed Batch layer by layer (each weight read
 // once per pass) and hands each requested hidden state to a callback;

@@ -165,6 +165,9 @@ func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) e
 	if top == c.NumLayers && m.Norm == nil {
 		return fmt.Errorf("llama: hidden state %d needs the final norm, which was not loaded", top)
 	}
+	if err := m.verify(keyEmbed); err != nil {
+		return err
+	}
 
 	T, d := len(b.Tokens), c.HiddenSize
 	s := m.getScratch(T)
@@ -191,6 +194,9 @@ func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) e
 		}
 	}
 	for i := 0; i < top; i++ {
+		if err := m.verify(i); err != nil {
+			return err
+		}
 		m.attentionBlock(i, h, T, s, cos, sin, packed)
 		m.mlpBlock(i, h, T, s)
 		k := i + 1
@@ -232,6 +238,11 @@ func (m *Model) Logits(h []float32, T int) ([]float32, error) {
 			return nil, fmt.Errorf("llama: lm_head.weight is not loaded (see LoadOptions.NeedLMHead)")
 		}
 		head = m.Embed
+		if err := m.verify(keyEmbed); err != nil {
+			return nil, err
+		}
+	} else if err := m.verify(keyHead); err != nil {
+		return nil, err
 	}
 	if len(h) < T*m.Config.HiddenSize {
 		return nil, fmt.Errorf("llama: Logits: %d values for %d rows of %d", len(h), T, m.Config.HiddenSize)

@@ -46,6 +46,9 @@ type checkpoint struct {
 	// copyAll makes load copy tensors out of the mapping even when no
 	// conversion is needed (for the small norm weights).
 	copyAll bool
+	// deferred collects the tensors load left in a mapped shard without
+	// reading them; loadFrom hands them to the model (see Model.verify).
+	deferred []pendingCheck
 }
 
 // openCheckpoint reads dir/model.safetensors.index.json when present, else
@@ -130,8 +133,10 @@ func (c *checkpoint) raw(name string) (*engine.Tensor, string, error) {
 	return t, f.path, nil
 }
 
-// load returns tensor name checked against shape, free of NaN/Inf, held as
-// dtype (converted into the heap when the stored dtype differs).
+// load returns tensor name checked against shape, held as dtype (converted
+// into the heap when the stored dtype differs). A converted or copied tensor
+// is checked for NaN/Inf on the way; one that stays in a mapped shard is
+// added to c.deferred unread.
 func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine.Tensor, error) {
 	t, path, err := c.raw(name)
 	if err != nil {
@@ -142,11 +147,15 @@ func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine
 	}
 	f := c.files[c.where[name]]
 	if t.DType == dtype && !c.copyAll {
+		if f.m.Mapped {
+			// Checked at first use instead (Model.verify): reading it now
+			// would read a checkpoint larger than memory one extra time.
+			c.pinned = true
+			c.deferred = append(c.deferred, pendingCheck{path, name, t})
+			return t, nil
+		}
 		if err := nonFiniteError(path, name, t); err != nil {
 			return nil, err
-		}
-		if f.m.Mapped {
-			c.pinned = true
 		}
 		return t, nil
 	}
@@ -245,8 +254,13 @@ func sameShape(a, b []int) bool {
 // Load reads the checkpoint in dir (config.json plus model.safetensors or
 // the shards named by model.safetensors.index.json), loading only what opts
 // asks for. Every tensor is checked against the shapes config.json implies
-// and for NaN/Inf; errors name the file and tensor. When some weights point
-// into memory-mapped shards, Model.Close releases them.
+// and for NaN/Inf; errors name the file and tensor. Tensors converted or
+// copied while loading are checked for NaN/Inf then; weights left in a
+// memory-mapped shard are checked the first time the model uses them
+// (Forward, ForwardTrain, Generate, Logits, VerifyLayer), right before the
+// product reads them anyway, so that a checkpoint larger than memory is not
+// read one extra time at load. Verify checks everything at once. When some
+// weights point into memory-mapped shards, Model.Close releases them.
 func Load(dir string, opts LoadOptions) (*Model, error) {
 	if opts.DType != engine.F32 && opts.DType != engine.BF16 {
 		return nil, fmt.Errorf("llama.Load: weights can be held as f32 or bf16, not %v", opts.DType)
@@ -290,6 +304,7 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 	if m.Embed, err = ck.load("model.embed_tokens.weight", []int{cfg.VocabSize, d}, dt); err != nil {
 		return nil, err
 	}
+	m.deferChecks(keyEmbed, ck)
 	for i := 0; i < maxLayer; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		L := &Layer{}
@@ -318,6 +333,7 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 			return nil, err
 		}
 		m.Layers[i] = L
+		m.deferChecks(i, ck)
 	}
 	if maxLayer == cfg.NumLayers || needHead {
 		if m.Norm, err = ck.loadF32("model.norm.weight", d); err != nil {
@@ -328,6 +344,7 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 		if m.LMHead, err = ck.load("lm_head.weight", []int{cfg.VocabSize, d}, dt); err != nil {
 			return nil, err
 		}
+		m.deferChecks(keyHead, ck)
 	}
 	return m, nil
 }

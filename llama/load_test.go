@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
 )
 
@@ -229,8 +230,46 @@ func TestLoadBadInput(t *testing.T) {
 		dir := rewrite(t, func(ts map[string]*engine.Tensor) {
 			ts["model.layers.1.mlp.up_proj.weight"].F32[5] = float32(math.NaN())
 		})
-		_, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
+		// Held as bf16, the weight is converted while loading: Load fails.
+		_, err := Load(dir, LoadOptions{MaxLayer: AllLayers, DType: engine.BF16})
 		wantErr(t, err, "model.safetensors", "model.layers.1.mlp.up_proj.weight", "element 5", "NaN")
+		// Held as f32 it stays in the mapped file, unread, until layer 1 is
+		// first used: every use of layer 1 fails, layer 0 alone does not.
+		m, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
+		if err != nil {
+			t.Fatalf("a mapped weight is checked at first use, not by Load: %v", err)
+		}
+		defer m.Close()
+		b := NewBatch([][]int{{1, 2, 3}})
+		if err := m.Forward(b, []int{0, 1}, func(int, []float32) error { return nil }); err != nil {
+			t.Fatalf("hidden state 1 needs only layer 0: %v", err)
+		}
+		if err := m.VerifyLayer(0); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"model.safetensors", "model.layers.1.mlp.up_proj.weight", "element 5", "NaN"}
+		for i := 0; i < 2; i++ { // a failed check stays failed
+			err = m.Forward(b, []int{2}, func(int, []float32) error { t.Fatal("fn called"); return nil })
+			wantErr(t, err, want...)
+		}
+		wantErr(t, m.VerifyLayer(1), want...)
+		wantErr(t, m.Verify(), want...)
+		_, err = m.ForwardTrain(autograd.NewTape(), b, 2, nil)
+		wantErr(t, err, want...)
+		_, err = m.Generate([]int{1, 2}, GenerateOptions{MaxNewTokens: 1})
+		wantErr(t, err, want...)
+	})
+	t.Run("inf-head", func(t *testing.T) {
+		dir := rewrite(t, func(ts map[string]*engine.Tensor) {
+			ts["lm_head.weight"].F32[7] = float32(math.Inf(-1))
+		})
+		m, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		_, err = m.Logits(make([]float32, m.Config.HiddenSize), 1)
+		wantErr(t, err, "lm_head.weight", "element 7", "Inf")
 	})
 	t.Run("inf-bf16", func(t *testing.T) {
 		dir := rewrite(t, func(ts map[string]*engine.Tensor) {

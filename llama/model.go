@@ -37,6 +37,7 @@ type Model struct {
 
 	storedDType engine.DType // dtype of the checkpoint's embedding
 	closer      func() error // releases memory-mapped shards
+	checks      checks       // weights in mapped shards not yet checked for NaN/Inf
 }
 
 // Close releases the memory-mapped checkpoint files that the model's

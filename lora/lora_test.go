@@ -505,3 +505,51 @@ func TestMergePartialModel(t *testing.T) {
 		t.Error("a failed merge changed layer 0")
 	}
 }
+
+// TestMergeNaNWeight: a weight left in the mapped checkpoint is checked for
+// NaN/Inf before a merge reads it (Load defers that check to first use), so
+// Merge fails leaving the model as it was, and MergeCheckpoint writes
+// nothing even when the bad weight is one the adapter does not touch.
+func TestMergeNaNWeight(t *testing.T) {
+	dir := synthModel(t, engine.F32)
+	p := filepath.Join(dir, "model.safetensors")
+	ts, meta, err := llama.ReadSafetensors(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts["model.layers.1.self_attn.v_proj.weight"].F32[3] = float32(math.NaN())
+	ts["model.layers.2.mlp.down_proj.weight"].F32[4] = float32(math.Inf(1))
+	if err := llama.WriteSafetensors(p, ts, meta); err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.Load(dir, llama.LoadOptions{DType: engine.F32, MaxLayer: llama.AllLayers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a, err := New(PaperConfig(), m.Config, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomizeB(a, 10)
+	q0 := m.Layers[0].Q
+	err = a.Merge(m)
+	if err == nil || !strings.Contains(err.Error(), "model.layers.1.self_attn.v_proj.weight") || !strings.Contains(err.Error(), "NaN") {
+		t.Fatalf("Merge: %v, want the NaN of layer 1's v_proj", err)
+	}
+	if m.Layers[0].Q != q0 {
+		t.Error("a failed Merge changed layer 0")
+	}
+	adir := filepath.Join(t.TempDir(), "adapter")
+	if err := a.Save(adir); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "merged")
+	err = MergeCheckpoint(dir, adir, out, engine.F32)
+	if err == nil || !strings.Contains(err.Error(), "NaN") && !strings.Contains(err.Error(), "Inf") {
+		t.Fatalf("MergeCheckpoint: %v, want a NaN/Inf error", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("MergeCheckpoint left %s after failing (%v)", out, err)
+	}
+}

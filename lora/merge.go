@@ -57,6 +57,9 @@ func (a *Adapter) apply(m *llama.Model, sign float32) error {
 			if l >= len(m.Layers) || m.Layers[l] == nil {
 				return fmt.Errorf("lora: decoder layer %d is not loaded, cannot merge its %s adapter", l, name)
 			}
+			if err := m.VerifyLayer(l); err != nil {
+				return fmt.Errorf("lora: %w", err)
+			}
 			jobs = append(jobs, job{l, name})
 		}
 	}
@@ -132,6 +135,10 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType) er
 		return err
 	}
 	defer m.Close()
+	// Every weight is copied into the output: none may be NaN or Inf.
+	if err := m.Verify(); err != nil {
+		return err
+	}
 	a, err := Load(adapterDir, m.Config)
 	if err != nil {
 		return err
