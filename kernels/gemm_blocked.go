@@ -421,28 +421,24 @@ func (j *ntJob) pack(t int) {
 	r0 := t * packRB
 	nr := max(0, min(packRB, j.m-r0)) // rows of A in the block
 	// src holds the block's rows as 32-bit words, stride words apart: bf16
-	// pairs rounded from A, or A's own f32 bits.
+	// pairs rounded from A, A rounded to bf16 as f32 bits (roundA), or A's
+	// own f32 bits.
 	var src []uint32
 	stride := j.lda
 	if nr > 0 {
-		switch {
-		case j.roundA:
+		if j.pairs || j.roundA {
 			buf := getU32(packRB * j.k)
 			defer putU32(buf)
 			src, stride = *buf, j.k
 			for ii := 0; ii < nr; ii++ {
-				i := r0 + ii
-				roundF32(src[ii*j.k:(ii+1)*j.k], j.a[i*j.lda:i*j.lda+j.k])
+				i, row := r0+ii, src[ii*j.k:(ii+1)*j.k]
+				if j.pairs {
+					j.roundPairs(row, j.a[i*j.lda:i*j.lda+2*j.k])
+				} else {
+					roundF32(row, j.a[i*j.lda:i*j.lda+j.k])
+				}
 			}
-		case j.pairs:
-			buf := getU32(packRB * j.k)
-			defer putU32(buf)
-			src, stride = *buf, j.k
-			for ii := 0; ii < nr; ii++ {
-				i := r0 + ii
-				j.roundPairs(src[ii*j.k:(ii+1)*j.k], j.a[i*j.lda:i*j.lda+2*j.k])
-			}
-		default:
+		} else {
 			src = unsafe.Slice((*uint32)(unsafe.Pointer(&j.a[r0*j.lda])), (nr-1)*j.lda+j.k)
 		}
 	}

@@ -489,25 +489,7 @@ func ctStore() {
 	// 16 rows of dst by 64 shuffles (32-bit and 64-bit unpacks within
 	// 128-bit lanes, then two rounds of 128-bit lane shuffles); the last
 	// rows % 16 go through a gather each.
-	p("// func ctStoreZ(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)")
-	p("TEXT ·ctStoreZ(SB), NOSPLIT, $0-48")
-	p("\tMOVQ dst+0(FP), DI")
-	p("\tMOVQ ldc+8(FP), R8")
-	p("\tMOVQ src+16(FP), SI")
-	p("\tMOVQ mw+24(FP), R9")
-	p("\tSHLQ $2, R9")
-	p("\tLEAQ (R9)(R9*2), R10")
-	p("\tLEAQ (R9)(R9*4), R11")
-	p("\tLEAQ (R10)(R9*4), R12")
-	p("\tLEAQ (R8)(R8*2), BX")
-	p("\tLEAQ (R8)(R8*4), DX")
-	p("\tLEAQ (BX)(R8*4), R14")
-	p("\tMOVQ rows+32(FP), CX")
-	p("\tMOVQ acc+40(FP), AX")
-	p("block:")
-	p("\tCMPQ CX, $16")
-	p("\tJLT tail")
-	p("\tLEAQ (SI)(R9*8), R13")
+	ctStoreHead("ctStoreZ", 16)
 	src := []string{"(SI)", "(SI)(R9*1)", "(SI)(R9*2)", "(SI)(R10*1)", "(SI)(R9*4)", "(SI)(R11*1)", "(SI)(R10*2)", "(SI)(R12*1)",
 		"(R13)", "(R13)(R9*1)", "(R13)(R9*2)", "(R13)(R10*1)", "(R13)(R9*4)", "(R13)(R11*1)", "(R13)(R10*2)", "(R13)(R12*1)"}
 	for q := 0; q < 16; q++ {
@@ -593,17 +575,14 @@ func ctStore() {
 	p("")
 }
 
-// ctStoreY is ctStore for AVX2: the same contract, with blocks of 8 rows
-// transposed in registers as two 8×8 tiles (columns 0-7, then 8-15: 8
-// loads, 24 shuffles and 8 stores each) and the last rows % 8 gathered.
-func ctStoreY() {
-	for q := 0; q < 8; q++ {
-		p("DATA iota8<>+%d(SB)/4, $%d", 4*q, q)
-	}
-	p("GLOBL iota8<>(SB), RODATA|NOPTR, $32")
-	p("")
-	p("// func ctStoreY(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)")
-	p("TEXT ·ctStoreY(SB), NOSPLIT, $0-48")
+// ctStoreHead writes the start of ctStoreZ or ctStoreY, up to the first
+// block of rows: DI = dst, SI = src, R8 = ldc and BX, DX, R14 = 3, 5 and 7
+// ldc; R9 = mw·4 and R10, R11, R12 = 3, 5 and 7 times that; CX = rows,
+// AX = acc, R13 = SI + 8·R9 (column 8 of the strip). Fewer than block rows
+// left jump to tail.
+func ctStoreHead(name string, block int) {
+	p("// func %s(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
 	p("\tMOVQ dst+0(FP), DI")
 	p("\tMOVQ ldc+8(FP), R8")
 	p("\tMOVQ src+16(FP), SI")
@@ -618,9 +597,21 @@ func ctStoreY() {
 	p("\tMOVQ rows+32(FP), CX")
 	p("\tMOVQ acc+40(FP), AX")
 	p("block:")
-	p("\tCMPQ CX, $8")
+	p("\tCMPQ CX, $%d", block)
 	p("\tJLT tail")
 	p("\tLEAQ (SI)(R9*8), R13")
+}
+
+// ctStoreY is ctStore for AVX2: the same contract, with blocks of 8 rows
+// transposed in registers as two 8×8 tiles (columns 0-7, then 8-15: 8
+// loads, 24 shuffles and 8 stores each) and the last rows % 8 gathered.
+func ctStoreY() {
+	for q := 0; q < 8; q++ {
+		p("DATA iota8<>+%d(SB)/4, $%d", 4*q, q)
+	}
+	p("GLOBL iota8<>(SB), RODATA|NOPTR, $32")
+	p("")
+	ctStoreHead("ctStoreY", 8)
 	for h := 0; h < 2; h++ {
 		b := "SI"
 		if h == 1 {
