@@ -479,11 +479,6 @@ func rows2x4(kind string) {
 // caller issues an SFENCE before C is read) to 16 consecutive floats at dst;
 // then src moves one float and dst one row (ldc bytes).
 func ctStore() {
-	for q := 0; q < 16; q++ {
-		p("DATA iota16<>+%d(SB)/4, $%d", 4*q, q)
-	}
-	p("GLOBL iota16<>(SB), RODATA|NOPTR, $64")
-	p("")
 	// Blocks of 16 rows are transposed in registers: the 16 columns
 	// src[q·mw + r0 … r0+15] are loaded into Z0–Z15 and turned into the
 	// 16 rows of dst by 64 shuffles (32-bit and 64-bit unpacks within
@@ -581,6 +576,12 @@ func ctStore() {
 // AX = acc, R13 = SI + 8·R9 (column 8 of the strip). Fewer than block rows
 // left jump to tail.
 func ctStoreHead(name string, block int) {
+	// iota<block>: 0, 1, …, block-1, the gather's column numbers.
+	for q := 0; q < block; q++ {
+		p("DATA iota%d<>+%d(SB)/4, $%d", block, 4*q, q)
+	}
+	p("GLOBL iota%d<>(SB), RODATA|NOPTR, $%d", block, 4*block)
+	p("")
 	p("// func %s(dst unsafe.Pointer, ldc uintptr, src unsafe.Pointer, mw, rows, acc int)", name)
 	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
 	p("\tMOVQ dst+0(FP), DI")
@@ -606,11 +607,6 @@ func ctStoreHead(name string, block int) {
 // transposed in registers as two 8×8 tiles (columns 0-7, then 8-15: 8
 // loads, 24 shuffles and 8 stores each) and the last rows % 8 gathered.
 func ctStoreY() {
-	for q := 0; q < 8; q++ {
-		p("DATA iota8<>+%d(SB)/4, $%d", 4*q, q)
-	}
-	p("GLOBL iota8<>(SB), RODATA|NOPTR, $32")
-	p("")
 	ctStoreHead("ctStoreY", 8)
 	for h := 0; h < 2; h++ {
 		b := "SI"
