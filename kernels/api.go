@@ -93,3 +93,7 @@ func SumSq(x []float32) float32 { return sumSq(x) }
 
 // Path names the kernel path in use: "generic", "avx2", "avx512" or "neon".
 func Path() string { return path }
+
+// CacheSizes returns the cache sizes the blocking uses: the per-core L2 and
+// the last-level cache (0 when unknown), in bytes.
+func CacheSizes() (l2, l3 int) { return blockL2, blockL3 }
