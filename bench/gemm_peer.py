@@ -36,10 +36,12 @@ BACKWARD = [("f32-NN", 80, 4096, 4096), ("f32-NN", 80, 14336, 4096), ("bf16-NN",
 def bench(fn, flops, min_time=1.0, min_calls=3):
     """Best GFLOP/s of single calls over at least min_time and min_calls: on
     a shared machine the best call is the one least disturbed by other load
-    (the Go side reports the same with -benchtime 1x -count N)."""
+    (the Go side reports the same with -benchtime 1x -count N).
+    gemm_table.py passes min_time=0 to time exactly min_calls calls, as
+    many as it times for tli."""
     t = time.perf_counter()
     fn()
-    if time.perf_counter() - t > min_time:  # very slow (reference BLAS): one more call is enough
+    if min_time > 0 and time.perf_counter() - t > min_time:  # very slow (reference BLAS): one more call is enough
         min_calls = 1
     best, n, t0 = 0.0, 0, time.perf_counter()
     while True:

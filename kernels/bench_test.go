@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -91,6 +92,9 @@ func BenchmarkGEMM(b *testing.B) {
 				f = func() { GemmTN(m, n, k, at, m, w, n, c, n, false) }
 			}
 			f()
+			// Collect the previous shapes' operands now rather than during
+			// a timed call (they are hundreds of MB).
+			runtime.GC()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				f()
@@ -109,6 +113,8 @@ func BenchmarkGonumSgemm(b *testing.B) {
 		m, k, n := mkn[0], mkn[1], mkn[2]
 		b.Run(fmt.Sprintf("f32/%dx%dx%d", m, k, n), func(b *testing.B) {
 			a, w, c := randF32(m*k), randF32(n*k), make([]float32, m*n)
+			runtime.GC()
+			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				impl.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, a, k, w, k, 0, c, n)
 			}

@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"testing"
 	"unsafe"
 
@@ -97,6 +98,7 @@ func BenchmarkGonumSgemmNN(b *testing.B) {
 	m, k, n := 80, 4096, 4096
 	b.Run(fmt.Sprintf("f32-NN/%dx%dx%d", m, k, n), func(b *testing.B) {
 		a, w, c := randF32(m*k), randF32(k*n), make([]float32, m*n)
+		runtime.GC()
 		for b.Loop() {
 			impl.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, k, w, n, 0, c, n)
 		}
