@@ -264,7 +264,7 @@ func swapped(m, n, k int, a []float32, lda int, bf []float32, bh []uint16, half,
 		return
 	}
 	s := cur
-	if m <= s.smallMax[half] && k >= 16 && s.rows4[half] != nil {
+	if useSmallM(m, k, half) {
 		smallM(m, n, k, a, lda, bf, bh, half, ldb, c, ldc, acc)
 		return
 	}
@@ -288,7 +288,7 @@ func swappedBF16Pairs(m, n, k int, a []float32, lda int, b []uint16, ldb int, c 
 	if m == 0 || n == 0 {
 		return
 	}
-	if k < 2 || (m <= 4 && k >= 16 && cur.rows4[halfBF16] != nil) {
+	if k < 2 || (m <= 4 && useSmallM(m, k, halfBF16)) {
 		fastViaWiden(m, n, k, a, lda, b, ldb, c, ldc, acc)
 		return
 	}
@@ -329,7 +329,7 @@ func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 	if m == 0 || n == 0 {
 		return
 	}
-	if !(m <= cur.smallMax[halfBF16] && k >= 16 && cur.rows4[halfBF16] != nil) {
+	if !useSmallM(m, k, halfBF16) {
 		swapped(m, n, k, a, lda, nil, b, halfBF16, ldb, c, ldc, acc, true)
 		return
 	}
@@ -342,6 +342,12 @@ func fastViaWiden(m, n, k int, a []float32, lda int, b []uint16, ldb int, c []fl
 	}
 	gemmNTBF16(m, n, k, ar, max(k, 1), b, ldb, c, ldc, acc)
 	putF32(buf)
+}
+
+// useSmallM reports whether the small-m driver takes a GemmNT form with m
+// rows of A, depth k and weights of the given half kind.
+func useSmallM(m, k, half int) bool {
+	return m <= cur.smallMax[half] && k >= 16 && cur.rows4[half] != nil
 }
 
 // streamC reports whether the swapped driver should write C with

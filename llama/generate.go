@@ -80,10 +80,8 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 // returns the logits of the last token.
 func (m *Model) step(tokens []int, cache *engine.KVCache) ([]float32, error) {
 	c := m.Config
-	for _, key := range append([]int{keyEmbed}, seq(len(m.Layers))...) {
-		if err := m.verify(key); err != nil {
-			return nil, err
-		}
+	if err := m.verifyThrough(len(m.Layers)); err != nil {
+		return nil, err
 	}
 	T, d, past := len(tokens), c.HiddenSize, cache.Len
 	s := m.getScratch(T)

@@ -156,10 +156,8 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 			return nil, fmt.Errorf("ForwardTrain: decoder layer %d is not loaded (target layer %d needs layers 0..%d)", l, targetLayer, targetLayer-1)
 		}
 	}
-	for _, key := range append([]int{keyEmbed}, seq(targetLayer)...) {
-		if err := m.verify(key); err != nil {
-			return nil, fmt.Errorf("ForwardTrain: %w", err)
-		}
+	if err := m.verifyThrough(targetLayer); err != nil {
+		return nil, fmt.Errorf("ForwardTrain: %w", err)
 	}
 	d, T := cfg.HiddenSize, b.NumTokens()
 	nH, nKV, hd := cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
@@ -194,15 +192,6 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 		h = autograd.Add(tape, h, autograd.Linear(tape, autograd.SiLUMul(tape, g, u), L.Down, ad("down_proj"), fast))
 	}
 	return h, nil
-}
-
-// seq returns 0, 1, …, n-1.
-func seq(n int) []int {
-	s := make([]int, n)
-	for i := range s {
-		s[i] = i
-	}
-	return s
 }
 
 // checkTrainBatch verifies offsets and token ids of a packed batch.

@@ -73,12 +73,19 @@ func (m *Model) VerifyLayer(i int) error { return m.verify(i) }
 // whole checkpoint): for callers that copy the weights elsewhere, such as a
 // merged checkpoint's writer.
 func (m *Model) Verify() error {
-	for _, key := range []int{keyEmbed, keyHead} {
-		if err := m.verify(key); err != nil {
-			return err
-		}
+	if err := m.verify(keyHead); err != nil {
+		return err
 	}
-	for i := range m.Layers {
+	return m.verifyThrough(len(m.Layers))
+}
+
+// verifyThrough checks the embedding and decoder layers 0 … n-1: what a
+// pass up to hidden state n reads.
+func (m *Model) verifyThrough(n int) error {
+	if err := m.verify(keyEmbed); err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
 		if err := m.verify(i); err != nil {
 			return err
 		}
