@@ -1,19 +1,17 @@
 package llama
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/nlpodyssey/safetensors"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 )
 
 // This file reads and writes safetensors files: an 8-byte little-endian
@@ -367,43 +365,31 @@ func buildHeader(entries []stEntry, metadata map[string]string) ([]byte, int64, 
 
 // writeSafetensorsStream writes entries to path via a temporary file and a
 // rename.
-func writeSafetensorsStream(path string, entries []stEntry, metadata map[string]string) (err error) {
+func writeSafetensorsStream(path string, entries []stEntry, metadata map[string]string) error {
 	js, _, err := buildHeader(entries, metadata)
 	if err != nil {
 		return fmt.Errorf("%s: %v", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	return atomicfs.Write(path, func(w io.Writer) error {
+		var lenb [8]byte
+		binary.LittleEndian.PutUint64(lenb[:], uint64(len(js)))
+		if _, err := w.Write(lenb[:]); err != nil {
+			return err
 		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	var lenb [8]byte
-	binary.LittleEndian.PutUint64(lenb[:], uint64(len(js)))
-	w.Write(lenb[:])
-	w.Write(js)
-	for _, e := range entries {
-		cw := &countWriter{w: w}
-		if err := e.Write(cw); err != nil {
-			return fmt.Errorf("%s: writing tensor %q: %w", path, e.Name, err)
+		if _, err := w.Write(js); err != nil {
+			return err
 		}
-		if want := e.bytes(); cw.n != want {
-			return fmt.Errorf("%s: tensor %q: wrote %d bytes, want %d", path, e.Name, cw.n, want)
+		for _, e := range entries {
+			cw := &countWriter{w: w}
+			if err := e.Write(cw); err != nil {
+				return fmt.Errorf("tensor %q: %w", e.Name, err)
+			}
+			if want := e.bytes(); cw.n != want {
+				return fmt.Errorf("tensor %q: wrote %d bytes, want %d", e.Name, cw.n, want)
+			}
 		}
-	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	os.Chmod(tmp.Name(), 0o644)
-	return os.Rename(tmp.Name(), path)
+		return nil
+	})
 }
 
 type countWriter struct {

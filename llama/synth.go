@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/kernels"
 	"github.com/tli-project/tli/llama/tokenizer"
 )
@@ -322,7 +323,7 @@ func Synth(dir string, opts SynthOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), cj); err != nil {
+	if err := atomicfs.WriteFile(filepath.Join(dir, "config.json"), cj); err != nil {
 		return err
 	}
 	gen := map[string]any{"_from_model_config": true, "do_sample": false}
@@ -333,15 +334,15 @@ func Synth(dir string, opts SynthOptions) error {
 		gen["eos_token_id"] = c.EOSTokenID
 	}
 	gj, _ := json.MarshalIndent(gen, "", "  ")
-	if err := writeFileAtomic(filepath.Join(dir, "generation_config.json"), gj); err != nil {
+	if err := atomicfs.WriteFile(filepath.Join(dir, "generation_config.json"), gj); err != nil {
 		return err
 	}
 	if tokJSON != nil {
-		if err := writeFileAtomic(filepath.Join(dir, "tokenizer.json"), tokJSON); err != nil {
+		if err := atomicfs.WriteFile(filepath.Join(dir, "tokenizer.json"), tokJSON); err != nil {
 			return err
 		}
 		if tokCfg != nil {
-			if err := writeFileAtomic(filepath.Join(dir, "tokenizer_config.json"), tokCfg); err != nil {
+			if err := atomicfs.WriteFile(filepath.Join(dir, "tokenizer_config.json"), tokCfg); err != nil {
 				return err
 			}
 		}
@@ -383,7 +384,7 @@ func Synth(dir string, opts SynthOptions) error {
 		}
 	}
 	ij, _ := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
-	return writeFileAtomic(filepath.Join(dir, "model.safetensors.index.json"), ij)
+	return atomicfs.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), ij)
 }
 
 // specialIDs finds the ids of the begin- and end-of-text tokens among a
@@ -407,23 +408,4 @@ func specialIDs(tokJSON []byte) (bos, eos []int) {
 		}
 	}
 	return bos, eos
-}
-
-// writeFileAtomic writes data to path via a temporary file and a rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	os.Chmod(tmp.Name(), 0o644)
-	return os.Rename(tmp.Name(), path)
 }

@@ -5,13 +5,13 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 )
 
@@ -114,16 +114,12 @@ func (a *Adapter) Save(dir string) error {
 	if err != nil {
 		return err
 	}
-	parent := filepath.Dir(filepath.Clean(dir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	out, err := atomicfs.NewDir(dir)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.WriteFile(filepath.Join(tmp, ConfigFile), append(cfgJSON, '\n'), 0o644); err != nil {
+	defer out.Abort()
+	if err := atomicfs.WriteFile(filepath.Join(out.Path(), ConfigFile), append(cfgJSON, '\n')); err != nil {
 		return err
 	}
 	var list []llama.NamedTensor
@@ -131,30 +127,10 @@ func (a *Adapter) Save(dir string) error {
 		list = append(list, llama.NamedTensor{Name: p.Name, Tensor: engine.FromF32(p.Data, p.Rows, p.Cols)})
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	if err := llama.WriteSafetensorsOrdered(filepath.Join(tmp, WeightsFile), list, map[string]string{"format": "pt"}); err != nil {
+	if err := llama.WriteSafetensorsOrdered(filepath.Join(out.Path(), WeightsFile), list, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
-	// Swap: move an existing dir aside, rename the new one in, remove the old.
-	old := ""
-	if _, err := os.Stat(dir); err == nil {
-		old = tmp + ".old"
-		if err := os.Rename(dir, old); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			os.Rename(old, dir)
-		}
-		return err
-	}
-	if old != "" {
-		os.RemoveAll(old)
-	}
-	return nil
+	return out.Commit(true)
 }
 
 // Load reads a PEFT adapter folder for a model of config model. Every

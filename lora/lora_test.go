@@ -420,10 +420,10 @@ func TestMergeCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "merged")
-	if err := MergeCheckpoint(dir, adir, out, engine.BF16); err != nil {
+	if err := MergeCheckpoint(dir, adir, out, engine.BF16, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := MergeCheckpoint(dir, adir, out, engine.BF16); err == nil {
+	if err := MergeCheckpoint(dir, adir, out, engine.BF16, false); err == nil {
 		t.Error("merging into an existing folder: no error")
 	}
 	got, err := llama.Load(out, llama.LoadOptions{DType: engine.F32, MaxLayer: llama.AllLayers})
@@ -545,7 +545,7 @@ func TestMergeNaNWeight(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "merged")
-	err = MergeCheckpoint(dir, adir, out, engine.F32)
+	err = MergeCheckpoint(dir, adir, out, engine.F32, false)
 	if err == nil || !strings.Contains(err.Error(), "NaN") && !strings.Contains(err.Error(), "Inf") {
 		t.Fatalf("MergeCheckpoint: %v, want a NaN/Inf error", err)
 	}

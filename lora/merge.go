@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/kernels"
 	"github.com/tli-project/tli/llama"
 )
@@ -114,10 +115,19 @@ func addDelta(w *engine.Tensor, delta []float32, sign float32) *engine.Tensor {
 // (tokenizer, generation config) are copied, and config.json gets the new
 // torch_dtype. The merge runs in f32 and is rounded once to dtype, except for
 // a bf16 checkpoint written as bf16, which is merged in bf16 as PEFT merges
-// it. outDir is written under a temporary name and renamed into
-// place; it must not exist yet.
-func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType) error {
-	if _, err := os.Stat(outDir); err == nil {
+// it.
+//
+// outDir may not be, contain or lie inside modelDir or adapterDir. It is
+// built under a temporary name beside it and renamed into place only when
+// complete; an existing outDir is an error unless replace is set, and is
+// then replaced only after the new checkpoint is complete, so a merge that
+// fails leaves the previous output as it was.
+func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType, replace bool) error {
+	if err := atomicfs.CheckDisjoint("output folder", outDir,
+		atomicfs.Input{Flag: "model folder", Path: modelDir}, atomicfs.Input{Flag: "adapter folder", Path: adapterDir}); err != nil {
+		return fmt.Errorf("lora: %w", err)
+	}
+	if _, err := os.Stat(outDir); err == nil && !replace {
 		return fmt.Errorf("lora: output folder %s already exists", outDir)
 	}
 	// Merge in bf16 (as PEFT does for a bf16 model) only when the checkpoint
@@ -146,15 +156,12 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType) er
 	if err := a.Merge(m); err != nil {
 		return err
 	}
-	parent := filepath.Dir(filepath.Clean(outDir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(outDir)+".tmp-")
+	out, err := atomicfs.NewDir(outDir)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer out.Abort()
+	tmp := out.Path()
 	if err := copyExtras(modelDir, tmp, dtype); err != nil {
 		return err
 	}
@@ -175,10 +182,10 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType) er
 	if err := llama.WriteSafetensorsOrdered(filepath.Join(tmp, "model.safetensors"), list, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
+	if err := out.Commit(replace); err != nil {
+		return fmt.Errorf("lora: %w", err)
 	}
-	return os.Rename(tmp, outDir)
+	return nil
 }
 
 // copyExtras copies every file of src except the weights into dst, setting
@@ -209,7 +216,7 @@ func copyExtras(src, dst string, dtype engine.DType) error {
 			}
 			data = append(data, '\n')
 		}
-		if err := os.WriteFile(filepath.Join(dst, name), data, 0o644); err != nil {
+		if err := atomicfs.WriteFile(filepath.Join(dst, name), data); err != nil {
 			return err
 		}
 	}

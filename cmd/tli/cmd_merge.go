@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/lora"
 )
 
@@ -18,7 +19,7 @@ func runMerge(args []string) error {
 	adapter := fs.String("adapter", "", "PEFT adapter folder (e.g. OUT/final of tli train)")
 	out := fs.String("out", "", "output folder for the merged checkpoint (Hugging Face layout)")
 	dtype := fs.String("dtype", "f32", "stored dtype of the merged weights: f32, bf16 or f16")
-	force := fs.Bool("force", false, "replace an existing --out")
+	force := fs.Bool("force", false, "replace an existing --out (only after the new checkpoint is complete)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -29,15 +30,15 @@ func runMerge(args []string) error {
 	if err != nil {
 		return usageErrorf("--dtype: %v", err)
 	}
-	if _, err := os.Stat(*out); err == nil {
-		if !*force {
-			return usageErrorf("--out %s already exists (use --force to replace it)", *out)
-		}
-		if err := os.RemoveAll(*out); err != nil {
-			return err
-		}
+	if err := atomicfs.CheckDisjoint("--out", *out, atomicfs.Input{Flag: "--model", Path: *model}, atomicfs.Input{Flag: "--adapter", Path: *adapter}); err != nil {
+		return usageErrorf("%v", err)
 	}
-	if err := lora.MergeCheckpoint(*model, *adapter, *out, dt); err != nil {
+	if _, err := os.Stat(*out); err == nil && !*force {
+		return usageErrorf("--out %s already exists (use --force to replace it once the merge has succeeded)", *out)
+	}
+	// The merged checkpoint is built beside --out and replaces it only when
+	// complete: a failed merge leaves an existing --out as it was.
+	if err := lora.MergeCheckpoint(*model, *adapter, *out, dt, *force); err != nil {
 		return err
 	}
 	fmt.Printf("merged %s into %s: %s (%s)\n", *adapter, *model, absPath(*out), dt)
