@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -41,7 +42,8 @@ func WriteFile(path string, data []byte) error {
 // path is left as it was and the temporary file is removed.
 func Write(path string, write func(w io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	removeStale(path)
+	f, err := os.CreateTemp(dir, tmpPrefix(path)+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -75,6 +77,58 @@ func Write(path string, write func(w io.Writer) error) (err error) {
 	return nil
 }
 
+// tmpPrefix is the start of the temporary names for final: a dot, final's
+// name, ".tmp-", then the host and process that own it, so a later run can
+// tell a dead process's leftovers from a live one's work.
+func tmpPrefix(final string) string {
+	return "." + filepath.Base(final) + ".tmp-" + owner() + "-"
+}
+
+// owner is "host-pid" (the host name cut to letters, digits, '.' and '_').
+func owner() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' {
+			return r
+		}
+		return -1
+	}, host)
+	return host + "-" + strconv.Itoa(os.Getpid())
+}
+
+// removeStale removes the temporary files and folders beside final that a
+// process of this host left when it was killed (its pid is gone). Those of
+// live processes, of other hosts (a shared file system) and of hosts whose
+// processes cannot be probed are left alone.
+func removeStale(final string) {
+	if !canProbe {
+		return
+	}
+	dir, base := filepath.Split(filepath.Clean(final))
+	if dir == "" {
+		dir = "."
+	}
+	host, _, _ := strings.Cut(owner(), "-")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		for _, kind := range []string{".tmp-", ".old-"} {
+			rest, ok := strings.CutPrefix(e.Name(), "."+base+kind+host+"-")
+			if !ok {
+				continue
+			}
+			pidText, _, _ := strings.Cut(rest, "-")
+			pid, err := strconv.Atoi(pidText)
+			if err != nil || pid <= 0 || pid == os.Getpid() || alive(pid) {
+				continue
+			}
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // syncDir syncs a folder so that renames in it survive a crash; not every
 // platform can sync a folder, so failure is ignored.
 func syncDir(dir string) {
@@ -100,7 +154,8 @@ func NewDir(final string) (*Dir, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".tmp-")
+	removeStale(final)
+	tmp, err := os.MkdirTemp(parent, tmpPrefix(final))
 	if err != nil {
 		return nil, err
 	}
@@ -119,9 +174,11 @@ func (d *Dir) Final() string { return d.final }
 
 // Commit renames the temporary folder to its final name. If the final name
 // exists, Commit fails with an error wrapping ErrExist unless replace is
-// set; with replace, the old folder is moved aside, the new one renamed in,
-// and only then the old one removed, so at every moment the final name holds
-// the old complete folder or the new complete one.
+// set; with replace, the two are swapped in one step where the system can
+// (Linux), else the old folder is moved aside, the new one renamed in, and
+// only then the old one removed: the final name holds the old complete
+// folder or the new complete one (elsewhere than Linux, a crash between the
+// two renames leaves the old one under a hidden ".old-" name).
 func (d *Dir) Commit(replace bool) error {
 	if d.done {
 		return errors.New("atomicfs: Commit after Commit or Abort")
@@ -131,7 +188,15 @@ func (d *Dir) Commit(replace bool) error {
 		if !replace {
 			return fmt.Errorf("%s: %w", d.final, ErrExist)
 		}
-		old = strings.Replace(d.tmp, ".tmp-", ".old-", 1)
+		// Where the system can, swap the two names in one step: the
+		// temporary name then holds the old folder, which is removed.
+		if exchange(d.tmp, d.final) {
+			d.done = true
+			syncDir(filepath.Dir(d.final))
+			os.RemoveAll(d.tmp)
+			return nil
+		}
+		old = d.aside()
 		if err := os.Rename(d.final, old); err != nil {
 			return err
 		}
@@ -147,6 +212,90 @@ func (d *Dir) Commit(replace bool) error {
 	if old != "" {
 		os.RemoveAll(old)
 	}
+	return nil
+}
+
+// aside is a free name beside the final folder that an existing final
+// folder is moved to while it is being replaced.
+func (d *Dir) aside() string {
+	base := filepath.Join(filepath.Dir(d.final), "."+filepath.Base(d.final)+".old-"+owner()+"-")
+	for i := 0; ; i++ {
+		p := base + strconv.Itoa(i)
+		if _, err := os.Lstat(p); os.IsNotExist(err) {
+			return p
+		}
+	}
+}
+
+// CommitInto is Commit for an output folder that may already hold other
+// files: when the final folder does not exist or is empty, the temporary one
+// is renamed to it; otherwise each entry of the temporary folder is renamed
+// over the final folder's entry of the same name (a folder entry is swapped
+// as Commit(true) swaps), in name order with the names in last moved at the
+// end (a report that marks the whole as complete), and files of the final
+// folder that the new build does not have are left alone. Each entry is
+// replaced atomically; the set of entries is not, unless the final folder
+// holds only names the build replaces, which is then swapped whole.
+func (d *Dir) CommitInto(last ...string) error {
+	if d.done {
+		return errors.New("atomicfs: Commit after Commit or Abort")
+	}
+	existing, err := os.ReadDir(d.final)
+	if os.IsNotExist(err) || (err == nil && len(existing) == 0) {
+		if err == nil {
+			os.Remove(d.final)
+		}
+		return d.Commit(false)
+	}
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(d.tmp)
+	if err != nil {
+		return err
+	}
+	// A folder that holds nothing the new build does not replace (an
+	// earlier output of the same command) is swapped whole, in one step.
+	building := map[string]bool{}
+	for _, e := range entries {
+		building[e.Name()] = true
+	}
+	subset := true
+	for _, e := range existing {
+		subset = subset && building[e.Name()]
+	}
+	if subset {
+		return d.Commit(true)
+	}
+	isLast := map[string]bool{}
+	for _, n := range last {
+		isLast[n] = true
+	}
+	var order []string
+	for _, pass := range []bool{false, true} {
+		for _, e := range entries {
+			if isLast[e.Name()] == pass {
+				order = append(order, e.Name())
+			}
+		}
+	}
+	for _, name := range order {
+		src, dst := filepath.Join(d.tmp, name), filepath.Join(d.final, name)
+		fi, err := os.Lstat(dst)
+		if err == nil && fi.IsDir() {
+			sub := &Dir{final: dst, tmp: src}
+			if err := sub.Commit(true); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Rename(src, dst); err != nil {
+			return err
+		}
+	}
+	syncDir(d.final)
+	d.done = true
+	os.RemoveAll(d.tmp)
 	return nil
 }
 

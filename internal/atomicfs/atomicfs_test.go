@@ -2,8 +2,10 @@ package atomicfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -147,6 +149,115 @@ func TestCheckDisjoint(t *testing.T) {
 			t.Errorf("out %s: unexpected error %v", c.out, err)
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("out %s: error %v, want one containing %q", c.out, err, c.want)
+		}
+	}
+}
+
+func TestCommitInto(t *testing.T) {
+	parent := t.TempDir()
+	final := filepath.Join(parent, "run")
+	os.MkdirAll(filepath.Join(final, "scan"), 0o755)
+	WriteFile(filepath.Join(final, "scan", "old.csv"), []byte("old"))
+	WriteFile(filepath.Join(final, "notes.txt"), []byte("mine"))
+	WriteFile(filepath.Join(final, "report.md"), []byte("old report"))
+	d, err := NewDir(final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(d.Path(), "scan"), 0o755)
+	WriteFile(filepath.Join(d.Path(), "scan", "scan.csv"), []byte("new"))
+	WriteFile(filepath.Join(d.Path(), "report.md"), []byte("new report"))
+	if err := d.CommitInto("report.md"); err != nil {
+		t.Fatal(err)
+	}
+	// The scan folder is the new one whole; the user's own file stays.
+	if n := names(t, filepath.Join(final, "scan")); len(n) != 1 || n[0] != "scan.csv" {
+		t.Fatalf("scan holds %v, want only scan.csv", n)
+	}
+	if got := readAll(t, filepath.Join(final, "report.md")); got != "new report" {
+		t.Fatalf("report.md = %q", got)
+	}
+	if got := readAll(t, filepath.Join(final, "notes.txt")); got != "mine" {
+		t.Fatalf("notes.txt = %q", got)
+	}
+	if n := names(t, parent); len(n) != 1 || n[0] != "run" {
+		t.Fatalf("parent holds %v, want only run", n)
+	}
+	// Into an empty existing folder, the build takes its place.
+	empty := filepath.Join(parent, "empty")
+	os.Mkdir(empty, 0o755)
+	d, _ = NewDir(empty)
+	WriteFile(filepath.Join(d.Path(), "a"), []byte("x"))
+	if err := d.CommitInto(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, filepath.Join(empty, "a")); got != "x" {
+		t.Fatalf("a = %q", got)
+	}
+}
+
+// A folder whose path has ".tmp-" in a parent's name (a build nested in a
+// build) still swaps.
+func TestNestedDirs(t *testing.T) {
+	outer, err := NewDir(filepath.Join(t.TempDir(), "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outer.Abort()
+	for i, content := range []string{"one", "two"} {
+		inner, err := NewDir(filepath.Join(outer.Path(), "train"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		WriteFile(filepath.Join(inner.Path(), "a"), []byte(content))
+		if err := inner.Commit(i > 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readAll(t, filepath.Join(outer.Path(), "train", "a")); got != "two" {
+		t.Fatalf("a = %q", got)
+	}
+	if n := names(t, outer.Path()); len(n) != 1 {
+		t.Fatalf("outer holds %v, want only train", n)
+	}
+}
+
+// Leftovers of a killed process of this host are removed by the next build
+// of the same name; those of live processes and other hosts stay.
+func TestRemoveStale(t *testing.T) {
+	if !canProbe {
+		t.Skip("no process probe on this system")
+	}
+	parent := t.TempDir()
+	final := filepath.Join(parent, "out")
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("cannot start a process to get a dead pid:", err)
+	}
+	dead := cmd.Process.Pid
+	host, _, _ := strings.Cut(owner(), "-")
+	mk := func(name string) string {
+		p := filepath.Join(parent, name)
+		os.MkdirAll(filepath.Join(p, "sub"), 0o755)
+		return p
+	}
+	stale := mk(fmt.Sprintf(".out.tmp-%s-%d-123", host, dead))
+	staleOld := mk(fmt.Sprintf(".out.old-%s-%d-0", host, dead))
+	live := mk(fmt.Sprintf(".out.tmp-%s-%d-456", host, os.Getppid()))
+	other := mk(fmt.Sprintf(".out.tmp-otherhost-%d-789", dead))
+	otherName := mk(fmt.Sprintf(".outx.tmp-%s-%d-1", host, dead))
+	d, err := NewDir(final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Abort()
+	for _, c := range []struct {
+		path string
+		kept bool
+	}{{stale, false}, {staleOld, false}, {live, true}, {other, true}, {otherName, true}} {
+		_, err := os.Stat(c.path)
+		if kept := err == nil; kept != c.kept {
+			t.Errorf("%s: kept %v, want %v", filepath.Base(c.path), kept, c.kept)
 		}
 	}
 }
