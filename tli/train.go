@@ -1,6 +1,7 @@
 package tli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tli-project/tli/autograd"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/lora"
 )
@@ -89,17 +91,54 @@ func ReadAdapterInfo(dir string) (info AdapterInfo, ok bool, err error) {
 	if err != nil {
 		return info, false, err
 	}
-	var st trainerState
-	if err := json.Unmarshal(data, &st); err != nil {
-		return info, false, fmt.Errorf("%s: %v", filepath.Join(dir, stateFile), err)
+	st, err := parseTrainerState(data, filepath.Join(dir, stateFile))
+	if err != nil {
+		return info, false, err
 	}
 	return AdapterInfo{Layer: st.Layer, Pooling: Pooling(st.Pooling)}, st.Layer > 0, nil
+}
+
+// parseTrainerState decodes trainer_state.json and checks that its numbers
+// are consistent with each other (name is the file, for messages); what it
+// must agree with in a run (pairs, batch, seed, layer) is Train's check.
+func parseTrainerState(data []byte, name string) (trainerState, error) {
+	var st trainerState
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&st); err != nil {
+		return st, fmt.Errorf("%s: not a trainer state: %v", name, err)
+	}
+	if dec.More() {
+		return st, fmt.Errorf("%s: unexpected data after the JSON object", name)
+	}
+	batches := 0
+	if st.Batch > 0 {
+		batches = (st.Pairs + st.Batch - 1) / st.Batch
+	}
+	switch {
+	case st.Pairs < 0 || st.Batch < 0 || st.Layer < 0:
+		return st, fmt.Errorf("%s: pairs %d, batch %d and layer %d must be >= 0", name, st.Pairs, st.Batch, st.Layer)
+	case st.Total < 0 || st.Step < 0 || st.Step > st.Total:
+		return st, fmt.Errorf("%s: step %d must be in [0, total_steps %d]", name, st.Step, st.Total)
+	case st.Epoch < 0 || st.Epoch > MaxEpochs:
+		return st, fmt.Errorf("%s: epoch %d must be in [0, %d]", name, st.Epoch, MaxEpochs)
+	case st.BatchNext < 0 || st.BatchNext > batches:
+		return st, fmt.Errorf("%s: batch_next %d must be in [0, %d] (%d pairs in batches of %d)", name, st.BatchNext, batches, st.Pairs, st.Batch)
+	case st.Pooling != "":
+		if _, err := ParsePooling(st.Pooling); err != nil {
+			return st, fmt.Errorf("%s: %v", name, err)
+		}
+	}
+	return st, nil
 }
 
 const (
 	stateFile     = "trainer_state.json"
 	optimizerFile = "optimizer.safetensors"
 )
+
+// MaxEpochs bounds TrainOptions.Epochs: far beyond any useful run, it keeps
+// the step count and the schedule in range.
+const MaxEpochs = 100000
 
 // ErrInterrupted is returned by Train when its context was cancelled; the
 // state at that point was saved in OutDir/checkpoint.
@@ -116,10 +155,16 @@ func (o *TrainOptions) Validate(cfg llama.Config, pairs int) error {
 		return fmt.Errorf("%d pairs: training needs at least 2", pairs)
 	case o.Epochs < 1 && o.MaxSteps < 1:
 		return fmt.Errorf("--epochs %d: need at least 1 epoch (or --max-steps)", o.Epochs)
-	case o.LR <= 0 || math.IsNaN(o.LR):
-		return fmt.Errorf("--lr %v must be positive", o.LR)
+	case !(o.LR > 0) || math.IsInf(o.LR, 0):
+		return fmt.Errorf("--lr %v must be a positive finite number", o.LR)
 	case o.Warmup < 0:
 		return fmt.Errorf("--warmup %d must be >= 0", o.Warmup)
+	case !(o.Margin >= 0 && o.Margin <= 2):
+		return fmt.Errorf("--margin %v must be in [0, 2] (cosines lie in [-1, 1])", o.Margin)
+	case o.Epochs > MaxEpochs:
+		return fmt.Errorf("--epochs %d is more than %d", o.Epochs, MaxEpochs)
+	case o.MaxSteps < 0:
+		return fmt.Errorf("--max-steps %d must be >= 0", o.MaxSteps)
 	}
 	if _, err := ParsePooling(string(o.Pooling)); err != nil {
 		return err
@@ -192,9 +237,9 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 		if err != nil {
 			return nil, fmt.Errorf("--resume: %s is not a training checkpoint: %w", resume, err)
 		}
-		var saved trainerState
-		if err := json.Unmarshal(data, &saved); err != nil {
-			return nil, fmt.Errorf("--resume: %s: %v", filepath.Join(resume, stateFile), err)
+		saved, err := parseTrainerState(data, filepath.Join(resume, stateFile))
+		if err != nil {
+			return nil, fmt.Errorf("--resume: %w", err)
 		}
 		if saved.Pairs != len(pairs) || saved.Batch != opts.Batch || saved.Seed != opts.Seed || saved.Total != total || saved.Layer != opts.Layer {
 			return nil, fmt.Errorf("--resume: checkpoint was made with %d pairs, batch %d, seed %d, %d steps, layer %d; this run has %d, %d, %d, %d, %d",
@@ -222,28 +267,65 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 		opt = lora.NewAdamW()
 	}
 
+	// The log holds one line per step. A resumed run first cuts it back to
+	// the checkpoint's step (a run killed after that checkpoint logged
+	// steps that will now be done again); a fresh run starts it at its
+	// first step, so a run that fails before any step leaves no log.
 	logPath := filepath.Join(opts.OutDir, "train_log.jsonl")
-	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
 	if resume != "" {
-		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		if err := truncateLog(logPath, st.Step); err != nil {
+			return nil, err
+		}
 	}
-	logFile, err := os.OpenFile(logPath, flags, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	logEnc := json.NewEncoder(logFile)
-
-	save := func(dir string) error {
-		path := filepath.Join(opts.OutDir, dir)
-		if err := adapter.Save(path); err != nil {
+	var logFile *os.File
+	defer func() {
+		if logFile != nil {
+			logFile.Close()
+		}
+	}()
+	logStep := func(rec StepLog) error {
+		if logFile == nil {
+			flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+			if resume != "" {
+				flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+			}
+			if logFile, err = os.OpenFile(logPath, flags, 0o644); err != nil {
+				return err
+			}
+		}
+		line, err := json.Marshal(rec)
+		if err != nil {
 			return err
 		}
-		if err := opt.SaveState(filepath.Join(path, optimizerFile)); err != nil {
+		_, err = logFile.Write(append(line, '\n'))
+		return err
+	}
+
+	// A checkpoint folder (epoch_K, checkpoint, final) is built beside its
+	// name and renamed into place with the adapter, the optimizer state and
+	// the trainer state all in it, or not at all.
+	save := func(name string) error {
+		if logFile != nil {
+			if err := logFile.Sync(); err != nil {
+				return err
+			}
+		}
+		dir, err := atomicfs.NewDir(filepath.Join(opts.OutDir, name))
+		if err != nil {
+			return err
+		}
+		defer dir.Abort()
+		if err := adapter.Save(dir.Path()); err != nil {
+			return err
+		}
+		if err := opt.SaveState(filepath.Join(dir.Path(), optimizerFile)); err != nil {
 			return err
 		}
 		data, _ := json.MarshalIndent(st, "", "  ")
-		return WriteFileAtomic(filepath.Join(path, stateFile), append(data, '\n'))
+		if err := atomicfs.WriteFile(filepath.Join(dir.Path(), stateFile), append(data, '\n')); err != nil {
+			return err
+		}
+		return dir.Commit(true)
 	}
 
 	params := adapter.Params()
@@ -290,7 +372,7 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 			if math.IsNaN(rec.Loss) || math.IsInf(rec.Loss, 0) {
 				return nil, fmt.Errorf("step %d: loss is %v; stopping (lower --lr?)", st.Step, rec.Loss)
 			}
-			if err := logEnc.Encode(rec); err != nil {
+			if err := logStep(rec); err != nil {
 				return nil, err
 			}
 			if onStep != nil {
@@ -308,7 +390,45 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 	if err := save("final"); err != nil {
 		return nil, err
 	}
+	// An interrupted run's checkpoint is superseded by final.
+	os.RemoveAll(filepath.Join(opts.OutDir, "checkpoint"))
 	return adapter, nil
+}
+
+// truncateLog cuts train_log.jsonl back to the lines of steps 1..step, so a
+// resumed run does not log a step twice. A missing log is no error (the
+// checkpoint may come from another folder); a line that is not a step
+// record is.
+func truncateLog(path string, step int) error {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	keep := 0
+	for n, rest := 1, data; len(rest) > 0; n++ {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line = rest[:i+1]
+		} else {
+			break // a torn last line (killed mid-write) is dropped
+		}
+		var rec StepLog
+		if err := json.Unmarshal(line, &rec); err != nil {
+			return fmt.Errorf("%s: line %d is not a step record: %v", path, n, err)
+		}
+		if rec.Step > step {
+			break
+		}
+		keep += len(line)
+		rest = rest[len(line):]
+	}
+	if keep == len(data) {
+		return nil
+	}
+	return atomicfs.WriteFile(path, data[:keep])
 }
 
 // StepResult is what one TLI loss evaluation reports.
