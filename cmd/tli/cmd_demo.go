@@ -26,7 +26,7 @@ func runDemo(args []string) error {
 		return err
 	}
 	start := time.Now()
-	if err := prepareOut(*out, *force, false); err != nil {
+	if err := checkOutDir(*out, *force, false); err != nil {
 		return err
 	}
 	var words []string
@@ -35,7 +35,7 @@ func runDemo(args []string) error {
 	}
 	modelDir := filepath.Join(*out, "model")
 	fmt.Printf("== synthesising a tiny Llama checkpoint (random weights, tokenizer learned from the embedded lists) in %s\n", modelDir)
-	if err := llama.Synth(modelDir, llama.SynthOptions{Shape: "tiny", Seed: 7, Words: words}); err != nil {
+	if err := synthInto(modelDir, true, llama.SynthOptions{Shape: "tiny", Seed: 7, Words: words}); err != nil {
 		return err
 	}
 	// The run uses the same flags as tli run, with their defaults.

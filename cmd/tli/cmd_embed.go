@@ -1,13 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/llama/tokenizer"
 )
@@ -32,6 +33,7 @@ func runEmbed(args []string) error {
 	dtype := fs.String("dtype", "f32", "how weights are held: f32 (exact; f32 checkpoints stay memory-mapped) or bf16 (half the memory)")
 	batchTokens := fs.Int("batch-tokens", 4096, "largest number of tokens in one packed forward pass")
 	fast := fs.Bool("fast", false, "with bf16 weights, round activations to bf16 in products (PyTorch bf16 semantics, faster)")
+	force := fs.Bool("force", false, "replace an existing --out file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,16 +52,28 @@ func runEmbed(args []string) error {
 	if *batchTokens <= 0 {
 		return usageErrorf("--batch-tokens must be positive")
 	}
-	raw, err := os.ReadFile(*wordsPath)
-	if err != nil {
+	if err := checkOutFile("--out", *out, *force, atomicfs.Input{Flag: "--model", Path: *model}, atomicfs.Input{Flag: "--words", Path: *wordsPath}); err != nil {
 		return err
 	}
+	raw, err := readFileLimit(*wordsPath, maxWordsFile)
+	if err != nil {
+		return fmt.Errorf("--words: %w", err)
+	}
 	var words []string
-	if err := json.Unmarshal(raw, &words); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&words); err != nil {
 		return fmt.Errorf("%s: want a JSON list of strings: %v", *wordsPath, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%s: unexpected data after the JSON list", *wordsPath)
 	}
 	if len(words) == 0 {
 		return fmt.Errorf("%s: the word list is empty", *wordsPath)
+	}
+	for i, w := range words {
+		if err := checkText(fmt.Sprintf("%s: word %d", *wordsPath, i), w); err != nil {
+			return err
+		}
 	}
 	cfg, err := llama.LoadConfig(filepath.Join(*model, "config.json"))
 	if err != nil {

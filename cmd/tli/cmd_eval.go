@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/lora"
 	"github.com/tli-project/tli/tli"
 )
@@ -51,9 +52,12 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOut(*out, *force, false); err != nil {
+	st, err := stageOut(*out, *force, atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--adapter", Path: *adapterDir},
+		atomicfs.Input{Flag: "--pairs", Path: *pairsFlag}, atomicfs.Input{Flag: "--control", Path: *controlFlag})
+	if err != nil {
 		return err
 	}
+	defer st.Abort()
 	cfg, err := peekConfig(*mf.dir)
 	if err != nil {
 		return err
@@ -64,6 +68,9 @@ func runEval(args []string) error {
 	}
 	trainLayer := 2
 	if hasInfo {
+		if info.Layer > cfg.NumLayers {
+			return fmt.Errorf("--adapter: %s/trainer_state.json says layer %d, but the model has layers 0..%d: was it trained on another model?", *adapterDir, info.Layer, cfg.NumLayers)
+		}
 		trainLayer = info.Layer
 	} else if *layersFlag == "" {
 		fmt.Fprintf(os.Stderr, "tli eval: %s has no trainer_state.json (not written by tli train): reporting layer 2, the published training layer, and the final layer (--layers to choose)\n", *adapterDir)
@@ -96,11 +103,14 @@ func runEval(args []string) error {
 		return err
 	}
 	r.summary.Model, r.summary.Adapter = *mf.dir, *adapterDir
-	plots, err := writeEval(*out, r, groups, report, trainLayer)
+	plots, err := writeEval(st.Path(), r, groups, report, trainLayer)
 	if err != nil {
 		return err
 	}
-	if err := tli.WriteReportMarkdown(filepath.Join(*out, "report.md"), tli.Report{Title: "TLI evaluation", Eval: r.summary, Plots: plots, Commands: []string{commandLine()}}); err != nil {
+	if err := tli.WriteReportMarkdown(filepath.Join(st.Path(), "report.md"), tli.Report{Title: "TLI evaluation", Eval: r.summary, Plots: plots, Commands: []string{commandLine()}}); err != nil {
+		return err
+	}
+	if err := st.CommitInto("report.md"); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s/results.csv, summary.json, report.md\n", absPath(*out))

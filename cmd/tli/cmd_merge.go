@@ -36,6 +36,11 @@ func runMerge(args []string) error {
 	if _, err := os.Stat(*out); err == nil && !*force {
 		return usageErrorf("--out %s already exists (use --force to replace it once the merge has succeeded)", *out)
 	}
+	if *force {
+		if err := checkReplaceableCheckpoint(*out); err != nil {
+			return err
+		}
+	}
 	// The merged checkpoint is built beside --out and replaces it only when
 	// complete: a failed merge leaves an existing --out as it was.
 	if err := lora.MergeCheckpoint(*model, *adapter, *out, dt, *force); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -21,6 +22,7 @@ func runPairs(args []string) error {
 	multi := fs.Bool("multi-word", false, "keep multi-word headwords and translations")
 	inf := fs.Bool("infinitives", false, "write verbs as infinitives (kusoma / to read)")
 	out := fs.String("out", "", "write the list here (published JSON format); default: standard output")
+	force := fs.Bool("force", false, "replace an existing --out file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,6 +44,9 @@ func runPairs(args []string) error {
 		return err
 	}
 	if *out != "" {
+		if err := checkOutFile("--out", *out, *force, atomicfs.Input{Flag: "--pairs", Path: *in}, atomicfs.Input{Flag: "--freedict", Path: *freedict}); err != nil {
+			return err
+		}
 		if err := tli.WritePairs(*out, pairs); err != nil {
 			return err
 		}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/lora"
 	"github.com/tli-project/tli/tli"
 )
@@ -43,9 +45,11 @@ func runPlot(args []string) error {
 	if len(pairs) < 2 {
 		return usageErrorf("--pairs: need at least 2 pairs to draw a map")
 	}
-	if err := prepareOut(*out, *force, false); err != nil {
+	st, err := stageOut(*out, *force, atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--adapter", Path: *adapterDir}, atomicfs.Input{Flag: "--pairs", Path: *pairsFlag})
+	if err != nil {
 		return err
 	}
+	defer st.Abort()
 	cfg, err := peekConfig(*mf.dir)
 	if err != nil {
 		return err
@@ -73,12 +77,15 @@ func runPlot(args []string) error {
 			return err
 		}
 	}
-	plots, err := plotMaps(*out, groups[0], *layer, p, before, after, ms)
+	plots, err := plotMaps(st.Path(), groups[0], *layer, p, before, after, ms)
 	if err != nil {
 		return err
 	}
+	if err := st.CommitInto(); err != nil {
+		return err
+	}
 	for _, pl := range plots {
-		fmt.Println("wrote", absPath(pl.Path))
+		fmt.Println("wrote", absPath(filepath.Join(*out, filepath.Base(pl.Path))))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/tli-project/tli/engine"
@@ -42,8 +43,14 @@ func runProbe(args []string) error {
 	if *maxNew <= 0 {
 		return usageErrorf("--max-new-tokens must be positive")
 	}
-	if *temp < 0 || *topP <= 0 || *topP > 1 {
-		return usageErrorf("--temperature must be >= 0 and --top-p in (0, 1]")
+	if !(*temp >= 0) || math.IsInf(*temp, 0) {
+		return usageErrorf("--temperature %v must be a finite number >= 0", *temp)
+	}
+	if !(*topP > 0 && *topP <= 1) {
+		return usageErrorf("--top-p %v must be in (0, 1]", *topP)
+	}
+	if err := checkText("--prompt", *prompt); err != nil {
+		return err
 	}
 	dt, err := engine.ParseDType(*dtype)
 	if err != nil || dt == engine.F16 {
@@ -68,6 +75,12 @@ func runProbe(args []string) error {
 		}
 	}
 	in := tok.Encode(*prompt, true)
+	if ctx := m.Config.MaxPositionEmbeddings; len(in)+*maxNew > ctx {
+		if len(in) >= ctx {
+			return usageErrorf("--prompt is %d tokens, as long as the model's context of %d tokens (max_position_embeddings) or longer", len(in), ctx)
+		}
+		return usageErrorf("--max-new-tokens %d: the prompt's %d tokens plus %d new ones exceed the model's context of %d tokens (max_position_embeddings); use at most %d", *maxNew, len(in), *maxNew, ctx, ctx-len(in))
+	}
 	gen, err := m.Generate(in, llama.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, Seed: *seed})
 	if err != nil {
 		return err

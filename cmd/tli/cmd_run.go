@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -40,6 +42,10 @@ func runRun(args []string) error {
 
 // pipeline runs scan -> train -> eval and writes report.md. The base
 // model's vectors from the scan pass are reused as the "before" numbers.
+// Everything is built beside --out and moved into it at the end (report.md
+// last), so a failed or killed run leaves --out as it was; an interrupted
+// one (SIGINT/SIGTERM during training) moves what it has, with the training
+// checkpoint and without report.md.
 func pipeline(o runOptions) error {
 	opts, err := o.tf.options(o.set)
 	if err != nil {
@@ -47,7 +53,7 @@ func pipeline(o runOptions) error {
 	}
 	// Pooling of each stage: one choice for all, or the published ones.
 	scanPool, evalPool := opts.Pooling, opts.Pooling
-	if *o.tf.paperCompat && !o.set["pooling"] {
+	if *o.tf.paperCompat {
 		scanPool, evalPool = tli.PoolMean, tli.PoolContent
 	}
 	groups, err := groupsFrom(*o.tf.pairs, o.control)
@@ -57,9 +63,13 @@ func pipeline(o runOptions) error {
 	if len(groups[0].Pairs) < 2 {
 		return usageErrorf("--pairs: need at least 2 pairs, got %d", len(groups[0].Pairs))
 	}
-	if err := prepareOut(o.out, o.force, false); err != nil {
+	st, err := stageOut(o.out, o.force, atomicfs.Input{Flag: "--model", Path: *o.mf.dir},
+		atomicfs.Input{Flag: "--pairs", Path: *o.tf.pairs}, atomicfs.Input{Flag: "--control", Path: o.control})
+	if err != nil {
 		return err
 	}
+	defer st.Abort()
+	out := st.Path()
 	cfg, err := peekConfig(*o.mf.dir)
 	if err != nil {
 		return err
@@ -91,7 +101,7 @@ func pipeline(o runOptions) error {
 		return err
 	}
 	scan := &tli.ScanResult{Model: *o.mf.dir, Pairs: pairsName(*o.tf.pairs, "embedded training list"), Pooling: scanPool, Layers: stats}
-	scanDir := filepath.Join(o.out, "scan")
+	scanDir := filepath.Join(out, "scan")
 	if err := os.MkdirAll(scanDir, 0o755); err != nil {
 		return err
 	}
@@ -115,14 +125,20 @@ func pipeline(o runOptions) error {
 
 	// 2. Train at the chosen layer.
 	fmt.Printf("\n== train at layer %d\n", opts.Layer)
-	opts.OutDir = filepath.Join(o.out, "train")
+	opts.OutDir = filepath.Join(out, "train")
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return err
 	}
 	if err := opts.Validate(m.Config, len(groups[0].Pairs)); err != nil {
 		return usageErrorf("%v", err)
 	}
-	a, err := trainLoaded(m, tok, o.tf, opts, groups[0].Pairs)
+	a, err := trainLoaded(m, tok, o.tf, opts, groups[0].Pairs, filepath.Join(o.out, "train"))
+	if errors.Is(err, errInterrupted) {
+		if cerr := st.CommitInto(); cerr != nil {
+			return fmt.Errorf("%v; moving the partial run into --out failed: %w", err, cerr)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -133,7 +149,7 @@ func pipeline(o runOptions) error {
 		report = append(report, cfg.NumLayers)
 	}
 	fmt.Printf("\n== eval at layers %v, %s pooling\n", report, evalPool)
-	evalDir := filepath.Join(o.out, "eval")
+	evalDir := filepath.Join(out, "eval")
 	if err := os.MkdirAll(evalDir, 0o755); err != nil {
 		return err
 	}
@@ -141,7 +157,7 @@ func pipeline(o runOptions) error {
 	if err != nil {
 		return err
 	}
-	r.summary.Model, r.summary.Adapter = *o.mf.dir, filepath.Join(opts.OutDir, "final")
+	r.summary.Model, r.summary.Adapter = *o.mf.dir, filepath.Join(o.out, "train", "final")
 	plots, err := writeEval(evalDir, r, groups, all, opts.Layer)
 	if err != nil {
 		return err
@@ -154,10 +170,12 @@ func pipeline(o runOptions) error {
 	plots = append(plots, maps...)
 
 	// 4. Report.
-	rep := filepath.Join(o.out, "report.md")
-	if err := tli.WriteReportMarkdown(rep, tli.Report{Title: "TLI run", Scan: scan, Eval: r.summary, Plots: plots, Commands: []string{o.commandLine}}); err != nil {
+	if err := tli.WriteReportMarkdown(filepath.Join(out, "report.md"), tli.Report{Title: "TLI run", Scan: scan, Eval: r.summary, Plots: plots, Commands: []string{o.commandLine}}); err != nil {
 		return err
 	}
-	fmt.Printf("\nreport: %s\n", absPath(rep))
+	if err := st.CommitInto("report.md"); err != nil {
+		return err
+	}
+	fmt.Printf("\nreport: %s\n", absPath(filepath.Join(o.out, "report.md")))
 	return nil
 }

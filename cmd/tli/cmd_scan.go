@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -10,10 +11,13 @@ func init() {
 	register("scan", "measure Swahili-English alignment at every layer in one pass", runScan)
 }
 
-// poolingFlag resolves --pooling against --paper-compat: an explicit
-// --pooling wins; otherwise paper-compat picks the published choice.
+// poolingFlag resolves --pooling against --paper-compat, which picks the
+// published choice and cannot be combined with an explicit --pooling.
 func poolingFlag(value string, set map[string]bool, paperCompat bool, paperChoice tli.Pooling) (tli.Pooling, error) {
-	if paperCompat && !set["pooling"] {
+	if paperCompat {
+		if set["pooling"] {
+			return "", errPaperPooling
+		}
 		return paperChoice, nil
 	}
 	p, err := tli.ParsePooling(value)
@@ -46,9 +50,11 @@ func runScan(args []string) error {
 	if len(pairs) < 2 {
 		return usageErrorf("--pairs: a scan needs at least 2 pairs, got %d", len(pairs))
 	}
-	if err := prepareOut(*out, *force, false); err != nil {
+	st, err := stageOut(*out, *force, atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--pairs", Path: *pairsFlag})
+	if err != nil {
 		return err
 	}
+	defer st.Abort()
 	cfg, err := peekConfig(*mf.dir)
 	if err != nil {
 		return err
@@ -70,7 +76,10 @@ func runScan(args []string) error {
 		return err
 	}
 	res.Model, res.Pairs = *mf.dir, pairsName(*pairsFlag, "embedded training list")
-	if err := writeScan(*out, res); err != nil {
+	if err := writeScan(st.Path(), res); err != nil {
+		return err
+	}
+	if err := st.CommitInto(); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s/scan.csv, scan.json, scan.png\n", absPath(*out))

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 )
 
@@ -18,6 +19,7 @@ func init() {
 func runSynth(args []string) error {
 	fs := newFlagSet("synth", "--out DIR [--shape tiny|llama3.2-1b|llama3-8b] [--layers N] [--dtype f32|bf16] [--tokenizer FILE] [--seed N]")
 	out := fs.String("out", "", "output folder (created)")
+	force := fs.Bool("force", false, "replace an existing checkpoint in --out (only once the new one is complete)")
 	shape := fs.String("shape", "tiny", "model shape: tiny, llama3.2-1b or llama3-8b")
 	layers := fs.Int("layers", 0, "number of layers (0: the shape's own)")
 	dtype := fs.String("dtype", "f32", "stored dtype: f32, bf16 or f16")
@@ -43,12 +45,44 @@ func runSynth(args []string) error {
 			opts.TokenizerConfigJSON = b
 		}
 	}
+	if *layers < 0 {
+		return usageErrorf("--layers %d must be >= 0 (0: the shape's own)", *layers)
+	}
+	if *shard < 0 {
+		return usageErrorf("--shard-bytes %d must be >= 0", *shard)
+	}
 	if _, err := llama.SynthConfig(opts); err != nil {
 		return usageErrorf("%v", err)
 	}
-	if err := llama.Synth(*out, opts); err != nil {
+	if err := checkOutDir(*out, *force, false, atomicfs.Input{Flag: "--tokenizer", Path: *tok}); err != nil {
+		return err
+	}
+	if err := synthInto(*out, *force, opts); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s checkpoint (%s) to %s\n", *shape, dt, *out)
 	return nil
+}
+
+// synthInto writes a synthetic checkpoint to dir: built beside it and renamed
+// into place when complete. An existing non-empty dir is replaced only with
+// force and only when it holds a checkpoint (config.json).
+func synthInto(dir string, force bool, opts llama.SynthOptions) error {
+	if force {
+		if err := checkReplaceableCheckpoint(dir); err != nil {
+			return err
+		}
+	}
+	st, err := atomicfs.NewDir(dir)
+	if err != nil {
+		return err
+	}
+	defer st.Abort()
+	if err := llama.Synth(st.Path(), opts); err != nil {
+		return err
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) == 0 {
+		os.Remove(dir) // an empty folder is taken over
+	}
+	return st.Commit(force)
 }

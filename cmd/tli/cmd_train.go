@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/lora"
@@ -55,8 +57,11 @@ func addTrainFlags(fs *flag.FlagSet) trainFlags {
 	}
 }
 
+// errPaperPooling refuses --pooling beside --paper-compat, which sets it.
+var errPaperPooling = usageErrorf("--paper-compat sets the pooling (scan and training: mean with BOS, evaluation: content); drop --pooling or --paper-compat")
+
 // options turns the flags into TrainOptions; setFlags says which flags the
-// user gave (so --paper-compat does not override an explicit --pooling).
+// user gave.
 func (f trainFlags) options(setFlags map[string]bool) (tli.TrainOptions, error) {
 	o := tli.PaperTrainOptions()
 	o.Epochs, o.Batch, o.LR, o.Warmup, o.Margin = *f.epochs, *f.batch, *f.lr, *f.warmup, *f.margin
@@ -69,7 +74,10 @@ func (f trainFlags) options(setFlags map[string]bool) (tli.TrainOptions, error) 
 	}
 	o.Seed, o.Shuffle, o.MaxSteps = *f.seed, *f.shuffle, *f.maxSteps
 	pool := *f.pooling
-	if *f.paperCompat && !setFlags["pooling"] {
+	if *f.paperCompat {
+		if setFlags["pooling"] {
+			return o, errPaperPooling
+		}
 		pool = string(tli.PoolMean)
 	}
 	p, err := tli.ParsePooling(pool)
@@ -87,6 +95,13 @@ func (f trainFlags) options(setFlags map[string]bool) (tli.TrainOptions, error) 
 	if *f.maxSteps < 0 {
 		return o, usageErrorf("--max-steps %d must be >= 0", *f.maxSteps)
 	}
+	if *f.initAdapter != "" {
+		for _, name := range []string{"rank", "alpha", "targets"} {
+			if setFlags[name] {
+				return o, usageErrorf("--%s cannot be combined with --init-adapter: the adapter's own r, alpha and target modules are used (see its adapter_config.json)", name)
+			}
+		}
+	}
 	return o, nil
 }
 
@@ -95,6 +110,10 @@ func setFlagNames(fs *flag.FlagSet) map[string]bool {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	return set
 }
+
+// errInterrupted marks a command stopped by SIGINT/SIGTERM after it saved
+// what it needs to continue.
+var errInterrupted = errors.New("interrupted")
 
 func runTrain(args []string) error {
 	fs := newFlagSet("train", "")
@@ -116,17 +135,54 @@ func runTrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareOut(*out, *force, *tf.resume != ""); err != nil {
+	if err := checkOutDir(*out, *force, *tf.resume != "", atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--pairs", Path: *tf.pairs}); err != nil {
+		if errors.Is(err, errUsage) && !*force && *tf.resume == "" {
+			if fi, err := os.Stat(filepath.Join(*out, "final")); err == nil && fi.IsDir() {
+				return usageErrorf("--out %s already holds a finished training run (final/); use --force to train anew there", *out)
+			}
+			if ck := latestCheckpoint(*out); ck != "" {
+				return usageErrorf("--out %s already holds a training run; continue it with --resume %s, or train anew with --force", *out, ck)
+			}
+		}
+		return err
+	}
+	// Training writes into --out as it goes (every checkpoint folder is
+	// complete or absent); a run that fails before writing anything leaves
+	// no empty --out behind.
+	_, statErr := os.Stat(*out)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
 	opts.OutDir = *out
-	_, err = trainModel(mf, tf, opts, pairs)
+	_, err = trainModel(mf, tf, opts, pairs, setFlagNames(fs))
+	if err != nil && os.IsNotExist(statErr) {
+		os.Remove(*out) // only removes it if still empty
+	}
 	return err
+}
+
+// latestCheckpoint returns the folder of dir a run would best resume from:
+// checkpoint (written on interruption) or the highest epoch_K, or "".
+func latestCheckpoint(dir string) string {
+	best, bestK := "", 0
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if k, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "epoch_")); err == nil && strings.HasPrefix(e.Name(), "epoch_") && k > bestK {
+			best, bestK = filepath.Join(dir, e.Name()), k
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "checkpoint")); err == nil && fi.IsDir() {
+		return filepath.Join(dir, "checkpoint")
+	}
+	return best
 }
 
 // trainModel loads what training needs (the layers below the target), runs
 // it with Ctrl-C handling and progress, and returns the adapter.
-func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair) (*lora.Adapter, error) {
+func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair, set map[string]bool) (*lora.Adapter, error) {
 	m, tok, err := mf.load(max(opts.Layer, 0))
 	if err != nil {
 		return nil, err
@@ -135,17 +191,22 @@ func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli
 	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
 		return nil, err
 	}
-	return trainLoaded(m, tok, tf, opts, pairs)
+	return trainLoaded(m, tok, tf, opts, pairs, opts.OutDir)
 }
 
-// trainLoaded trains on a loaded model.
-func trainLoaded(m *llama.Model, tok *tokenizer.Tokenizer, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair) (*lora.Adapter, error) {
+// trainLoaded trains on a loaded model; shownOut is where opts.OutDir will
+// be when the command is done (for messages).
+func trainLoaded(m *llama.Model, tok *tokenizer.Tokenizer, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair, shownOut string) (*lora.Adapter, error) {
 	if *tf.initAdapter != "" {
 		a, err := lora.Load(*tf.initAdapter, m.Config)
 		if err != nil {
 			return nil, fmt.Errorf("--init-adapter: %w", err)
 		}
 		opts.InitAdapter = a
+		// The adapter's shape is kept; dropout is a training setting.
+		dropout := opts.LoRA.Dropout
+		opts.LoRA = a.Config
+		opts.LoRA.Dropout = dropout
 	}
 	if err := opts.Validate(m.Config, len(pairs)); err != nil {
 		return nil, usageErrorf("%v", err)
@@ -162,12 +223,12 @@ func trainLoaded(m *llama.Model, tok *tokenizer.Tokenizer, tf trainFlags, opts t
 	a, err := tli.Train(ctx, m, tok, pairs, opts, *tf.resume, prog.step)
 	prog.done()
 	if errors.Is(err, tli.ErrInterrupted) {
-		ck := absPath(opts.OutDir + "/checkpoint")
-		return nil, fmt.Errorf("interrupted: checkpoint written to %s; continue with --resume %s", ck, ck)
+		ck := absPath(filepath.Join(shownOut, "checkpoint"))
+		return nil, fmt.Errorf("%w: checkpoint written to %s; continue with tli train --resume %s --out %s", errInterrupted, ck, ck, absPath(shownOut))
 	}
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "adapter written to %s\n", absPath(opts.OutDir+"/final"))
+	fmt.Fprintf(os.Stderr, "adapter written to %s\n", absPath(filepath.Join(shownOut, "final")))
 	return a, nil
 }

@@ -5,14 +5,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/tli"
@@ -55,8 +58,8 @@ func (f modelFlags) load(maxLayer int) (*llama.Model, *tokenizer.Tokenizer, erro
 	if err != nil || dt == engine.F16 {
 		return nil, nil, usageErrorf("--dtype %q: want f32 or bf16", *f.dtype)
 	}
-	if *f.threads < 0 {
-		return nil, nil, usageErrorf("--threads %d must be >= 0", *f.threads)
+	if *f.threads < 0 || *f.threads > maxThreads() {
+		return nil, nil, usageErrorf("--threads %d must be in [0, %d] (0: all %d cores; more threads than cores only slow tli down)", *f.threads, maxThreads(), runtime.NumCPU())
 	}
 	engine.SetThreads(*f.threads)
 	tok, err := tokenizer.LoadDir(*f.dir)
@@ -72,6 +75,46 @@ func (f modelFlags) load(maxLayer int) (*llama.Model, *tokenizer.Tokenizer, erro
 	}
 	m.FastBF16 = *f.fast
 	return m, tok, nil
+}
+
+// maxThreads bounds --threads: far more workers than cores only cost
+// memory (every worker has its own buffers) and switching.
+func maxThreads() int { return max(64, 4*runtime.NumCPU()) }
+
+// checkText refuses text given on the command line that is not valid UTF-8
+// (it would be tokenised as U+FFFD, silently changing the input), naming the
+// flag and the byte offset.
+func checkText(flag, s string) error {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return usageErrorf("%s is not valid UTF-8 (byte %d is 0x%02x)", flag, i, s[i])
+			}
+		}
+	}
+	return nil
+}
+
+// maxWordsFile bounds a --words list (a list of words is small; this also
+// stops /dev/zero or a FIFO from filling memory).
+const maxWordsFile = 64 << 20
+
+// readFileLimit reads a whole file of at most limit bytes, and refuses a
+// larger one (or an endless stream) by name.
+func readFileLimit(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d MiB, the limit for this input", path, limit>>20)
+	}
+	return b, nil
 }
 
 // readPairs reads a pair file, or returns def when path is "". Duplicates
@@ -111,11 +154,15 @@ func checkPairsTokenize(flag string, pairs []tli.Pair, tok *tokenizer.Tokenizer)
 	return fmt.Errorf("%s: %d pairs tokenise to nothing (listed above)", flag, len(issues))
 }
 
-// prepareOut makes sure dir may be written: an existing non-empty folder is
-// refused unless force (or resume, which continues in it) is set.
-func prepareOut(dir string, force, resume bool) error {
+// checkOutDir refuses an --out folder that may not be written: a file, an
+// input (or a folder holding or inside one), or an existing non-empty folder
+// without force (or resume, which continues in it).
+func checkOutDir(dir string, force, resume bool, inputs ...atomicfs.Input) error {
 	if dir == "" {
 		return usageErrorf("--out is required")
+	}
+	if err := atomicfs.CheckDisjoint("--out", dir, inputs...); err != nil {
+		return usageErrorf("%v", err)
 	}
 	entries, err := os.ReadDir(dir)
 	switch {
@@ -127,7 +174,50 @@ func prepareOut(dir string, force, resume bool) error {
 		}
 		return fmt.Errorf("--out: %w", err)
 	}
-	return os.MkdirAll(dir, 0o755)
+	return nil
+}
+
+// stageOut checks --out as checkOutDir does and starts building it beside
+// its name: the command writes into the returned folder's Path and calls
+// CommitInto (report.md last) when everything is written, so a failed or
+// killed command leaves --out as it was. The caller defers Abort.
+func stageOut(dir string, force bool, inputs ...atomicfs.Input) (*atomicfs.Dir, error) {
+	if err := checkOutDir(dir, force, false, inputs...); err != nil {
+		return nil, err
+	}
+	return atomicfs.NewDir(dir)
+}
+
+// checkOutFile refuses a single-file --out that may not be written: an
+// existing file without force, a folder, or a path that is, holds or lies
+// inside an input.
+func checkOutFile(flag, path string, force bool, inputs ...atomicfs.Input) error {
+	if err := atomicfs.CheckDisjoint(flag, path, inputs...); err != nil {
+		return usageErrorf("%v", err)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return usageErrorf("%s %s is a folder; give a file name", flag, path)
+	case err == nil && !force:
+		return usageErrorf("%s %s already exists (use --force to replace it)", flag, path)
+	}
+	return nil
+}
+
+// checkReplaceableCheckpoint refuses to replace an existing, non-empty
+// folder that does not look like a checkpoint (no config.json): --force on
+// a checkpoint writer swaps the whole folder, which must never take a
+// folder of other files with it.
+func checkReplaceableCheckpoint(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		return usageErrorf("--out %s is a non-empty folder without config.json: --force replaces only a checkpoint folder; choose another --out", dir)
+	}
+	return nil
 }
 
 // parseLayers reads "all" or a comma-separated list of layer indices in
