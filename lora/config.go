@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/tli-project/tli/llama"
 )
@@ -37,11 +38,13 @@ func PaperConfig() Config {
 
 // Scale is the factor applied to the adapter's output: Alpha/R, or
 // Alpha/sqrt(R) with rsLoRA (computed in float64 as PEFT does, then rounded).
-func (c Config) Scale() float32 {
+func (c Config) Scale() float32 { return float32(c.scale64()) }
+
+func (c Config) scale64() float64 {
 	if c.UseRSLoRA {
-		return float32(c.Alpha / math.Sqrt(float64(c.R)))
+		return c.Alpha / math.Sqrt(float64(c.R))
 	}
-	return float32(c.Alpha / float64(c.R))
+	return c.Alpha / float64(c.R)
 }
 
 // HasLayer reports whether layer l gets adapters.
@@ -49,41 +52,72 @@ func (c Config) HasLayer(l int) bool {
 	return c.Layers == nil || slices.Contains(c.Layers, l)
 }
 
+// MaxRank returns the largest rank r that model allows for modules: the
+// smallest of in_features and out_features over the modules (a rank above
+// min(in, out) cannot add anything to B·A), and the module that sets it.
+// Unknown module names are skipped; ok is false when none is known.
+func MaxRank(model llama.Config, modules []string) (r int, module string, ok bool) {
+	for _, m := range modules {
+		out, in, known := model.ModuleShape(m)
+		if !known {
+			continue
+		}
+		if k := min(out, in); !ok || k < r {
+			r, module, ok = k, m, true
+		}
+	}
+	return r, module, ok
+}
+
 // Validate checks the configuration, and against the model's config when
-// model is not nil (target modules exist, layers are in range).
+// model is not nil: target modules exist, r is at most the smallest
+// min(in_features, out_features) of the targeted modules, layers are in
+// range. Each error names the PEFT field, its value and the valid range.
 func (c Config) Validate(model *llama.Config) error {
 	if c.R <= 0 {
-		return fmt.Errorf("lora: r must be a positive integer, got %d", c.R)
+		return fmt.Errorf("lora: r: %d is not a positive integer (want r ≥ 1)", c.R)
 	}
 	if !(c.Alpha > 0) || math.IsInf(c.Alpha, 0) {
-		return fmt.Errorf("lora: lora_alpha must be positive, got %v", c.Alpha)
+		return fmt.Errorf("lora: lora_alpha: %v is not a positive finite number", c.Alpha)
 	}
 	if c.Dropout < 0 || c.Dropout >= 1 || math.IsNaN(c.Dropout) {
-		return fmt.Errorf("lora: lora_dropout must be in [0, 1), got %v", c.Dropout)
+		return fmt.Errorf("lora: lora_dropout: %v is outside [0, 1)", c.Dropout)
+	}
+	if s := c.scale64(); !(s > 0) || math.IsInf(float64(float32(s)), 0) || float32(s) == 0 {
+		what := fmt.Sprintf("lora_alpha/r = %v/%d", c.Alpha, c.R)
+		if c.UseRSLoRA {
+			what = fmt.Sprintf("lora_alpha/sqrt(r) = %v/sqrt(%d)", c.Alpha, c.R)
+		}
+		return fmt.Errorf("lora: the adapter scale %s = %v is not a positive finite float32 (want it in [%v, %v])", what, s, float32(math.SmallestNonzeroFloat32), float32(math.MaxFloat32))
 	}
 	if len(c.TargetModules) == 0 {
-		return fmt.Errorf("lora: no target_modules (want some of %v)", llama.LoRAModules)
+		return fmt.Errorf("lora: target_modules: empty (want some of %v)", llama.LoRAModules)
 	}
 	seen := map[string]bool{}
 	for _, m := range c.TargetModules {
 		if !slices.Contains(llama.LoRAModules, m) {
-			return fmt.Errorf("lora: target module %q is not supported (want some of %v)", m, llama.LoRAModules)
+			return fmt.Errorf("lora: target_modules: %q is not a module tli can adapt (want some of %v)", m, llama.LoRAModules)
 		}
 		if seen[m] {
-			return fmt.Errorf("lora: target module %q listed twice", m)
+			return fmt.Errorf("lora: target_modules: %q is listed twice", m)
 		}
 		seen[m] = true
 	}
 	if c.Layers != nil && len(c.Layers) == 0 {
-		return fmt.Errorf("lora: layers_to_transform is an empty list")
+		return fmt.Errorf("lora: layers_to_transform: an empty list (want null for every layer, or layer numbers)")
 	}
 	for _, l := range c.Layers {
-		if l < 0 || (model != nil && l >= model.NumLayers) {
-			n := -1
-			if model != nil {
-				n = model.NumLayers
-			}
-			return fmt.Errorf("lora: layer %d in layers_to_transform is outside the model's %d layers", l, n)
+		if model != nil && (l < 0 || l >= model.NumLayers) {
+			return fmt.Errorf("lora: layers_to_transform: layer %d is outside [0, %d] (the model has %d layers)", l, model.NumLayers-1, model.NumLayers)
+		}
+		if l < 0 {
+			return fmt.Errorf("lora: layers_to_transform: layer %d is negative (layers are numbered from 0)", l)
+		}
+	}
+	if model != nil {
+		if maxR, m, ok := MaxRank(*model, c.TargetModules); ok && c.R > maxR {
+			out, in, _ := model.ModuleShape(m)
+			return fmt.Errorf("lora: r: %d is outside [1, %d]: %s is %d×%d (out_features×in_features) and a rank above min(in_features, out_features) of a targeted module adds nothing", c.R, maxR, m, out, in)
 		}
 	}
 	return nil
@@ -148,74 +182,196 @@ func (c Config) MarshalPEFT() ([]byte, error) {
 
 // ParsePEFT reads an adapter_config.json; name is used in error messages.
 // Features tli does not implement (DoRA, fan_in_fan_out, biases, rank or
-// alpha patterns, regex target_modules, modules_to_save) are errors.
+// alpha patterns, regex target_modules, modules_to_save, layer replication)
+// are errors naming the field. Each error says the field, the value found
+// and what is valid. target_modules "all-linear" means every module of
+// llama.LoRAModules, as in PEFT. The result passes c.Validate(nil); the
+// checks that need the model (r against the module sizes, layer numbers
+// against the layer count) are Validate's with the model's config.
 func ParsePEFT(data []byte, name string) (Config, error) {
-	var raw struct {
-		PeftType          string          `json:"peft_type"`
-		R                 *int            `json:"r"`
-		Alpha             *float64        `json:"lora_alpha"`
-		Dropout           float64         `json:"lora_dropout"`
-		TargetModules     json.RawMessage `json:"target_modules"`
-		LayersToTransform json.RawMessage `json:"layers_to_transform"`
-		Bias              string          `json:"bias"`
-		FanInFanOut       bool            `json:"fan_in_fan_out"`
-		UseDoRA           bool            `json:"use_dora"`
-		UseRSLoRA         bool            `json:"use_rslora"`
-		RankPattern       map[string]any  `json:"rank_pattern"`
-		AlphaPattern      map[string]any  `json:"alpha_pattern"`
-		ModulesToSave     json.RawMessage `json:"modules_to_save"`
-		BaseModel         *string         `json:"base_model_name_or_path"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&raw); err != nil {
-		return Config{}, fmt.Errorf("%s: %v", name, err)
-	}
 	fail := func(format string, args ...any) (Config, error) {
 		return Config{}, fmt.Errorf("%s: "+format, append([]any{name}, args...)...)
 	}
-	if raw.PeftType != "LORA" {
-		return fail("peft_type is %q, want \"LORA\"", raw.PeftType)
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fail("not a JSON object: %v", err)
 	}
-	if raw.R == nil {
-		return fail("field \"r\" is missing")
+	if raw == nil {
+		return fail("not a JSON object: null")
 	}
-	if raw.Alpha == nil {
-		return fail("field \"lora_alpha\" is missing")
+	// field returns the raw value of key, or nil when absent or null.
+	field := func(key string) json.RawMessage {
+		v := bytes.TrimSpace(raw[key])
+		if len(v) == 0 || string(v) == "null" {
+			return nil
+		}
+		return v
 	}
-	if raw.Bias != "" && raw.Bias != "none" {
-		return fail("bias %q is not supported (want \"none\")", raw.Bias)
+	str := func(key string) (string, bool, error) {
+		v := field(key)
+		if v == nil {
+			return "", false, nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", false, fmt.Errorf("%s: want a string, got %s", key, clip(v))
+		}
+		return s, true, nil
 	}
-	if raw.FanInFanOut {
-		return fail("fan_in_fan_out true is not supported (Llama linear layers are [out×in])")
+	boolean := func(key string) (bool, error) {
+		v := field(key)
+		if v == nil {
+			return false, nil
+		}
+		var b bool
+		if err := json.Unmarshal(v, &b); err != nil {
+			return false, fmt.Errorf("%s: want true or false, got %s", key, clip(v))
+		}
+		return b, nil
 	}
-	if raw.UseDoRA {
-		return fail("use_dora true is not supported")
+	number := func(key string) (float64, bool, error) {
+		v := field(key)
+		if v == nil {
+			return 0, false, nil
+		}
+		var f float64
+		if err := json.Unmarshal(v, &f); err != nil {
+			return 0, false, fmt.Errorf("%s: want a number, got %s", key, clip(v))
+		}
+		return f, true, nil
 	}
-	if len(raw.RankPattern) > 0 || len(raw.AlphaPattern) > 0 {
-		return fail("rank_pattern and alpha_pattern are not supported")
+	// empty reports whether key is absent, null, {} or [].
+	empty := func(key string) bool {
+		v := field(key)
+		if v == nil {
+			return true
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(v, &obj) == nil && len(obj) == 0 {
+			return true
+		}
+		var list []json.RawMessage
+		return json.Unmarshal(v, &list) == nil && len(list) == 0
 	}
-	if s := string(bytes.TrimSpace(raw.ModulesToSave)); s != "" && s != "null" && s != "[]" {
-		return fail("modules_to_save %s is not supported", s)
+
+	peftType, ok, err := str("peft_type")
+	if err != nil {
+		return fail("%v", err)
 	}
-	c := Config{R: *raw.R, Alpha: *raw.Alpha, Dropout: raw.Dropout, UseRSLoRA: raw.UseRSLoRA}
-	if raw.BaseModel != nil {
-		c.BaseModel = *raw.BaseModel
+	if !ok {
+		return fail("peft_type: missing (want \"LORA\")")
 	}
-	if err := json.Unmarshal(raw.TargetModules, &c.TargetModules); err != nil {
-		return fail("target_modules must be a list of module names, got %s", raw.TargetModules)
+	if peftType != "LORA" {
+		return fail("peft_type: %q is not supported (want \"LORA\")", peftType)
 	}
-	if s := string(bytes.TrimSpace(raw.LayersToTransform)); s != "" && s != "null" {
-		var one int
-		if err := json.Unmarshal(raw.LayersToTransform, &one); err == nil {
-			c.Layers = []int{one}
-		} else if err := json.Unmarshal(raw.LayersToTransform, &c.Layers); err != nil {
-			return fail("layers_to_transform must be null, an integer or a list of integers, got %s", s)
+	var c Config
+	// r: an integer (16, or 16.0 / 1.6e1 as a float with an integral value).
+	rv := field("r")
+	if rv == nil {
+		return fail("r: missing (want a positive integer)")
+	}
+	var rf float64
+	if err := json.Unmarshal(rv, &rf); err != nil {
+		return fail("r: want a positive integer, got %s", clip(rv))
+	}
+	if rf != math.Trunc(rf) {
+		return fail("r: %s is not an integer (want a positive integer)", clip(rv))
+	}
+	if rf < 1 {
+		return fail("r: %s is not a positive integer (want r ≥ 1)", clip(rv))
+	}
+	if rf > math.MaxInt32 {
+		return fail("r: %s is outside [1, %d] (and a model bounds it further by min(in_features, out_features) of its modules)", clip(rv), math.MaxInt32)
+	}
+	c.R = int(rf)
+	alpha, ok, err := number("lora_alpha")
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !ok {
+		return fail("lora_alpha: missing (want a positive number)")
+	}
+	c.Alpha = alpha
+	if c.Dropout, _, err = number("lora_dropout"); err != nil {
+		return fail("%v", err)
+	}
+	if c.UseRSLoRA, err = boolean("use_rslora"); err != nil {
+		return fail("%v", err)
+	}
+	if c.BaseModel, _, err = str("base_model_name_or_path"); err != nil {
+		return fail("%v", err)
+	}
+	if bias, ok, err := str("bias"); err != nil {
+		return fail("%v", err)
+	} else if ok && bias != "none" {
+		return fail("bias: %q is not supported (want \"none\")", bias)
+	}
+	for _, f := range []struct{ key, why string }{
+		{"fan_in_fan_out", "it is for GPT-2-style Conv1D weights stored [in×out]; Llama's Linear weights are [out×in]"},
+		{"use_dora", "DoRA is not implemented"},
+		{"lora_bias", "a bias on lora_B is not implemented"},
+		{"use_qalora", "QA-LoRA is not implemented"},
+	} {
+		b, err := boolean(f.key)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if b {
+			return fail("%s: true is not supported (%s; want false)", f.key, f.why)
+		}
+	}
+	for _, f := range []struct{ key, why string }{
+		{"rank_pattern", "per-module ranks are not implemented; want {}"},
+		{"alpha_pattern", "per-module alphas are not implemented; want {}"},
+		{"modules_to_save", "fully trained extra modules are not implemented; want null or []"},
+		{"layer_replication", "layer replication is not implemented; want null"},
+		{"exclude_modules", "module exclusion is not implemented; want null"},
+		{"trainable_token_indices", "trainable tokens are not implemented; want null"},
+	} {
+		if !empty(f.key) {
+			return fail("%s: %s is not supported (%s)", f.key, clip(field(f.key)), f.why)
+		}
+	}
+	tm := field("target_modules")
+	if tm == nil {
+		return fail("target_modules: missing (want a list of some of %v)", llama.LoRAModules)
+	}
+	var one string
+	if json.Unmarshal(tm, &one) == nil {
+		if one != "all-linear" {
+			return fail("target_modules: the string %q is a regular expression in PEFT, which tli does not support (want \"all-linear\" or a list of some of %v)", one, llama.LoRAModules)
+		}
+		c.TargetModules = slices.Clone(llama.LoRAModules)
+	} else if err := json.Unmarshal(tm, &c.TargetModules); err != nil {
+		return fail("target_modules: want a list of module names (some of %v), got %s", llama.LoRAModules, clip(tm))
+	}
+	if lt := field("layers_to_transform"); lt != nil {
+		var list []json.RawMessage
+		if json.Unmarshal(lt, &list) != nil {
+			list = []json.RawMessage{lt}
+		}
+		c.Layers = []int{}
+		for _, v := range list {
+			var f float64
+			if err := json.Unmarshal(v, &f); err != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt32 {
+				return fail("layers_to_transform: %s is not a layer number (want null, an integer or a list of integers ≥ 0)", clip(v))
+			}
+			c.Layers = append(c.Layers, int(f))
 		}
 	}
 	if err := c.Validate(nil); err != nil {
-		return fail("%v", err)
+		return fail("%s", strings.TrimPrefix(err.Error(), "lora: "))
 	}
 	return c, nil
+}
+
+// clip returns JSON text for an error message, shortened to 60 bytes.
+func clip(v []byte) string {
+	r := []rune(string(bytes.TrimSpace(v)))
+	if len(r) > 60 {
+		return string(r[:57]) + "..."
+	}
+	return string(r)
 }
 
 // ReadConfig reads dir/adapter_config.json.
