@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
@@ -104,36 +106,93 @@ func (o *AdamW) SaveState(path string) error {
 
 func fmtF(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
+// MaxAdamSteps is the largest per-parameter step count LoadAdamW accepts
+// (far more updates than any run makes; larger counts are a corrupt file and
+// would overflow the count as it advances).
+const MaxAdamSteps = 1 << 30
+
 // LoadAdamW reads state written by SaveState. When params is not nil,
-// every saved parameter must be among them with the same size.
+// every saved parameter must be among them with the same size. Each
+// parameter needs exp_avg and exp_avg_sq F32 tensors of one size with
+// finite values (exp_avg_sq ≥ 0) and a step count in [1, MaxAdamSteps];
+// the hyperparameters must be in range (betas in [0, 1), eps > 0,
+// weight_decay ≥ 0, all finite). Errors name the file, parameter or
+// metadata key, the value and what was expected.
 func LoadAdamW(path string, params []*autograd.Param) (*AdamW, error) {
-	tensors, meta, err := llama.ReadSafetensors(path)
+	tensors, meta, err := llama.ReadSafetensors(path) // refuses NaN/Inf, naming the tensor
 	if err != nil {
 		return nil, err
 	}
 	if meta["optimizer"] != "AdamW" {
-		return nil, fmt.Errorf("%s: not an AdamW state file (metadata optimizer=%q)", path, meta["optimizer"])
+		return nil, fmt.Errorf("%s: not an AdamW state file (metadata optimizer=%q, want \"AdamW\")", path, meta["optimizer"])
+	}
+	if _, shapes, err := llama.ReadSafetensorsInts(path); err != nil {
+		return nil, err
+	} else if len(shapes) > 0 {
+		names := make([]string, 0, len(shapes))
+		for n := range shapes {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("%s: tensor %q is I64, want F32 exp_avg/exp_avg_sq", path, names[0])
 	}
 	o := NewAdamW()
-	for key, dst := range map[string]*float64{"beta1": &o.Beta1, "beta2": &o.Beta2, "eps": &o.Eps, "weight_decay": &o.WeightDecay} {
-		v, err := strconv.ParseFloat(meta[key], 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: metadata %q: %v", path, key, err)
+	for _, h := range []struct {
+		key    string
+		dst    *float64
+		lo, hi float64 // lo ≤ v < hi
+		want   string
+	}{
+		{"beta1", &o.Beta1, 0, 1, "in [0, 1)"},
+		{"beta2", &o.Beta2, 0, 1, "in [0, 1)"},
+		{"eps", &o.Eps, math.SmallestNonzeroFloat64, math.MaxFloat64, "a positive finite number"},
+		{"weight_decay", &o.WeightDecay, 0, math.MaxFloat64, "a finite number ≥ 0"},
+	} {
+		s, ok := meta[h.key]
+		if !ok {
+			return nil, fmt.Errorf("%s: metadata %q is missing (want %s)", path, h.key, h.want)
 		}
-		*dst = v
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(v >= h.lo && v < h.hi) {
+			return nil, fmt.Errorf("%s: metadata %q is %q, want %s", path, h.key, clipStr(s), h.want)
+		}
+		*h.dst = v
 	}
-	var steps map[string]int
-	if err := json.Unmarshal([]byte(meta["steps"]), &steps); err != nil {
-		return nil, fmt.Errorf("%s: metadata \"steps\": %v", path, err)
+	js, ok := meta["steps"]
+	if !ok {
+		return nil, fmt.Errorf("%s: metadata \"steps\" is missing (want a JSON object of parameter name to step count)", path)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(js), &raw); err != nil || raw == nil {
+		return nil, fmt.Errorf("%s: metadata \"steps\" is %q, want a JSON object of parameter name to step count", path, clipStr(js))
 	}
 	sizes := map[string]int{}
 	for _, p := range params {
 		sizes[p.Name] = len(p.Data)
 	}
-	for name, step := range steps {
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var f float64
+		if err := json.Unmarshal(raw[name], &f); err != nil || f != math.Trunc(f) || f < 1 || f > MaxAdamSteps {
+			return nil, fmt.Errorf("%s: parameter %q: step count %s, want an integer in [1, %d]", path, name, clip(raw[name]), int64(MaxAdamSteps))
+		}
+		step := int(f)
+		for _, k := range []string{".exp_avg", ".exp_avg_sq"} {
+			t := tensors[name+k]
+			if t == nil {
+				return nil, fmt.Errorf("%s: parameter %q: tensor %q is missing", path, name, name+k)
+			}
+			if t.DType != engine.F32 {
+				return nil, fmt.Errorf("%s: tensor %q is %v, want f32", path, name+k, t.DType)
+			}
+		}
 		m, v := tensors[name+".exp_avg"], tensors[name+".exp_avg_sq"]
-		if m == nil || v == nil || m.DType != engine.F32 || v.DType != engine.F32 || m.Numel() != v.Numel() {
-			return nil, fmt.Errorf("%s: parameter %q: missing or malformed exp_avg/exp_avg_sq", path, name)
+		if m.Numel() != v.Numel() {
+			return nil, fmt.Errorf("%s: parameter %q: exp_avg has %d values, exp_avg_sq %d", path, name, m.Numel(), v.Numel())
 		}
 		if params != nil {
 			n, ok := sizes[name]
@@ -144,16 +203,36 @@ func LoadAdamW(path string, params []*autograd.Param) (*AdamW, error) {
 				return nil, fmt.Errorf("%s: parameter %q has %d values in the state, %d in the adapter", path, name, m.Numel(), n)
 			}
 		}
-		if step <= 0 {
-			return nil, fmt.Errorf("%s: parameter %q: step count %d", path, name, step)
+		for i, x := range v.F32 {
+			if x < 0 {
+				return nil, fmt.Errorf("%s: tensor %q element %d is %v, want ≥ 0 (a running mean of squared gradients)", path, name+".exp_avg_sq", i, x)
+			}
 		}
 		o.state[name] = &adamState{step: step, m: m.F32, v: v.F32}
 	}
-	if len(tensors) != 2*len(steps) {
-		return nil, fmt.Errorf("%s: %d tensors for %d parameters", path, len(tensors), len(steps))
+	for _, name := range sortedKeys(tensors) {
+		base, ok := strings.CutSuffix(name, ".exp_avg")
+		if !ok {
+			base, ok = strings.CutSuffix(name, ".exp_avg_sq")
+		}
+		if _, listed := raw[base]; !ok || !listed {
+			return nil, fmt.Errorf("%s: unexpected tensor %q (not the exp_avg or exp_avg_sq of a parameter in metadata \"steps\")", path, name)
+		}
 	}
 	return o, nil
 }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// clipStr shortens s to 60 characters for an error message.
+func clipStr(s string) string { return clip([]byte(s)) }
 
 // LinearSchedule is the learning-rate factor of
 // transformers.get_linear_schedule_with_warmup at scheduler step `step`:

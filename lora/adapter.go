@@ -106,7 +106,8 @@ func (a *Adapter) ZeroGrad() {
 }
 
 // Save writes dir/adapter_config.json and dir/adapter_model.safetensors in
-// PEFT's format (F32 tensors). The folder is written under a temporary name
+// PEFT's format (F32 tensors). An adapter with a NaN or Inf weight is an
+// error naming the tensor and element, and nothing is written. The folder is written under a temporary name
 // beside dir and renamed into place, replacing an older adapter there, so dir
 // holds either the old adapter or the complete new one.
 func (a *Adapter) Save(dir string) error {
@@ -124,6 +125,11 @@ func (a *Adapter) Save(dir string) error {
 	}
 	var list []llama.NamedTensor
 	for _, p := range a.Params() {
+		for i, v := range p.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("lora: not saving the adapter to %s: tensor %q element %d (row %d, col %d) is %v (NaN or Inf)", dir, p.Name, i, i/p.Cols, i%p.Cols, v)
+			}
+		}
 		list = append(list, llama.NamedTensor{Name: p.Name, Tensor: engine.FromF32(p.Data, p.Rows, p.Cols)})
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
@@ -133,37 +139,73 @@ func (a *Adapter) Save(dir string) error {
 	return out.Commit(true)
 }
 
-// Load reads a PEFT adapter folder for a model of config model. Every
+// MaxDelta is the largest change an adapter may make to one weight that
+// Load accepts: the bound Scale·Σₖ maxᵢ|B[i][k]|·maxⱼ|A[k][j]| on every
+// |Scale·(B·A)[i][j]| must not exceed it. It is the largest finite f16
+// value: no fine-tune changes a weight by that much (Llama weights are
+// below 10 in magnitude), a larger delta would overflow an f16 merge, and
+// below it the unmerged forward's Scale·B·(A·x) stays finite in f32 for any
+// input with |x| < 3.4e38/(MaxDelta·in_features).
+const MaxDelta = 65504
+
+// Load reads a PEFT adapter folder for a model of config model. The config
+// is validated against the model (r at most min(in_features,
+// out_features) of every targeted module, layers in range) and every
 // configured (layer, module) must have lora_A [r×in] and lora_B [out×r];
-// missing or unexpected tensors, wrong shapes, and a config that disagrees
-// with the model are errors naming the file and tensor. Tensors stored as
-// bf16 or f16 are widened to f32.
+// names and shapes are checked against the file's header before any
+// adapter memory is allocated. Missing or unexpected tensors, wrong shapes,
+// NaN or Inf values, and weights whose delta could exceed MaxDelta are
+// errors naming the file and tensor. Tensors stored as bf16 or f16 are
+// widened to f32.
 func Load(dir string, model llama.Config) (*Adapter, error) {
 	c, err := ReadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
 	cfgPath := filepath.Join(dir, ConfigFile)
-	a, err := empty(c, model)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", cfgPath, err)
+	if err := c.Validate(&model); err != nil {
+		return nil, fmt.Errorf("%s: %s", cfgPath, strings.TrimPrefix(err.Error(), "lora: "))
 	}
 	path := filepath.Join(dir, WeightsFile)
+	// ReadSafetensors allocates only what the file holds and refuses NaN/Inf,
+	// naming the tensor and element.
 	tensors, _, err := llama.ReadSafetensors(path)
 	if err != nil {
 		return nil, err
 	}
+	if _, shapes, err := llama.ReadSafetensorsInts(path); err != nil {
+		return nil, err
+	} else if len(shapes) > 0 {
+		names := make([]string, 0, len(shapes))
+		for n := range shapes {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("%s: tensor %q is I64, want F32, BF16 or F16 lora_A/lora_B weights", path, names[0])
+	}
+	// Names and shapes first: nothing sized by the config is allocated until
+	// the file is known to hold every tensor at its size.
 	want := map[string]bool{}
-	for _, p := range a.Params() {
-		want[p.Name] = true
-		t, ok := tensors[p.Name]
-		if !ok {
-			return nil, fmt.Errorf("%s: missing tensor %q (%s lists r=%d, target_modules %v, layers %v)", path, p.Name, cfgPath, c.R, c.TargetModules, layerList(c.Layers))
+	for l := 0; l < model.NumLayers; l++ {
+		if !c.HasLayer(l) {
+			continue
 		}
-		if len(t.Shape) != 2 || t.Shape[0] != p.Rows || t.Shape[1] != p.Cols {
-			return nil, fmt.Errorf("%s: tensor %q has shape %v, want [%d %d] (r=%d from %s and the model's sizes)", path, p.Name, t.Shape, p.Rows, p.Cols, c.R, cfgPath)
+		for _, m := range c.modules() {
+			out, in, _ := model.ModuleShape(m)
+			for _, w := range []struct {
+				name       string
+				rows, cols int
+			}{{KeyA(l, m), c.R, in}, {KeyB(l, m), out, c.R}} {
+				want[w.name] = true
+				t, ok := tensors[w.name]
+				if !ok {
+					return nil, fmt.Errorf("%s: missing tensor %q (%s lists r=%d, target_modules %v, layers %v)", path, w.name, cfgPath, c.R, c.TargetModules, layerList(c.Layers))
+				}
+				if len(t.Shape) != 2 || t.Shape[0] != w.rows || t.Shape[1] != w.cols {
+					return nil, fmt.Errorf("%s: tensor %q has shape %v, want [%d %d] (r=%d from %s and the model's %s size %d×%d)", path, w.name, t.Shape, w.rows, w.cols, c.R, cfgPath, m, out, in)
+				}
+			}
 		}
-		copy(p.Data, t.ToF32())
 	}
 	var extra []string
 	for name := range tensors {
@@ -175,7 +217,49 @@ func Load(dir string, model llama.Config) (*Adapter, error) {
 		sort.Strings(extra)
 		return nil, fmt.Errorf("%s: unexpected tensor %q (not a lora_A/lora_B of the layers and modules %s configures)", path, extra[0], cfgPath)
 	}
+	a := &Adapter{Config: c, Layers: make([]map[string]*autograd.LoRA, model.NumLayers)}
+	param := func(name string) *autograd.Param {
+		t := tensors[name]
+		return &autograd.Param{Name: name, Rows: t.Shape[0], Cols: t.Shape[1], Data: t.ToF32()}
+	}
+	for l := 0; l < model.NumLayers; l++ {
+		if !c.HasLayer(l) {
+			continue
+		}
+		a.Layers[l] = map[string]*autograd.LoRA{}
+		for _, m := range c.modules() {
+			ad := &autograd.LoRA{A: param(KeyA(l, m)), B: param(KeyB(l, m)), Scale: c.Scale(), Dropout: float32(c.Dropout)}
+			if bound, ka, kb := deltaBound(ad); bound > MaxDelta {
+				return nil, fmt.Errorf("%s: tensors %q and %q: the adapter's change to the weight, scale·|B·A|, can reach %.4g (scale %v, max |lora_A| %v, max |lora_B| %v at rank %d), above %v (MaxDelta, the f16 range): the merged weight or the unmerged forward would overflow",
+					path, ad.A.Name, ad.B.Name, bound, ad.Scale, ka, kb, c.R, MaxDelta)
+			}
+			a.Layers[l][m] = ad
+		}
+	}
 	return a, nil
+}
+
+// deltaBound returns Scale·Σₖ maxᵢ|B[i][k]|·maxⱼ|A[k][j]| (in float64), a
+// bound on every |Scale·(B·A)[i][j]|, and the largest |A| and |B|.
+func deltaBound(ad *autograd.LoRA) (bound float64, maxA, maxB float32) {
+	r, in := ad.A.Rows, ad.A.Cols
+	colMaxB := make([]float64, r)
+	for i := 0; i < ad.B.Rows; i++ {
+		for k, v := range ad.B.Data[i*r : (i+1)*r] {
+			av := math.Abs(float64(v))
+			colMaxB[k] = max(colMaxB[k], av)
+			maxB = max(maxB, float32(av))
+		}
+	}
+	for k := 0; k < r; k++ {
+		var rowMaxA float64
+		for _, v := range ad.A.Data[k*in : (k+1)*in] {
+			rowMaxA = max(rowMaxA, math.Abs(float64(v)))
+		}
+		maxA = max(maxA, float32(rowMaxA))
+		bound += colMaxB[k] * rowMaxA
+	}
+	return bound * math.Abs(float64(ad.Scale)), maxA, maxB
 }
 
 func layerList(l []int) string {

@@ -3,6 +3,7 @@ package lora
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,15 @@ func (a *Adapter) apply(m *llama.Model, sign float32) error {
 			jobs = append(jobs, job{l, name})
 		}
 	}
+	// Every merged weight must be finite in its dtype: check all of them
+	// before changing any (recomputing Δ rather than holding every merged
+	// copy at once).
+	for _, j := range jobs {
+		w := m.Layers[j.l].ModuleWeight(j.name)
+		if err := checkMerged(w, a.Delta(j.l, j.name), sign); err != nil {
+			return fmt.Errorf("lora: layer %d %s (%s): %w", j.l, j.name, a.Layers[j.l][j.name].B.Name, err)
+		}
+	}
 	for _, j := range jobs {
 		L := m.Layers[j.l]
 		L.SetModuleWeight(j.name, addDelta(L.ModuleWeight(j.name), a.Delta(j.l, j.name), sign))
@@ -80,6 +90,38 @@ func allZero(x []float32) bool {
 	return true
 }
 
+// dtypeMax is the largest finite value of each weight dtype.
+var dtypeMax = map[engine.DType]float32{engine.F32: math.MaxFloat32, engine.BF16: 0x1.fep127, engine.F16: 65504}
+
+// mergedAt returns element i of W + sign·Δ as addDelta rounds it, widened
+// to f32, and Δ as rounded to W's dtype.
+func mergedAt(w *engine.Tensor, i int, d float32) (merged, delta float32) {
+	switch w.DType {
+	case engine.BF16:
+		d = kernels.BF16ToF32(kernels.F32ToBF16(d))
+		return kernels.BF16ToF32(kernels.F32ToBF16(kernels.BF16ToF32(w.Half[i]) + d)), d
+	case engine.F16:
+		d = kernels.F16ToF32(kernels.F32ToF16(d))
+		return kernels.F16ToF32(kernels.F32ToF16(kernels.F16ToF32(w.Half[i]) + d)), d
+	}
+	return w.F32[i] + d, d
+}
+
+func finite(v float32) bool { return math.Float32bits(v)&0x7f800000 != 0x7f800000 }
+
+// checkMerged returns an error naming the first element of W + sign·Δ that
+// is not finite in W's dtype after rounding.
+func checkMerged(w *engine.Tensor, delta []float32, sign float32) error {
+	for i, d := range delta {
+		if v, dr := mergedAt(w, i, sign*d); !finite(v) {
+			cols := w.Shape[len(w.Shape)-1]
+			return fmt.Errorf("merged weight [%d %d] is W %v + Δ %v = %v: the adapter's delta overflowed %v (largest finite value %v)",
+				i/cols, i%cols, w.At(i), dr, v, w.DType, dtypeMax[w.DType])
+		}
+	}
+	return nil
+}
+
 // addDelta returns a new tensor W + sign·Δ in W's dtype; for half dtypes Δ is
 // rounded to that dtype first.
 func addDelta(w *engine.Tensor, delta []float32, sign float32) *engine.Tensor {
@@ -93,16 +135,14 @@ func addDelta(w *engine.Tensor, delta []float32, sign float32) *engine.Tensor {
 	}
 	engine.ParallelFor((n+65535)/65536, func(c int) {
 		for i := c * 65536; i < min((c+1)*65536, n); i++ {
-			d := sign * delta[i]
+			v, _ := mergedAt(w, i, sign*delta[i])
 			switch w.DType {
 			case engine.F32:
-				out.F32[i] = w.F32[i] + d
+				out.F32[i] = v
 			case engine.BF16:
-				d = kernels.BF16ToF32(kernels.F32ToBF16(d))
-				out.Half[i] = kernels.F32ToBF16(kernels.BF16ToF32(w.Half[i]) + d)
+				out.Half[i] = kernels.F32ToBF16(v) // exact: v is a bf16 value
 			case engine.F16:
-				d = kernels.F16ToF32(kernels.F32ToF16(d))
-				out.Half[i] = kernels.F32ToF16(kernels.F16ToF32(w.Half[i]) + d)
+				out.Half[i] = kernels.F32ToF16(v)
 			}
 		}
 	})
@@ -115,7 +155,9 @@ func addDelta(w *engine.Tensor, delta []float32, sign float32) *engine.Tensor {
 // (tokenizer, generation config) are copied, and config.json gets the new
 // torch_dtype. The merge runs in f32 and is rounded once to dtype, except for
 // a bf16 checkpoint written as bf16, which is merged in bf16 as PEFT merges
-// it.
+// it. A merged weight that is not finite in dtype (the adapter's delta
+// overflowed it; f16 holds at most 65504) is an error naming the tensor and
+// element, and nothing is written.
 //
 // outDir may not be, contain or lie inside modelDir or adapterDir. It is
 // built under a temporary name beside it and renamed into place only when
@@ -156,6 +198,50 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType, re
 	if err := a.Merge(m); err != nil {
 		return err
 	}
+	// Round to the output dtype and check every weight still fits it before
+	// anything is written: an f16 output overflows above 65504.
+	var list []llama.NamedTensor
+	add := func(name string, t *engine.Tensor, adapted bool) error {
+		c := t.Convert(dtype)
+		if c != t {
+			if i := c.FirstNonFinite(); i >= 0 {
+				cols := t.Shape[len(t.Shape)-1]
+				why := fmt.Sprintf("the checkpoint's weight %v does not fit %v", t.At(i), dtype)
+				if adapted {
+					why = fmt.Sprintf("the merged weight W+Δ = %v does not fit %v: the adapter's delta overflowed the dtype", t.At(i), dtype)
+				}
+				return fmt.Errorf("lora: %s [%d %d]: %s (largest finite value %v); write another dtype", name, i/cols, i%cols, why, dtypeMax[dtype])
+			}
+		}
+		list = append(list, llama.NamedTensor{Name: name, Tensor: c})
+		return nil
+	}
+	if err := add("model.embed_tokens.weight", m.Embed, false); err != nil {
+		return err
+	}
+	for l, L := range m.Layers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		if err := add(p+"input_layernorm.weight", engine.FromF32(L.AttnNorm, len(L.AttnNorm)), false); err != nil {
+			return err
+		}
+		for _, name := range llama.LoRAModules {
+			adapted := a.Layers[l] != nil && a.Layers[l][name] != nil && !allZero(a.Layers[l][name].B.Data)
+			if err := add(p+llama.ModulePrefix(name)+".weight", L.ModuleWeight(name), adapted); err != nil {
+				return err
+			}
+		}
+		if err := add(p+"post_attention_layernorm.weight", engine.FromF32(L.MLPNorm, len(L.MLPNorm)), false); err != nil {
+			return err
+		}
+	}
+	if err := add("model.norm.weight", engine.FromF32(m.Norm, len(m.Norm)), false); err != nil {
+		return err
+	}
+	if m.LMHead != nil {
+		if err := add("lm_head.weight", m.LMHead, false); err != nil {
+			return err
+		}
+	}
 	out, err := atomicfs.NewDir(outDir)
 	if err != nil {
 		return err
@@ -164,20 +250,6 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType, re
 	tmp := out.Path()
 	if err := copyExtras(modelDir, tmp, dtype); err != nil {
 		return err
-	}
-	conv := func(t *engine.Tensor) *engine.Tensor { return t.Convert(dtype) }
-	list := []llama.NamedTensor{{Name: "model.embed_tokens.weight", Tensor: conv(m.Embed)}}
-	for l, L := range m.Layers {
-		p := fmt.Sprintf("model.layers.%d.", l)
-		list = append(list, llama.NamedTensor{Name: p + "input_layernorm.weight", Tensor: conv(engine.FromF32(L.AttnNorm, len(L.AttnNorm)))})
-		for _, name := range llama.LoRAModules {
-			list = append(list, llama.NamedTensor{Name: p + llama.ModulePrefix(name) + ".weight", Tensor: conv(L.ModuleWeight(name))})
-		}
-		list = append(list, llama.NamedTensor{Name: p + "post_attention_layernorm.weight", Tensor: conv(engine.FromF32(L.MLPNorm, len(L.MLPNorm)))})
-	}
-	list = append(list, llama.NamedTensor{Name: "model.norm.weight", Tensor: conv(engine.FromF32(m.Norm, len(m.Norm)))})
-	if m.LMHead != nil {
-		list = append(list, llama.NamedTensor{Name: "lm_head.weight", Tensor: conv(m.LMHead)})
 	}
 	if err := llama.WriteSafetensorsOrdered(filepath.Join(tmp, "model.safetensors"), list, map[string]string{"format": "pt"}); err != nil {
 		return err
