@@ -1,12 +1,14 @@
 package llama
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"sort"
+	"strconv"
 
 	"github.com/nlpodyssey/safetensors"
 
@@ -21,6 +23,18 @@ import (
 
 // maxHeaderBytes bounds the JSON header (the format's own limit is 100 MB).
 const maxHeaderBytes = 100_000_000
+
+// maxHeaderEntries bounds the entries of one header (tensors plus
+// __metadata__ keys). The largest checkpoints have a few thousand tensors per
+// file; a header of millions of empty entries would only cost time and memory.
+const maxHeaderEntries = 100_000
+
+// maxShapeRank bounds the number of dimensions of a tensor.
+const maxShapeRank = 16
+
+// maxTensorElems bounds the elements of one tensor (and each of its
+// dimensions): 2^40, 2 TB of bf16.
+const maxTensorElems = 1 << 40
 
 // stTensor describes one tensor of a safetensors file.
 type stTensor struct {
@@ -43,7 +57,9 @@ type stHeader struct {
 // file bytes b (which may be just the first part of a file of fileSize
 // bytes). It checks that every tensor has a supported dtype, that its byte
 // range matches its shape and lies inside the file, and that no two tensors
-// overlap. name is used in error messages.
+// overlap. name is used in error messages. The header is read as a stream
+// of JSON tokens, so time and memory are linear in its size and bounded by
+// maxHeaderBytes and maxHeaderEntries whatever it holds.
 func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, error) {
 	if len(b) < 8 {
 		return nil, fmt.Errorf("%s: %d bytes is too short for a safetensors file (no 8-byte header length)", name, len(b))
@@ -55,18 +71,53 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 	if 8+n > uint64(len(b)) || int64(8+n) > fileSize {
 		return nil, fmt.Errorf("%s: header of %d bytes runs past the end of the file (%d bytes): truncated file?", name, n, fileSize)
 	}
-	var md safetensors.Metadata
-	if err := json.Unmarshal(b[8:8+n], &md); err != nil {
-		return nil, fmt.Errorf("%s: bad safetensors header: %v", name, err)
-	}
-	h := &stHeader{DataStart: int(8 + n), Tensors: map[string]*stTensor{}, Metadata: md.Metadata()}
+	h := &stHeader{DataStart: int(8 + n), Tensors: map[string]*stTensor{}}
 	dataSize := fileSize - int64(h.DataStart)
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: bad safetensors header: %s", name, fmt.Sprintf(format, args...))
+	}
+	dec := json.NewDecoder(bytes.NewReader(b[8 : 8+n]))
+	dec.UseNumber()
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, bad("%v", err)
+	}
 	var list []*stTensor
-	for tname, info := range md.Tensors() {
+	entries := 0
+	for dec.More() {
+		tname, err := stringToken(dec)
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		if entries++; entries > maxHeaderEntries {
+			return nil, fmt.Errorf("%s: header has more than %d entries (tensors and __metadata__ keys); a model file has far fewer", name, maxHeaderEntries)
+		}
+		if tname == "__metadata__" {
+			if h.Metadata != nil {
+				return nil, bad("key \"__metadata__\" appears twice")
+			}
+			if h.Metadata, err = readStringMap(dec, &entries); err != nil {
+				if entries > maxHeaderEntries {
+					return nil, fmt.Errorf("%s: header has more than %d entries (tensors and __metadata__ keys); a model file has far fewer", name, maxHeaderEntries)
+				}
+				return nil, bad("\"__metadata__\": %v", err)
+			}
+			continue
+		}
+		if _, dup := h.Tensors[tname]; dup {
+			return nil, bad("tensor %q appears twice", tname)
+		}
+		info, err := readTensorInfo(dec)
+		if err != nil {
+			return nil, bad("tensor %q: %v", tname, err)
+		}
 		var dt engine.DType
 		isInt := false
 		size := uint64(2)
-		switch info.DType {
+		st, err := safetensors.ParseDType(info.dtype)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: unknown dtype %q (want F32, BF16, F16 or I64)", name, tname, info.dtype)
+		}
+		switch st {
 		case safetensors.I64:
 			isInt, size = true, 8
 		case safetensors.F32:
@@ -76,21 +127,21 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 		case safetensors.F16:
 			dt = engine.F16
 		default:
-			return nil, fmt.Errorf("%s: tensor %q: unsupported dtype %s (want F32, BF16, F16 or I64)", name, tname, info.DType)
+			return nil, fmt.Errorf("%s: tensor %q: unsupported dtype %s (want F32, BF16, F16 or I64)", name, tname, st)
 		}
-		shape := make([]int, len(info.Shape))
+		shape := make([]int, len(info.shape))
 		numel := uint64(1)
-		for i, s := range info.Shape {
-			if s != 0 && numel > (1<<40)/s {
-				return nil, fmt.Errorf("%s: tensor %q: shape %v is too large", name, tname, info.Shape)
+		for i, s := range info.shape {
+			if s > maxTensorElems || (s != 0 && numel > maxTensorElems/s) {
+				return nil, fmt.Errorf("%s: tensor %q: shape %v is too large (more than 2^40 elements)", name, tname, info.shape)
 			}
 			shape[i] = int(s)
 			numel *= s
 		}
-		beg, end := info.DataOffsets[0], info.DataOffsets[1]
-		if end < beg || numel > 1<<40 || end-beg != numel*size {
+		beg, end := info.offsets[0], info.offsets[1]
+		if end < beg || end-beg != numel*size {
 			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d] hold %d bytes, but shape %v of %s needs %d",
-				name, tname, beg, end, int64(end)-int64(beg), info.Shape, info.DType, numel*size)
+				name, tname, beg, end, int64(end)-int64(beg), info.shape, st, numel*size)
 		}
 		if end > uint64(dataSize) {
 			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d] run past the end of the data section (%d bytes): truncated file?",
@@ -100,19 +151,182 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 		h.Tensors[tname] = t
 		list = append(list, t)
 	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, bad("%v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, bad("data after the closing brace")
+	}
+	if err := checkOverlap(list); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	return h, nil
+}
+
+// checkOverlap reports two non-empty tensors whose byte ranges overlap.
+// Sorted by start, a tensor overlaps an earlier one exactly when it starts
+// before the furthest end of the earlier non-empty tensors; empty tensors
+// are skipped, so one lying between two overlapping tensors cannot hide the
+// overlap.
+func checkOverlap(list []*stTensor) error {
 	sort.Slice(list, func(i, j int) bool {
 		if list[i].Begin != list[j].Begin {
 			return list[i].Begin < list[j].Begin
 		}
-		return list[i].End < list[j].End
+		if list[i].End != list[j].End {
+			return list[i].End < list[j].End
+		}
+		return list[i].Name < list[j].Name
 	})
-	for i := 1; i < len(list); i++ {
-		a, c := list[i-1], list[i]
-		if c.Begin < a.End && c.End > c.Begin {
-			return nil, fmt.Errorf("%s: tensors %q [%d, %d] and %q [%d, %d] overlap", name, a.Name, a.Begin, a.End, c.Name, c.Begin, c.End)
+	var far *stTensor // the non-empty tensor with the furthest end so far
+	for _, c := range list {
+		if c.End == c.Begin {
+			continue
+		}
+		if far != nil && c.Begin < far.End {
+			return fmt.Errorf("tensors %q [%d, %d] and %q [%d, %d] overlap", far.Name, far.Begin, far.End, c.Name, c.Begin, c.End)
+		}
+		if far == nil || c.End > far.End {
+			far = c
 		}
 	}
-	return h, nil
+	return nil
+}
+
+// stInfo is one tensor entry of a header as written.
+type stInfo struct {
+	dtype   string
+	shape   []uint64
+	offsets []uint64
+}
+
+// readTensorInfo reads {"dtype": s, "shape": [...], "data_offsets": [b, e]}.
+func readTensorInfo(dec *json.Decoder) (stInfo, error) {
+	var info stInfo
+	if err := expectDelim(dec, '{'); err != nil {
+		return info, err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		key, err := stringToken(dec)
+		if err != nil {
+			return info, err
+		}
+		if seen[key] {
+			return info, fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "dtype":
+			if info.dtype, err = stringToken(dec); err != nil {
+				return info, fmt.Errorf("\"dtype\": %v", err)
+			}
+		case "shape":
+			if info.shape, err = readUints(dec, maxShapeRank); err != nil {
+				return info, fmt.Errorf("\"shape\": %v", err)
+			}
+		case "data_offsets":
+			if info.offsets, err = readUints(dec, 2); err != nil {
+				return info, fmt.Errorf("\"data_offsets\": %v", err)
+			}
+			if len(info.offsets) != 2 {
+				return info, fmt.Errorf("\"data_offsets\": want [begin, end], got %d numbers", len(info.offsets))
+			}
+		default:
+			return info, fmt.Errorf("unexpected key %q (want dtype, shape and data_offsets)", key)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return info, err
+	}
+	for _, k := range []string{"dtype", "shape", "data_offsets"} {
+		if !seen[k] {
+			return info, fmt.Errorf("missing %q", k)
+		}
+	}
+	return info, nil
+}
+
+// readUints reads a JSON array of at most max non-negative integers.
+func readUints(dec *json.Decoder, max int) ([]uint64, error) {
+	if err := expectDelim(dec, '['); err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		num, ok := tok.(json.Number)
+		if !ok {
+			return nil, fmt.Errorf("want a non-negative integer, got %v", tok)
+		}
+		v, err := strconv.ParseUint(string(num), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("want a non-negative integer below 2^64, got %s", num)
+		}
+		if len(out) == max {
+			return nil, fmt.Errorf("more than %d numbers", max)
+		}
+		out = append(out, v)
+	}
+	return out, expectDelim(dec, ']')
+}
+
+// readStringMap reads a JSON object of strings, counting its keys in
+// *entries and stopping once they pass maxHeaderEntries.
+func readStringMap(dec *json.Decoder, entries *int) (map[string]string, error) {
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for dec.More() {
+		if *entries++; *entries > maxHeaderEntries {
+			return nil, fmt.Errorf("too many entries")
+		}
+		k, err := stringToken(dec)
+		if err != nil {
+			return nil, err
+		}
+		v, err := stringToken(dec)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %v", k, err)
+		}
+		out[k] = v
+	}
+	return out, expectDelim(dec, '}')
+}
+
+// expectDelim reads the next token, which must be the delimiter d.
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		if err == io.EOF {
+			return fmt.Errorf("unexpected end of JSON, want %q", d)
+		}
+		return err
+	}
+	if got, ok := tok.(json.Delim); !ok || got != d {
+		return fmt.Errorf("want %q, got %v", d, tok)
+	}
+	return nil
+}
+
+// stringToken reads the next token, which must be a string.
+func stringToken(dec *json.Decoder) (string, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		if err == io.EOF {
+			return "", fmt.Errorf("unexpected end of JSON, want a string")
+		}
+		return "", err
+	}
+	s, ok := tok.(string)
+	if !ok {
+		return "", fmt.Errorf("want a string, got %v", tok)
+	}
+	return s, nil
 }
 
 // stFile is an open (mapped) safetensors file.
