@@ -1,13 +1,16 @@
 package llama
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/kernels"
@@ -40,6 +43,9 @@ type checkpoint struct {
 	where  map[string]string // tensor name -> file name (relative to dir)
 	files  map[string]*stFile
 	shards []string
+	// index is the path of model.safetensors.index.json, "" for a
+	// single-file checkpoint.
+	index string
 	// pinned is set once a loaded tensor points into a mapped shard, which
 	// must then stay open for the model's lifetime.
 	pinned bool
@@ -51,39 +57,183 @@ type checkpoint struct {
 	deferred []pendingCheck
 }
 
+// Limits of model.safetensors.index.json.
+const (
+	maxIndexBytes   = 100_000_000 // the file
+	maxIndexEntries = 1_000_000   // weight_map entries
+)
+
+// parseIndex parses model.safetensors.index.json text (name is used in
+// errors): the weight_map from tensor names to shard file names, checked to
+// be plain file names inside the checkpoint folder. Other keys (metadata)
+// are skipped. Reading is a stream of JSON tokens, so time and memory are
+// linear in the text and bounded by maxIndexBytes and maxIndexEntries.
+func parseIndex(data []byte, name string) (map[string]string, error) {
+	if len(data) > maxIndexBytes {
+		return nil, fmt.Errorf("%s: %d bytes exceeds the %d-byte limit for a safetensors index", name, len(data), maxIndexBytes)
+	}
+	bad := func(err error) error { return fmt.Errorf("%s: not a safetensors index: %v", name, err) }
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, bad(err)
+	}
+	var where map[string]string
+	for dec.More() {
+		key, err := stringToken(dec)
+		if err != nil {
+			return nil, bad(err)
+		}
+		if key != "weight_map" {
+			if err := skipValue(dec); err != nil {
+				return nil, bad(fmt.Errorf("%q: %v", key, err))
+			}
+			continue
+		}
+		if where != nil {
+			return nil, fmt.Errorf("%s: field \"weight_map\" appears twice", name)
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, bad(err)
+		}
+		if tok == nil {
+			where = map[string]string{}
+			continue
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '{' {
+			return nil, fmt.Errorf("%s: field \"weight_map\": want an object mapping tensor names to shard file names, got %v", name, tok)
+		}
+		where = map[string]string{}
+		for dec.More() {
+			tname, err := stringToken(dec)
+			if err != nil {
+				return nil, bad(err)
+			}
+			if len(where) >= maxIndexEntries {
+				return nil, fmt.Errorf("%s: weight_map has more than %d entries; a model has far fewer tensors", name, maxIndexEntries)
+			}
+			if _, dup := where[tname]; dup {
+				return nil, fmt.Errorf("%s: weight_map[%q] appears twice", name, tname)
+			}
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, bad(err)
+			}
+			file, ok := tok.(string)
+			if !ok {
+				if d, isDelim := tok.(json.Delim); isDelim {
+					tok = string(d) + "..."
+				}
+				return nil, fmt.Errorf("%s: weight_map[%q]: want a file name string, got %v", name, tname, tok)
+			}
+			if !plainFileName(file) {
+				return nil, fmt.Errorf("%s: weight_map[%q]: %q is not a plain file name in the checkpoint folder", name, tname, file)
+			}
+			where[tname] = file
+		}
+		if err := expectDelim(dec, '}'); err != nil {
+			return nil, bad(err)
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, bad(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, bad(fmt.Errorf("data after the closing brace"))
+	}
+	if len(where) == 0 {
+		return nil, fmt.Errorf("%s: field \"weight_map\" is missing or empty", name)
+	}
+	return where, nil
+}
+
+// plainFileName reports whether file names a file directly inside a folder:
+// not empty, not . or .., no path separator of any system, no NUL.
+func plainFileName(file string) bool {
+	return file != "" && file != "." && file != ".." && !strings.ContainsAny(file, "/\\\x00") &&
+		!filepath.IsAbs(file) && file == filepath.Base(file)
+}
+
+// skipValue reads and discards one JSON value.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("unexpected end of JSON")
+			}
+			return err
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				depth++
+			} else {
+				depth--
+			}
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
+}
+
+// tooLargeError is a file refused for its size before being read.
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string { return e.msg }
+
+// readLimited reads the file at path, refusing one larger than limit bytes
+// (a *tooLargeError) without reading it; what names the kind of file.
+func readLimited(path string, limit int64, what string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > limit {
+		return nil, &tooLargeError{fmt.Sprintf("%s: %d bytes exceeds the %d-byte limit for %s", path, st.Size(), limit, what)}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, &tooLargeError{fmt.Sprintf("%s: more than %d bytes exceeds the limit for %s", path, limit, what)}
+	}
+	return data, nil
+}
+
 // openCheckpoint reads dir/model.safetensors.index.json when present, else
-// expects dir/model.safetensors. Shards are opened lazily.
+// expects dir/model.safetensors. Shards are opened lazily, but every shard
+// the index names must exist.
 func openCheckpoint(dir string) (*checkpoint, error) {
 	c := &checkpoint{dir: dir, where: map[string]string{}, files: map[string]*stFile{}}
 	idx := filepath.Join(dir, "model.safetensors.index.json")
-	data, err := os.ReadFile(idx)
+	data, err := readLimited(idx, maxIndexBytes, "a safetensors index")
 	switch {
 	case err == nil:
-		var ix struct {
-			WeightMap map[string]json.RawMessage `json:"weight_map"`
+		where, err := parseIndex(data, idx)
+		if err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(data, &ix); err != nil {
-			return nil, fmt.Errorf("%s: not a safetensors index: %v", idx, err)
+		c.where, c.index = where, idx
+		first := map[string]string{} // shard -> first tensor (by name) listed in it
+		for name, file := range where {
+			if t, ok := first[file]; !ok || name < t {
+				first[file] = name
+			}
 		}
-		if len(ix.WeightMap) == 0 {
-			return nil, fmt.Errorf("%s: field \"weight_map\" is missing or empty", idx)
-		}
-		seen := map[string]bool{}
-		for name, raw := range ix.WeightMap {
-			var file string
-			if err := json.Unmarshal(raw, &file); err != nil {
-				return nil, fmt.Errorf("%s: weight_map[%q]: want a file name string, got %s", idx, name, raw)
-			}
-			if file == "" || filepath.IsAbs(file) || file != filepath.Base(file) {
-				return nil, fmt.Errorf("%s: weight_map[%q]: %q is not a plain file name in the checkpoint folder", idx, name, file)
-			}
-			c.where[name] = file
-			if !seen[file] {
-				seen[file] = true
-				c.shards = append(c.shards, file)
-			}
+		for file := range first {
+			c.shards = append(c.shards, file)
 		}
 		sort.Strings(c.shards)
+		for _, file := range c.shards {
+			st, err := os.Stat(filepath.Join(dir, file))
+			if err != nil || !st.Mode().IsRegular() {
+				return nil, fmt.Errorf("%s: shard %s listed for tensor %q is missing (or not a regular file)", idx, file, first[file])
+			}
+		}
 	case errors.Is(err, fs.ErrNotExist):
 		single := filepath.Join(dir, "model.safetensors")
 		f, err := openSafetensors(single)
@@ -99,6 +249,10 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 			c.where[name] = "model.safetensors"
 		}
 	default:
+		var tl *tooLargeError
+		if errors.As(err, &tl) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("reading %s: %w", idx, err)
 	}
 	return c, nil
@@ -107,12 +261,20 @@ func openCheckpoint(dir string) (*checkpoint, error) {
 // has reports whether the checkpoint names tensor name.
 func (c *checkpoint) has(name string) bool { _, ok := c.where[name]; return ok }
 
+// missing describes tensor name as absent from the checkpoint.
+func (c *checkpoint) missing(name string) error {
+	if c.index != "" {
+		return fmt.Errorf("%s: missing tensor %q (not in weight_map)", c.index, name)
+	}
+	return fmt.Errorf("%s: missing tensor %q", filepath.Join(c.dir, "model.safetensors"), name)
+}
+
 // raw returns the named tensor as stored (pointing into its shard's mapping)
 // and the shard's path.
 func (c *checkpoint) raw(name string) (*engine.Tensor, string, error) {
 	file, ok := c.where[name]
 	if !ok {
-		return nil, c.dir, fmt.Errorf("%s: missing tensor %q", c.dir, name)
+		return nil, c.dir, c.missing(name)
 	}
 	f := c.files[file]
 	if f == nil {
@@ -126,9 +288,16 @@ func (c *checkpoint) raw(name string) (*engine.Tensor, string, error) {
 		}
 		c.files[file] = f
 	}
+	info, ok := f.h.Tensors[name]
+	if !ok {
+		return nil, f.path, fmt.Errorf("%s: tensor %q, which %s lists in this shard, is not in it", f.path, name, c.index)
+	}
+	if info.Int64 {
+		return nil, f.path, fmt.Errorf("%s: tensor %q is I64; model weights must be F32, BF16 or F16", f.path, name)
+	}
 	t, err := f.tensor(name)
 	if err != nil {
-		return nil, f.path, fmt.Errorf("%s: tensor %q listed in the index is not in the shard", f.path, name)
+		return nil, f.path, err
 	}
 	return t, f.path, nil
 }
@@ -295,6 +464,21 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine.DType) (*Model, error) {
 	d, hd, ffn := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize
 	qd, kd := cfg.NumHeads*hd, cfg.NumKVHeads*hd
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %v", filepath.Join(ck.dir, "config.json"), err)
+	}
+	// Every tensor to be loaded must be in the checkpoint before anything
+	// sized by config.json is allocated: a config claiming more layers than
+	// the checkpoint holds fails here, naming the first missing tensor.
+	for _, name := range neededTensors(cfg, maxLayer, needHead) {
+		if !ck.has(name) {
+			err := ck.missing(name)
+			if l, ok := layerOf(name); ok {
+				err = fmt.Errorf("%w: config.json has num_hidden_layers %d, the checkpoint lacks layer %d", err, cfg.NumLayers, l)
+			}
+			return nil, err
+		}
+	}
 	m := &Model{Config: cfg, Layers: make([]*Layer, cfg.NumLayers)}
 	rope, err := engine.NewRope(hd, cfg.RopeTheta, cfg.MaxPositionEmbeddings, cfg.RopeScaling)
 	if err != nil {
@@ -347,4 +531,38 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 		m.deferChecks(keyHead, ck)
 	}
 	return m, nil
+}
+
+// layerTensors are the weights of one decoder layer, after "model.layers.{i}.".
+var layerTensors = []string{
+	"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+	"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+	"input_layernorm.weight", "post_attention_layernorm.weight",
+}
+
+// neededTensors lists the tensors loadFrom reads for layers 0..maxLayer-1
+// and, when asked, the final norm and the LM head.
+func neededTensors(cfg Config, maxLayer int, needHead bool) []string {
+	names := []string{"model.embed_tokens.weight"}
+	for i := 0; i < maxLayer; i++ {
+		for _, t := range layerTensors {
+			names = append(names, fmt.Sprintf("model.layers.%d.%s", i, t))
+		}
+	}
+	if maxLayer == cfg.NumLayers || needHead {
+		names = append(names, "model.norm.weight")
+	}
+	if needHead && !cfg.TieWordEmbeddings {
+		names = append(names, "lm_head.weight")
+	}
+	return names
+}
+
+// layerOf returns i for a tensor named "model.layers.{i}.…".
+func layerOf(name string) (int, bool) {
+	var i int
+	if _, err := fmt.Sscanf(name, "model.layers.%d.", &i); err != nil {
+		return 0, false
+	}
+	return i, true
 }
