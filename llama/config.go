@@ -2,8 +2,9 @@ package llama
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
+	"math"
 
 	"github.com/tli-project/tli/engine"
 )
@@ -119,7 +120,10 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	if c.NumKVHeads == 0 {
 		c.NumKVHeads = c.NumHeads
 	}
-	if c.HeadDim == 0 && c.NumHeads > 0 {
+	if c.HeadDim == 0 && c.NumHeads > 0 && c.HiddenSize > 0 {
+		if c.HiddenSize%c.NumHeads != 0 {
+			return Config{}, fmt.Errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d; set head_dim explicitly", name, c.HiddenSize, c.NumHeads)
+		}
 		c.HeadDim = c.HiddenSize / c.NumHeads
 	}
 	if err := c.Validate(); err != nil {
@@ -128,26 +132,69 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	return c, nil
 }
 
-// Validate checks that the sizes are positive and consistent.
+// Limits on the sizes a config may give. They are far above every released
+// Llama-family model (the largest has 126 layers, hidden size 16384,
+// intermediate size 53248, 128 heads, a vocabulary of a few hundred
+// thousand and a context of a few million positions) and keep every size
+// and every product of sizes the code forms far from overflowing an int, so
+// that a hostile or mistyped config.json is refused before anything is
+// allocated from it.
+const (
+	// LimitLayers bounds num_hidden_layers.
+	LimitLayers = 1024
+	// LimitDim bounds hidden_size, intermediate_size, num_attention_heads,
+	// num_key_value_heads, head_dim and num_attention_heads·head_dim.
+	LimitDim = 1 << 20
+	// LimitVocab bounds vocab_size.
+	LimitVocab = 1 << 24
+	// LimitPositions bounds max_position_embeddings and the context a model
+	// accepts (MaxContext).
+	LimitPositions = 1 << 24
+	// LimitWeightElems bounds the elements of one weight matrix
+	// (vocab_size·hidden_size, intermediate_size·hidden_size), as the
+	// safetensors reader bounds one tensor.
+	LimitWeightElems = 1 << 40
+	// maxConfigBytes bounds config.json (real ones have a few kilobytes).
+	maxConfigBytes = 16 << 20
+)
+
+// Validate checks that the sizes are positive, within the limits above
+// (LimitLayers, LimitDim, LimitVocab, LimitPositions, LimitWeightElems) and
+// consistent, and that the numeric fields are finite.
 func (c Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"hidden_size", c.HiddenSize}, {"intermediate_size", c.IntermediateSize},
-		{"num_hidden_layers", c.NumLayers}, {"num_attention_heads", c.NumHeads},
-		{"num_key_value_heads", c.NumKVHeads}, {"head_dim", c.HeadDim}, {"vocab_size", c.VocabSize}} {
+		max  int
+	}{{"hidden_size", c.HiddenSize, LimitDim}, {"intermediate_size", c.IntermediateSize, LimitDim},
+		{"num_hidden_layers", c.NumLayers, LimitLayers}, {"num_attention_heads", c.NumHeads, LimitDim},
+		{"num_key_value_heads", c.NumKVHeads, LimitDim}, {"head_dim", c.HeadDim, LimitDim},
+		{"vocab_size", c.VocabSize, LimitVocab}, {"max_position_embeddings", c.MaxPositionEmbeddings, LimitPositions}} {
 		if f.v <= 0 {
 			return fmt.Errorf("field %q must be a positive integer, got %d", f.name, f.v)
+		}
+		if f.v > f.max {
+			return fmt.Errorf("field %q is %d, above the limit %d", f.name, f.v, f.max)
 		}
 	}
 	if c.NumHeads%c.NumKVHeads != 0 {
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
 	}
-	if !(c.RopeTheta > 0) {
-		return fmt.Errorf("field \"rope_theta\" must be positive, got %v", c.RopeTheta)
+	if c.HeadDim%2 != 0 {
+		return fmt.Errorf("field \"head_dim\" must be even for rotary embeddings, got %d", c.HeadDim)
 	}
-	if c.MaxPositionEmbeddings <= 0 {
-		return fmt.Errorf("field \"max_position_embeddings\" must be positive, got %d", c.MaxPositionEmbeddings)
+	// Each factor is at most 2^24, so the products cannot overflow.
+	if q := c.NumHeads * c.HeadDim; q > LimitDim {
+		return fmt.Errorf("num_attention_heads %d × head_dim %d = %d is above the limit %d", c.NumHeads, c.HeadDim, q, LimitDim)
+	}
+	if n := c.VocabSize * c.HiddenSize; n > LimitWeightElems {
+		return fmt.Errorf("vocab_size %d × hidden_size %d = %d embedding weights is above the limit %d", c.VocabSize, c.HiddenSize, n, LimitWeightElems)
+	}
+	if n := c.IntermediateSize * c.HiddenSize; n > LimitWeightElems {
+		return fmt.Errorf("intermediate_size %d × hidden_size %d = %d weights is above the limit %d", c.IntermediateSize, c.HiddenSize, n, LimitWeightElems)
+	}
+	if !(c.RopeTheta > 0) || math.IsInf(c.RopeTheta, 0) {
+		return fmt.Errorf("field \"rope_theta\" must be positive and finite, got %v", c.RopeTheta)
 	}
 	if c.AttentionBias || c.MLPBias {
 		return fmt.Errorf("attention_bias/mlp_bias true is not supported (Llama checkpoints have no biases)")
@@ -155,16 +202,57 @@ func (c Config) Validate() error {
 	if c.HiddenAct != "" && c.HiddenAct != "silu" {
 		return fmt.Errorf("field \"hidden_act\" %q is not supported (want silu)", c.HiddenAct)
 	}
-	if c.RMSNormEps <= 0 {
-		return fmt.Errorf("field \"rms_norm_eps\" must be positive, got %v", c.RMSNormEps)
+	if !(c.RMSNormEps > 0) || math.IsInf(c.RMSNormEps, 0) {
+		return fmt.Errorf("field \"rms_norm_eps\" must be positive and finite, got %v", c.RMSNormEps)
+	}
+	rs := c.RopeScaling
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"factor", rs.Factor}, {"low_freq_factor", rs.LowFreqFactor}, {"high_freq_factor", rs.HighFreqFactor}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return fmt.Errorf("field \"rope_scaling\": %q must be a finite non-negative number, got %v", f.name, f.v)
+		}
+	}
+	if rs.OriginalMaxPositionEmbeddings < 0 || rs.OriginalMaxPositionEmbeddings > LimitPositions {
+		return fmt.Errorf("field \"rope_scaling\": \"original_max_position_embeddings\" %d is outside 0..%d", rs.OriginalMaxPositionEmbeddings, LimitPositions)
 	}
 	return nil
 }
 
+// MaxContext is the longest sequence the model accepts (Forward,
+// ForwardTrain, Generate's prompt plus new tokens): max_position_embeddings,
+// or with "dynamic" rope scaling, which exists to run past it,
+// max_position_embeddings × rope_scaling.factor (at most LimitPositions).
+func (c Config) MaxContext() int {
+	n := c.MaxPositionEmbeddings
+	if c.RopeScaling.Type == "dynamic" && c.RopeScaling.Factor > 1 {
+		f := float64(n) * c.RopeScaling.Factor
+		if f >= LimitPositions {
+			return max(n, LimitPositions)
+		}
+		n = int(f)
+	}
+	return n
+}
+
+// contextLimit describes MaxContext for error messages.
+func (c Config) contextLimit() string {
+	n := c.MaxContext()
+	if n != c.MaxPositionEmbeddings {
+		return fmt.Sprintf("the context limit %d (max_position_embeddings %d × dynamic rope_scaling factor %v)", n, c.MaxPositionEmbeddings, c.RopeScaling.Factor)
+	}
+	return fmt.Sprintf("max_position_embeddings %d", n)
+}
+
 // LoadConfig reads dir/config.json.
 func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path, maxConfigBytes, "a config.json")
 	if err != nil {
+		var tl *tooLargeError
+		if errors.As(err, &tl) {
+			return Config{}, err
+		}
 		return Config{}, fmt.Errorf("reading config: %w", err)
 	}
 	return ParseConfig(data, path)

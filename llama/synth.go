@@ -23,7 +23,9 @@ import (
 type SynthOptions struct {
 	// Shape is "tiny" (the default), "llama3.2-1b" or "llama3-8b".
 	Shape string
-	// Layers overrides the shape's number of layers when > 0.
+	// Layers overrides the shape's number of layers when > 0. Negative
+	// overrides are refused, as are sizes above the config limits
+	// (LimitLayers, LimitDim, ...).
 	Layers int
 	// DType is the stored dtype: F32 (default), BF16 or F16.
 	DType engine.DType
@@ -94,6 +96,18 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 	default:
 		return c, fmt.Errorf("synth: unknown shape %q (want tiny, llama3.2-1b or llama3-8b)", opts.Shape)
 	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"Layers", opts.Layers}, {"Hidden", opts.Hidden}, {"Heads", opts.Heads}, {"KVHeads", opts.KVHeads},
+		{"FFN", opts.FFN}, {"Vocab", opts.Vocab}, {"HeadDim", opts.HeadDim}, {"MaxPositions", opts.MaxPositions}} {
+		if f.v < 0 {
+			return c, fmt.Errorf("synth: %s %d is negative (0 keeps the shape's value)", f.name, f.v)
+		}
+	}
+	if opts.RopeTheta < 0 || math.IsNaN(opts.RopeTheta) {
+		return c, fmt.Errorf("synth: RopeTheta %v is negative (0 keeps the shape's value)", opts.RopeTheta)
+	}
 	set := func(dst *int, v int) {
 		if v > 0 {
 			*dst = v
@@ -106,8 +120,13 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 	set(&c.IntermediateSize, opts.FFN)
 	set(&c.VocabSize, opts.Vocab)
 	set(&c.MaxPositionEmbeddings, opts.MaxPositions)
-	c.HeadDim = c.HiddenSize / max(c.NumHeads, 1)
-	set(&c.HeadDim, opts.HeadDim)
+	if opts.HeadDim > 0 {
+		c.HeadDim = opts.HeadDim
+	} else if c.HiddenSize%c.NumHeads != 0 {
+		return c, fmt.Errorf("synth: hidden size %d is not a multiple of %d heads; set HeadDim", c.HiddenSize, c.NumHeads)
+	} else {
+		c.HeadDim = c.HiddenSize / c.NumHeads
+	}
 	if opts.RopeTheta > 0 {
 		c.RopeTheta = opts.RopeTheta
 	}
