@@ -122,6 +122,9 @@ func (m *Model) checkBatch(b Batch) error {
 			return fmt.Errorf("llama: batch offsets %v are not increasing", b.Offsets)
 		}
 	}
+	if err := m.Config.checkLengths(b); err != nil {
+		return fmt.Errorf("llama: %w", err)
+	}
 	for i, id := range b.Tokens {
 		if id < 0 || id >= m.Config.VocabSize {
 			return fmt.Errorf("llama: token %d (position %d of the batch) is outside the vocabulary [0, %d)", id, i, m.Config.VocabSize)
@@ -130,10 +133,22 @@ func (m *Model) checkBatch(b Batch) error {
 	return nil
 }
 
+// checkLengths refuses a batch with a sequence longer than MaxContext.
+func (c Config) checkLengths(b Batch) error {
+	limit := c.MaxContext()
+	for s := 0; s+1 < len(b.Offsets); s++ {
+		if n := b.Offsets[s+1] - b.Offsets[s]; n > limit {
+			return fmt.Errorf("sequence %d has %d tokens, more than %s", s, n, c.contextLimit())
+		}
+	}
+	return nil
+}
+
 // Forward runs the packed batch b through the model once and calls fn with
 // hidden_states[k] for every k in layers (Hugging Face numbering: 0 is the
 // embeddings, k is the output of decoder layer k-1, and NumLayers is the
-// final norm of the last layer's output), in increasing k. It stops after
+// final norm of the last layer's output), in increasing k. A sequence longer
+// than Config.MaxContext is an error. It stops after
 // the highest layer requested, so only the layers below it need be loaded.
 // h is [T×d] row-major in the batch's token order and is valid only during
 // the call; fn's error stops the pass and is returned.

@@ -11,7 +11,10 @@ import (
 
 // GenerateOptions controls decoding.
 type GenerateOptions struct {
-	// MaxNewTokens bounds the number of generated tokens (default 32).
+	// MaxNewTokens bounds the number of generated tokens (default 32, or
+	// what room the context leaves if less). The prompt plus MaxNewTokens
+	// must fit in Config.MaxContext (max_position_embeddings); Generate
+	// refuses more rather than run past the positions the model knows.
 	MaxNewTokens int
 	// Temperature 0 decodes greedily; > 0 samples from softmax(logits/T).
 	Temperature float64
@@ -34,6 +37,17 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("llama: Generate needs a non-empty prompt")
 	}
+	limit := c.MaxContext()
+	if len(prompt) >= limit {
+		return nil, fmt.Errorf("llama: Generate: the prompt has %d tokens, which leaves no room under %s", len(prompt), c.contextLimit())
+	}
+	if opts.MaxNewTokens <= 0 {
+		opts.MaxNewTokens = min(32, limit-len(prompt))
+	}
+	if opts.MaxNewTokens > limit-len(prompt) {
+		return nil, fmt.Errorf("llama: Generate: prompt of %d tokens + MaxNewTokens %d is more than %s (MaxNewTokens can be at most %d)",
+			len(prompt), opts.MaxNewTokens, c.contextLimit(), limit-len(prompt))
+	}
 	if err := m.checkBatch(NewBatch([][]int{prompt})); err != nil {
 		return nil, err
 	}
@@ -45,9 +59,6 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 	if m.Norm == nil || (m.LMHead == nil && !c.TieWordEmbeddings) {
 		return nil, fmt.Errorf("llama: Generate needs the final norm and the LM head (LoadOptions.NeedLMHead)")
 	}
-	if opts.MaxNewTokens <= 0 {
-		opts.MaxNewTokens = 32
-	}
 	if opts.Temperature < 0 || math.IsNaN(opts.Temperature) || opts.TopP < 0 || opts.TopP > 1 {
 		return nil, fmt.Errorf("llama: Generate: temperature must be >= 0 and top_p in [0, 1], got %v and %v", opts.Temperature, opts.TopP)
 	}
@@ -56,7 +67,11 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 		stop = c.EOSTokenID
 	}
 	rng := newRand(opts.Seed)
-	cache := engine.NewKVCache(c.NumLayers, c.NumKVHeads, c.HeadDim, len(prompt)+opts.MaxNewTokens)
+	// The cache starts with room for the prompt and a few hundred new
+	// tokens and grows as needed: generation usually stops at a stop token
+	// long before MaxNewTokens, and a cache for the whole context of a large
+	// model would take tens of gigabytes.
+	cache := engine.NewKVCache(c.NumLayers, c.NumKVHeads, c.HeadDim, len(prompt)+min(opts.MaxNewTokens, 256))
 	logits, err := m.step(prompt, cache)
 	if err != nil {
 		return nil, err

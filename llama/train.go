@@ -136,7 +136,8 @@ func (c Config) ModuleShape(module string) (out, in int, ok bool) {
 // (0: the embeddings, k: the output of decoder layer k−1). Layers at or above
 // targetLayer are not run, so their adapters get no gradient. The products
 // with bf16 weights follow m.FastBF16 as the inference forward does; dropout
-// on the adapters' inputs is on when the tape has a dropout seed.
+// on the adapters' inputs is on when the tape has a dropout seed. A sequence
+// longer than Config.MaxContext is an error.
 func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adapters Adapters) (*autograd.Var, error) {
 	cfg := m.Config
 	if targetLayer < 0 || targetLayer > cfg.NumLayers {
@@ -146,6 +147,9 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 		return nil, fmt.Errorf("ForwardTrain: %w", err)
 	}
 	if err := checkTrainBatch(b, cfg.VocabSize); err != nil {
+		return nil, fmt.Errorf("ForwardTrain: %w", err)
+	}
+	if err := cfg.checkLengths(b); err != nil {
 		return nil, fmt.Errorf("ForwardTrain: %w", err)
 	}
 	if m.Embed == nil {
