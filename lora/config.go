@@ -365,9 +365,10 @@ func ParsePEFT(data []byte, name string) (Config, error) {
 	return c, nil
 }
 
-// clip returns JSON text for an error message, shortened to 60 bytes.
+// clip returns JSON text for an error message on one line (runs of white
+// space become one space), shortened to 60 characters.
 func clip(v []byte) string {
-	r := []rune(string(bytes.TrimSpace(v)))
+	r := []rune(strings.Join(strings.Fields(string(v)), " "))
 	if len(r) > 60 {
 		return string(r[:57]) + "..."
 	}
