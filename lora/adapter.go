@@ -149,8 +149,8 @@ func (a *Adapter) Save(dir string) error {
 const MaxDelta = 65504
 
 // Load reads a PEFT adapter folder for a model of config model. The config
-// is validated against the model (r at most min(in_features,
-// out_features) of every targeted module, layers in range) and every
+// is validated against the model (an adapter of at most MaxAdapterNumbers
+// numbers, layers in range) and every
 // configured (layer, module) must have lora_A [r×in] and lora_B [out×r];
 // names and shapes are checked against the file's header before any
 // adapter memory is allocated. Missing or unexpected tensors, wrong shapes,

@@ -75,9 +75,9 @@ func TestValidateLimits(t *testing.T) {
 		c    Config
 		want string
 	}{
-		{Config{R: 1e9, Alpha: 16, TargetModules: qv}, "lora: r: 1000000000 is outside [1, 16]: v_proj is 16×32 (out_features×in_features) and a rank above min(in_features, out_features) of a targeted module adds nothing"},
-		{Config{R: 17, Alpha: 16, TargetModules: qv}, "lora: r: 17 is outside [1, 16]: v_proj is 16×32 (out_features×in_features) and a rank above min(in_features, out_features) of a targeted module adds nothing"},
-		{Config{R: 33, Alpha: 16, TargetModules: []string{"down_proj"}}, "lora: r: 33 is outside [1, 32]: down_proj is 32×48 (out_features×in_features) and a rank above min(in_features, out_features) of a targeted module adds nothing"},
+		{Config{R: 1e9, Alpha: 16, TargetModules: qv}, "lora: r: 1000000000 is outside [1, 3195660]: A and B would hold 1000000000×336 numbers, above the limit of 1073741824 (lora.MaxAdapterNumbers, 4 GiB in float32)"},
+		{Config{R: 3195661, Alpha: 16, TargetModules: qv}, "lora: r: 3195661 is outside [1, 3195660]: A and B would hold 3195661×336 numbers, above the limit of 1073741824 (lora.MaxAdapterNumbers, 4 GiB in float32)"},
+		{Config{R: 2e7, Alpha: 16, TargetModules: []string{"down_proj"}, Layers: []int{1}}, "lora: r: 20000000 is outside [1, 13421772]: A and B would hold 20000000×80 numbers, above the limit of 1073741824 (lora.MaxAdapterNumbers, 4 GiB in float32)"},
 		{Config{R: 0, Alpha: 16, TargetModules: qv}, "lora: r: 0 is not a positive integer (want r ≥ 1)"},
 		{Config{R: -3, Alpha: 16, TargetModules: qv}, "lora: r: -3 is not a positive integer (want r ≥ 1)"},
 		{Config{R: 16, Alpha: 1e308, TargetModules: qv}, "lora: the adapter scale lora_alpha/r = 1e+308/16 = 6.25e+306 is not a positive finite float32 (want it in [1e-45, 3.4028235e+38])"},
@@ -111,8 +111,15 @@ func TestValidateLimits(t *testing.T) {
 	if a, err := New(Config{R: 16, Alpha: 32, TargetModules: qv}, model, 1); err != nil || a.Layers[0]["v_proj"].A.Rows != 16 {
 		t.Errorf("r 16 on q_proj, v_proj: %v", err)
 	}
-	if r, m, ok := MaxRank(model, []string{"gate_proj", "down_proj", "nope"}); r != 32 || m != "gate_proj" || !ok {
-		t.Errorf("MaxRank = %d %q %v, want 32 gate_proj true", r, m, ok)
+	// PEFT accepts r above min(in_features, out_features), and so does tli.
+	if a, err := New(Config{R: 40, Alpha: 32, TargetModules: qv}, model, 1); err != nil || a.Layers[0]["v_proj"].A.Rows != 40 {
+		t.Errorf("r 40 on q_proj (32×32), v_proj (16×32): %v", err)
+	}
+	if r, per, ok := MaxRank(model, []string{"gate_proj", "down_proj", "nope"}, nil); r != 1<<30/480 || per != 480 || !ok {
+		t.Errorf("MaxRank = %d %d %v, want %d 480 true", r, per, ok, 1<<30/480)
+	}
+	if _, _, ok := MaxRank(model, []string{"nope"}, nil); ok {
+		t.Errorf("MaxRank of no known module: ok")
 	}
 }
 
@@ -125,7 +132,7 @@ func TestParsePEFTFields(t *testing.T) {
 		`{"peft_type":"LORA","r":16,"lora_alpha":32,"target_modules":["q_proj"],"layers_to_transform":[-1]}`: "f: layers_to_transform: layer -1 is negative (layers are numbered from 0)",
 		cfgHead + `"r":"16","target_modules":["q_proj"]}`:                                                    `f: r: want a positive integer, got "16"`,
 		cfgHead + `"r":16.5,"target_modules":["q_proj"]}`:                                                    "f: r: 16.5 is not an integer (want a positive integer)",
-		cfgHead + `"r":1e30,"target_modules":["q_proj"]}`:                                                    "f: r: 1e30 is outside [1, 2147483647] (and a model bounds it further by min(in_features, out_features) of its modules)",
+		cfgHead + `"r":1e30,"target_modules":["q_proj"]}`:                                                    "f: r: 1e30 is outside [1, 2147483647] (and a model bounds it further by the adapter's size)",
 		cfgHead + `"r":-4,"target_modules":["q_proj"]}`:                                                      "f: r: -4 is not a positive integer (want r ≥ 1)",
 		cfgHead + `"r":[16],"target_modules":["q_proj"]}`:                                                    "f: r: want a positive integer, got [16]",
 		`{"peft_type":"LORA","r":16,"lora_alpha":"32","target_modules":["q_proj"]}`:                          `f: lora_alpha: want a number, got "32"`,
@@ -178,7 +185,7 @@ func TestLoadHostileConfig(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, err := Load(dir, model)
 	runtime.ReadMemStats(&after)
-	wantErr(t, "r 1e9", err, filepath.Join(dir, ConfigFile)+": r: 1000000000 is outside [1, 16]: v_proj is 16×32 (out_features×in_features) and a rank above min(in_features, out_features) of a targeted module adds nothing")
+	wantErr(t, "r 1e9", err, filepath.Join(dir, ConfigFile)+": r: 1000000000 is outside [1, 3195660]: A and B would hold 1000000000×336 numbers, above the limit of 1073741824 (lora.MaxAdapterNumbers, 4 GiB in float32)")
 	if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
 		t.Errorf("refusing r 1e9 allocated %d bytes", d)
 	}
