@@ -1,9 +1,9 @@
 package tli
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -81,31 +81,59 @@ func decodeDictdB64(s string) (int64, error) {
 	return v, nil
 }
 
+// MaxFreeDictBytes bounds each file of a FreeDict database LoadFreeDict
+// reads: the index, and the dictionary text after decompression (a
+// dictzip bomb stops there). The Swahili-English database is a 35 KB index
+// and 142 KB of text; 64 MiB leaves room for any FreeDict dictionary.
+const MaxFreeDictBytes = 64 << 20
+
 // LoadFreeDict reads freedict-swh-eng.index and freedict-swh-eng.dict.dz (or
 // an uncompressed freedict-swh-eng.dict) from dir and parses every entry,
 // skipping the 00-database-* metadata entries. Entries indexed under more
-// than one headword (spelling variants) appear once.
+// than one headword (spelling variants) appear once. Both files must be
+// UTF-8 and at most MaxFreeDictBytes (the .dict.dz once decompressed).
 func LoadFreeDict(dir string) (*FreeDict, error) {
 	indexPath := filepath.Join(dir, FreeDictName+".index")
-	idx, err := os.ReadFile(indexPath)
+	idx, err := readLimited(indexPath, MaxFreeDictBytes)
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("tli: freedict %s: larger than %s (tli.MaxFreeDictBytes)", indexPath, sizeString(MaxFreeDictBytes))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tli: freedict: %w", err)
 	}
-	body, err := readDictBody(dir)
+	bodyPath, body, err := readDictBody(dir)
 	if err != nil {
 		return nil, err
 	}
+	return parseFreeDict(indexPath, idx, bodyPath, body)
+}
+
+// parseFreeDict parses a dictd index and the dictionary text it indexes;
+// the names are used in errors.
+func parseFreeDict(indexPath string, idx []byte, bodyPath string, body []byte) (*FreeDict, error) {
+	if off := invalidUTF8(idx); off >= 0 {
+		return nil, fmt.Errorf("tli: freedict %s: line %d: invalid UTF-8 at byte offset %d", indexPath, bytes.Count(idx[:off], newline)+1, off)
+	}
+	if off := invalidUTF8(body); off >= 0 {
+		return nil, fmt.Errorf("tli: freedict %s: line %d: invalid UTF-8 at byte offset %d", bodyPath, bytes.Count(body[:off], newline)+1, off)
+	}
 	d := &FreeDict{byHead: map[string][]int{}}
 	seen := map[[2]int64]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(idx))
-	for line := 1; sc.Scan(); line++ {
-		text := sc.Text()
+	// Entries of a dictd database do not overlap (spelling variants point
+	// at the same entry, seen once), so together they cover at most the
+	// text; an index whose entries cover it many times over would make
+	// parsing quadratic.
+	covered, maxCovered := int64(0), 2*int64(len(body))+4096
+	for line, rest := 1, idx; len(rest) > 0; line++ {
+		var l []byte
+		l, rest, _ = bytes.Cut(rest, newline)
+		text := strings.TrimSuffix(string(l), "\r")
 		if text == "" {
 			continue
 		}
 		f := strings.Split(text, "\t")
 		if len(f) < 3 {
-			return nil, fmt.Errorf("tli: freedict %s: line %d: want headword, offset and length separated by tabs, got %q", indexPath, line, text)
+			return nil, fmt.Errorf("tli: freedict %s: line %d: want headword, offset and length separated by tabs, got %s", indexPath, line, quoteShort(text))
 		}
 		if strings.HasPrefix(f[0], "00database") || strings.HasPrefix(f[0], "00-database") {
 			continue
@@ -116,20 +144,20 @@ func LoadFreeDict(dir string) (*FreeDict, error) {
 			return nil, fmt.Errorf("tli: freedict %s: line %d: bad offset or length: %v", indexPath, line, firstErr(err1, err2))
 		}
 		if off+n > int64(len(body)) {
-			return nil, fmt.Errorf("tli: freedict %s: line %d: entry %q at %d+%d runs past the end of the %d-byte dictionary", indexPath, line, f[0], off, n, len(body))
+			return nil, fmt.Errorf("tli: freedict %s: line %d: entry %s at %d+%d runs past the end of the %d-byte dictionary", indexPath, line, quoteShort(f[0]), off, n, len(body))
 		}
 		if seen[[2]int64{off, n}] {
 			continue
 		}
 		seen[[2]int64{off, n}] = true
+		if covered += n; covered > maxCovered {
+			return nil, fmt.Errorf("tli: freedict %s: line %d: the index entries overlap, covering more than twice the %d-byte dictionary", indexPath, line, len(body))
+		}
 		e, err := parseDictEntry(string(body[off : off+n]))
 		if err != nil {
-			return nil, fmt.Errorf("tli: freedict %s: line %d (%q): %w", indexPath, line, f[0], err)
+			return nil, fmt.Errorf("tli: freedict %s: line %d (%s): %v", indexPath, line, quoteShort(f[0]), err)
 		}
 		d.Entries = append(d.Entries, e)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("tli: freedict %s: %w", indexPath, err)
 	}
 	// Index order is dictd's collation; keep it, it is stable.
 	for i, e := range d.Entries {
@@ -152,29 +180,40 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// readDictBody returns the uncompressed dictionary text. A .dict.dz file is
-// dictzip, which is gzip with a chunk table in an extra header field, so
-// plain gzip decompression of the whole file gives the text.
-func readDictBody(dir string) ([]byte, error) {
+// readDictBody returns the path and uncompressed text of the dictionary. A
+// .dict.dz file is dictzip, which is gzip with a chunk table in an extra
+// header field, so plain gzip decompression of the whole file gives the
+// text.
+func readDictBody(dir string) (string, []byte, error) {
 	dz := filepath.Join(dir, FreeDictName+".dict.dz")
+	tooBig := func(path string) error {
+		return fmt.Errorf("tli: freedict %s: larger than %s (tli.MaxFreeDictBytes) uncompressed", path, sizeString(MaxFreeDictBytes))
+	}
 	f, err := os.Open(dz)
 	if err != nil {
 		plain := filepath.Join(dir, FreeDictName+".dict")
-		if b, err2 := os.ReadFile(plain); err2 == nil {
-			return b, nil
+		b, err2 := readLimited(plain, MaxFreeDictBytes)
+		if errors.Is(err2, errTooLarge) {
+			return "", nil, tooBig(plain)
 		}
-		return nil, fmt.Errorf("tli: freedict: %w", err)
+		if err2 == nil {
+			return plain, b, nil
+		}
+		return "", nil, fmt.Errorf("tli: freedict: %w", err)
 	}
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		return nil, fmt.Errorf("tli: freedict %s: not gzip/dictzip: %w", dz, err)
+		return "", nil, fmt.Errorf("tli: freedict %s: not gzip/dictzip: %w", dz, err)
 	}
-	b, err := io.ReadAll(zr)
+	b, err := io.ReadAll(io.LimitReader(zr, MaxFreeDictBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("tli: freedict %s: %w", dz, err)
+		return "", nil, fmt.Errorf("tli: freedict %s: %w", dz, err)
 	}
-	return b, nil
+	if len(b) > MaxFreeDictBytes {
+		return "", nil, tooBig(dz)
+	}
+	return dz, b, nil
 }
 
 var (
@@ -393,7 +432,9 @@ func ReadFreeDict(dir string) ([]Pair, error) {
 }
 
 // ReadFreeDictWith is ReadFreeDict with options. Pairs come out in the
-// dictionary's (alphabetical) order.
+// dictionary's (alphabetical) order. Entries whose words a pair file could
+// not hold (longer than MaxWordBytes, or with a control character) are left
+// out, so the pairs always survive WritePairs and ReadPairs unchanged.
 func ReadFreeDictWith(dir string, opt FreeDictOptions) ([]Pair, error) {
 	d, err := LoadFreeDict(dir)
 	if err != nil {
@@ -424,6 +465,9 @@ func (d *FreeDict) Pairs(opt FreeDictOptions) []Pair {
 		if opt.Infinitives && strings.HasPrefix(e.POS, "v") && !strings.Contains(src, " ") {
 			src = infinitive(src)
 			tgt = "to " + tgt
+		}
+		if checkWord("Swahili", src) != nil || checkWord("English", tgt) != nil {
+			continue // a word no pair file may hold (see ReadPairs)
 		}
 		s, t := foldKey(src), foldKey(tgt)
 		if usedSrc[s] || (!opt.SharedTargets && usedTgt[t]) {

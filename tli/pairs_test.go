@@ -88,10 +88,10 @@ func TestReadPairsErrors(t *testing.T) {
 		{"e.json", `{"swahili":"a","english":"b"}`, "expected a JSON list"},
 		{"e.json", "[\n {\"swahili\":\"a\",\"english\":\"b\"},\n {\"swahili\":\"a\"}\n]", "entry 1 (line 3): no field \"english\""},
 		{"e.json", "[\n {\"swahili\":\"a\",\"english\":\"b\"},\n {\"kiswahili\":\"a\",\"english\":\"b\"}\n]", "entry 1 (line 3): no field \"swahili\" or \"source\""},
-		{"e.json", "[{\"swahili\":1,\"english\":\"b\"}]", "field \"swahili\" is float64"},
+		{"e.json", "[{\"swahili\":1,\"english\":\"b\"}]", "entry 0 (line 1): field \"swahili\" is a number, want a string"},
 		{"e.json", "[{\"swahili\":\"a\",\"english\":\"b\"},\n{\"swahili\":\"a\" \"english\":\"b\"}]", "entry 1 (line 2)"},
 		{"e.tsv", "word\tmeaning\na\tb\n", "line 1: header"},
-		{"e.tsv", "swahili\tenglish\na\tb\nc\n", "line 3: 1 fields, need at least 2"},
+		{"e.tsv", "swahili\tenglish\na\tb\nc\n", "line 3: 1 column, expected at least 2: the header puts \"swahili\" in column 1 and \"english\" in column 2, separated by tabs"},
 	}
 	for _, c := range cases {
 		p := writeTemp(t, c.name, c.content)
