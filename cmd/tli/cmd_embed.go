@@ -11,6 +11,7 @@ import (
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/llama/tokenizer"
+	"github.com/tli-project/tli/tli"
 )
 
 func init() {
@@ -73,6 +74,9 @@ func runEmbed(args []string) error {
 	for i, w := range words {
 		if err := checkText(fmt.Sprintf("%s: word %d", *wordsPath, i), w); err != nil {
 			return err
+		}
+		if len(w) > tli.MaxWordBytes {
+			return fmt.Errorf("%s: word %d is %d bytes long, over the limit of %d bytes (tli.MaxWordBytes) for a word or phrase", *wordsPath, i, len(w), tli.MaxWordBytes)
 		}
 	}
 	cfg, err := llama.LoadConfig(filepath.Join(*model, "config.json"))

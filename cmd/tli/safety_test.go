@@ -249,8 +249,30 @@ func TestFlagValuesChecked(t *testing.T) {
 			t.Errorf("tli %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(c.args, " "), code, stderr, c.want)
 		}
 	}
-	if _, err := os.Stat(out); !os.IsNotExist(err) {
-		t.Errorf("refused commands created %s", out)
+	// Bad input files: one line naming the file and the limit.
+	longWord := filepath.Join(dir, "long.json")
+	os.WriteFile(longWord, []byte(`["maji", "`+strings.Repeat("a", tli.MaxWordBytes+1)+`"]`), 0o644)
+	longPairs := filepath.Join(dir, "long.tsv")
+	os.WriteFile(longPairs, []byte("swahili\tenglish\nmaji\t"+strings.Repeat("a", tli.MaxWordBytes+1)+"\n"), 0o644)
+	emb := filepath.Join(dir, "emb.safetensors")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"embed", "--model", model, "--words", longWord, "--out", emb}, longWord + ": word 1 is 1025 bytes long, over the limit of 1024 bytes (tli.MaxWordBytes)"},
+		{[]string{"embed", "--model", model, "--words", "/dev/zero", "--out", emb}, "/dev/zero: larger than 64 MiB"},
+		{[]string{"scan", "--model", model, "--pairs", longPairs, "--out", out}, longPairs + ": line 2: English side"},
+		{[]string{"scan", "--model", model, "--pairs", "/dev/zero", "--out", out}, "larger than 64 MiB (tli.MaxPairsFileBytes)"},
+	} {
+		code, stderr := tliRun(t, c.args...)
+		if code != 1 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("tli %s: exit %d, stderr %q; want exit 1 and one line with %q", strings.Join(c.args, " "), code, stderr, c.want)
+		}
+	}
+	for _, p := range []string{out, emb} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("refused commands created %s", p)
+		}
 	}
 	// A training run refused for an existing --out says what is there.
 	code, stderr := tliRun(t, trainArgs(model, pf, ad)...)
