@@ -296,4 +296,3 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		write("FuzzLoad", i, s[0], s[1])
 	}
 }
-

@@ -34,6 +34,8 @@ type ModelEmbedder struct {
 // Tokenize encodes every word with special tokens and returns the packed
 // batch and the special-token mask. A word that encodes to no content token
 // is an error naming it.
+//
+// ContentTokens counts the same way.
 func Tokenize(tok Encoder, words []string) (llama.Batch, []bool, error) {
 	seqs := make([][]int, len(words))
 	var special []bool
@@ -80,4 +82,16 @@ func (e *ModelEmbedder) Embed(words []string, layers []int, poolings []Pooling) 
 		return nil, err
 	}
 	return out, nil
+}
+
+// ContentTokens is the number of tokens of ids that are not special
+// (BOS, EOS, ...): what content pooling averages over.
+func ContentTokens(tok Encoder, ids []int) int {
+	n := 0
+	for _, id := range ids {
+		if !tok.IsSpecial(id) {
+			n++
+		}
+	}
+	return n
 }

@@ -49,6 +49,29 @@ func (p Pooling) Describe() string {
 // L2-normalised vector per sequence. A sequence with nothing to pool (content
 // pooling of a word made only of special tokens) is an error naming it.
 func PoolRows(h []float32, d int, offsets []int, special []bool, p Pooling) ([][]float32, error) {
+	out, err := PoolRaw(h, d, offsets, special, p)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range out {
+		var norm float64
+		for _, x := range v {
+			norm += float64(x) * float64(x)
+		}
+		norm = math.Sqrt(norm)
+		if norm < 1e-12 {
+			norm = 1e-12
+		}
+		for i := range v {
+			v[i] = float32(float64(v[i]) / norm)
+		}
+	}
+	return out, nil
+}
+
+// PoolRaw is PoolRows without the L2 normalisation: the pooled hidden
+// states themselves (means summed in float64), as tli embed writes them.
+func PoolRaw(h []float32, d int, offsets []int, special []bool, p Pooling) ([][]float32, error) {
 	n := len(offsets) - 1
 	out := make([][]float32, n)
 	acc := make([]float64, d)
@@ -75,18 +98,8 @@ func PoolRows(h []float32, d int, offsets []int, special []bool, p Pooling) ([][
 			return nil, fmt.Errorf("sequence %d has no tokens to pool with %s pooling", s, p)
 		}
 		v := make([]float32, d)
-		var norm float64
 		for i := range acc {
-			m := acc[i] / float64(count)
-			v[i] = float32(m)
-			norm += float64(v[i]) * float64(v[i])
-		}
-		norm = math.Sqrt(norm)
-		if norm < 1e-12 {
-			norm = 1e-12
-		}
-		for i := range v {
-			v[i] = float32(float64(v[i]) / norm)
+			v[i] = float32(acc[i] / float64(count))
 		}
 		out[s] = v
 	}

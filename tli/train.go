@@ -144,30 +144,45 @@ const MaxEpochs = 100000
 // state at that point was saved in OutDir/checkpoint.
 var ErrInterrupted = errors.New("training interrupted; checkpoint written")
 
+// OptionError is an invalid option: Field names the TrainOptions or
+// RunOptions field (LoRA fields as LoRA.R, ...), Problem says what is wrong
+// with its value and what is valid. The CLI prints it under the flag's name.
+type OptionError struct {
+	Field   string
+	Problem string
+}
+
+func (e *OptionError) Error() string { return e.Field + " " + e.Problem }
+
+func optErr(field, format string, args ...any) error {
+	return &OptionError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
 // Validate checks the options against the model and the number of pairs.
+// Errors are *OptionError naming the field.
 func (o *TrainOptions) Validate(cfg llama.Config, pairs int) error {
 	switch {
 	case o.Layer < 1 || o.Layer > cfg.NumLayers:
-		return fmt.Errorf("--layer %d is outside [1, %d]: layer 0 is the embedding table, which LoRA on attention cannot change", o.Layer, cfg.NumLayers)
+		return optErr("Layer", "%d is outside [1, %d]: layer 0 is the embedding table, which LoRA on attention cannot change", o.Layer, cfg.NumLayers)
 	case o.Batch < 2:
-		return fmt.Errorf("--batch %d: a batch needs at least 2 pairs (the others are the negatives)", o.Batch)
+		return optErr("Batch", "%d: a batch needs at least 2 pairs (the others are the negatives)", o.Batch)
 	case pairs < 2:
-		return fmt.Errorf("%d pairs: training needs at least 2", pairs)
+		return optErr("Pairs", "has %d pairs; training needs at least 2", pairs)
 	case o.Epochs < 1 && o.MaxSteps < 1:
-		return fmt.Errorf("--epochs %d: need at least 1 epoch (or --max-steps)", o.Epochs)
+		return optErr("Epochs", "%d: need at least 1 epoch (or MaxSteps)", o.Epochs)
 	case !(o.LR > 0) || math.IsInf(o.LR, 0):
-		return fmt.Errorf("--lr %v must be a positive finite number", o.LR)
+		return optErr("LR", "%v must be a positive finite number", o.LR)
 	case o.Warmup < 0:
-		return fmt.Errorf("--warmup %d must be >= 0", o.Warmup)
+		return optErr("Warmup", "%d must be >= 0", o.Warmup)
 	case !(o.Margin >= 0 && o.Margin <= 2):
-		return fmt.Errorf("--margin %v must be in [0, 2] (cosines lie in [-1, 1])", o.Margin)
+		return optErr("Margin", "%v must be in [0, 2] (cosines lie in [-1, 1])", o.Margin)
 	case o.Epochs > MaxEpochs:
-		return fmt.Errorf("--epochs %d is more than %d", o.Epochs, MaxEpochs)
+		return optErr("Epochs", "%d is more than %d", o.Epochs, MaxEpochs)
 	case o.MaxSteps < 0:
-		return fmt.Errorf("--max-steps %d must be >= 0", o.MaxSteps)
+		return optErr("MaxSteps", "%d must be >= 0", o.MaxSteps)
 	}
 	if _, err := ParsePooling(string(o.Pooling)); err != nil {
-		return err
+		return optErr("Pooling", "%q: %v", o.Pooling, err)
 	}
 	return o.LoRA.Validate(&cfg)
 }
@@ -204,13 +219,7 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 	ids := make([][]int, len(words))
 	for i, w := range words {
 		ids[i] = tok.Encode(w, true)
-		content := 0
-		for _, id := range ids[i] {
-			if !tok.IsSpecial(id) {
-				content++
-			}
-		}
-		if content == 0 {
+		if ContentTokens(tok, ids[i]) == 0 {
 			return nil, fmt.Errorf("pair %d: %q tokenises to no content token", i/2, w)
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -38,18 +37,17 @@ func runDemo(args []string) error {
 	if err := synthInto(modelDir, true, llama.SynthOptions{Shape: "tiny", Seed: 7, Words: words}); err != nil {
 		return err
 	}
-	// The run uses the same flags as tli run, with their defaults.
-	rf := newFlagSet("run", "")
-	mf := addModelFlags(rf)
-	tf := addTrainFlags(rf)
-	if err := rf.Parse([]string{"--model", modelDir, "--epochs", fmt.Sprint(*epochs)}); err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	rf.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// The run is tli run's pipeline with the published settings, content
+	// pooling throughout (tli's default) and the embedded lists.
+	opts := tli.PaperTrainOptions()
+	opts.Epochs, opts.Pooling = *epochs, tli.PoolContent
 	runDir := filepath.Join(*out, "run")
-	err := pipeline(runOptions{mf: mf, tf: tf, set: set, out: runDir, force: true, mapMethods: []string{"pca"},
-		commandLine: fmt.Sprintf("tli run --model %s --epochs %d --out %s", modelDir, *epochs, runDir)})
+	err := pipeline(runOptions{mf: defaultModelFlags(modelDir), out: runDir, force: true,
+		run: tli.RunOptions{Train: opts, ScanPooling: tli.PoolContent, EvalPooling: tli.PoolContent,
+			Groups:     []tli.Group{{Name: "trained", Pairs: tli.DefaultTrainPairs()}, {Name: "control", Pairs: tli.DefaultControlPairs()}},
+			PairsName:  "embedded training list",
+			MapMethods: []string{"pca"},
+			Commands:   []string{fmt.Sprintf("tli run --model %s --epochs %d --out %s", modelDir, *epochs, runDir)}}})
 	if err != nil {
 		return err
 	}

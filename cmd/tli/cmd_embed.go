@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strconv"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
-	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -25,20 +23,18 @@ func init() {
 // also writes "token_ids" [total tokens] and "offsets" [words+1] (I64), so
 // word w's tokens are token_ids[offsets[w]:offsets[w+1]].
 func runEmbed(args []string) error {
-	fs := newFlagSet("embed", "--model DIR --words WORDS.json --layers all|K,K,... --pooling mean|content|last|none --out FILE.safetensors [--dtype f32|bf16]")
-	model := fs.String("model", "", "checkpoint folder (config.json, safetensors, tokenizer.json)")
+	fs := newFlagSet("embed", "--model DIR --words WORDS.json --layers all|K,K,... --pooling content|mean|last|none --out FILE.safetensors [--dtype f32|bf16] [--fast] [--threads N]")
+	mf := addModelFlags(fs, "f32")
 	wordsPath := fs.String("words", "", "JSON file holding a list of strings")
 	layersFlag := fs.String("layers", "all", "hidden_states to write: all, or a comma-separated list (0 = embeddings, num_hidden_layers = after the final norm)")
-	pooling := fs.String("pooling", "mean", "mean (all tokens, BOS/EOS included), content (special tokens left out), last (last token) or none (every token)")
+	pooling := fs.String("pooling", string(tli.PoolContent), "content (special tokens left out), mean (all tokens, BOS/EOS included), last (last token) or none (every token)")
 	out := fs.String("out", "", "output .safetensors file")
-	dtype := fs.String("dtype", "f32", "how weights are held: f32 (exact; f32 checkpoints stay memory-mapped) or bf16 (half the memory)")
 	batchTokens := fs.Int("batch-tokens", 4096, "largest number of tokens in one packed forward pass")
-	fast := fs.Bool("fast", false, "with bf16 weights, round activations to bf16 in products (PyTorch bf16 semantics, faster)")
 	force := fs.Bool("force", false, "replace an existing --out file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *model == "" || *wordsPath == "" || *out == "" {
+	if *mf.dir == "" || *wordsPath == "" || *out == "" {
 		return usageErrorf("--model, --words and --out are required")
 	}
 	switch *pooling {
@@ -46,14 +42,14 @@ func runEmbed(args []string) error {
 	default:
 		return usageErrorf("--pooling: unknown pooling %q (want mean, content, last or none)", *pooling)
 	}
-	dt, err := engine.ParseDType(*dtype)
-	if err != nil || dt == engine.F16 {
-		return usageErrorf("--dtype: want f32 or bf16, got %q", *dtype)
+	dt, err := mf.check()
+	if err != nil {
+		return err
 	}
 	if *batchTokens <= 0 {
 		return usageErrorf("--batch-tokens must be positive")
 	}
-	if err := checkOutFile("--out", *out, *force, atomicfs.Input{Flag: "--model", Path: *model}, atomicfs.Input{Flag: "--words", Path: *wordsPath}); err != nil {
+	if err := checkOutFile("--out", *out, *force, atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--words", Path: *wordsPath}); err != nil {
 		return err
 	}
 	raw, err := readFileLimit(*wordsPath, maxWordsFile)
@@ -79,7 +75,7 @@ func runEmbed(args []string) error {
 			return fmt.Errorf("%s: word %d is %d bytes long, over the limit of %d bytes (tli.MaxWordBytes) for a word or phrase", *wordsPath, i, len(w), tli.MaxWordBytes)
 		}
 	}
-	cfg, err := llama.LoadConfig(filepath.Join(*model, "config.json"))
+	cfg, err := peekConfig(*mf.dir)
 	if err != nil {
 		return err
 	}
@@ -87,20 +83,11 @@ func runEmbed(args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.LoadDir(*model)
-	if err != nil {
-		return err
-	}
-	top := 0
-	for _, k := range layers {
-		top = max(top, k)
-	}
-	m, err := llama.Load(*model, llama.LoadOptions{DType: dt, MaxLayer: top})
+	m, tok, err := mf.load(maxOf(layers))
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	m.FastBF16 = *fast
 
 	// Tokenize; every word is one sequence.
 	seqs := make([][]int, len(words))
@@ -111,7 +98,7 @@ func runEmbed(args []string) error {
 		if len(seqs[w]) == 0 {
 			return fmt.Errorf("word %d %q encodes to no tokens", w, s)
 		}
-		if *pooling == "content" && contentCount(seqs[w], tok) == 0 {
+		if *pooling == "content" && tli.ContentTokens(tok, seqs[w]) == 0 {
 			return fmt.Errorf("word %d %q has only special tokens: nothing to pool with --pooling content", w, s)
 		}
 		for _, id := range seqs[w] {
@@ -139,14 +126,20 @@ func runEmbed(args []string) error {
 		b := llama.NewBatch(seqs[w0:w1])
 		err := m.Forward(b, layers, func(k int, h []float32) error {
 			dst := outs[k]
-			for s := 0; s < b.NumSeqs(); s++ {
-				seq := b.Tokens[b.Offsets[s]:b.Offsets[s+1]]
-				hs := h[b.Offsets[s]*d : b.Offsets[s+1]*d]
-				if *pooling == "none" {
-					copy(dst[int(offsets[w0+s])*d:], hs)
-					continue
-				}
-				pool(dst[(w0+s)*d:(w0+s+1)*d], hs, seq, d, *pooling, tok)
+			if *pooling == "none" {
+				copy(dst[int(offsets[w0])*d:], h[:b.Offsets[b.NumSeqs()]*d])
+				return nil
+			}
+			special := make([]bool, len(b.Tokens))
+			for t, id := range b.Tokens {
+				special[t] = tok.IsSpecial(id)
+			}
+			vs, err := tli.PoolRaw(h, d, b.Offsets, special, tli.Pooling(*pooling))
+			if err != nil {
+				return err
+			}
+			for s, v := range vs {
+				copy(dst[(w0+s)*d:], v)
 			}
 			return nil
 		})
@@ -163,45 +156,10 @@ func runEmbed(args []string) error {
 		{Name: "token_ids", Shape: []int{len(ids)}, Data: ids},
 		{Name: "offsets", Shape: []int{len(offsets)}, Data: offsets},
 	}
-	meta := map[string]string{"model": *model, "pooling": *pooling, "dtype": dt.String(), "words": strconv.Itoa(len(words))}
+	meta := map[string]string{"model": *mf.dir, "pooling": *pooling, "dtype": dt.String(), "words": strconv.Itoa(len(words))}
 	if err := llama.WriteSafetensorsMixed(*out, tensors, ints, meta); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %d layers of %d words (%d tokens, %s pooling) to %s\n", len(layers), len(words), len(ids), *pooling, *out)
 	return nil
-}
-
-// contentCount is the number of non-special tokens of seq.
-func contentCount(seq []int, tok *tokenizer.Tokenizer) int {
-	n := 0
-	for _, id := range seq {
-		if !tok.IsSpecial(id) {
-			n++
-		}
-	}
-	return n
-}
-
-// pool writes into dst the pooled vector of one word's hidden states hs
-// [len(seq) × d]: the mean over all tokens (mean), over non-special tokens
-// (content), or the last token's state (last). Sums are in float64.
-func pool(dst, hs []float32, seq []int, d int, how string, tok *tokenizer.Tokenizer) {
-	if how == "last" {
-		copy(dst, hs[(len(seq)-1)*d:])
-		return
-	}
-	acc := make([]float64, d)
-	n := 0
-	for t, id := range seq {
-		if how == "content" && tok.IsSpecial(id) {
-			continue
-		}
-		for i, v := range hs[t*d : (t+1)*d] {
-			acc[i] += float64(v)
-		}
-		n++
-	}
-	for i := range dst {
-		dst[i] = float32(acc[i] / float64(n))
-	}
 }

@@ -29,7 +29,7 @@ func groupsFrom(pairsPath, controlPath string) ([]tli.Group, error) {
 
 func runEval(args []string) error {
 	fs := newFlagSet("eval", "")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, "f32")
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder (e.g. OUT/final of tli train)")
 	pairsFlag := fs.String("pairs", "", "trained pairs (default: the embedded training list)")
 	controlFlag := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
@@ -77,10 +77,7 @@ func runEval(args []string) error {
 	}
 	var report []int
 	if *layersFlag == "" {
-		report = []int{trainLayer}
-		if cfg.NumLayers != trainLayer {
-			report = append(report, cfg.NumLayers)
-		}
+		report = tli.ReportLayers(trainLayer, cfg.NumLayers)
 	} else if report, err = parseLayers("--layers", *layersFlag, cfg.NumLayers); err != nil {
 		return err
 	}
@@ -93,21 +90,19 @@ func runEval(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--adapter: %w", err)
 	}
-	for _, g := range groups {
-		if err := checkPairsTokenize("--"+map[string]string{"trained": "pairs", "control": "control"}[g.Name], g.Pairs, tok); err != nil {
-			return err
-		}
+	if err := checkGroupsTokenize(groups, tok); err != nil {
+		return err
 	}
-	r, err := evaluate(m, tok, a, groups, report, report, p, nil)
+	r, err := tli.Evaluate(m, tok, a, groups, report, report, p, nil)
 	if err != nil {
 		return err
 	}
-	r.summary.Model, r.summary.Adapter = *mf.dir, *adapterDir
-	plots, err := writeEval(st.Path(), r, groups, report, trainLayer)
+	r.Summary.Model, r.Summary.Adapter = *mf.dir, *adapterDir
+	plots, err := r.Write(st.Path(), groups, report, trainLayer, os.Stdout)
 	if err != nil {
 		return err
 	}
-	if err := tli.WriteReportMarkdown(filepath.Join(st.Path(), "report.md"), tli.Report{Title: "TLI evaluation", Eval: r.summary, Plots: plots, Commands: []string{commandLine()}}); err != nil {
+	if err := tli.WriteReportMarkdown(filepath.Join(st.Path(), "report.md"), tli.Report{Title: "TLI evaluation", Eval: r.Summary, Plots: plots, Commands: []string{commandLine()}}); err != nil {
 		return err
 	}
 	if err := st.CommitInto("report.md"); err != nil {

@@ -20,7 +20,11 @@ func runMerge(args []string) error {
 	out := fs.String("out", "", "output folder for the merged checkpoint (Hugging Face layout)")
 	dtype := fs.String("dtype", "f32", "stored dtype of the merged weights: f32, bf16 or f16")
 	force := fs.Bool("force", false, "replace an existing --out (only after the new checkpoint is complete)")
+	threads := fs.Int("threads", 0, "worker threads (0: all cores)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkThreads(*threads); err != nil {
 		return err
 	}
 	if *model == "" || *adapter == "" || *out == "" {

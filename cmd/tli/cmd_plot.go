@@ -16,7 +16,7 @@ func init() {
 
 func runPlot(args []string) error {
 	fs := newFlagSet("plot", "")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, "f32")
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder: also draw the maps after training")
 	pairsFlag := fs.String("pairs", "", "pairs to draw (default: the embedded training list)")
 	layer := fs.Int("layer", 2, "layer whose embeddings are drawn")
@@ -77,7 +77,7 @@ func runPlot(args []string) error {
 			return err
 		}
 	}
-	plots, err := plotMaps(st.Path(), groups[0], *layer, p, before, after, ms)
+	plots, err := tli.PlotMaps(st.Path(), groups[0], *layer, p, before, after, ms)
 	if err != nil {
 		return err
 	}

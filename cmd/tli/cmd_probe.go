@@ -6,9 +6,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/llama"
-	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/lora"
 )
 
@@ -25,19 +23,18 @@ var probeOut io.Writer = os.Stdout
 // continuation's text.
 func runProbe(args []string) error {
 	fs := newFlagSet("probe", "--model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed N]")
-	model := fs.String("model", "", "checkpoint folder (config.json, safetensors, tokenizer.json)")
+	mf := addModelFlags(fs, "bf16")
 	adapter := fs.String("adapter", "", "LoRA adapter folder (PEFT layout) to merge into the weights before generating")
 	prompt := fs.String("prompt", "", "text to continue")
 	maxNew := fs.Int("max-new-tokens", 32, "largest number of tokens to generate")
 	temp := fs.Float64("temperature", 0, "0: greedy; > 0: sample from softmax(logits/T)")
 	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens whose probabilities sum to P")
 	seed := fs.Uint64("seed", 0, "random seed for sampling")
-	dtype := fs.String("dtype", "bf16", "how weights are held: bf16 (half the memory) or f32")
 	ids := fs.Bool("ids", false, "also print the generated token ids")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *model == "" || *prompt == "" {
+	if *mf.dir == "" || *prompt == "" {
 		return usageErrorf("--model and --prompt are required")
 	}
 	if *maxNew <= 0 {
@@ -52,15 +49,10 @@ func runProbe(args []string) error {
 	if err := checkText("--prompt", *prompt); err != nil {
 		return err
 	}
-	dt, err := engine.ParseDType(*dtype)
-	if err != nil || dt == engine.F16 {
-		return usageErrorf("--dtype: want f32 or bf16, got %q", *dtype)
-	}
-	tok, err := tokenizer.LoadDir(*model)
-	if err != nil {
+	if _, err := mf.check(); err != nil {
 		return err
 	}
-	m, err := llama.Load(*model, llama.LoadOptions{DType: dt, MaxLayer: llama.AllLayers})
+	m, tok, err := mf.load(llama.AllLayers)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/tli"
@@ -29,7 +30,7 @@ func poolingFlag(value string, set map[string]bool, paperCompat bool, paperChoic
 
 func runScan(args []string) error {
 	fs := newFlagSet("scan", "")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, "f32")
 	pairsFlag := fs.String("pairs", "", "pairs to scan (default: the embedded training list)")
 	out := fs.String("out", "", "output folder: scan.csv, scan.json, scan.png")
 	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content (BOS/EOS left out), mean (all tokens) or last")
@@ -76,7 +77,7 @@ func runScan(args []string) error {
 		return err
 	}
 	res.Model, res.Pairs = *mf.dir, pairsName(*pairsFlag, "embedded training list")
-	if err := writeScan(st.Path(), res); err != nil {
+	if err := tli.WriteScan(st.Path(), res, os.Stdout); err != nil {
 		return err
 	}
 	if err := st.CommitInto(); err != nil {

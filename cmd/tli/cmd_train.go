@@ -13,8 +13,6 @@ import (
 	"syscall"
 
 	"github.com/tli-project/tli/internal/atomicfs"
-	"github.com/tli-project/tli/llama"
-	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/lora"
 	"github.com/tli-project/tli/tli"
 )
@@ -117,7 +115,7 @@ var errInterrupted = errors.New("interrupted")
 
 func runTrain(args []string) error {
 	fs := newFlagSet("train", "")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, "f32")
 	tf := addTrainFlags(fs)
 	out := fs.String("out", "", "output folder: epoch_K/ and final/ adapters (PEFT format), checkpoint/, train_log.jsonl")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
@@ -154,7 +152,7 @@ func runTrain(args []string) error {
 		return err
 	}
 	opts.OutDir = *out
-	_, err = trainModel(mf, tf, opts, pairs, setFlagNames(fs))
+	_, err = trainModel(mf, tf, opts, pairs)
 	if err != nil && os.IsNotExist(statErr) {
 		os.Remove(*out) // only removes it if still empty
 	}
@@ -182,7 +180,7 @@ func latestCheckpoint(dir string) string {
 
 // trainModel loads what training needs (the layers below the target), runs
 // it with Ctrl-C handling and progress, and returns the adapter.
-func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair, set map[string]bool) (*lora.Adapter, error) {
+func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair) (*lora.Adapter, error) {
 	m, tok, err := mf.load(max(opts.Layer, 0))
 	if err != nil {
 		return nil, err
@@ -191,44 +189,72 @@ func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli
 	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
 		return nil, err
 	}
-	return trainLoaded(m, tok, tf, opts, pairs, opts.OutDir)
-}
-
-// trainLoaded trains on a loaded model; shownOut is where opts.OutDir will
-// be when the command is done (for messages).
-func trainLoaded(m *llama.Model, tok *tokenizer.Tokenizer, tf trainFlags, opts tli.TrainOptions, pairs []tli.Pair, shownOut string) (*lora.Adapter, error) {
-	if *tf.initAdapter != "" {
-		a, err := lora.Load(*tf.initAdapter, m.Config)
-		if err != nil {
-			return nil, fmt.Errorf("--init-adapter: %w", err)
-		}
-		opts.InitAdapter = a
-		// The adapter's shape is kept; dropout is a training setting.
-		dropout := opts.LoRA.Dropout
-		opts.LoRA = a.Config
-		opts.LoRA.Dropout = dropout
-	}
-	if err := opts.Validate(m.Config, len(pairs)); err != nil {
-		return nil, usageErrorf("%v", err)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	steps := (len(pairs) + opts.Batch - 1) / opts.Batch * opts.Epochs
-	if opts.MaxSteps > 0 {
-		steps = opts.MaxSteps
+	tr := newTrainReporter(opts.OutDir)
+	a, err := tli.TrainPrepared(ctx, m, tok, pairs, &opts, *tf.initAdapter, *tf.resume, tr.start, tr.step)
+	return a, tr.finish(err)
+}
+
+// trainReporter prints training's banner and progress and words its
+// errors for the command line; out is where the run's folder will be when
+// the command is done (for messages).
+type trainReporter struct {
+	out  string
+	prog *progress
+}
+
+func newTrainReporter(out string) *trainReporter { return &trainReporter{out: out} }
+
+func (r *trainReporter) start(opts tli.TrainOptions, steps int) {
+	fmt.Fprintf(os.Stderr, "training: layer %d, %s pooling, %d steps, LoRA r=%d alpha=%g on %s\n",
+		opts.Layer, opts.Pooling, steps, opts.LoRA.R, opts.LoRA.Alpha, strings.Join(opts.LoRA.TargetModules, ","))
+	r.prog = newProgress(os.Stderr, steps, "training")
+}
+
+func (r *trainReporter) step(l tli.StepLog) {
+	if r.prog != nil {
+		r.prog.step(l)
 	}
-	fmt.Fprintf(os.Stderr, "training: %d pairs, layer %d, %s pooling, %d steps, LoRA r=%d alpha=%g on %s\n",
-		len(pairs), opts.Layer, opts.Pooling, steps, opts.LoRA.R, opts.LoRA.Alpha, strings.Join(opts.LoRA.TargetModules, ","))
-	prog := newProgress(os.Stderr, steps, "training")
-	a, err := tli.Train(ctx, m, tok, pairs, opts, *tf.resume, prog.step)
-	prog.done()
-	if errors.Is(err, tli.ErrInterrupted) {
-		ck := absPath(filepath.Join(shownOut, "checkpoint"))
-		return nil, fmt.Errorf("%w: checkpoint written to %s; continue with tli train --resume %s --out %s", errInterrupted, ck, ck, absPath(shownOut))
+}
+
+// finish ends the progress bar and turns err into the command's error.
+func (r *trainReporter) finish(err error) error {
+	if r.prog != nil {
+		r.prog.done()
 	}
-	if err != nil {
-		return nil, err
+	switch {
+	case tli.IsInterrupted(err):
+		ck := absPath(filepath.Join(r.out, "checkpoint"))
+		return fmt.Errorf("%w: checkpoint written to %s; continue with tli train --resume %s --out %s", errInterrupted, ck, ck, absPath(r.out))
+	case err != nil:
+		return optionError(err)
+	case r.prog != nil:
+		fmt.Fprintf(os.Stderr, "adapter written to %s\n", absPath(filepath.Join(r.out, "final")))
 	}
-	fmt.Fprintf(os.Stderr, "adapter written to %s\n", absPath(filepath.Join(shownOut, "final")))
-	return a, nil
+	return nil
+}
+
+// optionFlags maps the fields of tli's options to the flags that set them.
+var optionFlags = map[string]string{
+	"Layer": "--layer", "Batch": "--batch", "Pairs": "--pairs", "Groups": "--pairs", "Epochs": "--epochs",
+	"LR": "--lr", "Warmup": "--warmup", "Margin": "--margin", "MaxSteps": "--max-steps", "Pooling": "--pooling",
+	"ScanPooling": "--pooling", "EvalPooling": "--pooling", "InitAdapter": "--init-adapter",
+}
+
+// optionError words a *tli.OptionError with the flag's name, as a usage
+// error; other errors are returned as they are.
+func optionError(err error) error {
+	var oe *tli.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	name, ok := optionFlags[oe.Field]
+	if !ok {
+		name = oe.Field
+	}
+	if oe.Field == "InitAdapter" {
+		return fmt.Errorf("%s: %s", name, oe.Problem)
+	}
+	return usageErrorf("%s %s", name, oe.Problem)
 }

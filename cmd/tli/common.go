@@ -39,35 +39,58 @@ func addModelFlags(fs interface {
 	String(string, string, string) *string
 	Int(string, int, string) *int
 	Bool(string, bool, string) *bool
-}) modelFlags {
+}, dtype string) modelFlags {
 	return modelFlags{
 		dir:     fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"),
-		dtype:   fs.String("dtype", "f32", "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
+		dtype:   fs.String("dtype", dtype, "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
 		threads: fs.Int("threads", 0, "worker threads (0: all cores)"),
 		fast:    fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
 	}
 }
 
-// load opens the checkpoint with the layers up to maxLayer (-1: all, with
-// the LM head) and its tokenizer.
-func (f modelFlags) load(maxLayer int) (*llama.Model, *tokenizer.Tokenizer, error) {
+// defaultModelFlags are the model flags' defaults for the checkpoint in dir.
+func defaultModelFlags(dir string) modelFlags {
+	dtype, threads, fast := "f32", 0, false
+	return modelFlags{dir: &dir, dtype: &dtype, threads: &threads, fast: &fast}
+}
+
+// check checks the flags' values (before anything is read or written).
+func (f modelFlags) check() (engine.DType, error) {
 	if *f.dir == "" {
-		return nil, nil, usageErrorf("--model is required")
+		return 0, usageErrorf("--model is required")
 	}
 	dt, err := engine.ParseDType(*f.dtype)
 	if err != nil || dt == engine.F16 {
-		return nil, nil, usageErrorf("--dtype %q: want f32 or bf16", *f.dtype)
+		return 0, usageErrorf("--dtype %q: want f32 or bf16", *f.dtype)
 	}
-	if *f.threads < 0 || *f.threads > maxThreads() {
-		return nil, nil, usageErrorf("--threads %d must be in [0, %d] (0: all %d cores; more threads than cores only slow tli down)", *f.threads, maxThreads(), runtime.NumCPU())
+	if err := checkThreads(*f.threads); err != nil {
+		return 0, err
 	}
-	engine.SetThreads(*f.threads)
+	if *f.fast && dt != engine.BF16 {
+		return 0, usageErrorf("--fast needs --dtype bf16")
+	}
+	return dt, nil
+}
+
+// checkThreads checks --threads and sets the worker count.
+func checkThreads(n int) error {
+	if n < 0 || n > maxThreads() {
+		return usageErrorf("--threads %d must be in [0, %d] (0: all %d cores; more threads than cores only slow tli down)", n, maxThreads(), runtime.NumCPU())
+	}
+	engine.SetThreads(n)
+	return nil
+}
+
+// load opens the checkpoint with the layers up to maxLayer (-1: all, with
+// the LM head) and its tokenizer.
+func (f modelFlags) load(maxLayer int) (*llama.Model, *tokenizer.Tokenizer, error) {
+	dt, err := f.check()
+	if err != nil {
+		return nil, nil, err
+	}
 	tok, err := tokenizer.LoadDir(*f.dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	if *f.fast && dt != engine.BF16 {
-		return nil, nil, usageErrorf("--fast needs --dtype bf16")
 	}
 	m, err := llama.Load(*f.dir, llama.LoadOptions{DType: dt, MaxLayer: maxLayer})
 	if err != nil {
@@ -136,15 +159,7 @@ func readPairs(flag, path string, def []tli.Pair) ([]tli.Pair, error) {
 // checkPairsTokenize reports pairs whose words tokenise to nothing and fails
 // when any is found.
 func checkPairsTokenize(flag string, pairs []tli.Pair, tok *tokenizer.Tokenizer) error {
-	issues := tli.CheckTokenized(pairs, func(s string) int {
-		n := 0
-		for _, id := range tok.Encode(s, false) {
-			if !tok.IsSpecial(id) {
-				n++
-			}
-		}
-		return n
-	})
+	issues := tli.CheckTokenized(pairs, func(s string) int { return tli.ContentTokens(tok, tok.Encode(s, false)) })
 	if len(issues) == 0 {
 		return nil
 	}
@@ -152,6 +167,18 @@ func checkPairsTokenize(flag string, pairs []tli.Pair, tok *tokenizer.Tokenizer)
 		fmt.Fprintf(os.Stderr, "tli: %s: %v\n", flag, is)
 	}
 	return fmt.Errorf("%s: %d pairs tokenise to nothing (listed above)", flag, len(issues))
+}
+
+// checkGroupsTokenize is checkPairsTokenize for the trained and control
+// groups, naming their flags.
+func checkGroupsTokenize(groups []tli.Group, tok *tokenizer.Tokenizer) error {
+	for _, g := range groups {
+		flag := map[string]string{"trained": "--pairs", "control": "--control"}[g.Name]
+		if err := checkPairsTokenize(flag, g.Pairs, tok); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkOutDir refuses an --out folder that may not be written: a file, an
