@@ -240,6 +240,7 @@ var optionFlags = map[string]string{
 	"Layer": "--layer", "Batch": "--batch", "Pairs": "--pairs", "Groups": "--pairs", "Epochs": "--epochs",
 	"LR": "--lr", "Warmup": "--warmup", "Margin": "--margin", "MaxSteps": "--max-steps", "Pooling": "--pooling",
 	"ScanPooling": "--pooling", "EvalPooling": "--pooling", "InitAdapter": "--init-adapter",
+	"LoRA.R": "--rank", "LoRA.Alpha": "--alpha", "LoRA.TargetModules": "--targets", "Seed": "--seed", "Axes": "the sweep's axes",
 }
 
 // optionError words a *tli.OptionError with the flag's name, as a usage

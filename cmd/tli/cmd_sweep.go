@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/tli-project/tli/internal/atomicfs"
+	"github.com/tli-project/tli/tli"
+)
+
+func init() {
+	register("sweep", "run a grid of training settings (comma lists are axes), sharded for Slurm arrays and Kubernetes Indexed Jobs", runSweep)
+	register("gather", "collect a sweep's cells into sweep.csv, sweep.json and sweep.md", runGather)
+}
+
+func runSweep(args []string) error {
+	fs := newFlagSet("sweep", "--model DIR --out DIR [--layer 2,10,31] [--rank 4,16,64] [--seed 1,2,3] [...] [--shard I/N | --shards N]")
+	mf := addModelFlags(fs, "f32")
+	out := fs.String("out", "", "sweep folder, shared by every shard: sweep-spec.json, scan-POOLING/, cells/NAME/, then sweep.csv")
+	pairs := fs.String("pairs", "", "training pairs (default: the embedded list of 623 pairs)")
+	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
+	base := tli.PaperTrainOptions()
+	base.Pooling = tli.PoolContent
+	axes := map[string]*string{}
+	for _, a := range tli.SweepAxes {
+		sep := ","
+		if a.Sep != "" {
+			sep = a.Sep
+		}
+		axes[a.Name] = fs.String(a.Name, a.Get(base), a.Usage+"; a list separated by '"+sep+"' is an axis of the grid")
+	}
+	batch := fs.Int("batch", base.Batch, "pairs per step")
+	warmup := fs.Int("warmup", base.Warmup, "linear warm-up steps")
+	dropout := fs.Float64("dropout", base.LoRA.Dropout, "LoRA dropout")
+	maxSteps := fs.Int("max-steps", 0, "stop each cell after N optimiser steps")
+	shuffle := fs.Bool("shuffle", true, "shuffle the pairs every epoch")
+	shardFlag := fs.String("shard", "", "run only the cells with index mod N = I (I/N); default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards, or every cell")
+	shards := fs.Int("shards", 0, "number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs: the completions)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageErrorf("--out is required")
+	}
+	base.Batch, base.Warmup, base.LoRA.Dropout, base.MaxSteps, base.Shuffle = *batch, *warmup, *dropout, *maxSteps, *shuffle
+	spec := tli.SweepSpec{Base: base}
+	for _, a := range tli.SweepAxes {
+		vals := tli.SplitAxis(a.Name, *axes[a.Name])
+		switch {
+		case len(vals) == 0:
+			return usageErrorf("--%s: no value", a.Name)
+		case len(vals) == 1:
+			if err := a.Set(&spec.Base, vals[0]); err != nil {
+				return usageErrorf("--%s %q: %v", a.Name, vals[0], err)
+			}
+		default:
+			spec.Axes = append(spec.Axes, tli.AxisValues{Name: a.Name, Values: vals})
+		}
+	}
+	cells, err := spec.Cells()
+	if err != nil {
+		return sweepOptionError(err)
+	}
+	shard, source := tli.All, "every cell"
+	switch {
+	case *shardFlag != "":
+		if shard, err = tli.ParseShard(*shardFlag); err != nil {
+			return usageErrorf("--shard %v", err)
+		}
+		source = "--shard"
+	default:
+		s, src, ok, err := tli.ShardFromEnv(os.Getenv, *shards)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		if ok {
+			shard, source = s, src
+		} else if *shards > 0 {
+			return usageErrorf("--shards %d without JOB_COMPLETION_INDEX: give --shard I/N to run one shard by hand", *shards)
+		}
+	}
+	groups, err := groupsFrom(*pairs, *control)
+	if err != nil {
+		return err
+	}
+	if _, err := mf.check(); err != nil {
+		return err
+	}
+	if err := atomicfs.CheckDisjoint("--out", *out, atomicfs.Input{Flag: "--model", Path: *mf.dir},
+		atomicfs.Input{Flag: "--pairs", Path: *pairs}, atomicfs.Input{Flag: "--control", Path: *control}); err != nil {
+		return usageErrorf("%v", err)
+	}
+	cfg, err := peekConfig(*mf.dir)
+	if err != nil {
+		return err
+	}
+	m, tok, err := mf.load(cfg.NumLayers)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := checkGroupsTokenize(groups, tok); err != nil {
+		return err
+	}
+	mine := 0
+	for _, c := range cells {
+		if shard.Has(c.Index) {
+			mine++
+		}
+	}
+	fmt.Printf("sweep: %d cells; shard %s (%s) runs %d of them\n", len(cells), shard, source, mine)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var prog *progress
+	n := 0
+	ran, skipped, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{
+		Spec: spec, Groups: groups, Out: *out, Shard: shard, Model: *mf.dir,
+		Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list"),
+		OnCell: func(c tli.Cell, done bool) {
+			if done {
+				if prog != nil {
+					prog.done()
+				}
+				fmt.Printf("cell %s done\n", c.Name)
+				return
+			}
+			n++
+			fmt.Printf("cell %d/%d (grid index %d): %s\n", n, mine, c.Index, c.Name)
+			prog = newProgress(os.Stderr, c.Train.Steps(len(groups[0].Pairs)), c.Name)
+		},
+		OnStep: func(l tli.StepLog) {
+			if prog != nil {
+				prog.step(l)
+			}
+		},
+	})
+	if tli.IsInterrupted(err) {
+		return fmt.Errorf("%w: %d cells done in this run; rerun the same command to continue (a cell that was running starts again)", errInterrupted, len(ran))
+	}
+	if err != nil {
+		return sweepOptionError(err)
+	}
+	fmt.Printf("shard %s: ran %d cells, %d were already complete\n", shard, len(ran), len(skipped))
+	if shard != tli.All {
+		fmt.Printf("when every shard is done: tli gather %s\n", *out)
+		return nil
+	}
+	return gather(*out)
+}
+
+// sweepOptionError maps a sweep's option errors to flags.
+func sweepOptionError(err error) error { return optionError(err) }
+
+func runGather(args []string) error {
+	fs := newFlagSet("gather", "DIR")
+	if err := fs.Parse(args); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("gather takes one argument, the sweep folder (tli gather DIR)")
+	}
+	return gather(fs.Arg(0))
+}
+
+func gather(dir string) error {
+	t, err := tli.Gather(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("gathered %d cells: %s (and sweep.json, sweep.md, timing.csv)\n", len(t.Cells), absPath(filepath.Join(dir, "sweep.csv")))
+	return nil
+}
+

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tli-project/tli/tli"
+)
+
+// sweepArgs is a 2×2 grid (layer × seed) of short training runs.
+func sweepArgs(model, pairs, out string, extra ...string) []string {
+	return append([]string{"sweep", "--model", model, "--pairs", pairs, "--out", out,
+		"--layer", "1,2", "--seed", "1,2", "--max-steps", "4", "--batch", "4", "--warmup", "1"}, extra...)
+}
+
+var gathered = []string{"sweep.csv", "sweep.json", "sweep.md"}
+
+// sameSweep checks that two gathered sweeps have byte-identical tables.
+func sameSweep(t *testing.T, what, a, b string) {
+	t.Helper()
+	for _, f := range gathered {
+		x, err1 := os.ReadFile(filepath.Join(a, f))
+		y, err2 := os.ReadFile(filepath.Join(b, f))
+		if err1 != nil || err2 != nil || !bytes.Equal(x, y) {
+			t.Errorf("%s: %s differs from the single-process sweep (%v, %v)", what, f, err1, err2)
+		}
+	}
+}
+
+// runOut runs tli as a process with extra environment and returns its exit
+// status and output.
+func runOut(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := tliProcess(args...)
+	cmd.Env = append(cmd.Env, env...)
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = cmd.ProcessState.ExitCode()
+	}
+	return code, fmt.Sprint(cmd.Stdout)
+}
+
+// TestSweepShards: the whole grid in one process, three --shard processes,
+// a Slurm array (SLURM_ARRAY_TASK_ID) and a Kubernetes Indexed Job
+// (JOB_COMPLETION_INDEX) give byte-identical sweep tables; a rerun trains
+// nothing; gather names missing cells; a folder of another sweep is
+// refused.
+func TestSweepShards(t *testing.T) {
+	model := testModel(t)
+	dir := t.TempDir()
+	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:16])
+	whole := filepath.Join(dir, "whole")
+	code, out := runOut(t, nil, sweepArgs(model, pf, whole)...)
+	if code != 0 || !strings.Contains(out, "ran 4 cells, 0 were already complete") {
+		t.Fatalf("whole sweep: exit %d\n%s", code, out)
+	}
+	rows := readCSV(t, filepath.Join(whole, "sweep.csv"))
+	if len(rows) != 5 || rows[0][0] != "layer" || rows[0][1] != "seed" || rows[1][0] != "1" || rows[1][1] != "1" || rows[2][1] != "2" || rows[3][0] != "2" {
+		t.Errorf("sweep.csv grid order: %v", rows)
+	}
+	// Each cell's row agrees with its own eval summary.
+	sum, err := os.ReadFile(filepath.Join(whole, "cells", "layer-2_seed-1", "eval", "summary.json"))
+	if err != nil || !strings.Contains(string(sum), `"mean_post": `+rows[3][5]) {
+		t.Errorf("cell layer-2_seed-1: summary.json does not hold trained_mean_post %s (%v)", rows[3][5], err)
+	}
+
+	// A rerun trains nothing.
+	if code, out := runOut(t, nil, sweepArgs(model, pf, whole)...); code != 0 || !strings.Contains(out, "ran 0 cells, 4 were already complete") {
+		t.Errorf("rerun: exit %d\n%s", code, out)
+	}
+
+	// Three shards by hand; gather names what is missing until all ran.
+	sharded := filepath.Join(dir, "sharded")
+	for i := 0; i < 3; i++ {
+		if code, out := runOut(t, nil, sweepArgs(model, pf, sharded, "--shard", fmt.Sprintf("%d/3", i))...); code != 0 {
+			t.Fatalf("shard %d/3: exit %d\n%s", i, code, out)
+		}
+		if i == 0 {
+			code, stderr := tliRun(t, "gather", sharded)
+			if want := "2 of 4 cells are not complete: layer-1_seed-2, layer-2_seed-1"; code != 1 || !strings.Contains(stderr, want) {
+				t.Errorf("gather of an incomplete sweep: exit %d, %q; want exit 1 and %q", code, stderr, want)
+			}
+			if _, err := os.Stat(filepath.Join(sharded, "sweep.csv")); err == nil {
+				t.Errorf("gather of an incomplete sweep wrote sweep.csv")
+			}
+		}
+	}
+	mustRun(t, "gather", sharded)
+	sameSweep(t, "--shard I/3", whole, sharded)
+
+	// A Slurm array of 2 tasks, and an Indexed Job of 3 completions.
+	slurm := filepath.Join(dir, "slurm")
+	for i := 0; i < 2; i++ {
+		env := []string{fmt.Sprintf("SLURM_ARRAY_TASK_ID=%d", i), "SLURM_ARRAY_TASK_COUNT=2", "SLURM_ARRAY_TASK_MIN=0"}
+		if code, out := runOut(t, env, sweepArgs(model, pf, slurm)...); code != 0 || !strings.Contains(out, fmt.Sprintf("shard %d/2 (Slurm array) runs 2", i)) {
+			t.Fatalf("Slurm task %d: exit %d\n%s", i, code, out)
+		}
+	}
+	mustRun(t, "gather", slurm)
+	sameSweep(t, "Slurm array", whole, slurm)
+	k8s := filepath.Join(dir, "k8s")
+	for i := 0; i < 3; i++ {
+		env := []string{fmt.Sprintf("JOB_COMPLETION_INDEX=%d", i)}
+		if code, out := runOut(t, env, sweepArgs(model, pf, k8s, "--shards", "3")...); code != 0 || !strings.Contains(out, fmt.Sprintf("shard %d/3 (Kubernetes Indexed Job)", i)) {
+			t.Fatalf("Indexed Job index %d: exit %d\n%s", i, code, out)
+		}
+	}
+	mustRun(t, "gather", k8s)
+	sameSweep(t, "Indexed Job", whole, k8s)
+
+	// Another grid in the same folder is refused; so are bad axes.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{sweepArgs(model, pf, whole, "--rank", "4,8"), "describes another sweep"},
+		{sweepArgs(model, pf, filepath.Join(dir, "x"), "--rank", "4,4"), `--rank lists "4" twice`},
+		{sweepArgs(model, pf, filepath.Join(dir, "x"), "--layer", "1,9"), "--layer 9 is outside [1, 4]"},
+		{sweepArgs(model, pf, filepath.Join(dir, "x"), "--shard", "3/3"), `--shard "3/3": want I/N with 0 <= I < N`},
+		{sweepArgs(model, pf, filepath.Join(dir, "x"), "--shards", "3"), "--shards 3 without JOB_COMPLETION_INDEX"},
+		{[]string{"gather", dir}, "not a sweep folder"},
+	} {
+		code, stderr := tliRun(t, c.args...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("tli %s: exit %d, %q; want an error with %q", strings.Join(c.args, " "), code, stderr, c.want)
+		}
+	}
+}
+
+// TestSweepKilled: a sweep killed with SIGKILL at random moments and rerun
+// ends with the same tables as one never interrupted, and a killed cell
+// never looks complete.
+func TestSweepKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills processes")
+	}
+	model := testModel(t)
+	dir := t.TempDir()
+	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:16])
+	ref := filepath.Join(dir, "ref")
+	full := timed(t, sweepArgs(model, pf, ref)...)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 4; i++ {
+		out := filepath.Join(dir, fmt.Sprintf("s%d", i))
+		for kills := 0; ; kills++ {
+			if runKilled(t, time.Duration(rng.Float64()*float64(full)), sweepArgs(model, pf, out)...) {
+				break
+			}
+			entries, _ := os.ReadDir(filepath.Join(out, "cells"))
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), ".") {
+					continue // a temporary folder of the killed cell
+				}
+				if _, err := os.Stat(filepath.Join(out, "cells", e.Name(), "cell.json")); err != nil {
+					t.Errorf("after a kill, cell %s is there without cell.json", e.Name())
+				}
+			}
+			if kills > 20 {
+				t.Fatalf("sweep did not finish after %d kills", kills)
+			}
+		}
+		sameSweep(t, fmt.Sprintf("killed sweep %d", i), ref, out)
+	}
+}
