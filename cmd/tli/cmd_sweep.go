@@ -174,4 +174,3 @@ func gather(dir string) error {
 	fmt.Printf("gathered %d cells: %s (and sweep.json, sweep.md, timing.csv)\n", len(t.Cells), absPath(filepath.Join(dir, "sweep.csv")))
 	return nil
 }
-
