@@ -3,6 +3,8 @@ package tli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 )
@@ -424,13 +427,24 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		}
 		p := c.Train.Pooling
 		if base == nil || base[p] == nil {
-			fmt.Fprintf(w, "== base model vectors: %d + %d pairs, layers 0..%d, %s pooling\n", len(o.Groups[0].Pairs), groupLen(o.Groups, 1), m.Config.NumLayers, p)
-			gv, err := EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{p})
-			if err != nil {
-				return ran, skipped, err
-			}
 			if base == nil {
 				base = GroupVectors{}
+			}
+			path := baseFile(o.Out, p)
+			gv, err := loadBase(path, p, o.Groups, all, m.Config.HiddenSize)
+			if err != nil {
+				if !os.IsNotExist(err) {
+					fmt.Fprintf(w, "%v; computing them again\n", err)
+				}
+				fmt.Fprintf(w, "== base model vectors: %d + %d pairs, layers 0..%d, %s pooling\n", len(o.Groups[0].Pairs), groupLen(o.Groups, 1), m.Config.NumLayers, p)
+				if gv, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{p}); err != nil {
+					return ran, skipped, err
+				}
+				if err := saveBase(path, gv, p, o.Groups, all); err != nil {
+					return ran, skipped, err
+				}
+			} else {
+				fmt.Fprintf(w, "== base model vectors (%s pooling) from %s\n", p, path)
 			}
 			base[p] = gv[p]
 			if err := writeSweepScan(filepath.Join(o.Out, "scan-"+string(p)), base, o, p); err != nil {
@@ -449,6 +463,94 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		}
 	}
 	return ran, skipped, nil
+}
+
+// baseFile is where a sweep keeps the base model's vectors of its pairs
+// for pooling p: computed by the first process that needs them (one pass
+// over every layer) and read by the others, as they are, so every shard
+// compares against the same bytes.
+func baseFile(out string, p Pooling) string {
+	return filepath.Join(out, "base-"+string(p)+".safetensors")
+}
+
+// baseName names the tensor of a group's side at a layer.
+func baseName(group, side string, layer int) string {
+	return fmt.Sprintf("%s.%s.%d", group, side, layer)
+}
+
+func saveBase(path string, gv GroupVectors, p Pooling, groups []Group, layers []int) error {
+	var ts []llama.NamedTensor
+	for _, g := range groups {
+		for _, k := range layers {
+			v, ok := gv.Get(p, k, g.Name)
+			if !ok {
+				return fmt.Errorf("tli: base vectors: no %s pairs at layer %d", g.Name, k)
+			}
+			for _, side := range []struct {
+				name string
+				rows [][]float32
+			}{{"src", v.Src}, {"tgt", v.Tgt}} {
+				d := 0
+				if len(side.rows) > 0 {
+					d = len(side.rows[0])
+				}
+				flat := make([]float32, 0, len(side.rows)*d)
+				for _, r := range side.rows {
+					flat = append(flat, r...)
+				}
+				ts = append(ts, llama.NamedTensor{Name: baseName(g.Name, side.name, k), Tensor: engine.FromF32(flat, len(side.rows), d)})
+			}
+		}
+	}
+	return llama.WriteSafetensorsOrdered(path, ts, map[string]string{"pooling": string(p), "pairs": pairsDigest(groups)})
+}
+
+// pairsDigest identifies the pair lists a base file was computed for.
+func pairsDigest(groups []Group) string {
+	h := sha256.New()
+	for _, g := range groups {
+		fmt.Fprintf(h, "%s\x00%d\x00", g.Name, len(g.Pairs))
+		for _, pr := range g.Pairs {
+			fmt.Fprintf(h, "%s\x00%s\x00", pr.Source, pr.Target)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// loadBase reads a base file written by saveBase for these groups and
+// layers; any mismatch is an error (the caller computes them again).
+func loadBase(path string, p Pooling, groups []Group, layers []int, d int) (GroupVectors, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	ts, meta, err := llama.ReadSafetensors(path)
+	if err != nil {
+		return nil, err
+	}
+	if meta["pooling"] != string(p) || meta["pairs"] != pairsDigest(groups) {
+		return nil, fmt.Errorf("%s: written for other pairs or another pooling", path)
+	}
+	gv := GroupVectors{p: {}}
+	for _, k := range layers {
+		gv[p][k] = map[string]PairVectors{}
+		for _, g := range groups {
+			var pv PairVectors
+			for _, side := range []*[][]float32{&pv.Src, &pv.Tgt} {
+				name := baseName(g.Name, map[bool]string{true: "src", false: "tgt"}[side == &pv.Src], k)
+				t, ok := ts[name]
+				if !ok || t.DType != engine.F32 || len(t.Shape) != 2 || t.Shape[0] != len(g.Pairs) || t.Shape[1] != d {
+					return nil, fmt.Errorf("%s: tensor %s missing or not [%d×%d] f32", path, name, len(g.Pairs), d)
+				}
+				rows := make([][]float32, len(g.Pairs))
+				for i := range rows {
+					rows[i] = t.F32[i*d : (i+1)*d : (i+1)*d]
+				}
+				*side = rows
+			}
+			gv[p][k][g.Name] = pv
+		}
+	}
+	return gv, nil
 }
 
 // writeSweepScan writes the base model's scan for pooling p once per sweep

@@ -118,7 +118,7 @@ func runSweep(args []string) error {
 	var prog *progress
 	n := 0
 	ran, skipped, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{
-		Spec: spec, Groups: groups, Out: *out, Shard: shard, Model: *mf.dir,
+		Spec: spec, Groups: groups, Out: *out, Shard: shard, Model: *mf.dir, Stdout: os.Stdout,
 		Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list"),
 		OnCell: func(c tli.Cell, done bool) {
 			if done {

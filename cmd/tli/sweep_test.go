@@ -79,8 +79,13 @@ func TestSweepShards(t *testing.T) {
 	// Three shards by hand; gather names what is missing until all ran.
 	sharded := filepath.Join(dir, "sharded")
 	for i := 0; i < 3; i++ {
-		if code, out := runOut(t, nil, sweepArgs(model, pf, sharded, "--shard", fmt.Sprintf("%d/3", i))...); code != 0 {
+		code, out := runOut(t, nil, sweepArgs(model, pf, sharded, "--shard", fmt.Sprintf("%d/3", i))...)
+		if code != 0 {
 			t.Fatalf("shard %d/3: exit %d\n%s", i, code, out)
+		}
+		// The first shard computes the base model's vectors; the others read them.
+		if from := strings.Contains(out, "(content pooling) from "+filepath.Join(sharded, "base-content.safetensors")); from != (i > 0) {
+			t.Errorf("shard %d/3: base vectors read from the sweep folder: %v\n%s", i, from, out)
 		}
 		if i == 0 {
 			code, stderr := tliRun(t, "gather", sharded)
