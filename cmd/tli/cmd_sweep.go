@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -158,6 +160,10 @@ func sweepOptionError(err error) error { return optionError(err) }
 func runGather(args []string) error {
 	fs := newFlagSet("gather", "DIR")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Println("usage: tli gather DIR\n\nreads DIR/cells/*/cell.json of a finished sweep and writes DIR/sweep.csv, sweep.json, sweep.md and timing.csv; names the cells that are missing")
+			return errHelpShown
+		}
 		return usageErrorf("%v", err)
 	}
 	if fs.NArg() != 1 {

@@ -33,6 +33,9 @@ func register(name, summary string, run func(args []string) error) {
 	commands[name] = &command{name: name, summary: summary, run: run}
 }
 
+// errHelpShown ends a command whose -h printed its flags: exit status 0.
+var errHelpShown = errors.New("help shown")
+
 // errUsage marks an error caused by bad flags or arguments: tli exits with
 // status 2 for it (status 1 for everything else).
 var errUsage = errors.New("usage")
@@ -60,7 +63,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printFlagHelp(os.Stdout, fs)
-			os.Exit(0)
+			return errHelpShown
 		}
 		return usageErrorf("%v", err)
 	}
@@ -80,7 +83,7 @@ func printFlagHelp(w io.Writer, fs *flag.FlagSet) {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "tli: Targeted Lexical Injection for Llama models, in pure Go.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "usage: tli <command> [flags]   (tli <command> -h for its flags)")
+	fmt.Fprintln(w, "usage: tli <command> [flags]   (tli help <command> for its flags; tli version)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	names := make([]string, 0, len(commands))
@@ -99,6 +102,13 @@ func main() {
 
 // runMain runs one tli invocation and returns its exit status; tests call it.
 func runMain(args []string, stderr io.Writer) int {
+	if len(args) >= 2 && args[0] == "help" {
+		args = []string{args[1], "-h"} // tli help CMD is tli CMD -h
+	}
+	if len(args) == 1 && (args[0] == "version" || args[0] == "--version") {
+		fmt.Fprintf(os.Stdout, "tli %s\n", buildVersion())
+		return 0
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(os.Stdout)
 		if len(args) == 0 {
@@ -113,6 +123,9 @@ func runMain(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if err := c.run(args[1:]); err != nil {
+		if errors.Is(err, errHelpShown) {
+			return 0
+		}
 		msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
 		fmt.Fprintf(stderr, "tli %s: %s\n", c.name, msg)
 		if errors.Is(err, errUsage) {

@@ -174,3 +174,18 @@ func TestSweepKilled(t *testing.T) {
 		sameSweep(t, fmt.Sprintf("killed sweep %d", i), ref, out)
 	}
 }
+
+// TestHelpAndVersion: tli help CMD is CMD -h (exit 0), tli version prints
+// the build.
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"help", "sweep"}, {"sweep", "-h"}, {"help", "gather"}, {"version"}} {
+		code, out := runOut(t, nil, args...)
+		want := map[string]string{"sweep": "-shard string", "gather": "usage: tli gather DIR", "version": "tli "}[args[len(args)-1]]
+		if args[0] == "sweep" {
+			want = "-shard string"
+		}
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("tli %s: exit %d, %q; want exit 0 and %q", strings.Join(args, " "), code, out, want)
+		}
+	}
+}
