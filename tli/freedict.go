@@ -474,7 +474,7 @@ func (d *FreeDict) Pairs(opt FreeDictOptions) []Pair {
 			continue
 		}
 		usedSrc[s], usedTgt[t] = true, true
-		out = append(out, Pair{src, tgt})
+		out = append(out, Pair{Source: src, Target: tgt, Category: posCategory(e.POS)})
 	}
 	return out
 }
@@ -498,4 +498,15 @@ func (d *FreeDict) Headwords() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// posCategory is the word class of a FreeDict part of speech: its first
+// part ("v, caus" is v), as a pair's category.
+func posCategory(pos string) string {
+	c, _, _ := strings.Cut(pos, ",")
+	c = strings.TrimSpace(c)
+	if checkCategory(c) != nil {
+		return ""
+	}
+	return c
 }

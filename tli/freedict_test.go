@@ -97,7 +97,7 @@ func TestReadFreeDictMini(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Pair{{"Agosti", "August"}, {"soma", "read"}, {"zuri", "good"}}
+	want := []Pair{{Source: "Agosti", Target: "August", Category: "n"}, {Source: "soma", Target: "read", Category: "v"}, {Source: "zuri", Target: "good", Category: "adj"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
@@ -105,7 +105,7 @@ func TestReadFreeDictMini(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []Pair{{"Agosti", "August"}, {"kusoma", "to read"}}; !reflect.DeepEqual(got, want) {
+	if want := []Pair{{Source: "Agosti", Target: "August", Category: "n"}, {Source: "kusoma", Target: "to read", Category: "v"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("infinitives: got %v, want %v", got, want)
 	}
 	d, err := LoadFreeDict(dir)
@@ -113,9 +113,9 @@ func TestReadFreeDictMini(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p, want := range map[Pair]bool{
-		{"kusoma", "to study"}: true, {"soma", "Read"}: true, {"-zuri", "beautiful"}: true,
-		{"agosti", "august"}: true, {"zuri", "bad"}: false, {"kula", "eat"}: false,
-		{"zuri", "nice, good"}: true,
+		{Source: "kusoma", Target: "to study"}: true, {Source: "soma", Target: "Read"}: true, {Source: "-zuri", Target: "beautiful"}: true,
+		{Source: "agosti", Target: "august"}: true, {Source: "zuri", Target: "bad"}: false, {Source: "kula", Target: "eat"}: false,
+		{Source: "zuri", Target: "nice, good"}: true,
 	} {
 		if d.Confirms(p) != want {
 			t.Errorf("Confirms(%v) = %v, want %v", p, !want, want)
@@ -138,7 +138,7 @@ func TestReadFreeDictErrors(t *testing.T) {
 		t.Errorf("short line: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, FreeDictName+".index"), []byte("soma\tA\tT\n"), 0o644)
-	if got, err := ReadFreeDict(dir); err != nil || !reflect.DeepEqual(got, []Pair{{"soma", "read"}}) {
+	if got, err := ReadFreeDict(dir); err != nil || !reflect.DeepEqual(got, []Pair{{Source: "soma", Target: "read", Category: "v"}}) {
 		t.Errorf("uncompressed .dict: %v, %v", got, err)
 	}
 }
@@ -183,9 +183,17 @@ func TestFreeDictInstalled(t *testing.T) {
 	if len(pairs) < 1000 {
 		t.Errorf("only %d default pairs", len(pairs))
 	}
-	if pairs[0] != (Pair{"abiria", "passenger"}) {
+	if pairs[0] != (Pair{Source: "abiria", Target: "passenger", Category: "n"}) {
 		t.Errorf("first pair %v", pairs[0])
 	}
+	classes := map[string]int{}
+	for _, p := range pairs {
+		classes[p.Category]++
+	}
+	if classes["n"] < 500 || classes["v"] < 100 || classes["adj"] < 20 {
+		t.Errorf("word classes of the default pairs: %v", classes)
+	}
+	t.Logf("word classes: %v", classes)
 	for _, p := range pairs {
 		if p.Source == "kumbe" && p.Target != "So" {
 			t.Errorf("kumbe: %q (the dictionary's \"So!\" without the \"!\")", p.Target)

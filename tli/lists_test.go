@@ -136,13 +136,13 @@ func TestDefaultListsVersusPaper(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range ps {
-			paper[Pair{foldKey(p.Source), foldKey(p.Target)}] = true
+			paper[Pair{Source: foldKey(p.Source), Target: foldKey(p.Target)}] = true
 		}
 	}
 	same := 0
 	all := append(DefaultTrainPairs(), DefaultControlPairs()...)
 	for _, p := range all {
-		if paper[Pair{foldKey(p.Source), foldKey(p.Target)}] {
+		if paper[Pair{Source: foldKey(p.Source), Target: foldKey(p.Target)}] {
 			same++
 		}
 	}

@@ -16,9 +16,12 @@ import (
 )
 
 // Pair is one translation pair: Source is the Swahili word or phrase, Target
-// its English translation.
+// its English translation, Category its word class when the list gives one
+// (FreeDict's part of speech: n, v, adj, ...), for experiments that train
+// on one class and test on another.
 type Pair struct {
 	Source, Target string
+	Category       string
 }
 
 // PairIssue is one entry of a pair list that ReadPairs or CheckTokenized
@@ -285,12 +288,30 @@ func quoteShort(w string) string {
 }
 
 // newRawPair trims and checks a pair as read from the given line.
-func newRawPair(src, tgt string, line int) (rawPair, error) {
-	p := rawPair{Pair{strings.TrimSpace(src), strings.TrimSpace(tgt)}, line}
+func newRawPair(src, tgt, cat string, line int) (rawPair, error) {
+	p := rawPair{Pair{strings.TrimSpace(src), strings.TrimSpace(tgt), strings.TrimSpace(cat)}, line}
 	if err := checkWord("Swahili", p.Source); err != nil {
 		return p, err
 	}
-	return p, checkWord("English", p.Target)
+	if err := checkWord("English", p.Target); err != nil {
+		return p, err
+	}
+	return p, checkCategory(p.Category)
+}
+
+// MaxCategoryBytes bounds a pair's category.
+const MaxCategoryBytes = 64
+
+// checkCategory says what is wrong with a category: too long, or holding
+// a control character or a separator a TSV/CSV column cannot hold.
+func checkCategory(c string) error {
+	if len(c) > MaxCategoryBytes {
+		return fmt.Errorf("category %s is %d bytes long, over the limit of %d bytes (tli.MaxCategoryBytes)", quoteShort(c), len(c), MaxCategoryBytes)
+	}
+	if err := checkWord("category", c); err != nil {
+		return err
+	}
+	return nil
 }
 
 // lineCounter turns byte offsets into 1-based line numbers. Offsets asked in
@@ -371,7 +392,11 @@ func parseJSONPairs(name string, data []byte) ([]rawPair, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", where, err)
 		}
-		rp, err := newRawPair(src, tgt, line)
+		cat, _, err := pickField(obj, "category")
+		if err != nil && !strings.HasPrefix(err.Error(), "no field") {
+			return nil, fmt.Errorf("%s: %v", where, err)
+		}
+		rp, err := newRawPair(src, tgt, cat, line)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", where, err)
 		}
@@ -510,6 +535,27 @@ func pairColumns(cols []string, sep string) (si, ti int, err error) {
 	return si, ti, nil
 }
 
+// categoryColumn finds the optional category column ("category" or
+// "pos"), or -1.
+func categoryColumn(cols []string) int {
+	for i, c := range cols {
+		switch strings.ToLower(strings.TrimSpace(c)) {
+		case "category", "pos":
+			return i
+		}
+	}
+	return -1
+}
+
+// column returns field i of a record, or "" when the record is shorter or
+// i is -1.
+func column(rec []string, i int) string {
+	if i < 0 || i >= len(rec) {
+		return ""
+	}
+	return rec[i]
+}
+
 // columnError says that a record of n columns lacks the pair's columns.
 func columnError(n int, cols []string, si, ti int, sep string) error {
 	return fmt.Errorf("%d column%s, expected at least %d: the header puts %q in column %d and %q in column %d, separated by %s",
@@ -522,7 +568,7 @@ func columnError(n int, cols []string, si, ti int, sep string) error {
 func parseTSVPairs(name string, data []byte) ([]rawPair, error) {
 	var out []rawPair
 	var cols []string
-	si, ti := -1, -1
+	si, ti, ci := -1, -1, -1
 	for line := 1; len(data) > 0; line++ {
 		l, rest, _ := bytes.Cut(data, newline)
 		data = rest
@@ -540,6 +586,7 @@ func parseTSVPairs(name string, data []byte) ([]rawPair, error) {
 			if si, ti, err = pairColumns(cols, "\t"); err != nil {
 				return nil, fmt.Errorf("tli: pairs file %s: line %d: %v", name, line, err)
 			}
+			ci = categoryColumn(cols)
 			continue
 		}
 		if len(out) == MaxPairs {
@@ -548,7 +595,7 @@ func parseTSVPairs(name string, data []byte) ([]rawPair, error) {
 		if si >= len(fields) || ti >= len(fields) {
 			return nil, fmt.Errorf("tli: pairs file %s: line %d: %v", name, line, columnError(len(fields), cols, si, ti, "tabs"))
 		}
-		rp, err := newRawPair(fields[si], fields[ti], line)
+		rp, err := newRawPair(fields[si], fields[ti], column(fields, ci), line)
 		if err != nil {
 			return nil, fmt.Errorf("tli: pairs file %s: line %d: %v", name, line, err)
 		}
@@ -591,6 +638,7 @@ func parseCSVPairs(name string, data []byte) ([]rawPair, error) {
 		line, _ := r.FieldPos(0)
 		return nil, fmt.Errorf("tli: pairs file %s: line %d: %v", name, line, err)
 	}
+	ci := categoryColumn(cols)
 	var out []rawPair
 	for {
 		rec, err := r.Read()
@@ -610,7 +658,7 @@ func parseCSVPairs(name string, data []byte) ([]rawPair, error) {
 		if si >= len(rec) || ti >= len(rec) {
 			return nil, fmt.Errorf("tli: pairs file %s: line %d: %v", name, line, columnError(len(rec), cols, si, ti, "commas"))
 		}
-		rp, err := newRawPair(rec[si], rec[ti], line)
+		rp, err := newRawPair(rec[si], rec[ti], column(rec, ci), line)
 		if err != nil {
 			return nil, fmt.Errorf("tli: pairs file %s: line %d: %v", name, line, err)
 		}
@@ -679,7 +727,7 @@ func screenPairs(raw []rawPair) ([]Pair, *PairReport) {
 			continue
 		}
 		s, t := foldKey(rp.Source), foldKey(rp.Target)
-		key := Pair{s, t}
+		key := Pair{Source: s, Target: t}
 		if seenPair[key] {
 			is.Problem = "duplicate of an earlier entry"
 			rep.Duplicates = append(rep.Duplicates, is)
@@ -720,6 +768,7 @@ func EncodePairs(w io.Writer, pairs []Pair, format string) error {
 	if len(pairs) > MaxPairs {
 		return fmt.Errorf("tli: encode pairs: %d pairs, more than %d (tli.MaxPairs)", len(pairs), MaxPairs)
 	}
+	withCat := false
 	for i, p := range pairs {
 		if err := checkWord("Swahili", p.Source); err != nil {
 			return fmt.Errorf("tli: encode pairs: pair %d: %v", i, err)
@@ -727,6 +776,10 @@ func EncodePairs(w io.Writer, pairs []Pair, format string) error {
 		if err := checkWord("English", p.Target); err != nil {
 			return fmt.Errorf("tli: encode pairs: pair %d: %v", i, err)
 		}
+		if err := checkCategory(p.Category); err != nil {
+			return fmt.Errorf("tli: encode pairs: pair %d: %v", i, err)
+		}
+		withCat = withCat || p.Category != ""
 	}
 	switch format {
 	case "tsv", "csv":
@@ -734,25 +787,62 @@ func EncodePairs(w io.Writer, pairs []Pair, format string) error {
 		if format == "tsv" {
 			cw.Comma = '\t'
 		}
-		cw.Write([]string{"swahili", "english"})
+		header := []string{"swahili", "english"}
+		if withCat {
+			header = append(header, "category")
+		}
+		cw.Write(header)
 		for _, p := range pairs {
-			cw.Write([]string{p.Source, p.Target})
+			rec := []string{p.Source, p.Target}
+			if withCat {
+				rec = append(rec, p.Category)
+			}
+			cw.Write(rec)
 		}
 		cw.Flush()
 		return cw.Error()
 	}
 	type jp struct {
-		Swahili string `json:"swahili"`
-		English string `json:"english"`
+		Swahili  string `json:"swahili"`
+		English  string `json:"english"`
+		Category string `json:"category,omitempty"`
 	}
 	list := make([]jp, len(pairs))
 	for i, p := range pairs {
-		list[i] = jp{p.Source, p.Target}
+		list[i] = jp{p.Source, p.Target, p.Category}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "    ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(list)
+}
+
+// SelectCategory returns the pairs of category cat (all pairs when cat is
+// ""); a category no pair has is an error listing the ones present.
+func SelectCategory(pairs []Pair, cat string) ([]Pair, error) {
+	if cat == "" {
+		return pairs, nil
+	}
+	var out []Pair
+	count := map[string]int{}
+	for _, p := range pairs {
+		count[p.Category]++
+		if p.Category == cat {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		var have []string
+		for c, n := range count {
+			if c == "" {
+				c = "(none)"
+			}
+			have = append(have, fmt.Sprintf("%s: %d", c, n))
+		}
+		sort.Strings(have)
+		return nil, fmt.Errorf("no pair has category %q (the list has %s)", cat, strings.Join(have, ", "))
+	}
+	return out, nil
 }
 
 // CheckTokenized returns the pairs with a side that tokenises to no tokens,

@@ -20,7 +20,7 @@ func writeTemp(t *testing.T, name, content string) string {
 }
 
 func TestReadPairsFormats(t *testing.T) {
-	want := []Pair{{"maji", "water"}, {"kula", "to eat"}, {"Jumatatu", "Monday"}}
+	want := []Pair{{Source: "maji", Target: "water"}, {Source: "kula", Target: "to eat"}, {Source: "Jumatatu", Target: "Monday"}}
 	files := map[string]string{
 		"pub.json": `[
     {"swahili": "maji", "english": "water"},
@@ -58,7 +58,7 @@ func TestReadPairsReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Pair{{"maji", "water"}, {"maji", "liquid"}, {"kiowevu", "liquid"}}
+	want := []Pair{{Source: "maji", Target: "water"}, {Source: "maji", Target: "liquid"}, {Source: "kiowevu", Target: "liquid"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -106,7 +106,7 @@ func TestReadPairsErrors(t *testing.T) {
 }
 
 func TestWritePairsRoundTrip(t *testing.T) {
-	pairs := []Pair{{"maji", "water"}, {"kula, kunywa", "eat, \"drink\""}, {"<b>", "&"}}
+	pairs := []Pair{{Source: "maji", Target: "water"}, {Source: "kula, kunywa", Target: "eat, \"drink\""}, {Source: "<b>", Target: "&"}}
 	dir := t.TempDir()
 	for _, name := range []string{"p.json", "p.tsv", "p.csv"} {
 		path := filepath.Join(dir, name)
@@ -128,7 +128,7 @@ func TestWritePairsRoundTrip(t *testing.T) {
 }
 
 func TestCheckTokenized(t *testing.T) {
-	pairs := []Pair{{"maji", "water"}, {"", "x"}, {"y", "##"}, {"#", "#"}}
+	pairs := []Pair{{Source: "maji", Target: "water"}, {Source: "", Target: "x"}, {Source: "y", Target: "##"}, {Source: "#", Target: "#"}}
 	count := func(s string) int { return len(strings.Trim(s, "#")) }
 	got := CheckTokenized(pairs, count)
 	if len(got) != 3 || got[0].Index != 1 || got[1].Problem != "English side tokenises to no tokens" ||
@@ -157,7 +157,7 @@ func TestReadPairsPaperData(t *testing.T) {
 	if rep.Entries != 63 || len(control) != 63 {
 		t.Errorf("control_word_pairs.json: %s", rep)
 	}
-	if train[0] != (Pair{"-anana", "thin"}) {
+	if train[0] != (Pair{Source: "-anana", Target: "thin"}) {
 		t.Errorf("first training pair %v", train[0])
 	}
 }

@@ -279,7 +279,7 @@ func TestPlotPairMap(t *testing.T) {
 	}
 	pairs := make([]Pair, n)
 	for i := range pairs {
-		pairs[i] = Pair{"sw" + string(rune('a'+i%26)), "en" + string(rune('a'+i%26))}
+		pairs[i] = Pair{Source: "sw" + string(rune('a'+i%26)), Target: "en" + string(rune('a'+i%26))}
 	}
 	dir := t.TempDir()
 	for _, m := range []string{"pca", "tsne"} {

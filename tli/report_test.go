@@ -118,7 +118,7 @@ func TestScanWriters(t *testing.T) {
 }
 
 func TestResultsRoundTripAndSummary(t *testing.T) {
-	pairs := []Pair{{"maji", "water"}, {"moto", "fire"}, {"jua", "sun"}, {"mti", "tree"}}
+	pairs := []Pair{{Source: "maji", Target: "water"}, {Source: "moto", Target: "fire"}, {Source: "jua", Target: "sun"}, {Source: "mti", Target: "tree"}}
 	pre := []float64{0.1, 0.2, 0.3, 0.4}
 	post := []float64{0.2, 0.35, 0.3, 0.6}
 	rows, err := PairResults(pairs, pre, post, "trained", 2)

@@ -28,56 +28,77 @@ import (
 // reads the cells and writes one table whose bytes depend only on the
 // cells' results.
 
-// SweepAxis describes a training setting a sweep can vary: its name (the
-// flag's, without dashes), how a value is written in the default
-// configuration, and how a value is applied to TrainOptions.
+// CellSettings is what one cell of a sweep varies: the training options
+// and the word classes selected from the trained and control lists (""
+// selects every pair).
+type CellSettings struct {
+	Train                          TrainOptions
+	TrainCategory, ControlCategory string
+}
+
+// SweepAxis describes a setting a sweep can vary: its name (the flag's,
+// without dashes), how the current value is written, and how a value is
+// applied.
 type SweepAxis struct {
 	Name  string
 	Usage string
-	Get   func(TrainOptions) string
-	Set   func(o *TrainOptions, v string) error
+	Get   func(CellSettings) string
+	Set   func(c *CellSettings, v string) error
 	// Sep separates the values of the axis in a list (default ",").
 	Sep string
+}
+
+// trainAxis is an axis over a TrainOptions setting.
+func trainAxis(name, usage string, get func(TrainOptions) string, set func(*TrainOptions, string) error) SweepAxis {
+	return SweepAxis{Name: name, Usage: usage,
+		Get: func(c CellSettings) string { return get(c.Train) },
+		Set: func(c *CellSettings, v string) error { return set(&c.Train, v) }}
 }
 
 // SweepAxes are the axes, in the order cells are enumerated (the first
 // varies slowest) and columns are written.
 var SweepAxes = []SweepAxis{
-	{Name: "layer", Usage: "target layer(s)", Get: func(o TrainOptions) string { return strconv.Itoa(o.Layer) },
-		Set: func(o *TrainOptions, v string) error { return setInt(&o.Layer, v) }},
-	{Name: "rank", Usage: "LoRA rank(s) r", Get: func(o TrainOptions) string { return strconv.Itoa(o.LoRA.R) },
-		Set: func(o *TrainOptions, v string) error { return setInt(&o.LoRA.R, v) }},
-	{Name: "alpha", Usage: "LoRA alpha(s)", Get: func(o TrainOptions) string { return fmtFloat(o.LoRA.Alpha) },
-		Set: func(o *TrainOptions, v string) error { return setFloat(&o.LoRA.Alpha, v) }},
+	trainAxis("layer", "target layer(s)", func(o TrainOptions) string { return strconv.Itoa(o.Layer) },
+		func(o *TrainOptions, v string) error { return setInt(&o.Layer, v) }),
+	trainAxis("rank", "LoRA rank(s) r", func(o TrainOptions) string { return strconv.Itoa(o.LoRA.R) },
+		func(o *TrainOptions, v string) error { return setInt(&o.LoRA.R, v) }),
+	trainAxis("alpha", "LoRA alpha(s)", func(o TrainOptions) string { return fmtFloat(o.LoRA.Alpha) },
+		func(o *TrainOptions, v string) error { return setFloat(&o.LoRA.Alpha, v) }),
 	{Name: "targets", Usage: "LoRA target module sets, ';' between sets (q_proj,v_proj;q_proj,k_proj,v_proj,o_proj)", Sep: ";",
-		Get: func(o TrainOptions) string { return strings.Join(o.LoRA.TargetModules, ",") },
-		Set: func(o *TrainOptions, v string) error {
-			o.LoRA.TargetModules = nil
+		Get: func(c CellSettings) string { return strings.Join(c.Train.LoRA.TargetModules, ",") },
+		Set: func(c *CellSettings, v string) error {
+			c.Train.LoRA.TargetModules = nil
 			for _, t := range strings.Split(v, ",") {
 				if t = strings.TrimSpace(t); t != "" {
-					o.LoRA.TargetModules = append(o.LoRA.TargetModules, t)
+					c.Train.LoRA.TargetModules = append(c.Train.LoRA.TargetModules, t)
 				}
 			}
 			return nil
 		}},
-	{Name: "margin", Usage: "triplet margin(s)", Get: func(o TrainOptions) string { return fmtFloat(o.Margin) },
-		Set: func(o *TrainOptions, v string) error { return setFloat(&o.Margin, v) }},
-	{Name: "lr", Usage: "peak learning rate(s)", Get: func(o TrainOptions) string { return fmtFloat(o.LR) },
-		Set: func(o *TrainOptions, v string) error { return setFloat(&o.LR, v) }},
-	{Name: "epochs", Usage: "epoch count(s)", Get: func(o TrainOptions) string { return strconv.Itoa(o.Epochs) },
-		Set: func(o *TrainOptions, v string) error { return setInt(&o.Epochs, v) }},
-	{Name: "pooling", Usage: "pooling(s) of training and evaluation: content, mean, last", Get: func(o TrainOptions) string { return string(o.Pooling) },
-		Set: func(o *TrainOptions, v string) error {
+	trainAxis("margin", "triplet margin(s)", func(o TrainOptions) string { return fmtFloat(o.Margin) },
+		func(o *TrainOptions, v string) error { return setFloat(&o.Margin, v) }),
+	trainAxis("lr", "peak learning rate(s)", func(o TrainOptions) string { return fmtFloat(o.LR) },
+		func(o *TrainOptions, v string) error { return setFloat(&o.LR, v) }),
+	trainAxis("epochs", "epoch count(s)", func(o TrainOptions) string { return strconv.Itoa(o.Epochs) },
+		func(o *TrainOptions, v string) error { return setInt(&o.Epochs, v) }),
+	trainAxis("pooling", "pooling(s) of training and evaluation: content, mean, last", func(o TrainOptions) string { return string(o.Pooling) },
+		func(o *TrainOptions, v string) error {
 			p, err := ParsePooling(v)
 			o.Pooling = p
 			return err
-		}},
-	{Name: "seed", Usage: "seed(s)", Get: func(o TrainOptions) string { return strconv.FormatUint(o.Seed, 10) },
-		Set: func(o *TrainOptions, v string) error {
+		}),
+	{Name: "train-category", Usage: "word class(es) of the trained pairs to train on (the pair list's category column; FreeDict: n, v, adj, ...); empty: all",
+		Get: func(c CellSettings) string { return c.TrainCategory },
+		Set: func(c *CellSettings, v string) error { c.TrainCategory = v; return checkCategory(v) }},
+	{Name: "control-category", Usage: "word class(es) of the control pairs to evaluate on; empty: all",
+		Get: func(c CellSettings) string { return c.ControlCategory },
+		Set: func(c *CellSettings, v string) error { c.ControlCategory = v; return checkCategory(v) }},
+	trainAxis("seed", "seed(s)", func(o TrainOptions) string { return strconv.FormatUint(o.Seed, 10) },
+		func(o *TrainOptions, v string) error {
 			s, err := strconv.ParseUint(v, 10, 64)
 			o.Seed = s
 			return err
-		}},
+		}),
 }
 
 func setInt(dst *int, v string) error {
@@ -134,7 +155,7 @@ func SplitAxis(name, value string) []string {
 // axes it varies (in SweepAxes order; an axis with one value is not
 // varied and belongs in Base).
 type SweepSpec struct {
-	Base TrainOptions
+	Base CellSettings
 	Axes []AxisValues
 }
 
@@ -143,7 +164,7 @@ type Cell struct {
 	Index  int
 	Name   string   // the folder name under cells/
 	Values []string // one per axis of the spec
-	Train  TrainOptions
+	CellSettings
 }
 
 // Cells returns the grid's cells in a fixed order: the Cartesian product of
@@ -184,8 +205,8 @@ func (s SweepSpec) Cells() ([]Cell, error) {
 	}
 	cells := make([]Cell, n)
 	for i := range cells {
-		c := Cell{Index: i, Train: s.Base}
-		c.Train.LoRA.TargetModules = append([]string(nil), s.Base.LoRA.TargetModules...)
+		c := Cell{Index: i, CellSettings: s.Base}
+		c.Train.LoRA.TargetModules = append([]string(nil), s.Base.Train.LoRA.TargetModules...)
 		rest := i
 		c.Values = make([]string, len(s.Axes))
 		for k := len(s.Axes) - 1; k >= 0; k-- {
@@ -196,7 +217,7 @@ func (s SweepSpec) Cells() ([]Cell, error) {
 		var parts []string
 		for k, ax := range s.Axes {
 			a, _ := sweepAxis(ax.Name)
-			if err := a.Set(&c.Train, c.Values[k]); err != nil {
+			if err := a.Set(&c.CellSettings, c.Values[k]); err != nil {
 				return nil, optErr(axisField(ax.Name), "%q: %v", c.Values[k], err)
 			}
 			parts = append(parts, ax.Name+"-"+nameSafe(c.Values[k]))
@@ -224,7 +245,8 @@ func axisNames() string {
 // axisField is the TrainOptions field an axis sets, for OptionError.
 func axisField(name string) string {
 	return map[string]string{"layer": "Layer", "rank": "LoRA.R", "alpha": "LoRA.Alpha", "targets": "LoRA.TargetModules",
-		"margin": "Margin", "lr": "LR", "epochs": "Epochs", "pooling": "Pooling", "seed": "Seed"}[name]
+		"margin": "Margin", "lr": "LR", "epochs": "Epochs", "pooling": "Pooling", "seed": "Seed",
+		"train-category": "TrainCategory", "control-category": "ControlCategory"}[name]
 }
 
 // nameSafe keeps a value readable in a folder name: letters, digits and
@@ -344,7 +366,7 @@ func (o SweepOptions) specBytes(cells []Cell) ([]byte, error) {
 	for _, a := range SweepAxes {
 		base[a.Name] = a.Get(o.Spec.Base)
 	}
-	b := o.Spec.Base
+	b := o.Spec.Base.Train
 	sj := specJSON{Model: o.Model, Pairs: o.Pairs, Base: base, Axes: o.Spec.Axes, Version: 1,
 		Fixed: map[string]any{"batch": b.Batch, "warmup": b.Warmup, "dropout": b.LoRA.Dropout, "shuffle": b.Shuffle, "max_steps": b.MaxSteps}}
 	for _, c := range cells {
@@ -392,7 +414,11 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		return nil, nil, err
 	}
 	for _, c := range cells {
-		if err := c.Train.Validate(m.Config, len(o.Groups[0].Pairs)); err != nil {
+		groups, _, err := c.groups(o.Groups)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cell %s: %w", c.Name, err)
+		}
+		if err := c.Train.Validate(m.Config, len(groups[0].Pairs)); err != nil {
 			return nil, nil, fmt.Errorf("cell %s: %w", c.Name, err)
 		}
 	}
@@ -454,7 +480,11 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		if o.OnCell != nil {
 			o.OnCell(c, false)
 		}
-		if err := runCell(ctx, m, tok, o, c, base, final); err != nil {
+		groups, idx, err := c.groups(o.Groups)
+		if err != nil {
+			return ran, skipped, err
+		}
+		if err := runCell(ctx, m, tok, o, c, groups, subsetVectors(base, idx), final); err != nil {
 			return ran, skipped, err
 		}
 		ran = append(ran, c)
@@ -581,9 +611,64 @@ func writeSweepScan(dir string, base GroupVectors, o SweepOptions, p Pooling) er
 	return nil
 }
 
+// groups selects the cell's word classes from the trained and control
+// groups; idx maps each group to the indices of the pairs kept (nil for a
+// group kept whole).
+func (c Cell) groups(all []Group) ([]Group, map[string][]int, error) {
+	out := append([]Group(nil), all...)
+	idx := map[string][]int{}
+	for gi, cat := range []string{c.TrainCategory, c.ControlCategory} {
+		if cat == "" || gi >= len(out) {
+			continue
+		}
+		var keep []Pair
+		var at []int
+		for i, p := range out[gi].Pairs {
+			if p.Category == cat {
+				keep, at = append(keep, p), append(at, i)
+			}
+		}
+		if _, err := SelectCategory(out[gi].Pairs, cat); err != nil {
+			return nil, nil, fmt.Errorf("%s pairs: %v", out[gi].Name, err)
+		}
+		out[gi] = Group{Name: out[gi].Name, Pairs: keep}
+		idx[out[gi].Name] = at
+	}
+	return out, idx, nil
+}
+
+// subsetVectors keeps, for each group in idx, the rows of the selected
+// pairs; other groups are shared as they are.
+func subsetVectors(gv GroupVectors, idx map[string][]int) GroupVectors {
+	if len(idx) == 0 {
+		return gv
+	}
+	out := GroupVectors{}
+	for p, byLayer := range gv {
+		out[p] = map[int]map[string]PairVectors{}
+		for k, byGroup := range byLayer {
+			out[p][k] = map[string]PairVectors{}
+			for g, v := range byGroup {
+				at, ok := idx[g]
+				if !ok {
+					out[p][k][g] = v
+					continue
+				}
+				var sub PairVectors
+				for _, i := range at {
+					sub.Src = append(sub.Src, v.Src[i])
+					sub.Tgt = append(sub.Tgt, v.Tgt[i])
+				}
+				out[p][k][g] = sub
+			}
+		}
+	}
+	return out
+}
+
 // runCell trains and evaluates one cell in a folder beside final and moves
 // it in when complete (cell.json last inside it).
-func runCell(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions, c Cell, base GroupVectors, final string) error {
+func runCell(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions, c Cell, groups []Group, base GroupVectors, final string) error {
 	d, err := atomicfs.NewDir(final)
 	if err != nil {
 		return err
@@ -591,7 +676,7 @@ func runCell(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions, c
 	defer d.Abort()
 	cellName := filepath.Join("cells", c.Name)
 	res, err := Run(ctx, m, tok, RunOptions{
-		Train: c.Train, ScanPooling: c.Train.Pooling, EvalPooling: c.Train.Pooling, Groups: o.Groups,
+		Train: c.Train, ScanPooling: c.Train.Pooling, EvalPooling: c.Train.Pooling, Groups: groups,
 		Out: d.Path(), OutName: cellName, Model: o.Model, PairsName: o.Pairs, Base: base, SkipScanFiles: true,
 		Commands: []string{"tli sweep cell " + c.Name}, OnStep: o.OnStep,
 	})
@@ -602,7 +687,7 @@ func runCell(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions, c
 		return fmt.Errorf("cell %s: %w", c.Name, err)
 	}
 	cr := CellResult{Index: c.Index, Name: c.Name, Values: map[string]string{}, Layer: res.Train.Layer,
-		Steps: res.Train.Steps(len(o.Groups[0].Pairs)), TrainSeconds: res.TrainSeconds}
+		Steps: res.Train.Steps(len(groups[0].Pairs)), TrainSeconds: res.TrainSeconds}
 	for k, ax := range o.Spec.Axes {
 		cr.Values[ax.Name] = c.Values[k]
 	}

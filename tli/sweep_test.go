@@ -7,7 +7,7 @@ import (
 )
 
 func TestSweepCells(t *testing.T) {
-	spec := SweepSpec{Base: PaperTrainOptions(), Axes: []AxisValues{
+	spec := SweepSpec{Base: CellSettings{Train: PaperTrainOptions()}, Axes: []AxisValues{
 		{Name: "layer", Values: []string{"2", "10", "31"}},
 		{Name: "rank", Values: []string{"4", "64"}},
 		{Name: "targets", Values: []string{"q_proj,v_proj", "q_proj,k_proj,v_proj,o_proj"}},
@@ -24,7 +24,7 @@ func TestSweepCells(t *testing.T) {
 		!reflect.DeepEqual(c.Train.LoRA.TargetModules, []string{"q_proj", "k_proj", "v_proj", "o_proj"}) {
 		t.Errorf("cell 7 = %+v", c)
 	}
-	if !reflect.DeepEqual(cells[0].Train.LoRA.TargetModules, []string{"q_proj", "v_proj"}) || spec.Base.LoRA.R != 16 {
+	if !reflect.DeepEqual(cells[0].Train.LoRA.TargetModules, []string{"q_proj", "v_proj"}) || spec.Base.Train.LoRA.R != 16 {
 		t.Errorf("cells share or change the base options")
 	}
 	if got := SplitAxis("targets", "q_proj,v_proj; o_proj"); !reflect.DeepEqual(got, []string{"q_proj,v_proj", "o_proj"}) {
@@ -39,7 +39,7 @@ func TestSweepCells(t *testing.T) {
 		{[]AxisValues{{"rank", []string{"4", "x"}}}, `LoRA.R "x": want an integer`},
 		{[]AxisValues{{"layer", make([]string, 0)}}, "Layer has no values"},
 	} {
-		_, err := SweepSpec{Base: PaperTrainOptions(), Axes: bad.axes}.Cells()
+		_, err := SweepSpec{Base: CellSettings{Train: PaperTrainOptions()}, Axes: bad.axes}.Cells()
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%v: error %v, want %q", bad.axes, err, bad.want)
 		}

@@ -14,15 +14,22 @@ func init() {
 	register("eval", "compare pair cosines before and after an adapter, with statistics", runEval)
 }
 
-// groupsFrom builds the trained and control groups from flags.
-func groupsFrom(pairsPath, controlPath string) ([]tli.Group, error) {
+// groupsFrom builds the trained and control groups from flags, keeping
+// the pairs of the given categories ("": all).
+func groupsFrom(pairsPath, controlPath, trainCat, controlCat string) ([]tli.Group, error) {
 	trained, err := readPairs("--pairs", pairsPath, tli.DefaultTrainPairs())
 	if err != nil {
 		return nil, err
 	}
+	if trained, err = tli.SelectCategory(trained, trainCat); err != nil {
+		return nil, usageErrorf("--train-category: --pairs: %v", err)
+	}
 	control, err := readPairs("--control", controlPath, tli.DefaultControlPairs())
 	if err != nil {
 		return nil, err
+	}
+	if control, err = tli.SelectCategory(control, controlCat); err != nil {
+		return nil, usageErrorf("--control-category: --control: %v", err)
 	}
 	return []tli.Group{{Name: "trained", Pairs: trained}, {Name: "control", Pairs: control}}, nil
 }
@@ -38,6 +45,8 @@ func runEval(args []string) error {
 	paper := fs.Bool("paper-compat", false, "pool as the published evaluation did (content: BOS/EOS left out)")
 	out := fs.String("out", "", "output folder: results.csv, summary.json, plots")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
+	trainCat := fs.String("train-category", "", "evaluate only the trained pairs of this word class (the list's category column)")
+	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,7 +57,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	groups, err := groupsFrom(*pairsFlag, *controlFlag)
+	groups, err := groupsFrom(*pairsFlag, *controlFlag, *trainCat, *controlCat)
 	if err != nil {
 		return err
 	}

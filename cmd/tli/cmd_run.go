@@ -34,6 +34,7 @@ func runRun(args []string) error {
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
 	out := fs.String("out", "", "output folder: scan/, train/, eval/, report.md")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
+	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class (with --train-category: train on one class, test on another)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func runRun(args []string) error {
 	if *tf.paperCompat {
 		scanPool, evalPool = tli.PoolMean, tli.PoolContent
 	}
-	groups, err := groupsFrom(*tf.pairs, *control)
+	groups, err := groupsFrom(*tf.pairs, *control, *tf.trainCategory, *controlCat)
 	if err != nil {
 		return err
 	}

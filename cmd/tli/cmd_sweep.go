@@ -25,8 +25,8 @@ func runSweep(args []string) error {
 	out := fs.String("out", "", "sweep folder, shared by every shard: sweep-spec.json, scan-POOLING/, cells/NAME/, then sweep.csv")
 	pairs := fs.String("pairs", "", "training pairs (default: the embedded list of 623 pairs)")
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
-	base := tli.PaperTrainOptions()
-	base.Pooling = tli.PoolContent
+	base := tli.CellSettings{Train: tli.PaperTrainOptions()}
+	base.Train.Pooling = tli.PoolContent
 	axes := map[string]*string{}
 	for _, a := range tli.SweepAxes {
 		sep := ","
@@ -35,9 +35,9 @@ func runSweep(args []string) error {
 		}
 		axes[a.Name] = fs.String(a.Name, a.Get(base), a.Usage+"; a list separated by '"+sep+"' is an axis of the grid")
 	}
-	batch := fs.Int("batch", base.Batch, "pairs per step")
-	warmup := fs.Int("warmup", base.Warmup, "linear warm-up steps")
-	dropout := fs.Float64("dropout", base.LoRA.Dropout, "LoRA dropout")
+	batch := fs.Int("batch", base.Train.Batch, "pairs per step")
+	warmup := fs.Int("warmup", base.Train.Warmup, "linear warm-up steps")
+	dropout := fs.Float64("dropout", base.Train.LoRA.Dropout, "LoRA dropout")
 	maxSteps := fs.Int("max-steps", 0, "stop each cell after N optimiser steps")
 	shuffle := fs.Bool("shuffle", true, "shuffle the pairs every epoch")
 	shardFlag := fs.String("shard", "", "run only the cells with index mod N = I (I/N); default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards, or every cell")
@@ -48,11 +48,14 @@ func runSweep(args []string) error {
 	if *out == "" {
 		return usageErrorf("--out is required")
 	}
-	base.Batch, base.Warmup, base.LoRA.Dropout, base.MaxSteps, base.Shuffle = *batch, *warmup, *dropout, *maxSteps, *shuffle
+	bt := &base.Train
+	bt.Batch, bt.Warmup, bt.LoRA.Dropout, bt.MaxSteps, bt.Shuffle = *batch, *warmup, *dropout, *maxSteps, *shuffle
 	spec := tli.SweepSpec{Base: base}
 	for _, a := range tli.SweepAxes {
 		vals := tli.SplitAxis(a.Name, *axes[a.Name])
 		switch {
+		case len(vals) == 0 && a.Get(base) == "":
+			// an optional setting left empty (a category)
 		case len(vals) == 0:
 			return usageErrorf("--%s: no value", a.Name)
 		case len(vals) == 1:
@@ -85,7 +88,7 @@ func runSweep(args []string) error {
 			return usageErrorf("--shards %d without JOB_COMPLETION_INDEX: give --shard I/N to run one shard by hand", *shards)
 		}
 	}
-	groups, err := groupsFrom(*pairs, *control)
+	groups, err := groupsFrom(*pairs, *control, "", "")
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ func init() {
 // trainFlags are the training settings, shared by train and run.
 type trainFlags struct {
 	pairs, initAdapter, resume, targets, pooling, layer *string
+	trainCategory                                       *string
 	epochs, batch, warmup, rank, maxSteps               *int
 	lr, margin, alpha, dropout                          *float64
 	seed                                                *uint64
@@ -34,24 +35,25 @@ type trainFlags struct {
 func addTrainFlags(fs *flag.FlagSet) trainFlags {
 	p := tli.PaperTrainOptions()
 	return trainFlags{
-		pairs:       fs.String("pairs", "", "training pairs: JSON list of {swahili,english} or {source,target}, or TSV/CSV with a header (default: the embedded list of 623 pairs)"),
-		layer:       fs.String("layer", strconv.Itoa(p.Layer), "target layer (HF hidden_states index; the forward stops there); run also takes auto (best layer of the scan by gap)"),
-		epochs:      fs.Int("epochs", p.Epochs, "epochs"),
-		batch:       fs.Int("batch", p.Batch, "pairs per step (the other pairs of the batch are the negatives)"),
-		lr:          fs.Float64("lr", p.LR, "peak AdamW learning rate"),
-		warmup:      fs.Int("warmup", p.Warmup, "linear warm-up steps (then linear decay to 0)"),
-		margin:      fs.Float64("margin", p.Margin, "triplet margin"),
-		rank:        fs.Int("rank", p.LoRA.R, "LoRA rank r"),
-		alpha:       fs.Float64("alpha", p.LoRA.Alpha, "LoRA alpha (scale alpha/r)"),
-		dropout:     fs.Float64("dropout", p.LoRA.Dropout, "LoRA dropout"),
-		targets:     fs.String("targets", strings.Join(p.LoRA.TargetModules, ","), "LoRA target modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"),
-		pooling:     fs.String("pooling", string(tli.PoolContent), "pooling of a word's tokens: content (BOS/EOS left out), mean (all tokens) or last"),
-		seed:        fs.Uint64("seed", p.Seed, "seed of adapter init, shuffling and dropout"),
-		shuffle:     fs.Bool("shuffle", true, "shuffle the pairs every epoch (false: file order)"),
-		initAdapter: fs.String("init-adapter", "", "start from this PEFT adapter folder instead of a fresh init"),
-		maxSteps:    fs.Int("max-steps", 0, "stop after N optimiser steps and make N the schedule's total"),
-		resume:      fs.String("resume", "", "continue a run from its checkpoint folder (OUT/checkpoint or OUT/epoch_K)"),
-		paperCompat: fs.Bool("paper-compat", false, "use the published pooling (mean over all tokens, BOS included)"),
+		pairs:         fs.String("pairs", "", "training pairs: JSON list of {swahili,english} or {source,target}, or TSV/CSV with a header (default: the embedded list of 623 pairs)"),
+		layer:         fs.String("layer", strconv.Itoa(p.Layer), "target layer (HF hidden_states index; the forward stops there); run also takes auto (best layer of the scan by gap)"),
+		epochs:        fs.Int("epochs", p.Epochs, "epochs"),
+		batch:         fs.Int("batch", p.Batch, "pairs per step (the other pairs of the batch are the negatives)"),
+		lr:            fs.Float64("lr", p.LR, "peak AdamW learning rate"),
+		warmup:        fs.Int("warmup", p.Warmup, "linear warm-up steps (then linear decay to 0)"),
+		margin:        fs.Float64("margin", p.Margin, "triplet margin"),
+		rank:          fs.Int("rank", p.LoRA.R, "LoRA rank r"),
+		alpha:         fs.Float64("alpha", p.LoRA.Alpha, "LoRA alpha (scale alpha/r)"),
+		dropout:       fs.Float64("dropout", p.LoRA.Dropout, "LoRA dropout"),
+		targets:       fs.String("targets", strings.Join(p.LoRA.TargetModules, ","), "LoRA target modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"),
+		pooling:       fs.String("pooling", string(tli.PoolContent), "pooling of a word's tokens: content (BOS/EOS left out), mean (all tokens) or last"),
+		seed:          fs.Uint64("seed", p.Seed, "seed of adapter init, shuffling and dropout"),
+		shuffle:       fs.Bool("shuffle", true, "shuffle the pairs every epoch (false: file order)"),
+		initAdapter:   fs.String("init-adapter", "", "start from this PEFT adapter folder instead of a fresh init"),
+		maxSteps:      fs.Int("max-steps", 0, "stop after N optimiser steps and make N the schedule's total"),
+		resume:        fs.String("resume", "", "continue a run from its checkpoint folder (OUT/checkpoint or OUT/epoch_K)"),
+		paperCompat:   fs.Bool("paper-compat", false, "use the published pooling (mean over all tokens, BOS included)"),
+		trainCategory: fs.String("train-category", "", "train only on the pairs of this word class (the list's category column; tli pairs --freedict fills it: n, v, adj, ...)"),
 	}
 }
 
@@ -132,6 +134,9 @@ func runTrain(args []string) error {
 	pairs, err := readPairs("--pairs", *tf.pairs, tli.DefaultTrainPairs())
 	if err != nil {
 		return err
+	}
+	if pairs, err = tli.SelectCategory(pairs, *tf.trainCategory); err != nil {
+		return usageErrorf("--train-category: --pairs: %v", err)
 	}
 	if err := checkOutDir(*out, *force, *tf.resume != "", atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--pairs", Path: *tf.pairs}); err != nil {
 		if errors.Is(err, errUsage) && !*force && *tf.resume == "" {
@@ -241,6 +246,7 @@ var optionFlags = map[string]string{
 	"LR": "--lr", "Warmup": "--warmup", "Margin": "--margin", "MaxSteps": "--max-steps", "Pooling": "--pooling",
 	"ScanPooling": "--pooling", "EvalPooling": "--pooling", "InitAdapter": "--init-adapter",
 	"LoRA.R": "--rank", "LoRA.Alpha": "--alpha", "LoRA.TargetModules": "--targets", "Seed": "--seed", "Axes": "the sweep's axes",
+	"TrainCategory": "--train-category", "ControlCategory": "--control-category",
 }
 
 // optionError words a *tli.OptionError with the flag's name, as a usage

@@ -189,3 +189,39 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepCategories: --train-category and --control-category select word
+// classes from the lists (the zero-control test: train on one class,
+// evaluate on another), also as sweep axes.
+func TestSweepCategories(t *testing.T) {
+	model := testModel(t)
+	dir := t.TempDir()
+	pairs := append([]tli.Pair(nil), tli.DefaultTrainPairs()[:20]...)
+	for i := range pairs {
+		pairs[i].Category = []string{"v", "n"}[i%2]
+	}
+	pf := filepath.Join(dir, "pairs.tsv")
+	if err := tli.WritePairs(pf, pairs); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "sweep")
+	code, stdout := runOut(t, nil, "sweep", "--model", model, "--pairs", pf, "--control", pf, "--out", out,
+		"--train-category", "v,n", "--control-category", "n", "--max-steps", "2", "--batch", "4", "--warmup", "1")
+	if code != 0 {
+		t.Fatalf("sweep: exit %d\n%s", code, stdout)
+	}
+	rows := readCSV(t, filepath.Join(out, "sweep.csv"))
+	if len(rows) != 3 || rows[0][0] != "train-category" || rows[1][0] != "v" || rows[2][0] != "n" {
+		t.Fatalf("sweep.csv: %v", rows)
+	}
+	for _, c := range []string{"v", "n"} {
+		sum, err := os.ReadFile(filepath.Join(out, "cells", "train-category-"+c, "eval", "summary.json"))
+		if err != nil || strings.Count(string(sum), `"n": 10,`) < 2 {
+			t.Errorf("cell train-category-%s: want 10 trained and 10 control pairs in summary.json (%v)", c, err)
+		}
+	}
+	code, stderr := tliRun(t, "train", "--model", model, "--pairs", pf, "--out", filepath.Join(dir, "t"), "--train-category", "adj")
+	if want := `--train-category: --pairs: no pair has category "adj" (the list has n: 10, v: 10)`; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("train --train-category adj: exit %d, %q; want %q", code, stderr, want)
+	}
+}
