@@ -633,3 +633,123 @@ func tsneConditional(d2 []float64, n int, perp float64) []float64 {
 	}
 	return cond
 }
+
+// PlotSweepGain draws, for a sweep whose axis xAxis holds numbers (layer,
+// rank, ...), the gain of the alignment gap (gap after - gap before, at
+// each cell's training layer) of the trained and control pairs against the
+// axis: one point per cell and a line through the mean of the cells with
+// the same value (seeds and other axes averaged).
+func PlotSweepGain(path string, t *SweepTable, xAxis, title string) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xAxis
+	p.Y.Label.Text = "gain of the gap (matched - mismatched cosine)"
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	for _, g := range []struct {
+		name string
+		col  color.Color
+	}{{"trained", colorSwahili}, {"control", colorEnglish}} {
+		var pts plotter.XYs
+		sum, n := map[float64]float64{}, map[float64]int{}
+		for _, c := range t.Cells {
+			x, err := strconv.ParseFloat(c.Values[xAxis], 64)
+			if err != nil {
+				return fmt.Errorf("tli: plot %s: %s value %q is not a number", path, xAxis, c.Values[xAxis])
+			}
+			gain, ok := cellGain(c, g.name)
+			if !ok {
+				continue
+			}
+			pts = append(pts, plotter.XY{X: x, Y: gain})
+			sum[x] += gain
+			n[x]++
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		var xs []float64
+		for x := range sum {
+			xs = append(xs, x)
+		}
+		sortFloats(xs)
+		mean := make(plotter.XYs, len(xs))
+		for i, x := range xs {
+			mean[i] = plotter.XY{X: x, Y: sum[x] / float64(n[x])}
+		}
+		sc, err := plotter.NewScatter(pts)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		sc.Color = g.col
+		sc.Radius = vg.Points(2.5)
+		l, err := plotter.NewLine(mean)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		l.Color = g.col
+		p.Add(sc, l)
+		p.Legend.Add(g.name+" pairs (line: mean over cells)", sc, l)
+	}
+	padTop(p, 0.2)
+	return savePlot(p, path, plotWidth, plotHeight)
+}
+
+// PlotTrainedVsControl draws each cell's gain of the gap on the control
+// pairs against the gain on the trained pairs, with the diagonal: points
+// below it are cells whose adapter helped the trained words more.
+func PlotTrainedVsControl(path string, t *SweepTable, title string) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "gain of the gap, trained pairs"
+	p.Y.Label.Text = "gain of the gap, control pairs"
+	p.Add(plotter.NewGrid())
+	var pts plotter.XYs
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, c := range t.Cells {
+		x, ok1 := cellGain(c, "trained")
+		y, ok2 := cellGain(c, "control")
+		if ok1 && ok2 {
+			pts = append(pts, plotter.XY{X: x, Y: y})
+			lo, hi = math.Min(lo, math.Min(x, y)), math.Max(hi, math.Max(x, y))
+		}
+	}
+	if len(pts) == 0 {
+		return fmt.Errorf("tli: plot %s: no cell has both groups", path)
+	}
+	diag, err := plotter.NewLine(plotter.XYs{{X: lo, Y: lo}, {X: hi, Y: hi}})
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	diag.Color = colorLink
+	diag.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	sc, err := plotter.NewScatter(pts)
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	sc.Color = colorSwahili
+	sc.Radius = vg.Points(3)
+	p.Add(diag, sc)
+	return savePlot(p, path, plotWidth, plotHeight)
+}
+
+// cellGain is gap after minus gap before of a group in a cell's result.
+func cellGain(c CellResult, group string) (float64, bool) {
+	for _, g := range c.Groups {
+		if g["group"] != group {
+			continue
+		}
+		pre, err1 := strconv.ParseFloat(cellValue(g, "gap_pre"), 64)
+		post, err2 := strconv.ParseFloat(cellValue(g, "gap_post"), 64)
+		return post - pre, err1 == nil && err2 == nil
+	}
+	return 0, false
+}
+
+func sortFloats(x []float64) {
+	for i := 1; i < len(x); i++ {
+		for j := i; j > 0 && x[j] < x[j-1]; j-- {
+			x[j], x[j-1] = x[j-1], x[j]
+		}
+	}
+}

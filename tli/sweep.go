@@ -879,6 +879,23 @@ func (t *SweepTable) write(dir string) error {
 	if err := atomicfs.WriteFile(filepath.Join(dir, "sweep.json"), append(jb, '\n')); err != nil {
 		return err
 	}
+	// Plots: gain against each numeric axis, trained against control.
+	plots := []string{}
+	for _, a := range t.Axes {
+		if a.Name != "layer" && a.Name != "rank" && a.Name != "alpha" && a.Name != "margin" && a.Name != "lr" && a.Name != "epochs" {
+			continue
+		}
+		name := "gain_vs_" + a.Name + ".png"
+		if err := PlotSweepGain(filepath.Join(dir, name), t, a.Name, "Gain of the alignment gap by "+a.Name); err != nil {
+			return err
+		}
+		plots = append(plots, name)
+	}
+	if len(t.Cells) > 0 {
+		if err := PlotTrainedVsControl(filepath.Join(dir, "trained_vs_control.png"), t, "Gain of the gap: control against trained pairs, one point per cell"); err == nil {
+			plots = append(plots, "trained_vs_control.png")
+		}
+	}
 	var md strings.Builder
 	md.WriteString("# TLI sweep\n\n")
 	fmt.Fprintf(&md, "%d cells. Values at each cell's training layer; baseline: mean cosine of mismatched pairs; gap: mean - baseline; P@1: retrieval precision; p: paired t-test and Wilcoxon signed-rank, post vs pre.\n\n", len(rows))
@@ -906,6 +923,9 @@ func (t *SweepTable) write(dir string) error {
 			md.WriteString("| " + v + " ")
 		}
 		md.WriteString("|\n")
+	}
+	for _, pl := range plots {
+		fmt.Fprintf(&md, "\n![%s](%s)\n", strings.TrimSuffix(pl, ".png"), pl)
 	}
 	md.WriteString("\nAll columns: sweep.csv. Training time per cell: timing.csv (it varies between runs, so it is kept out of these files).\n")
 	if err := atomicfs.WriteFile(filepath.Join(dir, "sweep.md"), []byte(md.String())); err != nil {

@@ -71,6 +71,15 @@ func TestSweepShards(t *testing.T) {
 		t.Errorf("cell layer-2_seed-1: summary.json does not hold trained_mean_post %s (%v)", rows[3][5], err)
 	}
 
+	for _, f := range []string{"gain_vs_layer.png", "trained_vs_control.png", "timing.csv"} {
+		if fi, err := os.Stat(filepath.Join(whole, f)); err != nil || fi.Size() < 100 {
+			t.Errorf("gather did not write %s: %v", f, err)
+		}
+	}
+	if md, _ := os.ReadFile(filepath.Join(whole, "sweep.md")); !strings.Contains(string(md), "![gain_vs_layer](gain_vs_layer.png)") {
+		t.Errorf("sweep.md does not show the gain plot")
+	}
+
 	// A rerun trains nothing.
 	if code, out := runOut(t, nil, sweepArgs(model, pf, whole)...); code != 0 || !strings.Contains(out, "ran 0 cells, 4 were already complete") {
 		t.Errorf("rerun: exit %d\n%s", code, out)
