@@ -208,12 +208,18 @@ func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) e
 			engine.AttentionCached(att[t0*qd:t1*qd], q[t0*qd:t1*qd], t1-t0, 0, k[t0*kd:t1*kd], v[t0*kd:t1*kd], c.NumHeads, c.NumKVHeads, c.HeadDim)
 		}
 	}
+	if m.OnLayer != nil {
+		m.OnLayer(0, top, T)
+	}
 	for i := 0; i < top; i++ {
 		if err := m.verify(i); err != nil {
 			return err
 		}
 		m.attentionBlock(i, h, T, s, cos, sin, packed)
 		m.mlpBlock(i, h, T, s)
+		if m.OnLayer != nil {
+			m.OnLayer(i+1, top, T)
+		}
 		k := i + 1
 		if !want[k] {
 			continue

@@ -35,6 +35,11 @@ type Model struct {
 	// 1e-2). When false, bf16 weights are widened exactly to f32.
 	FastBF16 bool
 
+	// OnLayer, when not nil, is called by Forward before its first layer
+	// (done 0) and after each layer it runs: done of total layers, for a
+	// batch of tokens tokens (progress of long passes).
+	OnLayer func(done, total, tokens int)
+
 	storedDType engine.DType // dtype of the checkpoint's embedding
 	closer      func() error // releases memory-mapped shards
 	checks      checks       // weights in mapped shards not yet checked for NaN/Inf

@@ -121,6 +121,7 @@ func runSweep(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var prog *progress
+	cellsProg := newPhase(os.Stderr, "sweep", "cell", mine)
 	n := 0
 	ran, skipped, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{
 		Spec: spec, Groups: groups, Out: *out, Shard: shard, Model: *mf.dir, Stdout: os.Stdout,
@@ -131,6 +132,7 @@ func runSweep(args []string) error {
 					prog.done()
 				}
 				fmt.Printf("cell %s done\n", c.Name)
+				cellsProg.update(n, c.Name, map[string]any{"cell": c.Name, "index": c.Index})
 				return
 			}
 			n++

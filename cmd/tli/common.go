@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,10 +32,11 @@ func init() {
 
 // modelFlags are the flags every command that reads a checkpoint shares.
 type modelFlags struct {
-	dir     *string
-	dtype   *string
-	threads *int
-	fast    *bool
+	dir      *string
+	dtype    *string
+	threads  *int
+	fast     *bool
+	progress *string
 }
 
 func addModelFlags(fs interface {
@@ -41,17 +45,18 @@ func addModelFlags(fs interface {
 	Bool(string, bool, string) *bool
 }, dtype string) modelFlags {
 	return modelFlags{
-		dir:     fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"),
-		dtype:   fs.String("dtype", dtype, "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
-		threads: fs.Int("threads", 0, "worker threads (0: all cores)"),
-		fast:    fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
+		dir:      fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"),
+		dtype:    fs.String("dtype", dtype, "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
+		threads:  fs.Int("threads", 0, "worker threads (0: all cores)"),
+		fast:     fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
+		progress: fs.String("progress", "auto", "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain, jsonl (one JSON object per update) or none"),
 	}
 }
 
 // defaultModelFlags are the model flags' defaults for the checkpoint in dir.
 func defaultModelFlags(dir string) modelFlags {
-	dtype, threads, fast := "f32", 0, false
-	return modelFlags{dir: &dir, dtype: &dtype, threads: &threads, fast: &fast}
+	dtype, threads, fast, prog := "f32", 0, false, "auto"
+	return modelFlags{dir: &dir, dtype: &dtype, threads: &threads, fast: &fast, progress: &prog}
 }
 
 // check checks the flags' values (before anything is read or written).
@@ -69,6 +74,10 @@ func (f modelFlags) check() (engine.DType, error) {
 	if *f.fast && dt != engine.BF16 {
 		return 0, usageErrorf("--fast needs --dtype bf16")
 	}
+	if !slices.Contains(progressModes, *f.progress) {
+		return 0, usageErrorf("--progress %q: want one of %s", *f.progress, strings.Join(progressModes, ", "))
+	}
+	progressMode = *f.progress
 	return dt, nil
 }
 
@@ -97,6 +106,7 @@ func (f modelFlags) load(maxLayer int) (*llama.Model, *tokenizer.Tokenizer, erro
 		return nil, nil, err
 	}
 	m.FastBF16 = *f.fast
+	layerProgress(m)
 	return m, tok, nil
 }
 
@@ -275,46 +285,121 @@ func parseLayers(flag, s string, numLayers int) ([]int, error) {
 	return out, nil
 }
 
-// progress reports training steps: a bar with ETA on a terminal, one plain
-// line per step (every step, or every tenth for long runs) otherwise.
+// progressMode is how long phases report progress on stderr: "auto" (a
+// live bar on a terminal, plain lines otherwise), "bar", "plain", "jsonl"
+// (one JSON object per update, for batch logs) or "none". Commands that
+// load a model set it from --progress.
+var progressMode = "auto"
+
+// progressModes are the values --progress takes.
+var progressModes = []string{"auto", "bar", "plain", "jsonl", "none"}
+
+// progress reports one phase (training steps, the layers of a forward
+// pass, the cells of a sweep): a bar with ETA on a terminal, plain lines
+// (every step for short phases, every twentieth otherwise), or JSON lines.
 type progress struct {
 	bar   *progressbar.ProgressBar
 	w     io.Writer
+	mode  string
+	phase string
+	unit  string
 	total int
 	start time.Time
+	// quiet, in plain mode, prints a line only once the phase has run this
+	// long, then at most one per quiet (short passes stay silent).
+	quiet time.Duration
+	last  time.Time
 }
 
 func newProgress(w *os.File, total int, what string) *progress {
-	p := &progress{w: w, total: total, start: time.Now()}
-	if term.IsTerminal(int(w.Fd())) {
-		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
+	return newPhase(w, what, "steps", total)
+}
+
+// newPhase starts reporting a phase of total units.
+func newPhase(w *os.File, phase, unit string, total int) *progress {
+	p := &progress{w: w, mode: progressMode, phase: phase, unit: unit, total: total, start: time.Now()}
+	if p.mode == "auto" {
+		p.mode = "plain"
+		if term.IsTerminal(int(w.Fd())) {
+			p.mode = "bar"
+		}
+	}
+	if p.mode == "bar" {
+		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(phase),
 			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionClearOnFinish())
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
 	}
 	return p
 }
 
+// update reports done units: desc is the bar's description and the plain
+// line's text, fields go into the JSON object.
+func (p *progress) update(done int, desc string, fields map[string]any) {
+	elapsed := time.Since(p.start)
+	eta := time.Duration(0)
+	if done > 0 {
+		eta = time.Duration(float64(elapsed) / float64(done) * float64(p.total-done))
+	}
+	switch p.mode {
+	case "bar":
+		p.bar.Describe(desc)
+		_ = p.bar.Set(done)
+	case "plain":
+		if p.quiet > 0 {
+			if elapsed < p.quiet || (time.Since(p.last) < p.quiet && done < p.total) {
+				return
+			}
+			p.last = time.Now()
+			fmt.Fprintf(p.w, "%s %d/%d %s (eta %s)\n", p.unit, done, p.total, desc, eta.Round(time.Second))
+			return
+		}
+		every := 1
+		if p.total > 100 {
+			every = p.total / 20
+		}
+		if done%every == 0 || done == p.total || done == 1 {
+			fmt.Fprintf(p.w, "%s %d/%d %s (eta %s)\n", p.unit, done, p.total, desc, eta.Round(time.Second))
+		}
+	case "jsonl":
+		obj := map[string]any{"phase": p.phase, "unit": p.unit, "done": done, "total": p.total,
+			"elapsed_s": math.Round(elapsed.Seconds()*1000) / 1000, "eta_s": math.Round(eta.Seconds()*1000) / 1000}
+		for k, v := range fields {
+			obj[k] = v
+		}
+		b, _ := json.Marshal(obj)
+		fmt.Fprintf(p.w, "%s\n", b)
+	}
+}
+
+// step reports a training step.
 func (p *progress) step(l tli.StepLog) {
-	if p.bar != nil {
-		p.bar.Describe(fmt.Sprintf("epoch %d loss %.4f", l.Epoch, l.Loss))
-		_ = p.bar.Set(l.Step)
-		return
-	}
-	every := 1
-	if p.total > 100 {
-		every = p.total / 20
-	}
-	if l.Step%every == 0 || l.Step == p.total || l.Step == 1 {
-		elapsed := time.Since(p.start)
-		eta := time.Duration(float64(elapsed) / float64(l.Step) * float64(p.total-l.Step))
-		fmt.Fprintf(p.w, "step %d/%d epoch %d loss %.4f pos %.4f hardneg %.4f lr %.3g (%.2fs/step, eta %s)\n",
-			l.Step, p.total, l.Epoch, l.Loss, l.PosSim, l.HardNegSim, l.LR, l.StepSeconds, eta.Round(time.Second))
-	}
+	p.update(l.Step, fmt.Sprintf("epoch %d loss %.4f pos %.4f hardneg %.4f lr %.3g (%.2fs/step)", l.Epoch, l.Loss, l.PosSim, l.HardNegSim, l.LR, l.StepSeconds),
+		map[string]any{"epoch": l.Epoch, "loss": l.Loss, "pos_sim": l.PosSim, "hard_neg_sim": l.HardNegSim, "lr": l.LR})
 }
 
 func (p *progress) done() {
 	if p.bar != nil {
-		_ = p.bar.Finish()
+		_ = p.bar.Finish() // the bar's last line stays on screen
+	}
+}
+
+// layerProgress reports the layers of every forward pass of m (scan and
+// evaluation passes), with tokens per second.
+func layerProgress(m *llama.Model) {
+	var p *progress
+	m.OnLayer = func(done, total, tokens int) {
+		if done == 0 || p == nil {
+			p = newPhase(os.Stderr, "forward pass", "layer", total)
+			p.quiet = 5 * time.Second
+			if done == 0 {
+				return
+			}
+		}
+		tps := float64(done*tokens) / math.Max(time.Since(p.start).Seconds(), 1e-9)
+		p.update(done, fmt.Sprintf("%d tokens, %.0f tokens/s", tokens, tps), map[string]any{"tokens": tokens, "tokens_per_s": math.Round(tps)})
+		if done == total {
+			p.done()
+		}
 	}
 }
 

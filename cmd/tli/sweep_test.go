@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -232,5 +233,40 @@ func TestSweepCategories(t *testing.T) {
 	code, stderr := tliRun(t, "train", "--model", model, "--pairs", pf, "--out", filepath.Join(dir, "t"), "--train-category", "adj")
 	if want := `--train-category: --pairs: no pair has category "adj" (the list has n: 10, v: 10)`; code != 2 || !strings.Contains(stderr, want) {
 		t.Errorf("train --train-category adj: exit %d, %q; want %q", code, stderr, want)
+	}
+}
+
+// TestProgressJSONL: --progress jsonl reports training steps and forward
+// passes as one JSON object per line on stderr.
+func TestProgressJSONL(t *testing.T) {
+	model := testModel(t)
+	dir := t.TempDir()
+	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:16])
+	cmd := tliProcess("run", "--model", model, "--pairs", pf, "--out", filepath.Join(dir, "run"), "--max-steps", "3", "--batch", "4", "--progress", "jsonl")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	phases := map[string]int{}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		phase, _ := obj["phase"].(string)
+		phases[phase]++
+		if obj["done"] == nil || obj["total"] == nil || obj["eta_s"] == nil {
+			t.Errorf("progress line without done, total or eta_s: %q", line)
+		}
+	}
+	if phases["training"] != 3 || phases["forward pass"] < 4 {
+		t.Errorf("progress lines by phase: %v; want 3 training steps and the layers of the forward passes", phases)
+	}
+	if code, stderr := tliRun(t, "scan", "--model", model, "--out", filepath.Join(dir, "s"), "--progress", "xml"); code != 2 || !strings.Contains(stderr, `--progress "xml": want one of auto, bar, plain, jsonl, none`) {
+		t.Errorf("--progress xml: exit %d, %q", code, stderr)
 	}
 }
