@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -26,18 +27,58 @@ var envOut io.Writer = os.Stdout
 // the worker threads.
 func runEnv(args []string) error {
 	fs := newFlagSet("env", "")
+	asJSON := fs.Bool("json", false, "print a JSON object instead of text")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	e := currentEnv()
+	if *asJSON {
+		return printJSON(envOut, e)
+	}
 	w := envOut
-	fmt.Fprintf(w, "tli      %s\n", buildVersion())
-	fmt.Fprintf(w, "go       %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "tli      %s\n", e.Version)
+	fmt.Fprintf(w, "go       %s %s/%s\n", e.Go, e.OS, e.Arch)
+	fmt.Fprintf(w, "cpu      %s, %d logical cores\n", e.CPU, e.Cores)
+	if len(e.Features) > 0 {
+		fmt.Fprintf(w, "features %s (those the kernels use)\n", strings.Join(e.Features, " "))
+	}
+	how := "the fastest this CPU supports"
+	if e.KernelsEnv != "" {
+		how = "TLI_KERNELS=" + e.KernelsEnv
+	}
+	fmt.Fprintf(w, "kernels  %s (%s; this CPU supports %s)\n", e.Kernels, how, strings.Join(e.KernelPaths, ", "))
+	l3s := "unknown"
+	if e.LastLevelCache > 0 {
+		l3s = fmt.Sprintf("%d MiB", e.LastLevelCache>>20)
+	}
+	fmt.Fprintf(w, "caches   L2 %d KiB per core, last level %s (as the GEMM blocking uses them)\n", e.L2Cache>>10, l3s)
+	fmt.Fprintf(w, "threads  %d (GOMAXPROCS; --threads sets a command's worker pool)\n", e.Threads)
+	return nil
+}
+
+// environment is what tli env reports.
+type environment struct {
+	Version        string   `json:"version"`
+	Go             string   `json:"go"`
+	OS             string   `json:"os"`
+	Arch           string   `json:"arch"`
+	CPU            string   `json:"cpu"`
+	Cores          int      `json:"cores"`
+	Features       []string `json:"features"`
+	Kernels        string   `json:"kernels"`
+	KernelsEnv     string   `json:"tli_kernels,omitempty"`
+	KernelPaths    []string `json:"kernel_paths"`
+	L2Cache        int      `json:"l2_cache_bytes"`
+	LastLevelCache int      `json:"last_level_cache_bytes"`
+	Threads        int      `json:"threads"`
+}
+
+func currentEnv() environment {
 	brand := strings.TrimSpace(cpuid.CPU.BrandName)
 	if brand == "" {
 		brand = "unknown CPU"
 	}
-	fmt.Fprintf(w, "cpu      %s, %d logical cores\n", brand, runtime.NumCPU())
-	var feats []string
+	feats := []string{}
 	for _, f := range []struct {
 		id   cpuid.FeatureID
 		name string
@@ -47,22 +88,30 @@ func runEnv(args []string) error {
 			feats = append(feats, f.name)
 		}
 	}
-	if len(feats) > 0 {
-		fmt.Fprintf(w, "features %s (those the kernels use)\n", strings.Join(feats, " "))
-	}
-	how := "the fastest this CPU supports"
-	if v := os.Getenv("TLI_KERNELS"); v != "" {
-		how = "TLI_KERNELS=" + v
-	}
-	fmt.Fprintf(w, "kernels  %s (%s; this CPU supports %s)\n", kernels.Path(), how, strings.Join(kernels.Paths(), ", "))
 	l2, l3 := kernels.CacheSizes()
-	l3s := "unknown"
-	if l3 > 0 {
-		l3s = fmt.Sprintf("%d MiB", l3>>20)
+	return environment{Version: buildVersion(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, CPU: brand,
+		Cores: runtime.NumCPU(), Features: feats, Kernels: kernels.Path(), KernelsEnv: os.Getenv("TLI_KERNELS"),
+		KernelPaths: kernels.Paths(), L2Cache: l2, LastLevelCache: l3, Threads: runtime.GOMAXPROCS(0)}
+}
+
+// printJSON writes v as indented JSON and a newline.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(w, "caches   L2 %d KiB per core, last level %s (as the GEMM blocking uses them)\n", l2>>10, l3s)
-	fmt.Fprintf(w, "threads  %d (GOMAXPROCS; --threads sets a command's worker pool)\n", runtime.GOMAXPROCS(0))
-	return nil
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// printFile copies a JSON file a command wrote to stdout (--json).
+func printFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(b)
+	return err
 }
 
 // buildVersion is the main module's version and VCS revision, as the Go

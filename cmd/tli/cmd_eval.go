@@ -47,6 +47,7 @@ func runEval(args []string) error {
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	trainCat := fs.String("train-category", "", "evaluate only the trained pairs of this word class (the list's category column)")
 	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class")
+	asJSON := fs.Bool("json", false, "print summary.json on stdout instead of the table")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -107,7 +108,7 @@ func runEval(args []string) error {
 		return err
 	}
 	r.Summary.Model, r.Summary.Adapter = *mf.dir, *adapterDir
-	plots, err := r.Write(st.Path(), groups, report, trainLayer, os.Stdout)
+	plots, err := r.Write(st.Path(), groups, report, trainLayer, textOut(*asJSON))
 	if err != nil {
 		return err
 	}
@@ -116,6 +117,9 @@ func runEval(args []string) error {
 	}
 	if err := st.CommitInto("report.md"); err != nil {
 		return err
+	}
+	if *asJSON {
+		return printFile(filepath.Join(*out, "summary.json"))
 	}
 	fmt.Printf("wrote %s/results.csv, summary.json, report.md\n", absPath(*out))
 	return nil

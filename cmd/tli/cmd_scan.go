@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/tli"
@@ -37,6 +39,7 @@ func runScan(args []string) error {
 	layersFlag := fs.String("layers", "all", "layers to scan: all or K,K,...")
 	paper := fs.Bool("paper-compat", false, "pool as the published scan did (mean with BOS included)")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
+	asJSON := fs.Bool("json", false, "print scan.json on stdout instead of the table")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -77,14 +80,26 @@ func runScan(args []string) error {
 		return err
 	}
 	res.Model, res.Pairs = *mf.dir, pairsName(*pairsFlag, "embedded training list")
-	if err := tli.WriteScan(st.Path(), res, os.Stdout); err != nil {
+	if err := tli.WriteScan(st.Path(), res, textOut(*asJSON)); err != nil {
 		return err
 	}
 	if err := st.CommitInto(); err != nil {
 		return err
 	}
+	if *asJSON {
+		return printFile(filepath.Join(*out, "scan.json"))
+	}
 	fmt.Printf("wrote %s/scan.csv, scan.json, scan.png\n", absPath(*out))
 	return nil
+}
+
+// textOut is where a command prints its tables: stdout, or nowhere when
+// --json prints the machine-readable result there instead.
+func textOut(asJSON bool) io.Writer {
+	if asJSON {
+		return io.Discard
+	}
+	return os.Stdout
 }
 
 func maxOf(xs []int) int {

@@ -42,6 +42,7 @@ func runSweep(args []string) error {
 	shuffle := fs.Bool("shuffle", true, "shuffle the pairs every epoch")
 	shardFlag := fs.String("shard", "", "run only the cells with index mod N = I (I/N); default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards, or every cell")
 	shards := fs.Int("shards", 0, "number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs: the completions)")
+	asJSON := fs.Bool("json", false, "print sweep.json (or, for one shard, the cells it ran and skipped) on stdout")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,26 +118,27 @@ func runSweep(args []string) error {
 			mine++
 		}
 	}
-	fmt.Printf("sweep: %d cells; shard %s (%s) runs %d of them\n", len(cells), shard, source, mine)
+	say := textOut(*asJSON)
+	fmt.Fprintf(say, "sweep: %d cells; shard %s (%s) runs %d of them\n", len(cells), shard, source, mine)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var prog *progress
 	cellsProg := newPhase(os.Stderr, "sweep", "cell", mine)
 	n := 0
 	ran, skipped, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{
-		Spec: spec, Groups: groups, Out: *out, Shard: shard, Model: *mf.dir, Stdout: os.Stdout,
+		Spec: spec, Groups: groups, Out: *out, Shard: shard, Model: *mf.dir, Stdout: say,
 		Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list"),
 		OnCell: func(c tli.Cell, done bool) {
 			if done {
 				if prog != nil {
 					prog.done()
 				}
-				fmt.Printf("cell %s done\n", c.Name)
+				fmt.Fprintf(say, "cell %s done\n", c.Name)
 				cellsProg.update(n, c.Name, map[string]any{"cell": c.Name, "index": c.Index})
 				return
 			}
 			n++
-			fmt.Printf("cell %d/%d (grid index %d): %s\n", n, mine, c.Index, c.Name)
+			fmt.Fprintf(say, "cell %d/%d (grid index %d): %s\n", n, mine, c.Index, c.Name)
 			prog = newProgress(os.Stderr, c.Train.Steps(len(groups[0].Pairs)), c.Name)
 		},
 		OnStep: func(l tli.StepLog) {
@@ -151,12 +153,22 @@ func runSweep(args []string) error {
 	if err != nil {
 		return sweepOptionError(err)
 	}
-	fmt.Printf("shard %s: ran %d cells, %d were already complete\n", shard, len(ran), len(skipped))
+	fmt.Fprintf(say, "shard %s: ran %d cells, %d were already complete\n", shard, len(ran), len(skipped))
 	if shard != tli.All {
-		fmt.Printf("when every shard is done: tli gather %s\n", *out)
+		fmt.Fprintf(say, "when every shard is done: tli gather %s\n", *out)
+		if *asJSON {
+			names := func(cs []tli.Cell) []string {
+				out := []string{}
+				for _, c := range cs {
+					out = append(out, c.Name)
+				}
+				return out
+			}
+			return printJSON(os.Stdout, map[string]any{"shard": shard.String(), "source": source, "cells": len(cells), "ran": names(ran), "skipped": names(skipped)})
+		}
 		return nil
 	}
-	return gather(*out)
+	return gather(*out, *asJSON)
 }
 
 // sweepOptionError maps a sweep's option errors to flags.
@@ -164,9 +176,10 @@ func sweepOptionError(err error) error { return optionError(err) }
 
 func runGather(args []string) error {
 	fs := newFlagSet("gather", "DIR")
+	asJSON := fs.Bool("json", false, "print sweep.json on stdout")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Println("usage: tli gather DIR\n\nreads DIR/cells/*/cell.json of a finished sweep and writes DIR/sweep.csv, sweep.json, sweep.md and timing.csv; names the cells that are missing")
+			fmt.Println("usage: tli gather [--json] DIR\n\nreads DIR/cells/*/cell.json of a finished sweep and writes DIR/sweep.csv, sweep.json, sweep.md and timing.csv; names the cells that are missing")
 			return errHelpShown
 		}
 		return usageErrorf("%v", err)
@@ -174,13 +187,16 @@ func runGather(args []string) error {
 	if fs.NArg() != 1 {
 		return usageErrorf("gather takes one argument, the sweep folder (tli gather DIR)")
 	}
-	return gather(fs.Arg(0))
+	return gather(fs.Arg(0), *asJSON)
 }
 
-func gather(dir string) error {
+func gather(dir string, asJSON bool) error {
 	t, err := tli.Gather(dir)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printFile(filepath.Join(dir, "sweep.json"))
 	}
 	fmt.Printf("gathered %d cells: %s (and sweep.json, sweep.md, timing.csv)\n", len(t.Cells), absPath(filepath.Join(dir, "sweep.csv")))
 	return nil

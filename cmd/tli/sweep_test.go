@@ -270,3 +270,44 @@ func TestProgressJSONL(t *testing.T) {
 		t.Errorf("--progress xml: exit %d, %q", code, stderr)
 	}
 }
+
+// TestJSONOutput: --json prints only the machine-readable result on stdout.
+func TestJSONOutput(t *testing.T) {
+	model := testModel(t)
+	dir := t.TempDir()
+	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:16])
+	stdoutOf := func(args ...string) map[string]any {
+		t.Helper()
+		cmd := tliProcess(args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("tli %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(stdout.Bytes(), &obj); err != nil {
+			t.Fatalf("tli %s: stdout is not one JSON object: %v\n%s", strings.Join(args, " "), err, stdout.String())
+		}
+		return obj
+	}
+	if obj := stdoutOf("env", "--json"); obj["cores"] == nil || obj["kernels"] == nil {
+		t.Errorf("env --json: %v", obj)
+	}
+	if obj := stdoutOf("scan", "--model", model, "--pairs", pf, "--out", filepath.Join(dir, "scan"), "--json"); obj["best_layer_by_gap"] == nil {
+		t.Errorf("scan --json: %v", obj)
+	}
+	sw := filepath.Join(dir, "sweep")
+	if obj := stdoutOf(sweepArgs(model, pf, sw, "--shard", "0/2", "--json")...); obj["shard"] != "0/2" || len(obj["ran"].([]any)) != 2 {
+		t.Errorf("sweep --shard 0/2 --json: %v", obj)
+	}
+	if obj := stdoutOf(sweepArgs(model, pf, sw, "--json")...); len(obj["cells"].([]any)) != 4 {
+		t.Errorf("sweep --json: %v", obj)
+	}
+	if obj := stdoutOf("gather", "--json", sw); len(obj["columns"].([]any)) < 10 {
+		t.Errorf("gather --json: %v", obj)
+	}
+	ad := filepath.Join(sw, "cells", "layer-1_seed-1", "train", "final")
+	if obj := stdoutOf("eval", "--model", model, "--adapter", ad, "--pairs", pf, "--out", filepath.Join(dir, "eval"), "--json"); obj["groups"] == nil {
+		t.Errorf("eval --json: %v", obj)
+	}
+}
