@@ -231,6 +231,24 @@ func (s SweepSpec) Cells() ([]Cell, error) {
 	return cells, nil
 }
 
+// SweepPart is one grid of a preset, run in its own folder OUT/Name.
+type SweepPart struct {
+	Name string
+	Axes []AxisValues
+}
+
+// SweepPresets are named sets of grids. paper-ablations is the paper's
+// three suggested experiments: the target layer (2, 10, 31), the rank (4,
+// 16, 64) and training on one word class while evaluating on another (the
+// pair lists must carry categories, e.g. from tli pairs --freedict).
+var SweepPresets = map[string][]SweepPart{
+	"paper-ablations": {
+		{Name: "layer", Axes: []AxisValues{{Name: "layer", Values: []string{"2", "10", "31"}}}},
+		{Name: "rank", Axes: []AxisValues{{Name: "rank", Values: []string{"4", "16", "64"}}}},
+		{Name: "word-class", Axes: []AxisValues{{Name: "train-category", Values: []string{"n", "v"}}, {Name: "control-category", Values: []string{"n", "v"}}}},
+	},
+}
+
 // MaxSweepCells bounds a grid.
 const MaxSweepCells = 10000
 
@@ -414,7 +432,7 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		return nil, nil, err
 	}
 	for _, c := range cells {
-		groups, _, err := c.groups(o.Groups)
+		groups, _, err := c.Select(o.Groups)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cell %s: %w", c.Name, err)
 		}
@@ -480,7 +498,7 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		if o.OnCell != nil {
 			o.OnCell(c, false)
 		}
-		groups, idx, err := c.groups(o.Groups)
+		groups, idx, err := c.Select(o.Groups)
 		if err != nil {
 			return ran, skipped, err
 		}
@@ -611,10 +629,10 @@ func writeSweepScan(dir string, base GroupVectors, o SweepOptions, p Pooling) er
 	return nil
 }
 
-// groups selects the cell's word classes from the trained and control
+// Select selects the cell's word classes from the trained and control
 // groups; idx maps each group to the indices of the pairs kept (nil for a
 // group kept whole).
-func (c Cell) groups(all []Group) ([]Group, map[string][]int, error) {
+func (c Cell) Select(all []Group) ([]Group, map[string][]int, error) {
 	out := append([]Group(nil), all...)
 	idx := map[string][]int{}
 	for gi, cat := range []string{c.TrainCategory, c.ControlCategory} {

@@ -2,15 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/tli-project/tli/internal/atomicfs"
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -43,6 +49,7 @@ func runSweep(args []string) error {
 	shardFlag := fs.String("shard", "", "run only the cells with index mod N = I (I/N); default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards, or every cell")
 	shards := fs.Int("shards", 0, "number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs: the completions)")
 	asJSON := fs.Bool("json", false, "print sweep.json (or, for one shard, the cells it ran and skipped) on stdout")
+	preset := fs.String("preset", "", "run a named set of grids, each in OUT/NAME: paper-ablations (layer 2,10,31; rank 4,16,64; train on word class n or v, evaluate on n or v)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -67,9 +74,46 @@ func runSweep(args []string) error {
 			spec.Axes = append(spec.Axes, tli.AxisValues{Name: a.Name, Values: vals})
 		}
 	}
-	cells, err := spec.Cells()
+	// The grids to run: the one the flags describe, or a preset's, each in
+	// its own folder.
+	type part struct {
+		name, out string
+		spec      tli.SweepSpec
+		cells     []tli.Cell
+	}
+	var parts []part
+	if *preset != "" {
+		ps, ok := tli.SweepPresets[*preset]
+		if !ok {
+			var names []string
+			for n := range tli.SweepPresets {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return usageErrorf("--preset %q: want one of %s", *preset, strings.Join(names, ", "))
+		}
+		if len(spec.Axes) > 0 {
+			return usageErrorf("--preset %s sets the axes; give --%s a single value", *preset, spec.Axes[0].Name)
+		}
+		for _, p := range ps {
+			parts = append(parts, part{name: p.Name, out: filepath.Join(*out, p.Name), spec: tli.SweepSpec{Base: spec.Base, Axes: p.Axes}})
+		}
+	} else {
+		parts = []part{{out: *out, spec: spec}}
+	}
+	groups, err := groupsFrom(*pairs, *control, "", "")
 	if err != nil {
-		return sweepOptionError(err)
+		return err
+	}
+	for i := range parts {
+		if parts[i].cells, err = parts[i].spec.Cells(); err != nil {
+			return sweepOptionError(err)
+		}
+		for _, c := range parts[i].cells {
+			if _, _, err := c.Select(groups); err != nil {
+				return usageErrorf("cell %s: %v", c.Name, err)
+			}
+		}
 	}
 	shard, source := tli.All, "every cell"
 	switch {
@@ -88,10 +132,6 @@ func runSweep(args []string) error {
 		} else if *shards > 0 {
 			return usageErrorf("--shards %d without JOB_COMPLETION_INDEX: give --shard I/N to run one shard by hand", *shards)
 		}
-	}
-	groups, err := groupsFrom(*pairs, *control, "", "")
-	if err != nil {
-		return err
 	}
 	if _, err := mf.check(); err != nil {
 		return err
@@ -112,22 +152,48 @@ func runSweep(args []string) error {
 	if err := checkGroupsTokenize(groups, tok); err != nil {
 		return err
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	say := textOut(*asJSON)
+	results := map[string]json.RawMessage{}
+	for _, p := range parts {
+		if p.name != "" {
+			fmt.Fprintf(say, "\n== %s: %s\n", *preset, p.name)
+		}
+		res, err := sweepPart(ctx, m, tok, p.spec, p.cells, groups, p.out, shard, source, *mf.dir,
+			pairsName(*pairs, "embedded training list")+" / "+pairsName(*control, "embedded control list"), say)
+		if err != nil {
+			return err
+		}
+		results[p.name] = res
+	}
+	if !*asJSON {
+		return nil
+	}
+	if *preset == "" {
+		_, err := os.Stdout.Write(results[""])
+		return err
+	}
+	return printJSON(os.Stdout, results)
+}
+
+// sweepPart runs this process's shard of one grid and, when it ran every
+// cell, gathers it. It returns the JSON --json prints: sweep.json, or the
+// cells the shard ran and skipped.
+func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, spec tli.SweepSpec, cells []tli.Cell, groups []tli.Group,
+	out string, shard tli.Shard, source, model, pairs string, say io.Writer) (json.RawMessage, error) {
 	mine := 0
 	for _, c := range cells {
 		if shard.Has(c.Index) {
 			mine++
 		}
 	}
-	say := textOut(*asJSON)
 	fmt.Fprintf(say, "sweep: %d cells; shard %s (%s) runs %d of them\n", len(cells), shard, source, mine)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var prog *progress
 	cellsProg := newPhase(os.Stderr, "sweep", "cell", mine)
 	n := 0
 	ran, skipped, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{
-		Spec: spec, Groups: groups, Out: *out, Shard: shard, Model: *mf.dir, Stdout: say,
-		Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list"),
+		Spec: spec, Groups: groups, Out: out, Shard: shard, Model: model, Stdout: say, Pairs: pairs,
 		OnCell: func(c tli.Cell, done bool) {
 			if done {
 				if prog != nil {
@@ -139,7 +205,8 @@ func runSweep(args []string) error {
 			}
 			n++
 			fmt.Fprintf(say, "cell %d/%d (grid index %d): %s\n", n, mine, c.Index, c.Name)
-			prog = newProgress(os.Stderr, c.Train.Steps(len(groups[0].Pairs)), c.Name)
+			sel, _, _ := c.Select(groups)
+			prog = newProgress(os.Stderr, c.Train.Steps(len(sel[0].Pairs)), c.Name)
 		},
 		OnStep: func(l tli.StepLog) {
 			if prog != nil {
@@ -148,27 +215,27 @@ func runSweep(args []string) error {
 		},
 	})
 	if tli.IsInterrupted(err) {
-		return fmt.Errorf("%w: %d cells done in this run; rerun the same command to continue (a cell that was running starts again)", errInterrupted, len(ran))
+		return nil, fmt.Errorf("%w: %d cells done in this run; rerun the same command to continue (a cell that was running starts again)", errInterrupted, len(ran))
 	}
 	if err != nil {
-		return sweepOptionError(err)
+		return nil, sweepOptionError(err)
 	}
 	fmt.Fprintf(say, "shard %s: ran %d cells, %d were already complete\n", shard, len(ran), len(skipped))
 	if shard != tli.All {
-		fmt.Fprintf(say, "when every shard is done: tli gather %s\n", *out)
-		if *asJSON {
-			names := func(cs []tli.Cell) []string {
-				out := []string{}
-				for _, c := range cs {
-					out = append(out, c.Name)
-				}
-				return out
+		fmt.Fprintf(say, "when every shard is done: tli gather %s\n", out)
+		names := func(cs []tli.Cell) []string {
+			out := []string{}
+			for _, c := range cs {
+				out = append(out, c.Name)
 			}
-			return printJSON(os.Stdout, map[string]any{"shard": shard.String(), "source": source, "cells": len(cells), "ran": names(ran), "skipped": names(skipped)})
+			return out
 		}
-		return nil
+		return json.Marshal(map[string]any{"shard": shard.String(), "source": source, "cells": len(cells), "ran": names(ran), "skipped": names(skipped)})
 	}
-	return gather(*out, *asJSON)
+	if err := gather(out, say != os.Stdout); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(out, "sweep.json"))
 }
 
 // sweepOptionError maps a sweep's option errors to flags.
@@ -187,16 +254,21 @@ func runGather(args []string) error {
 	if fs.NArg() != 1 {
 		return usageErrorf("gather takes one argument, the sweep folder (tli gather DIR)")
 	}
-	return gather(fs.Arg(0), *asJSON)
+	if err := gather(fs.Arg(0), *asJSON); err != nil || !*asJSON {
+		return err
+	}
+	return printFile(filepath.Join(fs.Arg(0), "sweep.json"))
 }
 
+// gather collects dir's cells; quiet (--json in sweep) prints nothing,
+// asJSON in gather prints sweep.json.
 func gather(dir string, asJSON bool) error {
 	t, err := tli.Gather(dir)
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return printFile(filepath.Join(dir, "sweep.json"))
+		return nil
 	}
 	fmt.Printf("gathered %d cells: %s (and sweep.json, sweep.md, timing.csv)\n", len(t.Cells), absPath(filepath.Join(dir, "sweep.csv")))
 	return nil

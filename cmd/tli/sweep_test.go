@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -309,5 +310,56 @@ func TestJSONOutput(t *testing.T) {
 	ad := filepath.Join(sw, "cells", "layer-1_seed-1", "train", "final")
 	if obj := stdoutOf("eval", "--model", model, "--adapter", ad, "--pairs", pf, "--out", filepath.Join(dir, "eval"), "--json"); obj["groups"] == nil {
 		t.Errorf("eval --json: %v", obj)
+	}
+}
+
+// TestSweepPreset: --preset paper-ablations runs the paper's three grids
+// (layer, rank, word class) in their own folders, each gathered.
+func TestSweepPreset(t *testing.T) {
+	dir := t.TempDir()
+	var words []string
+	for _, p := range append(tli.DefaultTrainPairs(), tli.DefaultControlPairs()...) {
+		words = append(words, p.Source, p.Target)
+	}
+	model := filepath.Join(dir, "model32")
+	if err := llama.Synth(model, llama.SynthOptions{Shape: "tiny", Seed: 5, Layers: 32, Words: words}); err != nil {
+		t.Fatal(err)
+	}
+	pairs := append([]tli.Pair(nil), tli.DefaultTrainPairs()[:16]...)
+	for i := range pairs {
+		pairs[i].Category = []string{"v", "n"}[i%2]
+	}
+	pf := filepath.Join(dir, "pairs.tsv")
+	if err := tli.WritePairs(pf, pairs); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "ablations")
+	args := []string{"sweep", "--model", model, "--pairs", pf, "--control", pf, "--out", out, "--preset", "paper-ablations",
+		"--max-steps", "2", "--batch", "4", "--warmup", "1", "--json"}
+	cmd := tliProcess(args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("sweep --preset: %v\n%s", err, stderr.String())
+	}
+	var res map[string]map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("--json: %v\n%s", err, stdout.String())
+	}
+	for part, cells := range map[string]int{"layer": 3, "rank": 3, "word-class": 4} {
+		if got := len(res[part]["cells"].([]any)); got != cells {
+			t.Errorf("%s: %d cells, want %d", part, got, cells)
+		}
+		if rows := readCSV(t, filepath.Join(out, part, "sweep.csv")); len(rows) != cells+1 {
+			t.Errorf("%s/sweep.csv: %d rows", part, len(rows))
+		}
+	}
+	// The embedded lists have no word classes: refused before any training.
+	code, msg := tliRun(t, "sweep", "--model", model, "--out", filepath.Join(dir, "x"), "--preset", "paper-ablations")
+	if want := `cell train-category-n_control-category-n: trained pairs: no pair has category "n" (the list has (none): 623)`; code != 2 || !strings.Contains(msg, want) {
+		t.Errorf("preset on lists without categories: exit %d, %q; want %q", code, msg, want)
+	}
+	if code, msg := tliRun(t, "sweep", "--model", model, "--out", filepath.Join(dir, "x"), "--preset", "nope"); code != 2 || !strings.Contains(msg, `--preset "nope": want one of paper-ablations`) {
+		t.Errorf("--preset nope: exit %d, %q", code, msg)
 	}
 }
