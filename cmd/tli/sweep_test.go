@@ -191,7 +191,7 @@ func TestSweepKilled(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	for _, args := range [][]string{{"help", "sweep"}, {"sweep", "-h"}, {"help", "gather"}, {"version"}} {
 		code, out := runOut(t, nil, args...)
-		want := map[string]string{"sweep": "-shard string", "gather": "usage: tli gather DIR", "version": "tli "}[args[len(args)-1]]
+		want := map[string]string{"sweep": "-shard string", "gather": "usage: tli gather [--json] DIR", "version": "tli "}[args[len(args)-1]]
 		if args[0] == "sweep" {
 			want = "-shard string"
 		}
