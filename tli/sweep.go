@@ -363,6 +363,10 @@ type SweepOptions struct {
 	// true); OnStep during its training.
 	OnCell func(c Cell, done bool)
 	OnStep func(StepLog)
+	// Prepare computes and writes the base model's vectors and scans for
+	// every pooling of the grid, and runs no cell: a job a Slurm array can
+	// depend on, so that its tasks do not all compute them at once.
+	Prepare bool
 }
 
 // sweepSpecFile is the description of the grid a sweep folder holds:
@@ -458,6 +462,14 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 	all := LayerRange(m.Config.NumLayers)
 	var base GroupVectors
 	for _, c := range cells {
+		if o.Prepare {
+			if base[c.Train.Pooling] == nil {
+				if base, err = sweepBase(m, tok, o, base, c.Train.Pooling, all, w); err != nil {
+					return nil, nil, err
+				}
+			}
+			continue
+		}
 		if !o.Shard.Has(c.Index) {
 			continue
 		}
@@ -469,29 +481,8 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		if err := ctx.Err(); err != nil {
 			return ran, skipped, ErrInterrupted
 		}
-		p := c.Train.Pooling
-		if base == nil || base[p] == nil {
-			if base == nil {
-				base = GroupVectors{}
-			}
-			path := baseFile(o.Out, p)
-			gv, err := loadBase(path, p, o.Groups, all, m.Config.HiddenSize)
-			if err != nil {
-				if !os.IsNotExist(err) {
-					fmt.Fprintf(w, "%v; computing them again\n", err)
-				}
-				fmt.Fprintf(w, "== base model vectors: %d + %d pairs, layers 0..%d, %s pooling\n", len(o.Groups[0].Pairs), groupLen(o.Groups, 1), m.Config.NumLayers, p)
-				if gv, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{p}); err != nil {
-					return ran, skipped, err
-				}
-				if err := saveBase(path, gv, p, o.Groups, all); err != nil {
-					return ran, skipped, err
-				}
-			} else {
-				fmt.Fprintf(w, "== base model vectors (%s pooling) from %s\n", p, path)
-			}
-			base[p] = gv[p]
-			if err := writeSweepScan(filepath.Join(o.Out, "scan-"+string(p)), base, o, p); err != nil {
+		if p := c.Train.Pooling; base[p] == nil {
+			if base, err = sweepBase(m, tok, o, base, p, all, w); err != nil {
 				return ran, skipped, err
 			}
 		}
@@ -511,6 +502,35 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 		}
 	}
 	return ran, skipped, nil
+}
+
+// sweepBase adds the base model's vectors for pooling p to base: read from
+// the sweep folder, or computed and written there (with the scan).
+func sweepBase(m *llama.Model, tok Encoder, o SweepOptions, base GroupVectors, p Pooling, all []int, w io.Writer) (GroupVectors, error) {
+	if base == nil {
+		base = GroupVectors{}
+	}
+	path := baseFile(o.Out, p)
+	gv, err := loadBase(path, p, o.Groups, all, m.Config.HiddenSize)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			fmt.Fprintf(w, "%v; computing them again\n", err)
+		}
+		fmt.Fprintf(w, "== base model vectors: %d + %d pairs, layers 0..%d, %s pooling\n", len(o.Groups[0].Pairs), groupLen(o.Groups, 1), m.Config.NumLayers, p)
+		if gv, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{p}); err != nil {
+			return base, err
+		}
+		if err := saveBase(path, gv, p, o.Groups, all); err != nil {
+			return base, err
+		}
+	} else {
+		fmt.Fprintf(w, "== base model vectors (%s pooling) from %s\n", p, path)
+	}
+	base[p] = gv[p]
+	if err := writeSweepScan(filepath.Join(o.Out, "scan-"+string(p)), base, o, p); err != nil {
+		return base, err
+	}
+	return base, nil
 }
 
 // baseFile is where a sweep keeps the base model's vectors of its pairs

@@ -49,6 +49,7 @@ func runSweep(args []string) error {
 	shardFlag := fs.String("shard", "", "run only the cells with index mod N = I (I/N); default: from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards, or every cell")
 	shards := fs.Int("shards", 0, "number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs: the completions)")
 	asJSON := fs.Bool("json", false, "print sweep.json (or, for one shard, the cells it ran and skipped) on stdout")
+	prepare := fs.Bool("prepare", false, "only compute the base model's vectors and scans into --out (a job the shards can depend on, so that they do not all compute them), then exit")
 	preset := fs.String("preset", "", "run a named set of grids, each in OUT/NAME: paper-ablations (layer 2,10,31; rank 4,16,64; train on word class n or v, evaluate on n or v)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -159,6 +160,15 @@ func runSweep(args []string) error {
 	for _, p := range parts {
 		if p.name != "" {
 			fmt.Fprintf(say, "\n== %s: %s\n", *preset, p.name)
+		}
+		if *prepare {
+			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: *mf.dir, Stdout: say, Prepare: true,
+				Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list")}); err != nil {
+				return sweepOptionError(err)
+			}
+			fmt.Fprintf(say, "prepared %s: the shards read the base model's vectors from there\n", p.out)
+			results[p.name] = json.RawMessage(`{"prepared":true}`)
+			continue
 		}
 		res, err := sweepPart(ctx, m, tok, p.spec, p.cells, groups, p.out, shard, source, *mf.dir,
 			pairsName(*pairs, "embedded training list")+" / "+pairsName(*control, "embedded control list"), say)

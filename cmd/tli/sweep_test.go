@@ -87,15 +87,22 @@ func TestSweepShards(t *testing.T) {
 		t.Errorf("rerun: exit %d\n%s", code, out)
 	}
 
-	// Three shards by hand; gather names what is missing until all ran.
+	// Three shards by hand after a --prepare job; gather names what is
+	// missing until all ran.
 	sharded := filepath.Join(dir, "sharded")
+	if code, out := runOut(t, nil, sweepArgs(model, pf, sharded, "--prepare")...); code != 0 || !strings.Contains(out, "prepared "+sharded) {
+		t.Fatalf("--prepare: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(sharded, "base-content.safetensors")); err != nil {
+		t.Errorf("--prepare wrote no base vectors: %v", err)
+	}
 	for i := 0; i < 3; i++ {
 		code, out := runOut(t, nil, sweepArgs(model, pf, sharded, "--shard", fmt.Sprintf("%d/3", i))...)
 		if code != 0 {
 			t.Fatalf("shard %d/3: exit %d\n%s", i, code, out)
 		}
-		// The first shard computes the base model's vectors; the others read them.
-		if from := strings.Contains(out, "(content pooling) from "+filepath.Join(sharded, "base-content.safetensors")); from != (i > 0) {
+		// --prepare computed the base model's vectors; every shard reads them.
+		if from := strings.Contains(out, "(content pooling) from "+filepath.Join(sharded, "base-content.safetensors")); !from {
 			t.Errorf("shard %d/3: base vectors read from the sweep folder: %v\n%s", i, from, out)
 		}
 		if i == 0 {
