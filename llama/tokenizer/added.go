@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"sort"
 	"strings"
 	"unicode"
 )
@@ -18,46 +19,72 @@ type addedToken struct {
 }
 
 // addedSet finds added tokens in text, leftmost first and, at one position,
-// longest first (tokenizers uses Aho-Corasick with LeftmostLongest).
+// longest first (tokenizers uses Aho-Corasick with LeftmostLongest). The
+// tokens are kept sorted by content, which makes a trie without building
+// one: at a position the candidates are narrowed byte by byte with binary
+// searches, so a match costs O(m log n) for m bytes of text that start
+// some token, never more than MaxAddedTokenBytes (times the normaliser's
+// growth) per position.
 type addedSet struct {
-	first  [256]bool // bytes that start some token
-	byText map[string]*addedToken
-	maxLen int
+	first [256]bool // bytes that start some token
+	keys  []string  // sorted, distinct contents
+	toks  []*addedToken
 }
 
 func newAddedSet(toks []*addedToken, content func(*addedToken) string) *addedSet {
-	s := &addedSet{byText: map[string]*addedToken{}}
+	s := &addedSet{}
+	byText := map[string]*addedToken{}
 	for _, t := range toks {
 		c := content(t)
 		if c == "" {
 			continue
 		}
-		if _, dup := s.byText[c]; !dup {
-			s.byText[c] = t
+		if _, dup := byText[c]; dup {
+			continue // the first one wins
 		}
+		byText[c] = t
+		s.keys = append(s.keys, c)
 		s.first[c[0]] = true
-		if len(c) > s.maxLen {
-			s.maxLen = len(c)
-		}
 	}
-	if len(s.byText) == 0 {
+	if len(s.keys) == 0 {
 		return nil
+	}
+	sort.Strings(s.keys)
+	s.toks = make([]*addedToken, len(s.keys))
+	for i, k := range s.keys {
+		s.toks[i] = byText[k]
 	}
 	return s
 }
 
 // longestAt returns the longest token that starts at s[i:].
 func (a *addedSet) longestAt(s string, i int) (*addedToken, int) {
-	max := len(s) - i
-	if max > a.maxLen {
-		max = a.maxLen
-	}
-	for n := max; n > 0; n-- {
-		if t, ok := a.byText[s[i:i+n]]; ok {
-			return t, n
+	keys := a.keys
+	lo, hi := 0, len(keys) // keys[lo:hi] all start with s[i:i+d]
+	best, bestN := -1, 0
+	for d := 0; lo < hi; d++ {
+		if len(keys[lo]) == d { // the shortest sorts first
+			best, bestN = lo, d
+			lo++
 		}
+		if lo == hi || i+d >= len(s) {
+			break
+		}
+		if hi-lo == 1 { // one candidate left: compare the rest at once
+			if k := keys[lo]; strings.HasPrefix(s[i:], k) {
+				best, bestN = lo, len(k)
+			}
+			break
+		}
+		c := s[i+d]
+		l := lo + sort.Search(hi-lo, func(k int) bool { return keys[lo+k][d] >= c })
+		h := l + sort.Search(hi-l, func(k int) bool { return keys[l+k][d] > c })
+		lo, hi = l, h
 	}
-	return nil, 0
+	if best < 0 {
+		return nil, 0
+	}
+	return a.toks[best], bestN
 }
 
 // segment is a part of the text: either plain text (tok == nil) or one

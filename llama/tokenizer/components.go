@@ -22,6 +22,25 @@ func (q normSequence) normalize(s string) string {
 	return s
 }
 
+// normalizeText applies n to s; with cont (s continues a section of text
+// that EncodeReader cut in two) Prepend normalizers add nothing, as they add
+// their string once, at the start of the section.
+func normalizeText(n normalizer, s string, cont bool) string {
+	if !cont {
+		return n.normalize(s)
+	}
+	switch n := n.(type) {
+	case prependNorm:
+		return s
+	case normSequence:
+		for _, m := range n {
+			s = normalizeText(m, s, cont)
+		}
+		return s
+	}
+	return n.normalize(s)
+}
+
 // prependNorm prepends a string to non-empty text (Llama 2 prepends U+2581).
 type prependNorm string
 
@@ -214,18 +233,35 @@ func (d metaspaceDec) decodeChain(tokens []string) []string {
 	return tokens
 }
 
-// A postProcessor adds the special tokens around an encoded sequence.
+// A postProcessor adds the special tokens around an encoded sequence:
+// process(ids) is pre + ids + post, where pre, post = affixes().
 type postProcessor interface {
 	process(ids []int32) []int32
+	affixes() (pre, post []int32)
+}
+
+func wrap(p postProcessor, ids []int32) []int32 {
+	pre, post := p.affixes()
+	if len(pre) == 0 && len(post) == 0 {
+		return ids
+	}
+	out := make([]int32, 0, len(pre)+len(ids)+len(post))
+	out = append(out, pre...)
+	out = append(out, ids...)
+	return append(out, post...)
 }
 
 type postSequence []postProcessor
 
-func (q postSequence) process(ids []int32) []int32 {
+func (q postSequence) process(ids []int32) []int32 { return wrap(q, ids) }
+
+func (q postSequence) affixes() (pre, post []int32) {
 	for _, p := range q {
-		ids = p.process(ids)
+		a, b := p.affixes()
+		pre = append(append([]int32{}, a...), pre...)
+		post = append(post, b...)
 	}
-	return ids
+	return pre, post
 }
 
 // byteLevelPost only adjusts offsets in tokenizers; ids are unchanged.
@@ -233,29 +269,28 @@ type byteLevelPost struct{}
 
 func (byteLevelPost) process(ids []int32) []int32 { return ids }
 
+func (byteLevelPost) affixes() (pre, post []int32) { return nil, nil }
+
 // templatePost is TemplateProcessing for single sequences: the template is
-// a list of items, each either the sequence itself or the ids of a special
-// token.
+// a list of items, each either the sequence itself (exactly one item) or the
+// ids of a special token.
 type templatePost struct {
 	items [][]int32 // nil: the sequence $A
 }
 
-func (t *templatePost) process(ids []int32) []int32 {
-	n := 0
+func (t *templatePost) process(ids []int32) []int32 { return wrap(t, ids) }
+
+func (t *templatePost) affixes() (pre, post []int32) {
+	seen := false
 	for _, it := range t.items {
-		if it == nil {
-			n += len(ids)
-		} else {
-			n += len(it)
+		switch {
+		case it == nil:
+			seen = true
+		case seen:
+			post = append(post, it...)
+		default:
+			pre = append(pre, it...)
 		}
 	}
-	out := make([]int32, 0, n)
-	for _, it := range t.items {
-		if it == nil {
-			out = append(out, ids...)
-		} else {
-			out = append(out, it...)
-		}
-	}
-	return out
+	return pre, post
 }

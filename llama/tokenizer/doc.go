@@ -33,5 +33,18 @@
 // not apply transformers' clean_up_tokenization_spaces, so that
 // Decode(Encode(s)) == s for every valid UTF-8 s.
 //
+// Files are not trusted: tokenizer.json and tokenizer_config.json are read
+// through size limits (MaxFileBytes, MaxConfigBytes), ids must be integers
+// below MaxVocab and each id names one token, an added token must have the
+// id Hugging Face tokenizers gives it (it numbers the added tokens itself),
+// invalid UTF-8 and escapes of unpaired UTF-16 surrogates are refused, and
+// the other counts and lengths a file sets are bounded (see the Max
+// constants). A file past a limit is refused with one line naming the file,
+// the token or component, and what is expected.
+//
+// EncodeReader encodes a stream of text in bounded memory, cutting it only
+// where the ids provably do not change (see cutRules in stream.go), so that
+// its ids are exactly those of Encode on the whole text.
+//
 // A Tokenizer is safe for concurrent use.
 package tokenizer

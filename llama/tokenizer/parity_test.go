@@ -77,7 +77,7 @@ func runRef(t *testing.T, node, modules string, jobs []refJob, splitTexts []stri
 
 // withOverride returns a copy of the tokenizer.json at path with top-level
 // fields replaced.
-func withOverride(t *testing.T, path string, override map[string]json.RawMessage) []byte {
+func withOverride(t testing.TB, path string, override map[string]json.RawMessage) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

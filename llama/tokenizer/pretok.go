@@ -8,9 +8,11 @@ import (
 
 // A preTokenizer cuts a normalised section of text into pieces that the
 // model encodes one by one. first reports whether s begins the input text
-// (Metaspace's prepend_scheme "first" needs it).
+// (Metaspace's prepend_scheme "first" needs it). splitCont splits s that
+// continues a section EncodeReader cut in two: nothing is prepended to it.
 type preTokenizer interface {
 	split(dst []string, s string, first bool) []string
+	splitCont(dst []string, s string) []string
 }
 
 // preSequence applies its pre-tokenizers in turn, each to every piece the
@@ -18,11 +20,25 @@ type preTokenizer interface {
 type preSequence []preTokenizer
 
 func (q preSequence) split(dst []string, s string, first bool) []string {
+	return q.run(dst, s, first, false)
+}
+
+// splitCont continues a section: only the first pre-tokenizer sees the cut
+// piece; the later ones see the same pieces as for the whole text.
+func (q preSequence) splitCont(dst []string, s string) []string {
+	return q.run(dst, s, false, true)
+}
+
+func (q preSequence) run(dst []string, s string, first, cont bool) []string {
 	cur := []string{s}
-	for _, p := range q {
+	for k, p := range q {
 		var next []string
 		for i, c := range cur {
-			next = p.split(next, c, first && i == 0)
+			if cont && k == 0 {
+				next = p.splitCont(next, c)
+			} else {
+				next = p.split(next, c, first && i == 0)
+			}
 		}
 		cur = next
 	}
@@ -58,24 +74,31 @@ type span struct {
 	match      bool
 }
 
+func (p *splitPre) splitCont(dst []string, s string) []string { return p.split(dst, s, false) }
+
+// each calls f with every piece of s, for behavior Isolated: every match
+// and every gap is its own piece.
+func (p *splitPre) each(s string, f func(string)) {
+	prev := 0
+	for prev < len(s) {
+		st, en, ok := p.m.find(s, prev)
+		if !ok {
+			break
+		}
+		if st > prev {
+			f(s[prev:st])
+		}
+		f(s[st:en])
+		prev = en
+	}
+	if prev < len(s) {
+		f(s[prev:])
+	}
+}
+
 func (p *splitPre) split(dst []string, s string, _ bool) []string {
 	if p.behavior == behIsolated {
-		// Fast path: every match and every gap is its own piece.
-		prev := 0
-		for prev < len(s) {
-			st, en, ok := p.m.find(s, prev)
-			if !ok {
-				break
-			}
-			if st > prev {
-				dst = append(dst, s[prev:st])
-			}
-			dst = append(dst, s[st:en])
-			prev = en
-		}
-		if prev < len(s) {
-			dst = append(dst, s[prev:])
-		}
+		p.each(s, func(piece string) { dst = append(dst, piece) })
 		return dst
 	}
 	// The matchers never match the empty string.
@@ -414,6 +437,10 @@ func (p *byteLevelPre) split(dst []string, s string, _ bool) []string {
 	if p.addPrefixSpace && !strings.HasPrefix(s, " ") {
 		s = " " + s
 	}
+	return p.splitCont(dst, s)
+}
+
+func (p *byteLevelPre) splitCont(dst []string, s string) []string {
 	if !p.useRegex {
 		return append(dst, s)
 	}
@@ -443,8 +470,14 @@ type metaspacePre struct {
 }
 
 func (p *metaspacePre) split(dst []string, s string, first bool) []string {
+	return p.run(dst, s, first, false)
+}
+
+func (p *metaspacePre) splitCont(dst []string, s string) []string { return p.run(dst, s, false, true) }
+
+func (p *metaspacePre) run(dst []string, s string, first, cont bool) []string {
 	s = strings.ReplaceAll(s, " ", p.replacement)
-	if !strings.HasPrefix(s, p.replacement) {
+	if !cont && !strings.HasPrefix(s, p.replacement) {
 		if p.prepend == prependAlways || (p.prepend == prependFirst && first) {
 			s = p.replacement + s
 		}

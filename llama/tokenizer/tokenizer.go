@@ -3,12 +3,16 @@ package tokenizer
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
+
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -24,8 +28,7 @@ type Tokenizer struct {
 	post       postProcessor // nil: no special tokens are added
 	decoder    decoder       // nil: tokens are joined with spaces
 
-	tokens    []string // id -> token as spelt in tokenizer.json ("" if none)
-	hasToken  []bool
+	tokens    idTable // id -> token as spelt in tokenizer.json
 	addedByID map[int32]*addedToken
 	added     []*addedToken
 	rawAdded  *addedSet // tokens matched on the raw text
@@ -33,8 +36,13 @@ type Tokenizer struct {
 
 	bos, eos int32 // -1: none
 
+	isolated *splitPre // pre, when it is a Split with behavior Isolated
+
 	mu    sync.RWMutex
 	cache map[string][]int32
+
+	cutOnce sync.Once
+	cuts    cutRules // where EncodeReader may cut the text (see stream.go)
 }
 
 // Limits of the word cache: words longer than maxCachedWord bytes are rare
@@ -51,16 +59,18 @@ func LoadDir(dir string) (*Tokenizer, error) {
 
 // Load reads a tokenizer.json file and the tokenizer_config.json beside it,
 // if there is one.
+// tokenizer.json is read through MaxFileBytes and tokenizer_config.json
+// through MaxConfigBytes.
 func Load(path string) (*Tokenizer, error) {
-	data, err := os.ReadFile(path)
+	data, err := readJSONFile(path, MaxFileBytes, "MaxFileBytes")
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
+		return nil, err
 	}
 	cfgPath := filepath.Join(filepath.Dir(path), "tokenizer_config.json")
-	cfg, err := os.ReadFile(cfgPath)
+	cfg, err := readJSONFile(cfgPath, MaxConfigBytes, "MaxConfigBytes")
 	if err != nil {
-		if !os.IsNotExist(err) {
-			return nil, fmt.Errorf("tokenizer: %w", err)
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
 		}
 		cfg, cfgPath = nil, ""
 	}
@@ -105,7 +115,7 @@ func (r rawJSON) list(k string) ([]rawJSON, error) {
 }
 
 type addedJSON struct {
-	ID         int32  `json:"id"`
+	ID         jsonID `json:"id"`
 	Content    string `json:"content"`
 	SingleWord bool   `json:"single_word"`
 	LStrip     bool   `json:"lstrip"`
@@ -123,9 +133,46 @@ type fileJSON struct {
 	Decoder       rawJSON     `json:"decoder"`
 }
 
-// loader carries the file names for error messages while parsing.
+// loader carries the file names for error messages while parsing, and
+// counts the components of the kind being parsed and how deep Sequences
+// nest.
 type loader struct {
-	path string
+	path  string
+	count int
+	depth int
+}
+
+// component counts one more component of kind; it is refused past
+// MaxComponents.
+func (l *loader) component(kind string) error {
+	l.count++
+	if l.count > MaxComponents {
+		return l.errorf("%s: more than %d components (tokenizer.MaxComponents)", kind, MaxComponents)
+	}
+	return nil
+}
+
+// sequence enters a Sequence of kind; leave undoes it.
+func (l *loader) sequence(kind string) (leave func(), err error) {
+	if l.depth >= MaxSequenceDepth {
+		return nil, l.errorf("%s: Sequence nested more than %d deep (tokenizer.MaxSequenceDepth)", kind, MaxSequenceDepth)
+	}
+	l.depth++
+	return func() { l.depth-- }, nil
+}
+
+// reset starts counting a new kind of component.
+func (l *loader) reset() *loader {
+	l.count, l.depth = 0, 0
+	return l
+}
+
+// checkPattern refuses a string of a component longer than MaxPatternBytes.
+func (l *loader) checkPattern(what, s string) error {
+	if len(s) > MaxPatternBytes {
+		return l.errorf("%s is %d bytes; at most %d (tokenizer.MaxPatternBytes)", what, len(s), MaxPatternBytes)
+	}
+	return nil
 }
 
 func (l *loader) errorf(format string, args ...any) error {
@@ -141,6 +188,15 @@ func (l *loader) unsupported(what, typ string) error {
 
 func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, error) {
 	l := &loader{path: path}
+	if len(data) > MaxFileBytes {
+		return nil, l.errorf("larger than %s (tokenizer.MaxFileBytes)", sizeString(MaxFileBytes))
+	}
+	if err := startsLikeObject(path, data, true); err != nil {
+		return nil, err
+	}
+	if err := checkJSONText(path, data); err != nil {
+		return nil, err
+	}
 	var f fileJSON
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, l.errorf("%v", err)
@@ -148,51 +204,171 @@ func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, er
 	t := &Tokenizer{path: path, bos: -1, eos: -1, cache: map[string][]int32{}, addedByID: map[int32]*addedToken{}}
 	var err error
 	if f.Normalizer != nil {
-		if t.normalizer, err = l.normalizer(f.Normalizer); err != nil {
+		if t.normalizer, err = l.reset().normalizer(f.Normalizer); err != nil {
 			return nil, err
 		}
 	}
 	byteMode := false
 	if f.PreTokenizer != nil {
-		if t.pre, byteMode, err = l.preTokenizer(f.PreTokenizer, true); err != nil {
+		if t.pre, byteMode, err = l.reset().preTokenizer(f.PreTokenizer, true); err != nil {
 			return nil, err
 		}
+	}
+	if sp, ok := t.pre.(*splitPre); ok && sp.behavior == behIsolated {
+		t.isolated = sp
 	}
 	if f.Model == nil {
 		return nil, l.errorf("no \"model\"")
 	}
-	if err := l.model(t, f.Model, byteMode); err != nil {
+	vocab, err := l.model(t, f.Model, byteMode)
+	if err != nil {
 		return nil, err
 	}
-	var added []*addedToken
-	for _, a := range f.AddedTokens {
-		if a.ID < 0 {
-			return nil, l.errorf("added token %q has negative id %d", a.Content, a.ID)
-		}
-		tok := &addedToken{id: a.ID, content: a.Content, singleWord: a.SingleWord, lstrip: a.LStrip,
-			rstrip: a.RStrip, normalized: a.Normalized, special: a.Special}
-		added = append(added, tok)
-		t.addedByID[a.ID] = tok
-		t.setToken(a.ID, a.Content)
+	if err := l.ids(t, vocab, f.AddedTokens); err != nil {
+		return nil, err
 	}
-	t.added = added
 	t.buildAddedSets(false)
 	if f.PostProcessor != nil {
-		if t.post, err = l.postProcessor(t, f.PostProcessor); err != nil {
+		if t.post, err = l.reset().postProcessor(t, f.PostProcessor); err != nil {
 			return nil, err
 		}
 	}
 	if f.Decoder != nil {
-		if t.decoder, err = l.decoder(f.Decoder); err != nil {
+		if t.decoder, err = l.reset().decoder(f.Decoder); err != nil {
 			return nil, err
 		}
 	}
 	if cfg != nil {
-		if err := t.applyConfig(&loader{path: cfgPath}, cfg); err != nil {
+		cl := &loader{path: cfgPath}
+		if len(cfg) > MaxConfigBytes {
+			return nil, cl.errorf("larger than %s (tokenizer.MaxConfigBytes)", sizeString(MaxConfigBytes))
+		}
+		if err := startsLikeObject(cfgPath, cfg, true); err != nil {
+			return nil, err
+		}
+		if err := checkJSONText(cfgPath, cfg); err != nil {
+			return nil, err
+		}
+		if err := t.applyConfig(cl, cfg); err != nil {
 			return nil, err
 		}
 	}
 	return t, nil
+}
+
+// ids builds the table of token strings by id from the vocabulary and the
+// added tokens, refusing two tokens with one id, and the added tokens, whose
+// ids must be those Hugging Face tokenizers gives them: it does not read
+// their ids from the file but takes the vocabulary's id for a token that is
+// in it and numbers the others in file order from the vocabulary size (it
+// only warns when the file says otherwise).
+func (l *loader) ids(t *Tokenizer, vocab map[string]int32, added []addedJSON) error {
+	if len(added) > MaxAddedTokens {
+		return l.errorf("%d added tokens; at most %d (tokenizer.MaxAddedTokens)", len(added), MaxAddedTokens)
+	}
+	maxID := int32(-1)
+	for _, id := range vocab {
+		maxID = max(maxID, id)
+	}
+	addedIDs := make([]int32, len(added))
+	for i, a := range added {
+		who := fmt.Sprintf("added token %q", clip(a.Content))
+		if a.Content == "" {
+			who = fmt.Sprintf("added token %d (with no content)", i)
+		}
+		id, err := a.ID.check(l, who)
+		if err != nil {
+			return err
+		}
+		if a.Content == "" {
+			return l.errorf("added token %d (id %d) has no content", i, id)
+		}
+		if len(a.Content) > MaxAddedTokenBytes {
+			return l.errorf("added token %q (id %d) is %d bytes; at most %d (tokenizer.MaxAddedTokenBytes)", clip(a.Content), id, len(a.Content), MaxAddedTokenBytes)
+		}
+		addedIDs[i] = id
+		maxID = max(maxID, id)
+	}
+	t.tokens = newIDTable(len(vocab)+len(added), maxID)
+	dup := false
+	for s, id := range vocab {
+		if _, taken := t.tokens.set(id, s); taken {
+			dup = true
+		}
+	}
+	if dup {
+		// Name the same pair whatever the map order: the lowest such id and
+		// its two smallest tokens.
+		type entry struct {
+			id int32
+			s  string
+		}
+		all := make([]entry, 0, len(vocab))
+		for s, id := range vocab {
+			all = append(all, entry{id, s})
+		}
+		sort.Slice(all, func(i, j int) bool {
+			if all[i].id != all[j].id {
+				return all[i].id < all[j].id
+			}
+			return all[i].s < all[j].s
+		})
+		for i := 1; i < len(all); i++ {
+			if all[i].id == all[i-1].id {
+				return l.errorf("model: vocab: tokens %q and %q both have id %d; every token needs its own id", clip(all[i-1].s), clip(all[i].s), all[i].id)
+			}
+		}
+	}
+	seen := make(map[string]int32, len(added))
+	vocabLen := int64(len(vocab))
+	next := vocabLen      // tokenizers since 0.20: one add_tokens call for all
+	maxAdded := int64(-1) // tokenizers 0.19: next id = max(added so far)+1 past the vocabulary
+	for i, a := range added {
+		id := addedIDs[i]
+		c := clip(a.Content)
+		if prev, ok := seen[a.Content]; ok {
+			return l.errorf("added token %q appears twice (ids %d and %d)", c, prev, id)
+		}
+		seen[a.Content] = id
+		if vid, ok := vocab[a.Content]; ok {
+			if vid != id {
+				return l.errorf("added token %q has id %d, but the vocabulary gives it id %d", c, id, vid)
+			}
+		} else {
+			if old, taken := t.tokens.set(id, a.Content); taken {
+				return l.errorf("added token %q has id %d, which is already the id of %q; every token needs its own id", c, id, clip(old))
+			}
+			old019 := vocabLen
+			if maxAdded >= 0 && (maxAdded >= vocabLen || vocabLen == 0) {
+				old019 = maxAdded + 1
+			}
+			if next != old019 {
+				return l.errorf("added token %q has id %d, which depends on the version of Hugging Face tokenizers (%d or %d: the vocabulary has gaps)", c, id, next, old019)
+			}
+			if int64(id) != next {
+				return l.errorf("added token %q has id %d, but Hugging Face tokenizers numbers added tokens that are not in the vocabulary in file order from the vocabulary size (%d), which gives it id %d", c, id, vocabLen, next)
+			}
+			next++
+		}
+		maxAdded = max(maxAdded, int64(id))
+		tok := &addedToken{id: id, content: a.Content, singleWord: a.SingleWord, lstrip: a.LStrip,
+			rstrip: a.RStrip, normalized: a.Normalized, special: a.Special}
+		t.added = append(t.added, tok)
+		t.addedByID[id] = tok
+	}
+	return nil
+}
+
+// clip cuts s for an error message.
+func clip(s string) string {
+	if len(s) <= 60 {
+		return s
+	}
+	cut := 60
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // buildAddedSets prepares the matching of added tokens in text: those with
@@ -214,13 +390,48 @@ func (t *Tokenizer) buildAddedSets(splitSpecial bool) {
 	t.normAdded = newAddedSet(normed, func(a *addedToken) string { return t.normalizer.normalize(a.content) })
 }
 
-func (t *Tokenizer) setToken(id int32, s string) {
-	for int(id) >= len(t.tokens) {
-		t.tokens = append(t.tokens, "")
-		t.hasToken = append(t.hasToken, false)
+// idTable holds the token of each id as spelt in tokenizer.json. It is a
+// slice, allocated once, when the ids nearly fill 0..max, and a map
+// otherwise, so that a file with a few far-apart ids costs no more than one
+// with dense ids.
+type idTable struct {
+	dense  []string
+	has    []bool
+	sparse map[int32]string
+	size   int // largest id + 1
+}
+
+func newIDTable(count int, maxID int32) idTable {
+	size := int(maxID) + 1
+	if size <= 2*count+1024 {
+		return idTable{dense: make([]string, size), has: make([]bool, size), size: size}
 	}
-	t.tokens[id] = s
-	t.hasToken[id] = true
+	return idTable{sparse: make(map[int32]string, count), size: size}
+}
+
+func (t *idTable) get(id int) (string, bool) {
+	if id < 0 || id >= t.size {
+		return "", false
+	}
+	if t.sparse != nil {
+		s, ok := t.sparse[int32(id)]
+		return s, ok
+	}
+	return t.dense[id], t.has[id]
+}
+
+// set makes s the token of id, unless id already has one: then it returns
+// that one and true.
+func (t *idTable) set(id int32, s string) (string, bool) {
+	if old, ok := t.get(int(id)); ok {
+		return old, true
+	}
+	if t.sparse != nil {
+		t.sparse[id] = s
+	} else {
+		t.dense[id], t.has[id] = s, true
+	}
+	return "", false
 }
 
 // lookup returns the id of a token given as spelt in tokenizer.json.
@@ -243,8 +454,16 @@ func (t *Tokenizer) lookup(s string) (int32, bool) {
 }
 
 func (l *loader) normalizer(r rawJSON) (normalizer, error) {
+	if err := l.component("normalizer"); err != nil {
+		return nil, err
+	}
 	switch typ := r.typ(); typ {
 	case "Sequence":
+		leave, err := l.sequence("normalizer")
+		if err != nil {
+			return nil, err
+		}
+		defer leave()
 		list, err := r.list("normalizers")
 		if err != nil {
 			return nil, l.errorf("normalizer Sequence: %v", err)
@@ -262,6 +481,9 @@ func (l *loader) normalizer(r rawJSON) (normalizer, error) {
 		var p string
 		if err := r.get("prepend", &p); err != nil {
 			return nil, l.errorf("normalizer Prepend: %v", err)
+		}
+		if err := l.checkPattern("normalizer Prepend: prepend", p); err != nil {
+			return nil, err
 		}
 		return prependNorm(p), nil
 	case "Replace":
@@ -304,6 +526,16 @@ func (l *loader) replace(what string, r rawJSON) (*replaceNorm, error) {
 	if err := r.get("content", &content); err != nil {
 		return nil, l.errorf("%s Replace: %v", what, err)
 	}
+	if err := l.checkPattern(what+" Replace: content", content); err != nil {
+		return nil, err
+	}
+	for _, p := range []*string{p.String, p.Regex} {
+		if p != nil {
+			if err := l.checkPattern(what+" Replace: pattern", *p); err != nil {
+				return nil, err
+			}
+		}
+	}
 	switch {
 	case p.String != nil:
 		if *p.String == "" {
@@ -334,8 +566,16 @@ const (
 // preTokenizer parses a pre-tokenizer; byteLevel reports whether it ends
 // with ByteLevel, which makes the model work on raw bytes.
 func (l *loader) preTokenizer(r rawJSON, last bool) (p preTokenizer, byteLevel bool, err error) {
+	if err := l.component("pre_tokenizer"); err != nil {
+		return nil, false, err
+	}
 	switch typ := r.typ(); typ {
 	case "Sequence":
+		leave, err := l.sequence("pre_tokenizer")
+		if err != nil {
+			return nil, false, err
+		}
+		defer leave()
 		list, err := r.list("pretokenizers")
 		if err != nil {
 			return nil, false, l.errorf("pre_tokenizer Sequence: %v", err)
@@ -400,13 +640,16 @@ func (l *loader) preTokenizer(r rawJSON, last bool) (p preTokenizer, byteLevel b
 		}
 		switch {
 		case pat.String != nil && *pat.String != "":
+			if err := l.checkPattern("pre_tokenizer Split: pattern", *pat.String); err != nil {
+				return nil, false, err
+			}
 			sp.m = stringMatcher(*pat.String)
 		case pat.Regex != nil && *pat.Regex == llama3Regex:
 			sp.m = llama3Matcher{}
 		case pat.Regex != nil && *pat.Regex == gpt2Regex:
 			sp.m = gpt2Matcher{}
 		case pat.Regex != nil:
-			return nil, false, l.errorf("pre_tokenizer Split: regex %q is not supported (only the Llama 3 and GPT-2 patterns are)", *pat.Regex)
+			return nil, false, l.errorf("pre_tokenizer Split: regex %q is not supported (only the Llama 3 and GPT-2 patterns are)", clip(*pat.Regex))
 		default:
 			return nil, false, l.errorf("pre_tokenizer Split: empty pattern")
 		}
@@ -476,7 +719,7 @@ func (l *loader) metaspace(r rawJSON) (metaspaceCfg, error) {
 	return m, nil
 }
 
-func (l *loader) model(t *Tokenizer, r rawJSON, byteMode bool) error {
+func (l *loader) model(t *Tokenizer, r rawJSON, byteMode bool) (map[string]int32, error) {
 	typ := r.typ()
 	if typ == "" {
 		if _, ok := r["merges"]; ok {
@@ -484,11 +727,11 @@ func (l *loader) model(t *Tokenizer, r rawJSON, byteMode bool) error {
 		}
 	}
 	if typ != "BPE" {
-		return l.unsupported("model", typ)
+		return nil, l.unsupported("model", typ)
 	}
-	var vocab map[string]int32
-	if err := r.get("vocab", &vocab); err != nil {
-		return l.errorf("model: %v", err)
+	vocab, err := l.vocab(r)
+	if err != nil {
+		return nil, err
 	}
 	var dropout *float64
 	var unk, prefix, suffix *string
@@ -500,28 +743,22 @@ func (l *loader) model(t *Tokenizer, r rawJSON, byteMode bool) error {
 		{"end_of_word_suffix", &suffix}, {"fuse_unk", &m.fuseUnk}, {"byte_fallback", &m.byteFallback},
 		{"ignore_merges", &m.ignoreMerges}} {
 		if err := r.get(e.k, e.v); err != nil {
-			return l.errorf("model: %v", err)
+			return nil, l.errorf("model: %v", err)
 		}
 	}
 	if dropout != nil && *dropout > 0 {
-		return l.errorf("model: BPE dropout %g is not supported (ids would be random)", *dropout)
+		return nil, l.errorf("model: BPE dropout %g is not supported (ids would be random)", *dropout)
 	}
 	if prefix != nil && *prefix != "" {
-		return l.errorf("model: BPE continuing_subword_prefix %q is not supported", *prefix)
+		return nil, l.errorf("model: BPE continuing_subword_prefix %q is not supported", clip(*prefix))
 	}
 	if suffix != nil && *suffix != "" {
-		return l.errorf("model: BPE end_of_word_suffix %q is not supported", *suffix)
-	}
-	for s, id := range vocab {
-		if id < 0 {
-			return l.errorf("model: token %q has negative id %d", s, id)
-		}
-		t.setToken(id, s)
+		return nil, l.errorf("model: BPE end_of_word_suffix %q is not supported", clip(*suffix))
 	}
 	if unk != nil {
 		id, ok := vocab[*unk]
 		if !ok {
-			return l.errorf("model: unk_token %q is not in the vocabulary", *unk)
+			return nil, l.errorf("model: unk_token %q is not in the vocabulary", clip(*unk))
 		}
 		m.unkID = id
 	}
@@ -547,7 +784,7 @@ func (l *loader) model(t *Tokenizer, r rawJSON, byteMode bool) error {
 	}
 	pairs, err := l.merges(r["merges"])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m.merges = make(map[uint64]uint64, len(pairs))
 	for rank, p := range pairs {
@@ -555,12 +792,80 @@ func (l *loader) model(t *Tokenizer, r rawJSON, byteMode bool) error {
 		b, okB := vocab[p[1]]
 		c, okC := vocab[p[0]+p[1]]
 		if !okA || !okB || !okC {
-			return l.errorf("model: merge %d (%q %q) uses a token that is not in the vocabulary", rank, p[0], p[1])
+			return nil, l.errorf("model: merge %d (%q %q) uses a token that is not in the vocabulary", rank, clip(p[0]), clip(p[1]))
 		}
 		m.merges[pairKey(a, b)] = uint64(rank)<<32 | uint64(uint32(c))
 	}
 	t.model = m
-	return nil
+	return vocab, nil
+}
+
+// vocab reads the vocabulary of a BPE model: every id must be an integer
+// in [0, MaxVocab).
+func (l *loader) vocab(r rawJSON) (map[string]int32, error) {
+	var vocab map[string]int32
+	// encoding/json leaves a null id at 0 without an error: such files take
+	// the slow path, which sees every value.
+	if err := r.get("vocab", &vocab); err != nil || hasNullValue(r["vocab"]) {
+		// Read it again to say which token has what id.
+		var raw map[string]jsonID
+		if err := r.get("vocab", &raw); err != nil {
+			return nil, l.errorf("model: %v", err)
+		}
+		vocab = make(map[string]int32, len(raw))
+		for s, v := range raw {
+			vocab[s] = -1
+			if v.bad == "" && v.n >= 0 && v.n < MaxVocab {
+				vocab[s] = int32(v.n)
+			}
+		}
+		if bad, ok := firstBad(vocab); ok {
+			_, err := raw[bad].check(l, fmt.Sprintf("model: vocab: token %q", clip(bad)))
+			return nil, err
+		}
+		if err != nil {
+			return nil, l.errorf("model: vocab: %v", err) // not reached: raw held the bad value
+		}
+	}
+	if len(vocab) > MaxVocab {
+		return nil, l.errorf("model: vocab has %d tokens; at most %d (tokenizer.MaxVocab)", len(vocab), MaxVocab)
+	}
+	if bad, ok := firstBad(vocab); ok {
+		return nil, l.errorf("model: vocab: token %q has id %d; want an integer from 0 to %d (below tokenizer.MaxVocab)", clip(bad), vocab[bad], MaxVocab-1)
+	}
+	return vocab, nil
+}
+
+// hasNullValue reports whether the JSON object data may have a null value
+// (a "null" after a colon; one inside a string only costs the slow path).
+func hasNullValue(data []byte) bool {
+	for i := 0; ; {
+		k := bytes.Index(data[i:], []byte("null"))
+		if k < 0 {
+			return false
+		}
+		i += k
+		j := i - 1
+		for j >= 0 && (data[j] == ' ' || data[j] == '\t' || data[j] == '\n' || data[j] == '\r') {
+			j--
+		}
+		if j >= 0 && data[j] == ':' {
+			return true
+		}
+		i += 4
+	}
+}
+
+// firstBad returns the smallest token whose id is out of range, so that the
+// same one is named whatever the map order.
+func firstBad(vocab map[string]int32) (string, bool) {
+	bad, found := "", false
+	for s, id := range vocab {
+		if (id < 0 || id >= MaxVocab) && (!found || s < bad) {
+			bad, found = s, true
+		}
+	}
+	return bad, found
 }
 
 // merges reads BPE merges, serialised either as "a b" strings (tokenizers
@@ -583,17 +888,23 @@ func (l *loader) merges(raw json.RawMessage) ([][2]string, error) {
 		if err := json.Unmarshal(raw, &pairs); err != nil {
 			return nil, l.errorf("model: merges: %v", err)
 		}
+		if len(pairs) > MaxMerges {
+			return nil, l.errorf("model: %d merges; at most %d (tokenizer.MaxMerges)", len(pairs), MaxMerges)
+		}
 		return pairs, nil
 	}
 	var lines []string
 	if err := json.Unmarshal(raw, &lines); err != nil {
 		return nil, l.errorf("model: merges: %v", err)
 	}
+	if len(lines) > MaxMerges {
+		return nil, l.errorf("model: %d merges; at most %d (tokenizer.MaxMerges)", len(lines), MaxMerges)
+	}
 	pairs := make([][2]string, len(lines))
 	for i, s := range lines {
 		a, b, ok := strings.Cut(s, " ")
 		if !ok || strings.Contains(b, " ") {
-			return nil, l.errorf("model: merge %d %q is not two tokens separated by one space", i, s)
+			return nil, l.errorf("model: merge %d %q is not two tokens separated by one space", i, clip(s))
 		}
 		pairs[i] = [2]string{a, b}
 	}
@@ -601,8 +912,16 @@ func (l *loader) merges(raw json.RawMessage) ([][2]string, error) {
 }
 
 func (l *loader) postProcessor(t *Tokenizer, r rawJSON) (postProcessor, error) {
+	if err := l.component("post_processor"); err != nil {
+		return nil, err
+	}
 	switch typ := r.typ(); typ {
 	case "Sequence":
+		leave, err := l.sequence("post_processor")
+		if err != nil {
+			return nil, err
+		}
+		defer leave()
 		list, err := r.list("processors")
 		if err != nil {
 			return nil, l.errorf("post_processor Sequence: %v", err)
@@ -615,6 +934,10 @@ func (l *loader) postProcessor(t *Tokenizer, r rawJSON) (postProcessor, error) {
 			}
 			q = append(q, p)
 		}
+		pre, post := q.affixes()
+		if n := len(pre) + len(post); n > MaxTemplateIDs {
+			return nil, l.errorf("post_processor Sequence adds %d special tokens; at most %d (tokenizer.MaxTemplateIDs)", n, MaxTemplateIDs)
+		}
 		return q, nil
 	case "ByteLevel":
 		return byteLevelPost{}, nil
@@ -623,7 +946,7 @@ func (l *loader) postProcessor(t *Tokenizer, r rawJSON) (postProcessor, error) {
 			ID string `json:"id"`
 		}
 		var specials map[string]struct {
-			IDs []int32 `json:"ids"`
+			IDs []jsonID `json:"ids"`
 		}
 		if err := r.get("single", &single); err != nil {
 			return nil, l.errorf("post_processor TemplateProcessing: %v", err)
@@ -632,11 +955,13 @@ func (l *loader) postProcessor(t *Tokenizer, r rawJSON) (postProcessor, error) {
 			return nil, l.errorf("post_processor TemplateProcessing: %v", err)
 		}
 		tp := &templatePost{}
+		sequences, nIDs := 0, 0
 		for _, item := range single {
 			if s, ok := item["Sequence"]; ok {
 				if s.ID != "A" {
-					return nil, l.errorf("post_processor TemplateProcessing: single template uses sequence %q", s.ID)
+					return nil, l.errorf("post_processor TemplateProcessing: single template uses sequence %q", clip(s.ID))
 				}
+				sequences++
 				tp.items = append(tp.items, nil)
 				continue
 			}
@@ -646,9 +971,27 @@ func (l *loader) postProcessor(t *Tokenizer, r rawJSON) (postProcessor, error) {
 			}
 			sp, ok := specials[s.ID]
 			if !ok {
-				return nil, l.errorf("post_processor TemplateProcessing: special token %q is not in special_tokens", s.ID)
+				return nil, l.errorf("post_processor TemplateProcessing: special token %q is not in special_tokens", clip(s.ID))
 			}
-			tp.items = append(tp.items, append([]int32{}, sp.IDs...))
+			if nIDs += len(sp.IDs); nIDs > MaxTemplateIDs {
+				return nil, l.errorf("post_processor TemplateProcessing: the single template adds more than %d special tokens (tokenizer.MaxTemplateIDs)", MaxTemplateIDs)
+			}
+			ids := make([]int32, len(sp.IDs))
+			for i, v := range sp.IDs {
+				who := fmt.Sprintf("post_processor TemplateProcessing: special token %q", clip(s.ID))
+				id, err := v.check(l, who)
+				if err != nil {
+					return nil, err
+				}
+				if _, ok := t.tokens.get(int(id)); !ok {
+					return nil, l.errorf("%s has id %d, which is not a token of the vocabulary or the added tokens", who, id)
+				}
+				ids[i] = id
+			}
+			tp.items = append(tp.items, ids)
+		}
+		if sequences != 1 {
+			return nil, l.errorf("post_processor TemplateProcessing: the single template has %d sequences ($A); want exactly one", sequences)
 		}
 		return tp, nil
 	default:
@@ -657,8 +1000,16 @@ func (l *loader) postProcessor(t *Tokenizer, r rawJSON) (postProcessor, error) {
 }
 
 func (l *loader) decoder(r rawJSON) (decoder, error) {
+	if err := l.component("decoder"); err != nil {
+		return nil, err
+	}
 	switch typ := r.typ(); typ {
 	case "Sequence":
+		leave, err := l.sequence("decoder")
+		if err != nil {
+			return nil, err
+		}
+		defer leave()
 		list, err := r.list("decoders")
 		if err != nil {
 			return nil, l.errorf("decoder Sequence: %v", err)
@@ -814,8 +1165,19 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 
 func (t *Tokenizer) encode(text string, addSpecial bool) []int32 {
 	text = validUTF8(text)
-	sc := &bpeScratch{}
 	ids := make([]int32, 0, len(text)/3+4)
+	ids = t.encodeText(ids, text, true, false, &bpeScratch{})
+	if addSpecial && t.post != nil {
+		ids = t.post.process(ids)
+	}
+	return ids
+}
+
+// encodeText appends the ids of text (valid UTF-8) to ids, without the
+// post-processor. first says that text begins the input; cont that it
+// continues a section of text that EncodeReader cut in two, so that
+// nothing is prepended to it (Prepend, Metaspace, add_prefix_space).
+func (t *Tokenizer) encodeText(ids []int32, text string, first, cont bool, sc *bpeScratch) []int32 {
 	var pieces []string
 	var segs []segment
 	if t.rawAdded != nil {
@@ -829,8 +1191,9 @@ func (t *Tokenizer) encode(text string, addSpecial bool) []int32 {
 			continue
 		}
 		s := text[sg.start:sg.end]
+		secCont := cont && sg.start == 0
 		if t.normalizer != nil {
-			s = t.normalizer.normalize(s)
+			s = normalizeText(t.normalizer, s, secCont)
 		}
 		sub := []segment{{0, len(s), nil}}
 		if t.normAdded != nil {
@@ -846,18 +1209,22 @@ func (t *Tokenizer) encode(text string, addSpecial bool) []int32 {
 				continue
 			}
 			pieces = pieces[:0]
-			if t.pre != nil {
-				pieces = t.pre.split(pieces, part, sg.start == 0 && k == 0)
-			} else {
+			switch {
+			case t.pre == nil:
 				pieces = append(pieces, part)
+			case t.pre == t.isolated:
+				// The Llama 3 pre-tokenizer: encode each piece as it is
+				// found, without a list of the pieces of the whole text.
+				t.isolated.each(part, func(p string) { ids = t.encodeWord(ids, p, sc) })
+			case secCont && k == 0:
+				pieces = t.pre.splitCont(pieces, part)
+			default:
+				pieces = t.pre.split(pieces, part, first && sg.start == 0 && k == 0)
 			}
 			for _, p := range pieces {
 				ids = t.encodeWord(ids, p, sc)
 			}
 		}
-	}
-	if addSpecial && t.post != nil {
-		ids = t.post.process(ids)
 	}
 	return ids
 }
@@ -891,7 +1258,8 @@ func (t *Tokenizer) encodeWord(dst []int32, w string, sc *bpeScratch) []int32 {
 func (t *Tokenizer) Decode(ids []int, skipSpecial bool) string {
 	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if id < 0 || id >= len(t.tokens) || !t.hasToken[id] {
+		tok, ok := t.tokens.get(id)
+		if !ok {
 			continue
 		}
 		if a, ok := t.addedByID[int32(id)]; ok {
@@ -901,7 +1269,7 @@ func (t *Tokenizer) Decode(ids []int, skipSpecial bool) string {
 			toks = append(toks, a.content)
 			continue
 		}
-		toks = append(toks, t.tokens[id])
+		toks = append(toks, tok)
 	}
 	if t.decoder == nil {
 		return strings.Join(toks, " ")
@@ -920,7 +1288,7 @@ func (t *Tokenizer) EOS() (int, bool) { return int(t.eos), t.eos >= 0 }
 // IsSpecial reports whether id is a special added token (BOS, EOS, chat
 // markers...), which pooling over a word's tokens leaves out.
 func (t *Tokenizer) IsSpecial(id int) bool {
-	if id < 0 || id > 1<<31-1 {
+	if id < 0 || id >= MaxVocab {
 		return false
 	}
 	a, ok := t.addedByID[int32(id)]
@@ -929,16 +1297,14 @@ func (t *Tokenizer) IsSpecial(id int) bool {
 
 // VocabSize returns one more than the largest id of the vocabulary and the
 // added tokens: the number of embedding rows the model needs.
-func (t *Tokenizer) VocabSize() int { return len(t.tokens) }
+func (t *Tokenizer) VocabSize() int { return t.tokens.size }
 
 // TokenString returns the token of id as spelt in tokenizer.json (byte-level
 // tokens keep their byte-level characters, e.g. "Ġthe"), or "" if there is
 // none.
 func (t *Tokenizer) TokenString(id int) string {
-	if id < 0 || id >= len(t.tokens) {
-		return ""
-	}
-	return t.tokens[id]
+	s, _ := t.tokens.get(id)
+	return s
 }
 
 // TokenID returns the id of a token spelt as in tokenizer.json.
