@@ -103,6 +103,8 @@ func TestHostileTokenizerJSON(t *testing.T) {
 		{"low surrogate escape", loneLow, fmt.Sprintf(`\udc00 at byte %d (line 4) is half of a UTF-16 surrogate pair, not a character`, bytes.Index(loneLow, []byte(`\udc00`)))},
 		{"high surrogate before a non-surrogate", highA, fmt.Sprintf(`\ud800 at byte %d (line 4) is half of a UTF-16 surrogate pair, not a character`, bytes.Index(highA, []byte(`\ud800`)))},
 		{"no model", []byte(`{"added_tokens": []}`), `no "model"`},
+		{"trailing comma", []byte("{\"model\": {\"type\": \"BPE\",\n \"vocab\": {\"a\": 0,}}}"), `invalid character '}' looking for beginning of object key string at byte 44 (line 2)`},
+		{"wrong type", []byte("{\"added_tokens\": [{\"id\": 0, \"content\": \"a\", \"special\": \"yes\"}], \"model\": {}}"), `json: cannot unmarshal string into Go struct field addedJSON.added_tokens.special of type bool at byte 59 (line 1)`},
 	}
 	for _, c := range cases {
 		_, err := FromJSON("/m/tokenizer.json", c.data, nil)

@@ -175,6 +175,25 @@ func (l *loader) checkPattern(what, s string) error {
 	return nil
 }
 
+// jsonError reports an error of encoding/json on the whole file data with
+// the byte and line it happened at (the offending byte, or the last byte of
+// a value of the wrong type).
+func (l *loader) jsonError(data []byte, err error) error {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset - 1
+	case errors.As(err, &te):
+		off = te.Offset - 1
+	}
+	if off < 0 || off >= int64(len(data)) {
+		return l.errorf("%v", err)
+	}
+	return l.errorf("%v at byte %d (line %d)", err, off, lineOf(data, int(off)))
+}
+
 func (l *loader) errorf(format string, args ...any) error {
 	return fmt.Errorf("tokenizer: %s: %s", l.path, fmt.Sprintf(format, args...))
 }
@@ -199,7 +218,7 @@ func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, er
 	}
 	var f fileJSON
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, l.errorf("%v", err)
+		return nil, l.jsonError(data, err)
 	}
 	t := &Tokenizer{path: path, bos: -1, eos: -1, cache: map[string][]int32{}, addedByID: map[int32]*addedToken{}}
 	var err error
@@ -1066,7 +1085,7 @@ func (l *loader) decoder(r rawJSON) (decoder, error) {
 func (t *Tokenizer) applyConfig(l *loader, data []byte) error {
 	var c rawJSON
 	if err := json.Unmarshal(data, &c); err != nil {
-		return l.errorf("%v", err)
+		return l.jsonError(data, err)
 	}
 	tokenName := func(k string) (string, bool, error) {
 		m, ok := c[k]
