@@ -3,6 +3,8 @@ package tokenizer
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -373,8 +375,12 @@ func TestErrors(t *testing.T) {
 // FuzzEncode checks that no input panics, that every id is in range and,
 // for the byte-level tokenizers (the synthetic one, and the real Llama 3 one
 // when installed), that Decode(Encode(s)) is s with invalid UTF-8 repaired.
+// It also checks EncodeReader against Encode, cutting the text wherever it
+// may (chunks of 1 to 7 bytes): the same ids with AllowInvalidUTF8, and
+// without it an *InvalidUTF8Error at the first invalid byte.
 func FuzzEncode(f *testing.F) {
-	for _, s := range []string{"", "Habari ya asubuhi", "it's 12345!!\n\n", "\xff\xfe", "<|begin_of_text|>x", "👨‍👩‍👧"} {
+	for _, s := range []string{"", "Habari ya asubuhi", "it's 12345!!\n\n", "\xff\xfe", "<|begin_of_text|>x", "👨‍👩‍👧",
+		"a \nb\r\n\r\n  c\n\tx", "x\u00a0\ny\u3000\n\u0301z", "ab ab\n<s>\n[X] b\n", "é\n\xe2\x82\nx y"} {
 		f.Add(s)
 	}
 	tk, _, _ := synthTokenizer(f, 400)
@@ -382,9 +388,11 @@ func FuzzEncode(f *testing.F) {
 	models := filepath.Join(peer.Root(), ".cache", "node", "node_modules", "@lenml")
 	l3, _ := LoadDir(filepath.Join(models, "tokenizer-llama3", "models"))
 	l2, _ := LoadDir(filepath.Join(models, "tokenizer-llama2", "models"))
+	spm := spmTokenizer(f)
 	f.Fuzz(func(t *testing.T, s string) {
 		want := validUTF8(s)
-		for _, tk := range []*Tokenizer{tk, l3, l2} {
+		chunk := 1 + len(s)%7
+		for _, tk := range []*Tokenizer{tk, l3, l2, spm} {
 			if tk == nil {
 				continue
 			}
@@ -394,7 +402,17 @@ func FuzzEncode(f *testing.F) {
 					t.Fatalf("id %d out of range", id)
 				}
 			}
-			if tk == l2 {
+			got, _, err := streamIDs(t, tk, &randomReader{[]byte(s), rand.New(rand.NewSource(int64(len(s))))}, true,
+				StreamOptions{ChunkBytes: chunk, AllowInvalidUTF8: true})
+			if err != nil || !sameIDs(got, ids) {
+				t.Fatalf("EncodeReader(%q) in chunks of %d = %v, %v; Encode gives %v", s, chunk, got, err, ids)
+			}
+			_, _, err = streamIDs(t, tk, strings.NewReader(s), true, StreamOptions{ChunkBytes: chunk})
+			var ie *InvalidUTF8Error
+			if off, bad := firstInvalid(s); bad != (err != nil) || (bad && (!errors.As(err, &ie) || ie.Offset != int64(off))) {
+				t.Fatalf("EncodeReader(%q) without AllowInvalidUTF8: %v, want an error at byte %d: %v", s, err, off, bad)
+			}
+			if tk == l2 || tk == spm {
 				tk.Decode(ids, true) // SentencePiece-style: no exact round trip (U+2581, see TestRoundTripReal)
 				continue
 			}
@@ -403,6 +421,18 @@ func FuzzEncode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// firstInvalid returns the offset of the first invalid UTF-8 in s.
+func firstInvalid(s string) (int, bool) {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i, true
+		}
+		i += n
+	}
+	return 0, false
 }
 
 // TestSplitBehaviors pins the delimiter behaviours with the example of the
