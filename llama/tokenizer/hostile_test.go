@@ -64,6 +64,7 @@ func TestHostileTokenizerJSON(t *testing.T) {
 		{"null vocab id", tiny(`{"a": 0, "b": null, "ab": 2}`, "", "", ""), `model: vocab: token "b" has id null; ` + wantInt},
 		{"two bad vocab ids", tiny(`{"z": -5, "a": 0, "b": 1.5, "ab": 2}`, "", "", ""), `model: vocab: token "b" has id 1.5; ` + wantInt},
 		{"duplicate vocab id", tiny(`{"a": 0, "b": 1, "ab": 1}`, "", "", ""), `model: vocab: tokens "ab" and "b" both have id 1; every token needs its own id`},
+		{"long vocab token", tiny(`{"a": 0, "b": 1, "ab": 2, "`+strings.Repeat("y", 5000)+`": 3}`, "", "", ""), `model: vocab: token "` + strings.Repeat("y", 60) + `..." is 5000 bytes; at most 4096 (tokenizer.MaxTokenBytes)`},
 		{"vocab not an object", tiny(`[1, 2]`, "", "", ""), `model: field "vocab": json: cannot unmarshal array into Go value of type map[string]tokenizer.jsonID`},
 		{"merge of unknown tokens", []byte(`{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a x"]}}`), `model: merge 0 ("a" "x") uses a token that is not in the vocabulary`},
 		{"merge without result", []byte(`{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [["a", "b"]]}}`), `model: merge 0 ("a" "b") uses a token that is not in the vocabulary`},

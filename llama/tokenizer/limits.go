@@ -25,6 +25,9 @@ const (
 	// token or of a post-processor's special token, is below it (2^24, as
 	// llama.LimitVocab bounds a model's vocab_size).
 	MaxVocab = 1 << 24
+	// MaxTokenBytes bounds a token of the vocabulary as spelt in the file
+	// (Llama 3's longest has 256 bytes), and so what one id decodes to.
+	MaxTokenBytes = 4096
 	// MaxMerges bounds the BPE merges.
 	MaxMerges = 1 << 24
 	// MaxAddedTokens bounds the added_tokens list.

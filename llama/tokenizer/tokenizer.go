@@ -852,6 +852,15 @@ func (l *loader) vocab(r rawJSON) (map[string]int32, error) {
 	if bad, ok := firstBad(vocab); ok {
 		return nil, l.errorf("model: vocab: token %q has id %d; want an integer from 0 to %d (below tokenizer.MaxVocab)", clip(bad), vocab[bad], MaxVocab-1)
 	}
+	long, found := "", false
+	for s := range vocab {
+		if len(s) > MaxTokenBytes && (!found || s < long) {
+			long, found = s, true
+		}
+	}
+	if found {
+		return nil, l.errorf("model: vocab: token %q is %d bytes; at most %d (tokenizer.MaxTokenBytes)", clip(long), len(long), MaxTokenBytes)
+	}
 	return vocab, nil
 }
 
