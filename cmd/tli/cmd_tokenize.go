@@ -279,6 +279,9 @@ func tokDecodeLists(w *bufio.Writer, tok *tokenizer.Tokenizer, source string, r 
 		}
 		for _, id := range ids {
 			if id < 0 || id >= tok.VocabSize() {
+				if tok.VocabSize() == 0 {
+					return fmt.Errorf("%s: list %d: id %d: the vocabulary is empty", source, i, id)
+				}
 				return fmt.Errorf("%s: list %d: id %d is outside the vocabulary (0..%d)", source, i, id, tok.VocabSize()-1)
 			}
 		}
