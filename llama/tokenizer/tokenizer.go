@@ -864,24 +864,21 @@ func (l *loader) vocab(r rawJSON) (map[string]int32, error) {
 	return vocab, nil
 }
 
-// hasNullValue reports whether the JSON object data may have a null value
-// (a "null" after a colon; one inside a string only costs the slow path).
+// hasNullValue reports whether the JSON data has a null outside its
+// strings (the only bare 'n' in valid JSON).
 func hasNullValue(data []byte) bool {
-	for i := 0; ; {
-		k := bytes.Index(data[i:], []byte("null"))
-		if k < 0 {
-			return false
-		}
-		i += k
-		j := i - 1
-		for j >= 0 && (data[j] == ' ' || data[j] == '\t' || data[j] == '\n' || data[j] == '\r') {
-			j--
-		}
-		if j >= 0 && data[j] == ':' {
+	in := false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case !in && c == 'n':
 			return true
 		}
-		i += 4
 	}
+	return false
 }
 
 // firstBad returns the smallest token whose id is out of range, so that the
