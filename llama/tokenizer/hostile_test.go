@@ -230,7 +230,7 @@ func TestHostileFiles(t *testing.T) {
 		cfg  []byte
 		want string
 	}{
-		{"large", append([]byte(`{"x": "`), make([]byte, MaxConfigBytes)...), "larger than 16 MiB (tokenizer.MaxConfigBytes)"},
+		{"large", nil, "larger than 256 MiB (tokenizer.MaxConfigBytes)"}, // sparse, past the limit
 		{"not an object", []byte(`"bos"`), `not a JSON object (byte 0 is '"', want '{')`},
 		{"invalid UTF-8", []byte("{\"bos_token\": \"\xc0\"}"), "invalid UTF-8 at byte 15 (line 1)"},
 		{"unknown BOS", []byte(`{"bos_token": "<s>"}`), `bos_token "<s>" is not a token of ` + filepath.Join(dir, "c", "tokenizer.json")},
@@ -240,8 +240,15 @@ func TestHostileFiles(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(d, "tokenizer.json"), good, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(d, "tokenizer_config.json"), c.cfg, 0o644); err != nil {
+		cfgPath := filepath.Join(d, "tokenizer_config.json")
+		if err := os.WriteFile(cfgPath, c.cfg, 0o644); err != nil {
 			t.Fatal(err)
+		}
+		if c.cfg == nil {
+			os.WriteFile(cfgPath, []byte(`{"x": "`), 0o644)
+			if err := os.Truncate(cfgPath, MaxConfigBytes+1); err != nil {
+				t.Fatal(err)
+			}
 		}
 		_, err := LoadDir(d)
 		if want := "tokenizer: " + filepath.Join(d, "tokenizer_config.json") + ": " + c.want; err == nil || err.Error() != want {
@@ -260,4 +267,28 @@ func TestEmptyVocab(t *testing.T) {
 	if ids := tk.Encode("abc\n", true); len(ids) != 0 || tk.VocabSize() != 0 || tk.Decode([]int{0, -1, 5}, false) != "" {
 		t.Errorf("Encode = %v, VocabSize %d", ids, tk.VocabSize())
 	}
+}
+
+// TestSynthLlama3ShapeLoads: the tokenizer tli synth writes for the Llama 3
+// vocabulary (128256 ids, a 25 MB tokenizer_config.json listing every
+// reserved special token) is within the limits.
+func TestSynthLlama3ShapeLoads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a 128256-token tokenizer")
+	}
+	tj, cj, err := Synth([]string{"maji", "water"}, 128256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644)
+	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cj, 0o644)
+	tk, err := LoadDir(dir)
+	if err != nil {
+		t.Fatalf("%v (tokenizer_config.json is %d bytes)", err, len(cj))
+	}
+	if tk.VocabSize() != 128256 {
+		t.Errorf("vocab %d, want 128256", tk.VocabSize())
+	}
+	t.Logf("tokenizer.json %d bytes, tokenizer_config.json %d bytes", len(tj), len(cj))
 }

@@ -18,9 +18,12 @@ import (
 const (
 	// MaxFileBytes bounds tokenizer.json.
 	MaxFileBytes = 256 << 20
-	// MaxConfigBytes bounds tokenizer_config.json (real ones, chat
-	// templates included, have a few kilobytes to a few hundred).
-	MaxConfigBytes = 16 << 20
+	// MaxConfigBytes bounds tokenizer_config.json. Real ones, chat
+	// templates included, have a few kilobytes to a few hundred, but its
+	// added_tokens_decoder lists every added token (up to MaxAddedTokens,
+	// about 200 bytes each: a synthesised Llama 3 shape writes 25 MB), so
+	// it gets tokenizer.json's bound.
+	MaxConfigBytes = 256 << 20
 	// MaxVocab bounds token ids: every id, of the vocabulary, of an added
 	// token or of a post-processor's special token, is below it (2^24, as
 	// llama.LimitVocab bounds a model's vocab_size).
