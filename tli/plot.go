@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -672,7 +673,7 @@ func PlotSweepGain(path string, t *SweepTable, xAxis, title string) error {
 		for x := range sum {
 			xs = append(xs, x)
 		}
-		sortFloats(xs)
+		slices.Sort(xs)
 		mean := make(plotter.XYs, len(xs))
 		for i, x := range xs {
 			mean[i] = plotter.XY{X: x, Y: sum[x] / float64(n[x])}
@@ -744,12 +745,4 @@ func cellGain(c CellResult, group string) (float64, bool) {
 		return post - pre, err1 == nil && err2 == nil
 	}
 	return 0, false
-}
-
-func sortFloats(x []float64) {
-	for i := 1; i < len(x); i++ {
-		for j := i; j > 0 && x[j] < x[j-1]; j-- {
-			x[j], x[j-1] = x[j-1], x[j]
-		}
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -940,7 +941,7 @@ func (t *SweepTable) write(dir string) error {
 	short := []string{"train_layer", "trained_mean_pre", "trained_mean_post", "trained_gap_pre", "trained_gap_post", "trained_p_at_1_post", "control_mean_post", "control_gap_pre", "control_gap_post", "trained_t_p"}
 	var cols []int
 	for i, c := range h {
-		if i < len(t.Axes) || contains(short, c) {
+		if i < len(t.Axes) || slices.Contains(short, c) {
 			cols = append(cols, i)
 		}
 	}
@@ -975,15 +976,6 @@ func (t *SweepTable) write(dir string) error {
 		fmt.Fprintf(&tb, "%s,%.3f\n", c.Name, c.TrainSeconds)
 	}
 	return atomicfs.WriteFile(filepath.Join(dir, "timing.csv"), tb.Bytes())
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // csvQuote quotes fields holding a comma or a quote (targets lists).
