@@ -108,7 +108,7 @@ func runSweep(args []string) error {
 	}
 	for i := range parts {
 		if parts[i].cells, err = parts[i].spec.Cells(); err != nil {
-			return sweepOptionError(err)
+			return optionError(err)
 		}
 		for _, c := range parts[i].cells {
 			if _, _, err := c.Select(groups); err != nil {
@@ -164,7 +164,7 @@ func runSweep(args []string) error {
 		if *prepare {
 			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: *mf.dir, Stdout: say, Prepare: true,
 				Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list")}); err != nil {
-				return sweepOptionError(err)
+				return optionError(err)
 			}
 			fmt.Fprintf(say, "prepared %s: the shards read the base model's vectors from there\n", p.out)
 			results[p.name] = json.RawMessage(`{"prepared":true}`)
@@ -228,7 +228,7 @@ func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, sp
 		return nil, fmt.Errorf("%w: %d cells done in this run; rerun the same command to continue (a cell that was running starts again)", errInterrupted, len(ran))
 	}
 	if err != nil {
-		return nil, sweepOptionError(err)
+		return nil, optionError(err)
 	}
 	fmt.Fprintf(say, "shard %s: ran %d cells, %d were already complete\n", shard, len(ran), len(skipped))
 	if shard != tli.All {
@@ -248,8 +248,6 @@ func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, sp
 	return os.ReadFile(filepath.Join(out, "sweep.json"))
 }
 
-// sweepOptionError maps a sweep's option errors to flags.
-func sweepOptionError(err error) error { return optionError(err) }
 
 func runGather(args []string) error {
 	fs := newFlagSet("gather", "DIR")
