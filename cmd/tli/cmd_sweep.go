@@ -248,7 +248,6 @@ func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, sp
 	return os.ReadFile(filepath.Join(out, "sweep.json"))
 }
 
-
 func runGather(args []string) error {
 	fs := newFlagSet("gather", "DIR")
 	asJSON := fs.Bool("json", false, "print sweep.json on stdout")
