@@ -114,20 +114,34 @@ func (m *Model) finalNorm(out, h []float32, T int) {
 
 // checkBatch validates the batch's offsets and token ids.
 func (m *Model) checkBatch(b Batch) error {
-	if len(b.Offsets) < 1 || b.Offsets[0] != 0 || b.Offsets[len(b.Offsets)-1] != len(b.Tokens) {
-		return fmt.Errorf("llama: batch offsets %v do not delimit %d tokens", b.Offsets, len(b.Tokens))
-	}
-	for s := 1; s < len(b.Offsets); s++ {
-		if b.Offsets[s] < b.Offsets[s-1] {
-			return fmt.Errorf("llama: batch offsets %v are not increasing", b.Offsets)
-		}
-	}
-	if err := m.Config.checkLengths(b); err != nil {
+	if err := m.Config.checkBatch(b, true); err != nil {
 		return fmt.Errorf("llama: %w", err)
 	}
+	return nil
+}
+
+// checkBatch is the one check of a packed batch that Forward, Generate and
+// ForwardTrain make: offsets delimit the tokens and do not decrease (with
+// emptyOK false, every sequence has a token), no sequence is longer than
+// MaxContext, every token id is in the vocabulary.
+func (c Config) checkBatch(b Batch, emptyOK bool) error {
+	if len(b.Offsets) < 1 || b.Offsets[0] != 0 || b.Offsets[len(b.Offsets)-1] != len(b.Tokens) {
+		return fmt.Errorf("batch offsets %v do not delimit %d tokens", b.Offsets, len(b.Tokens))
+	}
+	for s := 1; s < len(b.Offsets); s++ {
+		if b.Offsets[s] < b.Offsets[s-1] || (!emptyOK && b.Offsets[s] == b.Offsets[s-1]) {
+			return fmt.Errorf("batch sequence %d is empty or offsets decrease (%v)", s-1, b.Offsets)
+		}
+	}
+	if !emptyOK && len(b.Offsets) < 2 {
+		return fmt.Errorf("batch holds no sequence")
+	}
+	if err := c.checkLengths(b); err != nil {
+		return err
+	}
 	for i, id := range b.Tokens {
-		if id < 0 || id >= m.Config.VocabSize {
-			return fmt.Errorf("llama: token %d (position %d of the batch) is outside the vocabulary [0, %d)", id, i, m.Config.VocabSize)
+		if id < 0 || id >= c.VocabSize {
+			return fmt.Errorf("token %d (position %d of the batch) is outside the vocabulary [0, %d)", id, i, c.VocabSize)
 		}
 	}
 	return nil

@@ -146,10 +146,7 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 	if err := adapters.Check(cfg); err != nil {
 		return nil, fmt.Errorf("ForwardTrain: %w", err)
 	}
-	if err := checkTrainBatch(b, cfg.VocabSize); err != nil {
-		return nil, fmt.Errorf("ForwardTrain: %w", err)
-	}
-	if err := cfg.checkLengths(b); err != nil {
+	if err := cfg.checkBatch(b, false); err != nil {
 		return nil, fmt.Errorf("ForwardTrain: %w", err)
 	}
 	if m.Embed == nil {
@@ -196,22 +193,4 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 		h = autograd.Add(tape, h, autograd.Linear(tape, autograd.SiLUMul(tape, g, u), L.Down, ad("down_proj"), fast))
 	}
 	return h, nil
-}
-
-// checkTrainBatch verifies offsets and token ids of a packed batch.
-func checkTrainBatch(b Batch, vocab int) error {
-	if len(b.Offsets) < 2 || b.Offsets[0] != 0 || b.Offsets[len(b.Offsets)-1] != len(b.Tokens) {
-		return fmt.Errorf("batch offsets %v do not delimit %d tokens", b.Offsets, len(b.Tokens))
-	}
-	for s := 0; s+1 < len(b.Offsets); s++ {
-		if b.Offsets[s+1] <= b.Offsets[s] {
-			return fmt.Errorf("batch sequence %d is empty or offsets decrease (%v)", s, b.Offsets)
-		}
-	}
-	for i, id := range b.Tokens {
-		if id < 0 || id >= vocab {
-			return fmt.Errorf("batch token %d has id %d, outside the vocabulary 0..%d", i, id, vocab-1)
-		}
-	}
-	return nil
 }
