@@ -211,197 +211,232 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 		return nil, err
 	}
 	defer autograd.DropFreeBuffers()
-	// Tokenise every word once.
-	words := make([]string, 0, 2*len(pairs))
-	for _, p := range pairs {
-		words = append(words, p.Source, p.Target)
+	t, err := prepareTrainer(m, tok, pairs, opts)
+	if err != nil {
+		return nil, err
 	}
-	ids := make([][]int, len(words))
-	for i, w := range words {
-		ids[i] = tok.Encode(w, true)
-		if ContentTokens(tok, ids[i]) == 0 {
-			return nil, fmt.Errorf("pair %d: %q tokenises to no content token", i/2, w)
-		}
+	if err := t.start(resume); err != nil {
+		return nil, err
 	}
-
-	batchesPerEpoch := (len(pairs) + opts.Batch - 1) / opts.Batch
-	total := batchesPerEpoch * opts.Epochs
-	if opts.MaxSteps > 0 {
-		total = opts.MaxSteps
-	}
-
-	var (
-		adapter *lora.Adapter
-		opt     *lora.AdamW
-		st      = trainerState{Total: total, Seed: opts.Seed, Pairs: len(pairs), Batch: opts.Batch, Layer: opts.Layer, Pooling: string(opts.Pooling)}
-		err     error
-	)
-	switch {
-	case resume != "":
-		adapter, err = lora.Load(resume, m.Config)
-		if err != nil {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-		data, err := os.ReadFile(filepath.Join(resume, stateFile))
-		if err != nil {
-			return nil, fmt.Errorf("--resume: %s is not a training checkpoint: %w", resume, err)
-		}
-		saved, err := parseTrainerState(data, filepath.Join(resume, stateFile))
-		if err != nil {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-		if saved.Pairs != len(pairs) || saved.Batch != opts.Batch || saved.Seed != opts.Seed || saved.Total != total || saved.Layer != opts.Layer {
-			return nil, fmt.Errorf("--resume: checkpoint was made with %d pairs, batch %d, seed %d, %d steps, layer %d; this run has %d, %d, %d, %d, %d",
-				saved.Pairs, saved.Batch, saved.Seed, saved.Total, saved.Layer, len(pairs), opts.Batch, opts.Seed, total, opts.Layer)
-		}
-		st = saved
-		opt, err = lora.LoadAdamW(filepath.Join(resume, optimizerFile), adapter.Params())
-		if err != nil {
-			return nil, fmt.Errorf("--resume: %w", err)
-		}
-		// Dropout is a training setting: take it from this run.
-		for _, l := range adapter.Layers {
-			for _, a := range l {
-				a.Dropout = float32(opts.LoRA.Dropout)
-			}
-		}
-	case opts.InitAdapter != nil:
-		adapter = opts.InitAdapter
-		opt = lora.NewAdamW()
-	default:
-		adapter, err = lora.New(opts.LoRA, m.Config, opts.Seed)
-		if err != nil {
-			return nil, err
-		}
-		opt = lora.NewAdamW()
-	}
-
-	// The log holds one line per step. A resumed run first cuts it back to
-	// the checkpoint's step (a run killed after that checkpoint logged
-	// steps that will now be done again); a fresh run starts it at its
-	// first step, so a run that fails before any step leaves no log.
-	logPath := filepath.Join(opts.OutDir, "train_log.jsonl")
-	if resume != "" {
-		if err := truncateLog(logPath, st.Step); err != nil {
-			return nil, err
-		}
-	}
-	var logFile *os.File
-	defer func() {
-		if logFile != nil {
-			logFile.Close()
-		}
-	}()
-	logStep := func(rec StepLog) error {
-		if logFile == nil {
-			flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
-			if resume != "" {
-				flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
-			}
-			if logFile, err = os.OpenFile(logPath, flags, 0o644); err != nil {
-				return err
-			}
-		}
-		line, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		_, err = logFile.Write(append(line, '\n'))
-		return err
-	}
-
-	// A checkpoint folder (epoch_K, checkpoint, final) is built beside its
-	// name and renamed into place with the adapter, the optimizer state and
-	// the trainer state all in it, or not at all.
-	save := func(name string) error {
-		if logFile != nil {
-			if err := logFile.Sync(); err != nil {
-				return err
-			}
-		}
-		dir, err := atomicfs.NewDir(filepath.Join(opts.OutDir, name))
-		if err != nil {
-			return err
-		}
-		defer dir.Abort()
-		if err := adapter.Save(dir.Path()); err != nil {
-			return err
-		}
-		if err := opt.SaveState(filepath.Join(dir.Path(), optimizerFile)); err != nil {
-			return err
-		}
-		data, _ := json.MarshalIndent(st, "", "  ")
-		if err := atomicfs.WriteFile(filepath.Join(dir.Path(), stateFile), append(data, '\n')); err != nil {
-			return err
-		}
-		return dir.Commit(true)
-	}
-
-	params := adapter.Params()
-	adapters := adapter.Adapters()
-	for st.Step < total {
-		order := batchOrder(len(pairs), opts.Seed, st.Epoch, opts.Shuffle)
-		for ; st.BatchNext < batchesPerEpoch && st.Step < total; st.BatchNext++ {
-			select {
-			case <-ctx.Done():
-				if err := save("checkpoint"); err != nil {
+	defer t.closeLog()
+	for t.st.Step < t.total {
+		order := batchOrder(len(pairs), opts.Seed, t.st.Epoch, opts.Shuffle)
+		for ; t.st.BatchNext < t.perEpoch && t.st.Step < t.total; t.st.BatchNext++ {
+			if ctx.Err() != nil {
+				if err := t.save("checkpoint"); err != nil {
 					return nil, fmt.Errorf("interrupted, and writing the checkpoint failed: %w", err)
 				}
-				return adapter, ErrInterrupted
-			default:
+				return t.adapter, ErrInterrupted
 			}
-			start := time.Now()
-			lo := st.BatchNext * opts.Batch
-			hi := min(lo+opts.Batch, len(pairs))
-			idx := order[lo:hi]
-			if len(idx) < 2 {
-				continue // a last batch of one pair has no negative: nothing to learn
-			}
-			seqs := make([][]int, 0, 2*len(idx))
-			for _, i := range idx {
-				seqs = append(seqs, ids[2*i])
-			}
-			for _, i := range idx {
-				seqs = append(seqs, ids[2*i+1])
-			}
-			tape := autograd.NewTape()
-			if opts.LoRA.Dropout > 0 {
-				tape.SetDropoutSeed(opts.Seed*0x9e3779b97f4a7c15 + uint64(st.Step))
-			}
-			res, err := Step(tape, m, tok, adapters, seqs, opts.Layer, opts.Pooling, float32(opts.Margin))
+			lo := t.st.BatchNext * opts.Batch
+			rec, ok, err := t.step(order[lo:min(lo+opts.Batch, len(pairs))])
 			if err != nil {
 				return nil, err
 			}
-			lr := opts.LR * lora.LinearSchedule(st.Step, opts.Warmup, total)
-			opt.Step(params, lr)
-			adapter.ZeroGrad()
-			st.Step++
-			rec := StepLog{Epoch: st.Epoch + 1, Step: st.Step, TotalSteps: total, Loss: res.Loss, LR: lr,
-				PosSim: res.PosSim, HardNegSim: res.HardNegSim, StepSeconds: time.Since(start).Seconds()}
-			if math.IsNaN(rec.Loss) || math.IsInf(rec.Loss, 0) {
-				return nil, fmt.Errorf("step %d: loss is %v; stopping (lower --lr?)", st.Step, rec.Loss)
-			}
-			if err := logStep(rec); err != nil {
-				return nil, err
-			}
-			if onStep != nil {
+			if ok && onStep != nil {
 				onStep(rec)
 			}
 		}
-		if st.BatchNext >= batchesPerEpoch {
-			st.Epoch++
-			st.BatchNext = 0
-			if err := save(fmt.Sprintf("epoch_%d", st.Epoch)); err != nil {
+		if t.st.BatchNext >= t.perEpoch {
+			t.st.Epoch++
+			t.st.BatchNext = 0
+			if err := t.save(fmt.Sprintf("epoch_%d", t.st.Epoch)); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if err := save("final"); err != nil {
+	if err := t.save("final"); err != nil {
 		return nil, err
 	}
 	// An interrupted run's checkpoint is superseded by final.
 	os.RemoveAll(filepath.Join(opts.OutDir, "checkpoint"))
-	return adapter, nil
+	return t.adapter, nil
+}
+
+// trainer is the state of one training run, in the phases Train goes
+// through: prepare (tokenise, count steps), start (fresh, from an initial
+// adapter, or resumed from a checkpoint), step, save.
+type trainer struct {
+	m        *llama.Model
+	tok      Encoder
+	opts     TrainOptions
+	ids      [][]int // token ids of pair i's words at 2i (Swahili) and 2i+1 (English)
+	perEpoch int     // batches per epoch
+	total    int     // optimiser steps of the run
+	st       trainerState
+	adapter  *lora.Adapter
+	opt      *lora.AdamW
+	params   []*autograd.Param
+	adapters llama.Adapters
+	logPath  string
+	resumed  bool
+	log      *os.File
+}
+
+// prepareTrainer tokenises every word once and counts the run's steps.
+func prepareTrainer(m *llama.Model, tok Encoder, pairs []Pair, opts TrainOptions) (*trainer, error) {
+	t := &trainer{m: m, tok: tok, opts: opts, ids: make([][]int, 0, 2*len(pairs)),
+		logPath: filepath.Join(opts.OutDir, "train_log.jsonl")}
+	for i, p := range pairs {
+		for _, w := range []string{p.Source, p.Target} {
+			ids := tok.Encode(w, true)
+			if ContentTokens(tok, ids) == 0 {
+				return nil, fmt.Errorf("pair %d: %q tokenises to no content token", i, w)
+			}
+			t.ids = append(t.ids, ids)
+		}
+	}
+	t.perEpoch = (len(pairs) + opts.Batch - 1) / opts.Batch
+	t.total = t.perEpoch * opts.Epochs
+	if opts.MaxSteps > 0 {
+		t.total = opts.MaxSteps
+	}
+	t.st = trainerState{Total: t.total, Seed: opts.Seed, Pairs: len(pairs), Batch: opts.Batch, Layer: opts.Layer, Pooling: string(opts.Pooling)}
+	return t, nil
+}
+
+// start sets up the adapter and optimizer: resumed from the checkpoint
+// folder resume (which must come from the same run: pairs, batch, seed,
+// steps and layer), from opts.InitAdapter, or fresh. A resumed run's log
+// is cut back to the checkpoint's step (a run killed after that checkpoint
+// logged steps that will now be done again).
+func (t *trainer) start(resume string) error {
+	opts, m := t.opts, t.m
+	var err error
+	switch {
+	case resume != "":
+		t.resumed = true
+		if t.adapter, err = lora.Load(resume, m.Config); err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		data, err := os.ReadFile(filepath.Join(resume, stateFile))
+		if err != nil {
+			return fmt.Errorf("--resume: %s is not a training checkpoint: %w", resume, err)
+		}
+		saved, err := parseTrainerState(data, filepath.Join(resume, stateFile))
+		if err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		if saved.Pairs != t.st.Pairs || saved.Batch != opts.Batch || saved.Seed != opts.Seed || saved.Total != t.total || saved.Layer != opts.Layer {
+			return fmt.Errorf("--resume: checkpoint was made with %d pairs, batch %d, seed %d, %d steps, layer %d; this run has %d, %d, %d, %d, %d",
+				saved.Pairs, saved.Batch, saved.Seed, saved.Total, saved.Layer, t.st.Pairs, opts.Batch, opts.Seed, t.total, opts.Layer)
+		}
+		t.st = saved
+		if t.opt, err = lora.LoadAdamW(filepath.Join(resume, optimizerFile), t.adapter.Params()); err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		// Dropout is a training setting: take it from this run.
+		for _, l := range t.adapter.Layers {
+			for _, a := range l {
+				a.Dropout = float32(opts.LoRA.Dropout)
+			}
+		}
+		if err := truncateLog(t.logPath, t.st.Step); err != nil {
+			return err
+		}
+	case opts.InitAdapter != nil:
+		t.adapter, t.opt = opts.InitAdapter, lora.NewAdamW()
+	default:
+		if t.adapter, err = lora.New(opts.LoRA, m.Config, opts.Seed); err != nil {
+			return err
+		}
+		t.opt = lora.NewAdamW()
+	}
+	t.params, t.adapters = t.adapter.Params(), t.adapter.Adapters()
+	return nil
+}
+
+// step trains on the pairs idx (one batch; the others of the batch are
+// each pair's negatives), logs the step and returns its record. A batch of
+// one pair has no negative: it is skipped (ok false).
+func (t *trainer) step(idx []int) (rec StepLog, ok bool, err error) {
+	if len(idx) < 2 {
+		return rec, false, nil
+	}
+	start := time.Now()
+	opts := t.opts
+	seqs := make([][]int, 0, 2*len(idx))
+	for _, i := range idx {
+		seqs = append(seqs, t.ids[2*i])
+	}
+	for _, i := range idx {
+		seqs = append(seqs, t.ids[2*i+1])
+	}
+	tape := autograd.NewTape()
+	if opts.LoRA.Dropout > 0 {
+		tape.SetDropoutSeed(opts.Seed*0x9e3779b97f4a7c15 + uint64(t.st.Step))
+	}
+	res, err := Step(tape, t.m, t.tok, t.adapters, seqs, opts.Layer, opts.Pooling, float32(opts.Margin))
+	if err != nil {
+		return rec, false, err
+	}
+	lr := opts.LR * lora.LinearSchedule(t.st.Step, opts.Warmup, t.total)
+	t.opt.Step(t.params, lr)
+	t.adapter.ZeroGrad()
+	t.st.Step++
+	rec = StepLog{Epoch: t.st.Epoch + 1, Step: t.st.Step, TotalSteps: t.total, Loss: res.Loss, LR: lr,
+		PosSim: res.PosSim, HardNegSim: res.HardNegSim, StepSeconds: time.Since(start).Seconds()}
+	if math.IsNaN(rec.Loss) || math.IsInf(rec.Loss, 0) {
+		return rec, false, fmt.Errorf("step %d: loss is %v; stopping (lower --lr?)", t.st.Step, rec.Loss)
+	}
+	return rec, true, t.logStep(rec)
+}
+
+// logStep appends rec to train_log.jsonl, which a fresh run starts at its
+// first step (a run that fails before any step leaves no log) and a
+// resumed one continues.
+func (t *trainer) logStep(rec StepLog) error {
+	if t.log == nil {
+		flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+		if t.resumed {
+			flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		}
+		f, err := os.OpenFile(t.logPath, flags, 0o644)
+		if err != nil {
+			return err
+		}
+		t.log = f
+	}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = t.log.Write(append(line, '\n'))
+	return err
+}
+
+func (t *trainer) closeLog() {
+	if t.log != nil {
+		t.log.Close()
+	}
+}
+
+// save writes a checkpoint folder (epoch_K, checkpoint, final): built
+// beside its name and renamed into place with the adapter, the optimizer
+// state and the trainer state all in it, or not at all. The log is synced
+// first, so a checkpoint never runs ahead of it.
+func (t *trainer) save(name string) error {
+	if t.log != nil {
+		if err := t.log.Sync(); err != nil {
+			return err
+		}
+	}
+	dir, err := atomicfs.NewDir(filepath.Join(t.opts.OutDir, name))
+	if err != nil {
+		return err
+	}
+	defer dir.Abort()
+	if err := t.adapter.Save(dir.Path()); err != nil {
+		return err
+	}
+	if err := t.opt.SaveState(filepath.Join(dir.Path(), optimizerFile)); err != nil {
+		return err
+	}
+	data, _ := json.MarshalIndent(t.st, "", "  ")
+	if err := atomicfs.WriteFile(filepath.Join(dir.Path(), stateFile), append(data, '\n')); err != nil {
+		return err
+	}
+	return dir.Commit(true)
 }
 
 // truncateLog cuts train_log.jsonl back to the lines of steps 1..step, so a
