@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/tli-project/tli/kernels"
@@ -56,5 +57,17 @@ func TestMatMulNNFastBF16(t *testing.T) {
 				t.Fatalf("Transposed[%d,%d] wrong", j, o)
 			}
 		}
+	}
+	// Past TransposeCacheBytes a transpose is made for its use and dropped:
+	// right, but not kept.
+	defer func(b int64) { TransposeCacheBytes = b }(TransposeCacheBytes)
+	TransposeCacheBytes = transposedBytes.Load()
+	w2 := &Tensor{DType: BF16, Shape: []int{out, in}, Half: append([]uint16(nil), wb.Half...)}
+	t1, t2 := Transposed(w2), Transposed(w2)
+	if t1 == t2 || !slices.Equal(t1.Half, tr.Half) || !slices.Equal(t2.Half, tr.Half) {
+		t.Errorf("over the bound: cached %v, right %v", t1 == t2, slices.Equal(t1.Half, tr.Half))
+	}
+	if transposedBytes.Load() != TransposeCacheBytes {
+		t.Errorf("cache holds %d bytes, bound %d", transposedBytes.Load(), TransposeCacheBytes)
 	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tli-project/tli/kernels"
 )
@@ -193,27 +194,50 @@ func MatMulNN(dx []float32, dy []float32, m int, w *Tensor, acc, fast bool) {
 	}
 }
 
-// transposes caches Transposed copies by tensor.
-var transposes sync.Map // *Tensor -> *Tensor
+// transposes caches Transposed copies by tensor, up to TransposeCacheBytes
+// in all (transposedBytes counts them).
+var (
+	transposes      sync.Map // *Tensor -> *Tensor
+	transposedBytes atomic.Int64
+)
+
+// TransposeCacheBytes bounds the memory Transposed keeps: 4 GiB by default.
+// The backward pass of training in the fast bf16 mode reads every frozen
+// weight below the target layer transposed; kept for all 31 layers of an
+// 8B model that is another 14 GB beside the weights (and an out-of-memory
+// kill on a 23 GB machine). Past the bound, transposes are computed for
+// each use and dropped: a few percent of a deep step's time.
+var TransposeCacheBytes int64 = 4 << 30
 
 // Transposed returns Wᵀ [in×out] of a 2-D weight W [out×in], computed on
-// first use and cached for the life of the process (frozen weights never
-// change; a merged weight is a new tensor). Training backward passes use it
-// to run dX = dY·W as a product of contiguous rows.
+// first use and cached for the life of the process while the cache holds
+// less than TransposeCacheBytes (frozen weights never change; a merged
+// weight is a new tensor). Training backward passes use it to run
+// dX = dY·W as a product of contiguous rows.
 func Transposed(w *Tensor) *Tensor {
 	if t, ok := transposes.Load(w); ok {
 		return t.(*Tensor)
 	}
 	rows, cols := w.Shape[0], w.Shape[1]
 	t := &Tensor{DType: w.DType, Shape: []int{cols, rows}}
+	var size int64
 	if w.DType == F32 {
 		t.F32 = make([]float32, rows*cols)
 		transpose(t.F32, w.F32, rows, cols)
+		size = 4 * int64(rows*cols)
 	} else {
 		t.Half = make([]uint16, rows*cols)
 		transpose(t.Half, w.Half, rows, cols)
+		size = 2 * int64(rows*cols)
 	}
-	actual, _ := transposes.LoadOrStore(w, t)
+	if transposedBytes.Add(size) > TransposeCacheBytes {
+		transposedBytes.Add(-size)
+		return t // over the bound: this use only
+	}
+	actual, loaded := transposes.LoadOrStore(w, t)
+	if loaded {
+		transposedBytes.Add(-size)
+	}
 	return actual.(*Tensor)
 }
 
