@@ -97,6 +97,7 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	setMemoryLimit()
 	os.Exit(runMain(os.Args[1:], os.Stderr))
 }
 
