@@ -14,7 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/tli-project/tli/engine"
@@ -298,7 +297,8 @@ var progressModes = []string{"auto", "bar", "plain", "jsonl", "none"}
 // pass, the cells of a sweep): a bar with ETA on a terminal, plain lines
 // (every step for short phases, every twentieth otherwise), or JSON lines.
 type progress struct {
-	bar   *progressbar.ProgressBar
+	bar   bool // drawing a live bar (mode "bar")
+	drawn time.Time
 	w     io.Writer
 	mode  string
 	phase string
@@ -324,11 +324,7 @@ func newPhase(w *os.File, phase, unit string, total int) *progress {
 			p.mode = "bar"
 		}
 	}
-	if p.mode == "bar" {
-		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(phase),
-			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
-	}
+	p.bar = p.mode == "bar"
 	return p
 }
 
@@ -342,8 +338,12 @@ func (p *progress) update(done int, desc string, fields map[string]any) {
 	}
 	switch p.mode {
 	case "bar":
-		p.bar.Describe(desc)
-		_ = p.bar.Set(done)
+		// Redraw at most ten times a second, and always the last state.
+		if done < p.total && time.Since(p.drawn) < 100*time.Millisecond {
+			return
+		}
+		p.drawn = time.Now()
+		fmt.Fprintf(p.w, "\r\033[K%s", barLine(p.phase, desc, done, p.total, elapsed, eta))
 	case "plain":
 		if p.quiet > 0 {
 			if elapsed < p.quiet || (time.Since(p.last) < p.quiet && done < p.total) {
@@ -371,6 +371,19 @@ func (p *progress) update(done int, desc string, fields map[string]any) {
 	}
 }
 
+// barLine is one line of the live bar: phase, a 20-cell bar, count,
+// percent, elapsed time and ETA, and the description.
+func barLine(phase, desc string, done, total int, elapsed, eta time.Duration) string {
+	const cells = 20
+	frac := 1.0
+	if total > 0 {
+		frac = math.Min(1, float64(done)/float64(total))
+	}
+	n := int(frac * cells)
+	return fmt.Sprintf("%s [%s%s] %d/%d %3.0f%% %s<%s %s", phase, strings.Repeat("=", n), strings.Repeat(" ", cells-n),
+		done, total, 100*frac, elapsed.Round(time.Second), eta.Round(time.Second), desc)
+}
+
 // step reports a training step.
 func (p *progress) step(l tli.StepLog) {
 	p.update(l.Step, fmt.Sprintf("epoch %d loss %.4f pos %.4f hardneg %.4f lr %.3g (%.2fs/step)", l.Epoch, l.Loss, l.PosSim, l.HardNegSim, l.LR, l.StepSeconds),
@@ -378,8 +391,9 @@ func (p *progress) step(l tli.StepLog) {
 }
 
 func (p *progress) done() {
-	if p.bar != nil {
-		_ = p.bar.Finish() // the bar's last line stays on screen
+	if p.bar {
+		fmt.Fprintln(p.w) // the bar's last line stays on screen
+		p.bar = false
 	}
 }
 

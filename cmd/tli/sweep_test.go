@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -368,5 +369,27 @@ func TestSweepPreset(t *testing.T) {
 	}
 	if code, msg := tliRun(t, "sweep", "--model", model, "--out", filepath.Join(dir, "x"), "--preset", "nope"); code != 2 || !strings.Contains(msg, `--preset "nope": want one of paper-ablations`) {
 		t.Errorf("--preset nope: exit %d, %q", code, msg)
+	}
+}
+
+// TestBarLine: the live progress bar's line.
+func TestBarLine(t *testing.T) {
+	got := barLine("training", "loss 0.41", 5, 20, 10*time.Second, 30*time.Second)
+	if want := "training [=====               ] 5/20  25% 10s<30s loss 0.41"; got != want {
+		t.Errorf("barLine = %q, want %q", got, want)
+	}
+}
+
+// TestNoNet: nothing tli links may pull in package net (a plain go build
+// with a C toolchain present would then link libc dynamically).
+func TestNoNet(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p == "net" || p == "os/user" || p == "plugin" {
+			t.Errorf("cmd/tli depends on %s", p)
+		}
 	}
 }
