@@ -10,13 +10,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf16"
 
+	"github.com/tli-project/tli/internal/memtest"
 	"github.com/tli-project/tli/llama/tokenizer"
 )
 
@@ -393,7 +392,7 @@ func tokenizeMemoryChild(t *testing.T, args []string) {
 	var out countingWriter
 	var errs string
 	code := 0
-	peak := peakHeap(func() { _, errs, code = runTokenizeCmd(t, &out, args...) })
+	peak := memtest.PeakHeap(func() { _, errs, code = runTokenizeCmd(t, &out, args...) })
 	var rss uint64
 	if status, err := os.ReadFile("/proc/self/status"); err == nil {
 		if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(status); m != nil {
@@ -402,35 +401,4 @@ func tokenizeMemoryChild(t *testing.T, args []string) {
 	}
 	res, _ := json.Marshal(map[string]any{"Code": code, "N": out.n, "Sum": out.sum, "Peak": peak, "RSSK": rss, "Errs": errs})
 	fmt.Printf("MEMORY %s\n", res)
-}
-
-// peakHeap runs f and returns the largest growth of HeapAlloc above its
-// level before f, sampled every millisecond.
-func peakHeap(f func()) uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapAlloc
-	done, peakc := make(chan struct{}), make(chan uint64)
-	go func() {
-		var peak uint64
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > base && ms.HeapAlloc-base > peak {
-				peak = ms.HeapAlloc - base
-			}
-			select {
-			case <-done:
-				peakc <- peak
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	f()
-	close(done)
-	return <-peakc
 }

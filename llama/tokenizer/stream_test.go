@@ -9,11 +9,10 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/tli-project/tli/internal/memtest"
 	"github.com/tli-project/tli/internal/peer"
 )
 
@@ -354,7 +353,7 @@ func TestEncodeReaderMemory(t *testing.T) {
 	wantLen, wantSum := len(want), checksum(want)
 	text, want = nil, nil
 	n, sum := 0, uint64(0)
-	peak := measurePeakHeap(t, func() {
+	peak := memtest.PeakHeap(func() {
 		err := tk.EncodeReader(newTextReader(size), true, StreamOptions{}, func(ids []int) error {
 			n += len(ids)
 			for _, id := range ids {
@@ -412,38 +411,4 @@ func (r *textReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return r.buf.Read(p)
-}
-
-// measurePeakHeap runs f and returns the largest growth of the live heap
-// (HeapAlloc) above its level before f, sampled every millisecond after
-// a collection.
-func measurePeakHeap(t testing.TB, f func()) uint64 {
-	t.Helper()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapAlloc
-	done := make(chan struct{})
-	peakc := make(chan uint64)
-	go func() {
-		var peak uint64
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > base && ms.HeapAlloc-base > peak {
-				peak = ms.HeapAlloc - base
-			}
-			select {
-			case <-done:
-				peakc <- peak
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	f()
-	close(done)
-	return <-peakc
 }
