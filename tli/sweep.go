@@ -844,6 +844,16 @@ func (t *SweepTable) rows() [][]string {
 	return out
 }
 
+// sweepColPaths are where each per-group column of sweep.csv is in a
+// group's summary JSON (as groupJSON writes it).
+var sweepColPaths = map[string][]string{
+	"mean_pre": {"mean_pre"}, "mean_post": {"mean_post"},
+	"baseline_pre": {"pre", "mismatched_mean"}, "baseline_post": {"post", "mismatched_mean"},
+	"gap_pre": {"pre", "gap"}, "gap_post": {"post", "gap"},
+	"p_at_1_pre": {"pre", "precision_at_1"}, "p_at_1_post": {"post", "precision_at_1"},
+	"t_p": {"ttest", "p"}, "wilcoxon_p": {"wilcoxon", "p"}, "d_z": {"cohens_dz"},
+}
+
 // cellValue takes column col from a group's summary JSON (as groupJSON
 // writes it, read back).
 func cellValue(g map[string]any, col string) string {
@@ -858,29 +868,7 @@ func cellValue(g map[string]any, col string) string {
 		}
 		return v
 	}
-	var v any
-	switch col {
-	case "mean_pre", "mean_post":
-		v = get(col)
-	case "baseline_pre":
-		v = get("pre", "mismatched_mean")
-	case "baseline_post":
-		v = get("post", "mismatched_mean")
-	case "gap_pre":
-		v = get("pre", "gap")
-	case "gap_post":
-		v = get("post", "gap")
-	case "p_at_1_pre":
-		v = get("pre", "precision_at_1")
-	case "p_at_1_post":
-		v = get("post", "precision_at_1")
-	case "t_p":
-		v = get("ttest", "p")
-	case "wilcoxon_p":
-		v = get("wilcoxon", "p")
-	case "d_z":
-		v = get("cohens_dz")
-	}
+	v := get(sweepColPaths[col]...)
 	switch x := v.(type) {
 	case float64:
 		return fmtFloat(x)
