@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/limitread"
 	"github.com/tli-project/tli/kernels"
 )
 
@@ -184,24 +185,18 @@ type tooLargeError struct{ msg string }
 func (e *tooLargeError) Error() string { return e.msg }
 
 // readLimited reads the file at path, refusing one larger than limit bytes
-// (a *tooLargeError) without reading it; what names the kind of file.
+// (a *tooLargeError, without reading a regular file); what names the kind
+// of file.
 func readLimited(path string, limit int64, what string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > limit {
-		return nil, &tooLargeError{fmt.Sprintf("%s: %d bytes exceeds the %d-byte limit for %s", path, st.Size(), limit, what)}
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
+	data, err := limitread.ReadFile(path, limit)
+	var tl *limitread.TooLargeError
+	switch {
+	case errors.As(err, &tl) && tl.Size >= 0:
+		return nil, &tooLargeError{fmt.Sprintf("%s: %d bytes exceeds the %d-byte limit for %s", path, tl.Size, limit, what)}
+	case errors.As(err, &tl):
 		return nil, &tooLargeError{fmt.Sprintf("%s: more than %d bytes exceeds the limit for %s", path, limit, what)}
 	}
-	return data, nil
+	return data, err
 }
 
 // openCheckpoint reads dir/model.safetensors.index.json when present, else

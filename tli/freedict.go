@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/tli-project/tli/internal/limitread"
 )
 
 // FreeDictName is the base name of the FreeDict Swahili-English database in
@@ -94,9 +96,9 @@ const MaxFreeDictBytes = 64 << 20
 // UTF-8 and at most MaxFreeDictBytes (the .dict.dz once decompressed).
 func LoadFreeDict(dir string) (*FreeDict, error) {
 	indexPath := filepath.Join(dir, FreeDictName+".index")
-	idx, err := readLimited(indexPath, MaxFreeDictBytes)
-	if errors.Is(err, errTooLarge) {
-		return nil, fmt.Errorf("tli: freedict %s: larger than %s (tli.MaxFreeDictBytes)", indexPath, sizeString(MaxFreeDictBytes))
+	idx, err := limitread.ReadFile(indexPath, MaxFreeDictBytes)
+	if tl := (*limitread.TooLargeError)(nil); errors.As(err, &tl) {
+		return nil, fmt.Errorf("tli: freedict %s: larger than %s (tli.MaxFreeDictBytes)", indexPath, limitread.Size(MaxFreeDictBytes))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("tli: freedict: %w", err)
@@ -187,13 +189,13 @@ func firstErr(errs ...error) error {
 func readDictBody(dir string) (string, []byte, error) {
 	dz := filepath.Join(dir, FreeDictName+".dict.dz")
 	tooBig := func(path string) error {
-		return fmt.Errorf("tli: freedict %s: larger than %s (tli.MaxFreeDictBytes) uncompressed", path, sizeString(MaxFreeDictBytes))
+		return fmt.Errorf("tli: freedict %s: larger than %s (tli.MaxFreeDictBytes) uncompressed", path, limitread.Size(MaxFreeDictBytes))
 	}
 	f, err := os.Open(dz)
 	if err != nil {
 		plain := filepath.Join(dir, FreeDictName+".dict")
-		b, err2 := readLimited(plain, MaxFreeDictBytes)
-		if errors.Is(err2, errTooLarge) {
+		b, err2 := limitread.ReadFile(plain, MaxFreeDictBytes)
+		if tl := (*limitread.TooLargeError)(nil); errors.As(err2, &tl) {
 			return "", nil, tooBig(plain)
 		}
 		if err2 == nil {

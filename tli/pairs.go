@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/tli-project/tli/internal/limitread"
 )
 
 // Pair is one translation pair: Source is the Swahili word or phrase, Target
@@ -139,9 +140,9 @@ const (
 // decoding gone wrong), a file larger than MaxPairsFileBytes or holding more
 // than MaxPairs entries.
 func ReadPairs(path string) ([]Pair, *PairReport, error) {
-	data, err := readLimited(path, MaxPairsFileBytes)
-	if errors.Is(err, errTooLarge) {
-		return nil, nil, fmt.Errorf("tli: pairs file %s: larger than %s (tli.MaxPairsFileBytes); a pair list is expected to be small", path, sizeString(MaxPairsFileBytes))
+	data, err := limitread.ReadFile(path, MaxPairsFileBytes)
+	if tl := (*limitread.TooLargeError)(nil); errors.As(err, &tl) {
+		return nil, nil, fmt.Errorf("tli: pairs file %s: larger than %s (tli.MaxPairsFileBytes); a pair list is expected to be small", path, limitread.Size(MaxPairsFileBytes))
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("tli: read pairs: %w", err)
@@ -160,45 +161,6 @@ func ParsePairs(name string, data []byte) ([]Pair, *PairReport, error) {
 	return pairs, rep, nil
 }
 
-var errTooLarge = errors.New("file too large")
-
-// readLimited reads path whole, or fails with errTooLarge once it holds more
-// than limit bytes. It reads through a limit rather than trusting the size
-// the file system reports, which is 0 for devices and pipes.
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var buf bytes.Buffer
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-		if st.Size() > limit {
-			return nil, errTooLarge
-		}
-		buf.Grow(int(st.Size()) + bytes.MinRead)
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(f, limit+1)); err != nil {
-		return nil, err
-	}
-	if int64(buf.Len()) > limit {
-		return nil, errTooLarge
-	}
-	return buf.Bytes(), nil
-}
-
-// sizeString writes a byte count as "64 MiB" when it is a whole number of
-// MiB or KiB.
-func sizeString(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
 // rawPair is a pair as read, with where it came from.
 type rawPair struct {
 	Pair
@@ -209,7 +171,7 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 
 func parsePairs(name string, data []byte) ([]rawPair, error) {
 	if len(data) > MaxPairsFileBytes {
-		return nil, fmt.Errorf("tli: pairs file %s: larger than %s (tli.MaxPairsFileBytes); a pair list is expected to be small", name, sizeString(MaxPairsFileBytes))
+		return nil, fmt.Errorf("tli: pairs file %s: larger than %s (tli.MaxPairsFileBytes); a pair list is expected to be small", name, limitread.Size(MaxPairsFileBytes))
 	}
 	bom := 0
 	if bytes.HasPrefix(data, utf8BOM) {

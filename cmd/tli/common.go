@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
+	"github.com/tli-project/tli/internal/limitread"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/tli"
@@ -134,19 +136,11 @@ const maxWordsFile = 64 << 20
 // readFileLimit reads a whole file of at most limit bytes, and refuses a
 // larger one (or an endless stream) by name.
 func readFileLimit(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	b, err := limitread.ReadFile(path, limit)
+	if tl := (*limitread.TooLargeError)(nil); errors.As(err, &tl) {
+		return nil, fmt.Errorf("%s: larger than %s, the limit for this input", path, limitread.Size(limit))
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d MiB, the limit for this input", path, limit>>20)
-	}
-	return b, nil
+	return b, err
 }
 
 // readPairs reads a pair file, or returns def when path is "". Duplicates

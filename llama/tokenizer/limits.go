@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/tli-project/tli/internal/limitread"
 )
 
 // Limits on what a tokenizer.json may ask for. They are far above every
@@ -54,17 +56,6 @@ const (
 	MaxTemplateIDs = 64
 )
 
-// sizeString writes a byte count the way the limits are documented.
-func sizeString(n int64) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
 // readJSONFile reads the JSON object in the file at path, refusing more than
 // limit bytes (limitName is the constant, for the message). It reads through
 // a limit rather than trusting the size the file system reports, so that
@@ -76,7 +67,7 @@ func readJSONFile(path string, limit int64, limitName string) ([]byte, error) {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	defer f.Close()
-	tooLarge := fmt.Errorf("tokenizer: %s: larger than %s (tokenizer.%s)", path, sizeString(limit), limitName)
+	tooLarge := fmt.Errorf("tokenizer: %s: larger than %s (tokenizer.%s)", path, limitread.Size(limit), limitName)
 	var buf bytes.Buffer
 	if st, err := f.Stat(); err == nil {
 		if st.IsDir() {

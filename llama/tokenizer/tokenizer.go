@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/tli-project/tli/internal/limitread"
 )
 
 // Tokenizer turns text into token ids and back, as the Hugging Face
@@ -208,7 +210,7 @@ func (l *loader) unsupported(what, typ string) error {
 func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, error) {
 	l := &loader{path: path}
 	if len(data) > MaxFileBytes {
-		return nil, l.errorf("larger than %s (tokenizer.MaxFileBytes)", sizeString(MaxFileBytes))
+		return nil, l.errorf("larger than %s (tokenizer.MaxFileBytes)", limitread.Size(MaxFileBytes))
 	}
 	if err := startsLikeObject(path, data, true); err != nil {
 		return nil, err
@@ -260,7 +262,7 @@ func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, er
 	if cfg != nil {
 		cl := &loader{path: cfgPath}
 		if len(cfg) > MaxConfigBytes {
-			return nil, cl.errorf("larger than %s (tokenizer.MaxConfigBytes)", sizeString(MaxConfigBytes))
+			return nil, cl.errorf("larger than %s (tokenizer.MaxConfigBytes)", limitread.Size(MaxConfigBytes))
 		}
 		if err := startsLikeObject(cfgPath, cfg, true); err != nil {
 			return nil, err
