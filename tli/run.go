@@ -49,6 +49,23 @@ func ReportLayers(trainLayer, numLayers int) []int {
 	return []int{trainLayer, numLayers}
 }
 
+// EvalScope selects the layers an evaluation after training embeds.
+type EvalScope string
+
+const (
+	EvalAll     EvalScope = "all"   // every layer; report the training layer and the last
+	EvalToTrain EvalScope = "train" // layers 0..training layer; report the training layer
+)
+
+// ParseEvalScope reads "all" or "train".
+func ParseEvalScope(s string) (EvalScope, error) {
+	switch EvalScope(s) {
+	case EvalAll, EvalToTrain:
+		return EvalScope(s), nil
+	}
+	return "", fmt.Errorf("want all or train, got %q", s)
+}
+
 // LayerRange is 0..n, every hidden state of an n-layer model.
 func LayerRange(n int) []int {
 	out := make([]int, n+1)
@@ -101,10 +118,13 @@ type Evaluation struct {
 }
 
 // Evaluate embeds the groups with the base model (unless before already
-// holds them for pooling p) and with adapter a merged, at every layer of
-// all, and summarises the layers of report.
+// holds them for pooling p: then only its layers in all are kept) and with
+// adapter a merged, at every layer of all, and summarises the layers of
+// report.
 func Evaluate(m *llama.Model, tok Encoder, a *lora.Adapter, groups []Group, all, report []int, p Pooling, before GroupVectors) (*Evaluation, error) {
-	if before == nil || before[p] == nil {
+	if before != nil && before[p] != nil {
+		before = before.Subset(p, all)
+	} else {
 		var err error
 		before, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, groups, all, []Pooling{p})
 		if err != nil {
@@ -223,7 +243,13 @@ type RunOptions struct {
 	AutoLayer   bool         // train at the scan's best layer >= 1 by gap instead of Train.Layer
 	ScanPooling Pooling      // pooling of the scan (Train.Pooling is training's)
 	EvalPooling Pooling      // pooling of the evaluation
-	Groups      []Group
+	// EvalScope is which layers the evaluation embeds after training:
+	// EvalAll (every layer; reports the training layer and the last) or
+	// EvalToTrain (layers 0..training layer; reports the training layer),
+	// which stops the adapted model's pass at the training layer: at layer
+	// 2 of a 32-layer model, a tenth of the pass. "" means EvalAll.
+	EvalScope EvalScope
+	Groups    []Group
 	// InitAdapter and Resume are folders: a PEFT adapter to start from (its
 	// r, alpha and target modules replace Train.LoRA's; dropout stays), and
 	// a checkpoint of an earlier run to continue.
@@ -277,6 +303,11 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 			n = len(o.Groups[0].Pairs)
 		}
 		return nil, optErr("Groups", "has %d trained pairs; a run needs at least 2", n)
+	}
+	if o.EvalScope != "" {
+		if _, err := ParseEvalScope(string(o.EvalScope)); err != nil {
+			return nil, optErr("EvalScope", "%v", err)
+		}
 	}
 	for _, f := range []struct {
 		name string
@@ -346,6 +377,9 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 
 	// 3. Evaluate: before = the scan's vectors; after = adapter merged.
 	report := ReportLayers(res.Train.Layer, cfg.NumLayers)
+	if o.EvalScope == EvalToTrain {
+		all, report = LayerRange(res.Train.Layer), []int{res.Train.Layer}
+	}
 	fmt.Fprintf(w, "\n== eval at layers %v, %s pooling\n", report, o.EvalPooling)
 	evalDir := filepath.Join(o.Out, "eval")
 	if err := os.MkdirAll(evalDir, 0o755); err != nil {

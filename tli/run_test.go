@@ -1,11 +1,15 @@
 package tli
 
 import (
+	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/llama/tokenizer"
 )
 
 func TestScanBestLayers(t *testing.T) {
@@ -49,5 +53,76 @@ func TestOptionErrors(t *testing.T) {
 		if !errors.As(err, &oe) || oe.Field != c.field || len(err.Error()) < len(c.msg) || err.Error()[:len(c.msg)] != c.msg {
 			t.Errorf("got %v, want an OptionError on %s starting %q", err, c.field, c.msg)
 		}
+	}
+}
+
+// EvalToTrain stops the adapted pass at the training layer: its summary
+// at that layer equals the full evaluation's, and no layer above it is
+// embedded after training.
+func TestRunEvalScope(t *testing.T) {
+	dir := t.TempDir()
+	pairs := DefaultTrainPairs()[:12]
+	control := DefaultControlPairs()[:6]
+	var words []string
+	for _, p := range append(append([]Pair{}, pairs...), control...) {
+		words = append(words, p.Source, p.Target)
+	}
+	if err := llama.Synth(dir, llama.SynthOptions{Shape: "tiny", Layers: 4, Seed: 9, Words: words}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.Load(dir, llama.LoadOptions{DType: engine.F32, MaxLayer: llama.AllLayers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tok, err := tokenizer.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := PaperTrainOptions()
+	opts.Layer, opts.MaxSteps, opts.Warmup, opts.LR = 1, 3, 1, 1e-3
+	groups := []Group{{Name: "trained", Pairs: pairs}, {Name: "control", Pairs: control}}
+	run := func(scope EvalScope) (*RunResult, []int) {
+		var passTops []int
+		m.OnLayer = func(done, total, tokens int) {
+			if done == 0 {
+				passTops = append(passTops, total)
+			}
+		}
+		defer func() { m.OnLayer = nil }()
+		res, err := Run(context.Background(), m, tok, RunOptions{Train: opts, ScanPooling: PoolContent, EvalPooling: PoolContent,
+			EvalScope: scope, Groups: groups, Out: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, passTops
+	}
+	full, _ := run(EvalAll)
+	short, tops := run(EvalToTrain)
+	if got := tops[len(tops)-1]; got != opts.Layer {
+		t.Errorf("the last pass (the adapted model's) ran %d layers, want %d", got, opts.Layer)
+	}
+	var fullAt []GroupSummary
+	for _, g := range full.Eval.Summary.Groups {
+		if g.Layer == opts.Layer {
+			fullAt = append(fullAt, g)
+		}
+	}
+	if len(fullAt) != 2 || len(short.Eval.Summary.Groups) != 2 {
+		t.Fatalf("groups at layer %d: all %d, train %d; want 2 and 2", opts.Layer, len(fullAt), len(short.Eval.Summary.Groups))
+	}
+	for i, g := range short.Eval.Summary.Groups {
+		if g.Layer != opts.Layer || g.Group != fullAt[i].Group || !reflect.DeepEqual(g, fullAt[i]) {
+			t.Errorf("group %s at layer %d: %+v, with every layer %+v", g.Group, g.Layer, g, fullAt[i])
+		}
+	}
+	for l := range short.Eval.After[PoolContent] {
+		if l > opts.Layer {
+			t.Errorf("EvalToTrain embedded layer %d after training", l)
+		}
+	}
+	if _, err := Run(context.Background(), m, tok, RunOptions{Train: opts, EvalScope: "some", Groups: groups, Out: t.TempDir(),
+		ScanPooling: PoolContent, EvalPooling: PoolContent}); err == nil || !strings.Contains(err.Error(), "EvalScope") {
+		t.Errorf("EvalScope \"some\": error %v, want one naming EvalScope", err)
 	}
 }

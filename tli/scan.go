@@ -27,6 +27,18 @@ func (g GroupVectors) Get(p Pooling, layer int, group string) (PairVectors, bool
 	return v, ok
 }
 
+// Subset returns the vectors of pooling p at the given layers (those it
+// holds), sharing the slices.
+func (g GroupVectors) Subset(p Pooling, layers []int) GroupVectors {
+	out := GroupVectors{p: {}}
+	for _, l := range layers {
+		if v, ok := g[p][l]; ok {
+			out[p][l] = v
+		}
+	}
+	return out
+}
+
 // EmbedGroups embeds every word of every group in one pass over the model,
 // at every layer and pooling asked for.
 func EmbedGroups(e Embedder, groups []Group, layers []int, poolings []Pooling) (GroupVectors, error) {

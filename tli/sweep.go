@@ -368,6 +368,17 @@ type SweepOptions struct {
 	// every pooling of the grid, and runs no cell: a job a Slurm array can
 	// depend on, so that its tasks do not all compute them at once.
 	Prepare bool
+	// EvalScope is the cells' evaluation (see RunOptions.EvalScope); ""
+	// means EvalToTrain: a cell's result is read at its training layer, and
+	// the adapted pass stops there.
+	EvalScope EvalScope
+}
+
+func (o SweepOptions) evalScope() EvalScope {
+	if o.EvalScope == "" {
+		return EvalToTrain
+	}
+	return o.EvalScope
 }
 
 // sweepSpecFile is the description of the grid a sweep folder holds:
@@ -391,7 +402,7 @@ func (o SweepOptions) specBytes(cells []Cell) ([]byte, error) {
 	}
 	b := o.Spec.Base.Train
 	sj := specJSON{Model: o.Model, Pairs: o.Pairs, Base: base, Axes: o.Spec.Axes, Version: 1,
-		Fixed: map[string]any{"batch": b.Batch, "warmup": b.Warmup, "dropout": b.LoRA.Dropout, "shuffle": b.Shuffle, "max_steps": b.MaxSteps}}
+		Fixed: map[string]any{"batch": b.Batch, "warmup": b.Warmup, "dropout": b.LoRA.Dropout, "shuffle": b.Shuffle, "max_steps": b.MaxSteps, "eval_layers": string(o.evalScope())}}
 	for _, c := range cells {
 		sj.Cells = append(sj.Cells, c.Name)
 	}
@@ -715,7 +726,7 @@ func runCell(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions, c
 	defer d.Abort()
 	cellName := filepath.Join("cells", c.Name)
 	res, err := Run(ctx, m, tok, RunOptions{
-		Train: c.Train, ScanPooling: c.Train.Pooling, EvalPooling: c.Train.Pooling, Groups: groups,
+		Train: c.Train, ScanPooling: c.Train.Pooling, EvalPooling: c.Train.Pooling, EvalScope: o.evalScope(), Groups: groups,
 		Out: d.Path(), OutName: cellName, Model: o.Model, PairsName: o.Pairs, Base: base, SkipScanFiles: true,
 		Commands: []string{"tli sweep cell " + c.Name}, OnStep: o.OnStep,
 	})

@@ -35,8 +35,13 @@ func runRun(args []string) error {
 	out := fs.String("out", "", "output folder: scan/, train/, eval/, report.md")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class (with --train-category: train on one class, test on another)")
+	evalLayers := fs.String("eval-layers", string(tli.EvalAll), "layers the evaluation embeds after training: all (every layer; reports the training layer and the last) or train (0..the training layer only, a shorter pass)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	scope, err := tli.ParseEvalScope(*evalLayers)
+	if err != nil {
+		return usageErrorf("--eval-layers: %v", err)
 	}
 	opts, err := tf.options(setFlagNames(fs))
 	if err != nil {
@@ -53,7 +58,7 @@ func runRun(args []string) error {
 	}
 	return pipeline(runOptions{mf: mf, out: *out, force: *force,
 		inputs: []atomicfs.Input{{Flag: "--pairs", Path: *tf.pairs}, {Flag: "--control", Path: *control}},
-		run: tli.RunOptions{Train: opts, AutoLayer: *tf.layer == "auto", ScanPooling: scanPool, EvalPooling: evalPool,
+		run: tli.RunOptions{Train: opts, AutoLayer: *tf.layer == "auto", ScanPooling: scanPool, EvalPooling: evalPool, EvalScope: scope,
 			Groups: groups, InitAdapter: *tf.initAdapter, Resume: *tf.resume, PairsName: pairsName(*tf.pairs, "embedded training list"),
 			MapMethods: []string{"pca", "tsne"}, Commands: []string{commandLine()}}})
 }

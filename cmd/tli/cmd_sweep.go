@@ -50,12 +50,17 @@ func runSweep(args []string) error {
 	shards := fs.Int("shards", 0, "number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs: the completions)")
 	asJSON := fs.Bool("json", false, "print sweep.json (or, for one shard, the cells it ran and skipped) on stdout")
 	prepare := fs.Bool("prepare", false, "only compute the base model's vectors and scans into --out (a job the shards can depend on, so that they do not all compute them), then exit")
+	evalLayers := fs.String("eval-layers", string(tli.EvalToTrain), "layers each cell evaluates after training: train (0..the cell's training layer, where sweep.csv reads it: the adapted pass stops there) or all (every layer, also the last, in each cell's report)")
 	preset := fs.String("preset", "", "run a named set of grids, each in OUT/NAME: paper-ablations (layer 2,10,31; rank 4,16,64; train on word class n or v, evaluate on n or v)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return usageErrorf("--out is required")
+	}
+	scope, err := tli.ParseEvalScope(*evalLayers)
+	if err != nil {
+		return usageErrorf("--eval-layers: %v", err)
 	}
 	bt := &base.Train
 	bt.Batch, bt.Warmup, bt.LoRA.Dropout, bt.MaxSteps, bt.Shuffle = *batch, *warmup, *dropout, *maxSteps, *shuffle
@@ -162,7 +167,7 @@ func runSweep(args []string) error {
 			fmt.Fprintf(say, "\n== %s: %s\n", *preset, p.name)
 		}
 		if *prepare {
-			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: *mf.dir, Stdout: say, Prepare: true,
+			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: *mf.dir, Stdout: say, Prepare: true, EvalScope: scope,
 				Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list")}); err != nil {
 				return optionError(err)
 			}
@@ -170,7 +175,7 @@ func runSweep(args []string) error {
 			results[p.name] = json.RawMessage(`{"prepared":true}`)
 			continue
 		}
-		res, err := sweepPart(ctx, m, tok, p.spec, p.cells, groups, p.out, shard, source, *mf.dir,
+		res, err := sweepPart(ctx, m, tok, p.spec, p.cells, groups, p.out, shard, source, scope, *mf.dir,
 			pairsName(*pairs, "embedded training list")+" / "+pairsName(*control, "embedded control list"), say)
 		if err != nil {
 			return err
@@ -191,7 +196,7 @@ func runSweep(args []string) error {
 // cell, gathers it. It returns the JSON --json prints: sweep.json, or the
 // cells the shard ran and skipped.
 func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, spec tli.SweepSpec, cells []tli.Cell, groups []tli.Group,
-	out string, shard tli.Shard, source, model, pairs string, say io.Writer) (json.RawMessage, error) {
+	out string, shard tli.Shard, source string, scope tli.EvalScope, model, pairs string, say io.Writer) (json.RawMessage, error) {
 	mine := 0
 	for _, c := range cells {
 		if shard.Has(c.Index) {
@@ -203,7 +208,7 @@ func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, sp
 	cellsProg := newPhase(os.Stderr, "sweep", "cell", mine)
 	n := 0
 	ran, skipped, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{
-		Spec: spec, Groups: groups, Out: out, Shard: shard, Model: model, Stdout: say, Pairs: pairs,
+		Spec: spec, Groups: groups, Out: out, Shard: shard, Model: model, Stdout: say, Pairs: pairs, EvalScope: scope,
 		OnCell: func(c tli.Cell, done bool) {
 			if done {
 				if prog != nil {

@@ -47,6 +47,7 @@ func runTokenize(args []string) error {
 	decode := fs.Bool("decode", false, "decode id lists to strings instead of encoding")
 	noSpecial := fs.Bool("no-special", false, "encode without the special tokens the post-processor adds")
 	skipSpecial := fs.Bool("skip-special", false, "with --decode, leave special tokens out of the text")
+	fs.Bool("json", true, "the result is JSON on stdout (always, for tokenize; accepted so that every command takes --json)")
 	allowInvalid := fs.Bool("allow-invalid-utf8", false, "encode invalid UTF-8 (and \\ud800-style escapes in --file) as U+FFFD instead of refusing it")
 	if err := parseFlags(fs, args); err != nil {
 		return err

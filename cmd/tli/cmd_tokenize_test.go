@@ -68,6 +68,9 @@ func TestTokenize(t *testing.T) {
 			t.Errorf("ids of %q = %v, want %v starting with BOS %d", s, lists[i], want, bos)
 		}
 	}
+	if again, code := run("--model", dir, "--file", file, "--json"); code != 0 || again != out {
+		t.Errorf("--json: exit %d, output %q, want %q", code, again, out)
+	}
 	out, code = run("--tokenizer", filepath.Join(dir, "tokenizer.json"), "--text", "hello world")
 	if code != 0 || strings.TrimSpace(out) != strings.TrimSpace(mustJSON(t, [][]int{tok.Encode("hello world", true)})) {
 		t.Errorf("--text: exit %d, output %q", code, out)
