@@ -9,8 +9,13 @@ import (
 	"github.com/tli-project/tli/engine"
 )
 
-// Config is the part of a LlamaForCausalLM config.json that tli uses.
+// Config is the part of a causal LM's config.json that tli uses.
 type Config struct {
+	// Arch is the model family, from model_type and architectures (nil:
+	// Llama).
+	Arch                  *Arch              `json:"-"`
+	ModelType             string             `json:"model_type"`
+	Architectures         []string           `json:"architectures"`
 	HiddenSize            int                `json:"hidden_size"`
 	IntermediateSize      int                `json:"intermediate_size"`
 	NumLayers             int                `json:"num_hidden_layers"`
@@ -70,7 +75,12 @@ func ParseConfig(data []byte, name string) (Config, error) {
 			return Config{}, fmt.Errorf("%s: field \"tie_word_embeddings\": want true or false, got %s", name, v)
 		}
 	}
-	for k, p := range map[string]*string{"torch_dtype": &c.TorchDType, "hidden_act": &c.HiddenAct} {
+	if v, ok := raw["architectures"]; ok && string(v) != "null" {
+		if err := json.Unmarshal(v, &c.Architectures); err != nil {
+			return Config{}, fmt.Errorf("%s: field \"architectures\": want a list of strings, got %s", name, v)
+		}
+	}
+	for k, p := range map[string]*string{"torch_dtype": &c.TorchDType, "hidden_act": &c.HiddenAct, "model_type": &c.ModelType} {
 		if v, ok := raw[k]; ok && string(v) != "null" {
 			if err := json.Unmarshal(v, p); err != nil {
 				return Config{}, fmt.Errorf("%s: field %q: want a string, got %s", name, k, v)
@@ -117,6 +127,11 @@ func ParseConfig(data []byte, name string) (Config, error) {
 		c.RopeScaling = engine.RopeScaling{Type: t, Factor: rs.Factor, LowFreqFactor: rs.LowFreqFactor,
 			HighFreqFactor: rs.HighFreqFactor, OriginalMaxPositionEmbeddings: rs.OrigMax}
 	}
+	arch, err := resolveArch(c.ModelType, c.Architectures)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %v", name, err)
+	}
+	c.Arch = arch
 	if c.NumKVHeads == 0 {
 		c.NumKVHeads = c.NumHeads
 	}
@@ -218,6 +233,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("field \"rope_scaling\": \"original_max_position_embeddings\" %d is outside 0..%d", rs.OriginalMaxPositionEmbeddings, LimitPositions)
 	}
 	return nil
+}
+
+// arch is c.Arch, Llama when unset.
+func (c Config) arch() *Arch {
+	if c.Arch == nil {
+		return LlamaArch
+	}
+	return c.Arch
 }
 
 // MaxContext is the longest sequence the model accepts (Forward,

@@ -474,6 +474,9 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 			return nil, err
 		}
 	}
+	if err := ck.checkConsumed(cfg); err != nil {
+		return nil, err
+	}
 	m := &Model{Config: cfg, Layers: make([]*Layer, cfg.NumLayers)}
 	rope, err := engine.NewRope(hd, cfg.RopeTheta, cfg.MaxPositionEmbeddings, cfg.RopeScaling)
 	if err != nil {
@@ -551,6 +554,39 @@ func neededTensors(cfg Config, maxLayer int, needHead bool) []string {
 		names = append(names, "lm_head.weight")
 	}
 	return names
+}
+
+// checkConsumed refuses a checkpoint holding a tensor that cfg's
+// architecture does not read (a bias, a norm, another family's layer): the
+// forward would silently leave it out and every hidden state would be
+// wrong. Rotary inv_freq buffers, which older transformers saved and which
+// are recomputed from the config, and an LM head beside tied embeddings
+// (transformers ties it to the embedding) are tolerated.
+func (c *checkpoint) checkConsumed(cfg Config) error {
+	used := map[string]bool{"lm_head.weight": true}
+	for _, n := range neededTensors(cfg, cfg.NumLayers, true) {
+		used[n] = true
+	}
+	var extra []string
+	for name := range c.where {
+		if !used[name] && !strings.HasSuffix(name, ".rotary_emb.inv_freq") {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	sort.Strings(extra)
+	where := c.index
+	if where == "" {
+		where = filepath.Join(c.dir, "model.safetensors")
+	}
+	more := ""
+	if len(extra) > 1 {
+		more = fmt.Sprintf(" (and %d more)", len(extra)-1)
+	}
+	a := cfg.arch()
+	return fmt.Errorf("%s: tensor %q%s is not part of a %s checkpoint (config.json model_type %q): tli does not know what it computes, and leaving it out would give wrong hidden states", where, extra[0], more, a.Class, a.ModelType)
 }
 
 // layerOf returns i for a tensor named "model.layers.{i}.…".
