@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"math"
 	"sync"
 
 	"github.com/tli-project/tli/kernels"
@@ -55,49 +54,58 @@ func (c *KVCache) Advance(n int) { c.Len += n }
 // h/(nHeads/nKV), and the result goes to out [n × nHeads·headDim]. With
 // past = 0 it is Attention for a single sequence. The softmax is computed
 // in f32 with the scale 1/sqrt(headDim), as Hugging Face's eager attention.
+// It is AttentionCachedWith with the zero AttentionOptions.
 //
 // Short contexts are computed row by row; longer ones by blocks of query
 // rows with two matrix products per block (scores = Q·Kᵀ, out = P·V), which
 // is several times faster for prompts of hundreds of tokens.
 func AttentionCached(out, q []float32, n, past int, k, v []float32, nHeads, nKV, headDim int) {
+	AttentionCachedWith(out, q, n, past, k, v, nHeads, nKV, headDim, AttentionOptions{})
+}
+
+// AttentionCachedWith is AttentionCached with the variants of opt (see
+// AttentionOptions). Positions are absolute: query row r is at position
+// past+r, so the window ends there and ALiBi adds slope·j for the key at
+// position j, as BLOOM does with its cache. Only the keys a block of
+// queries can see enter its matrix products, so a sliding window also
+// bounds the work of long prompts.
+func AttentionCachedWith(out, q []float32, n, past int, k, v []float32, nHeads, nKV, headDim int, opt AttentionOptions) {
 	if n <= 0 {
 		return
 	}
+	par := opt.params(nHeads, headDim)
 	if past+n < attnGemmMin {
-		attentionRows(out, q, n, past, k, v, nHeads, nKV, headDim)
+		attentionRows(out, q, n, past, k, v, nHeads, nKV, headDim, &par)
 		return
 	}
 	group := nHeads / nKV
 	qd, kd := nHeads*headDim, nKV*headDim
-	scale := float32(1 / math.Sqrt(float64(headDim)))
 	blocks := (n + attnBlock - 1) / attnBlock
 	ParallelFor(nHeads*blocks, func(job int) {
 		h, blk := job%nHeads, job/nHeads
 		kh := h / group
+		slope := par.slope(h)
 		r0, r1 := blk*attnBlock, min((blk+1)*attnBlock, n)
-		rows, cols := r1-r0, past+r1    // keys needed by the block's last row
+		c0 := par.first(past + r0)      // the first key the block's first row sees
+		rows, cols := r1-r0, past+r1-c0 // keys c0..past+r1-1
 		sp, s := getScores(rows * cols) // GemmNT below overwrites all of s
 		defer scorePool.Put(sp)
-		// s = Q_h[r0:r1] · K_hᵀ[0:cols]
-		kernels.GemmNT(rows, cols, headDim, q[r0*qd+h*headDim:], qd, k[kh*headDim:], kd, s, cols, false)
+		// s = Q_h[r0:r1] · K_hᵀ[c0:c0+cols]
+		kernels.GemmNT(rows, cols, headDim, q[r0*qd+h*headDim:], qd, k[c0*kd+kh*headDim:], kd, s, cols, false)
 		for i := 0; i < rows; i++ {
 			row := s[i*cols : (i+1)*cols]
-			last := past + r0 + i // the last key this query sees
-			mx := float32(math.Inf(-1))
-			for j := 0; j <= last; j++ {
-				row[j] *= scale
-				if row[j] > mx {
-					mx = row[j]
-				}
-			}
-			inv := 1 / kernels.ExpSum(row[:last+1], mx)
-			for j := 0; j <= last; j++ {
+			pos := past + r0 + i // the query's position, the last key it sees
+			lo, last := par.first(pos)-c0, pos-c0
+			mx := par.scores(row[lo:last+1], c0+lo, slope)
+			inv := 1 / kernels.ExpSum(row[lo:last+1], mx)
+			for j := lo; j <= last; j++ {
 				row[j] *= inv
 			}
+			clear(row[:lo])
 			clear(row[last+1:])
 		}
-		// out_h[r0:r1] = P · V_h[0:cols]
-		kernels.GemmNN(rows, headDim, cols, s, cols, v[kh*headDim:], kd, out[r0*qd+h*headDim:], qd, false)
+		// out_h[r0:r1] = P · V_h[c0:c0+cols]
+		kernels.GemmNN(rows, headDim, cols, s, cols, v[c0*kd+kh*headDim:], kd, out[r0*qd+h*headDim:], qd, false)
 	})
 }
 
@@ -123,32 +131,28 @@ const (
 	attnBlock   = 128
 )
 
-// attentionRows is AttentionCached computed one query row and head at a
-// time (best for short contexts and single-token decoding).
-func attentionRows(out, q []float32, n, past int, k, v []float32, nHeads, nKV, headDim int) {
+// attentionRows is AttentionCachedWith computed one query row and head at
+// a time (best for short contexts and single-token decoding).
+func attentionRows(out, q []float32, n, past int, k, v []float32, nHeads, nKV, headDim int, par *attnParams) {
 	group := nHeads / nKV
 	qd, kd := nHeads*headDim, nKV*headDim
-	scale := float32(1 / math.Sqrt(float64(headDim)))
 	ParallelFor(n*nHeads, func(job int) {
 		i, h := job/nHeads, job%nHeads
 		kh := h / group
-		L := past + i + 1
-		rp, row := getScores(L) // every entry is written below
+		pos := past + i
+		lo := par.first(pos)
+		rp, row := getScores(pos + 1 - lo) // every entry is written below
 		defer scorePool.Put(rp)
 		qi := q[i*qd+h*headDim : i*qd+(h+1)*headDim]
-		mx := float32(math.Inf(-1))
-		for j := 0; j < L; j++ {
-			sc := kernels.Dot(qi, k[j*kd+kh*headDim:j*kd+(kh+1)*headDim]) * scale
-			row[j] = sc
-			if sc > mx {
-				mx = sc
-			}
+		for j := range row {
+			row[j] = kernels.Dot(qi, k[(lo+j)*kd+kh*headDim:(lo+j)*kd+(kh+1)*headDim])
 		}
+		mx := par.scores(row, lo, par.slope(h))
 		inv := 1 / kernels.ExpSum(row, mx)
 		o := out[i*qd+h*headDim : i*qd+(h+1)*headDim]
 		clear(o)
 		for j := range row {
-			kernels.Axpy(row[j]*inv, v[j*kd+kh*headDim:j*kd+(kh+1)*headDim], o)
+			kernels.Axpy(row[j]*inv, v[(lo+j)*kd+kh*headDim:(lo+j)*kd+(kh+1)*headDim], o)
 		}
 	})
 }

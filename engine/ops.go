@@ -111,22 +111,31 @@ func parallelChunks(n int, fn func(lo, hi int)) {
 // out is [T × nHeads·headDim]; query head h reads key/value head
 // h/(nHeads/nKV). Tokens attend only to earlier tokens of their own sequence
 // (offsets delimit sequences). The softmax is computed in f32 with the scale
-// 1/sqrt(headDim), as Hugging Face's eager attention does.
+// 1/sqrt(headDim), as Hugging Face's eager attention does. It is
+// AttentionWith with the zero AttentionOptions.
 //
 // When probs is not nil it receives the attention probabilities for the
 // backward, laid out sequence by sequence, head by head, as L×L row-major
 // blocks (rows: queries, columns: keys; entries above the diagonal are 0);
 // its length must be AttentionProbsLen(offsets, nHeads).
 func Attention(out, q, k, v []float32, offsets []int, nHeads, nKV, headDim int, probs []float32) {
+	AttentionWith(out, q, k, v, offsets, nHeads, nKV, headDim, probs, AttentionOptions{})
+}
+
+// AttentionWith is Attention with the variants of opt: another scale, a
+// sliding window, ALiBi slopes, soft-capped scores. Probabilities of keys
+// outside the window are 0 in probs, as those above the diagonal.
+func AttentionWith(out, q, k, v []float32, offsets []int, nHeads, nKV, headDim int, probs []float32, opt AttentionOptions) {
 	group := nHeads / nKV
 	qd, kd := nHeads*headDim, nKV*headDim
-	scale := float32(1 / math.Sqrt(float64(headDim)))
+	par := opt.params(nHeads, headDim)
 	nSeq := len(offsets) - 1
 	pstart := probStarts(offsets, nHeads)
 	ParallelFor(nSeq*nHeads, func(job int) {
 		s, h := job/nHeads, job%nHeads
 		t0, L := offsets[s], offsets[s+1]-offsets[s]
 		kh := h / group
+		slope := par.slope(h)
 		var p []float32
 		if probs != nil {
 			p = probs[pstart[s]+h*L*L : pstart[s]+(h+1)*L*L]
@@ -140,27 +149,22 @@ func Attention(out, q, k, v []float32, offsets []int, nHeads, nKV, headDim int, 
 			if probs != nil {
 				row = p[i*L : (i+1)*L]
 			}
+			lo := par.first(i)
 			qi := q[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
-			mx := float32(math.Inf(-1))
-			for j := 0; j <= i; j++ {
-				kj := k[(t0+j)*kd+kh*headDim : (t0+j)*kd+(kh+1)*headDim]
-				sc := kernels.Dot(qi, kj) * scale
-				row[j] = sc
-				if sc > mx {
-					mx = sc
-				}
+			for j := lo; j <= i; j++ {
+				row[j] = kernels.Dot(qi, k[(t0+j)*kd+kh*headDim:(t0+j)*kd+(kh+1)*headDim])
 			}
-			sum := kernels.ExpSum(row[:i+1], mx)
+			mx := par.scores(row[lo:i+1], lo, slope)
+			sum := kernels.ExpSum(row[lo:i+1], mx)
 			inv := 1 / sum
 			o := out[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
 			clear(o)
-			for j := 0; j <= i; j++ {
+			for j := lo; j <= i; j++ {
 				row[j] *= inv
 				kernels.Axpy(row[j], v[(t0+j)*kd+kh*headDim:(t0+j)*kd+(kh+1)*headDim], o)
 			}
-			for j := i + 1; j < L; j++ {
-				row[j] = 0
-			}
+			clear(row[:lo])
+			clear(row[i+1:])
 		}
 	})
 }
@@ -173,9 +177,20 @@ func Attention(out, q, k, v []float32, offsets []int, nHeads, nKV, headDim int, 
 // heads sharing a key/value head are summed in a fixed order, so the result
 // does not depend on the thread count.
 func AttentionBackward(dq, dk, dv, dout, q, k, v, probs []float32, offsets []int, nHeads, nKV, headDim int) {
+	AttentionBackwardWith(dq, dk, dv, dout, q, k, v, probs, offsets, nHeads, nKV, headDim, AttentionOptions{})
+}
+
+// AttentionBackwardWith is AttentionBackward for AttentionWith with the
+// same opt. The scale is opt's; keys outside the window get nothing; the
+// ALiBi term is a constant and drops out. With a soft cap, dS is chained
+// through the cap: each entry is multiplied by 1 − tanh²(a/c) for a the
+// scaled score before capping, recomputed from q and k (one more dot
+// product per query–key pair).
+func AttentionBackwardWith(dq, dk, dv, dout, q, k, v, probs []float32, offsets []int, nHeads, nKV, headDim int, opt AttentionOptions) {
 	group := nHeads / nKV
 	qd, kd := nHeads*headDim, nKV*headDim
-	scale := float32(1 / math.Sqrt(float64(headDim)))
+	par := opt.params(nHeads, headDim)
+	scale := par.scale
 	nSeq := len(offsets) - 1
 	pstart := probStarts(offsets, nHeads)
 	ParallelFor(nSeq*nKV, func(job int) {
@@ -190,19 +205,25 @@ func AttentionBackward(dq, dk, dv, dout, q, k, v, probs []float32, offsets []int
 			p := probs[pstart[s]+h*L*L : pstart[s]+(h+1)*L*L]
 			for i := 0; i < L; i++ {
 				row := p[i*L : (i+1)*L]
+				lo := par.first(i)
 				do := dout[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
 				qi := q[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
 				var sum float32
-				for j := 0; j <= i; j++ {
+				for j := lo; j <= i; j++ {
 					ds[j] = kernels.Dot(do, v[(t0+j)*kd+kh*headDim:(t0+j)*kd+(kh+1)*headDim])
 					sum += row[j] * ds[j]
 				}
 				dqi := dq[(t0+i)*qd+h*headDim : (t0+i)*qd+(h+1)*headDim]
 				clear(dqi)
-				for j := 0; j <= i; j++ {
-					g := row[j] * (ds[j] - sum) * scale
+				for j := lo; j <= i; j++ {
 					off := (t0+j)*kd + kh*headDim
-					kernels.Axpy(g, k[off:off+headDim], dqi)
+					kj := k[off : off+headDim]
+					g := row[j] * (ds[j] - sum)
+					if par.cap > 0 {
+						g *= softCapGrad(kernels.Dot(qi, kj)*scale, par.cap)
+					}
+					g *= scale
+					kernels.Axpy(g, kj, dqi)
 					kernels.Axpy(g, qi, dk[off:off+headDim])
 					kernels.Axpy(row[j], do, dv[off:off+headDim])
 				}
