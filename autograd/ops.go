@@ -138,21 +138,27 @@ func Rope(t *Tape, x *Var, nHeads, headDim int, cos, sin []float32) *Var {
 // Attention is causal grouped-query attention over a packed batch
 // (engine.Attention); the backward keeps q, k, v and the probabilities.
 func Attention(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int) *Var {
+	return AttentionWith(t, q, k, v, offsets, nHeads, nKV, headDim, engine.AttentionOptions{})
+}
+
+// AttentionWith is Attention with the variants of opt (a sliding window,
+// ALiBi slopes, a scale, soft-capping: engine.AttentionWith).
+func AttentionWith(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int, opt engine.AttentionOptions) *Var {
 	T := q.Rows
 	y := &Var{Data: t.alloc(T * nHeads * headDim), Rows: T, Cols: nHeads * headDim}
 	qd, kd, vd := q.Data, k.Data, v.Data
 	qn, kn, vn := q.node, k.node, v.node
 	if qn == nil && kn == nil && vn == nil {
-		engine.Attention(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, nil)
+		engine.AttentionWith(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, nil, opt)
 		return y
 	}
 	probs := t.alloc(engine.AttentionProbsLen(offsets, nHeads))
-	engine.Attention(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, probs)
+	engine.AttentionWith(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, probs, opt)
 	return t.record(y, func(dy []float32) {
 		dq := t.alloc(len(qd))
 		dk := t.alloc(len(kd))
 		dv := t.alloc(len(vd))
-		engine.AttentionBackward(dq, dk, dv, dy, qd, kd, vd, probs, offsets, nHeads, nKV, headDim)
+		engine.AttentionBackwardWith(dq, dk, dv, dy, qd, kd, vd, probs, offsets, nHeads, nKV, headDim, opt)
 		for _, p := range []struct {
 			n *slot
 			g []float32
@@ -166,8 +172,18 @@ func Attention(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim int) *
 
 // SiLUMul is silu(gate)·up, element by element (Llama's SwiGLU).
 func SiLUMul(t *Tape, gate, up *Var) *Var {
+	return gatedAct(t, gate, up, engine.SiLUMul, engine.SiLUMulBackward)
+}
+
+// GELUMul is gelu_tanh(gate)·up, element by element (Gemma's GeGLU).
+func GELUMul(t *Tape, gate, up *Var) *Var {
+	return gatedAct(t, gate, up, engine.GELUTanhMul, engine.GELUTanhMulBackward)
+}
+
+// gatedAct is act(gate)·up with the engine's forward and backward of act.
+func gatedAct(t *Tape, gate, up *Var, fwd func(out, gate, up []float32), bwd func(dgate, dup, dy, gate, up []float32)) *Var {
 	y := &Var{Data: t.alloc(len(gate.Data)), Rows: gate.Rows, Cols: gate.Cols}
-	engine.SiLUMul(y.Data, gate.Data, up.Data)
+	fwd(y.Data, gate.Data, up.Data)
 	gd, ud, gn, un := gate.Data, up.Data, gate.node, up.node
 	if gn == nil && un == nil {
 		return y
@@ -175,13 +191,27 @@ func SiLUMul(t *Tape, gate, up *Var) *Var {
 	return t.record(y, func(dy []float32) {
 		dg := t.alloc(len(dy))
 		du := t.alloc(len(dy))
-		engine.SiLUMulBackward(dg, du, dy, gd, ud)
+		bwd(dg, du, dy, gd, ud)
 		if gn != nil {
 			engine.Add(gn.buf(), dg)
 		}
 		if un != nil {
 			engine.Add(un.buf(), du)
 		}
+	})
+}
+
+// AddBias is x + b with b [x.Cols] added to every row (a frozen bias: the
+// gradient goes to x unchanged).
+func AddBias(t *Tape, x *Var, b []float32) *Var {
+	y := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
+	engine.AddBias(y.Data, b, x.Rows, x.Cols)
+	xn := x.node
+	if xn == nil {
+		return y
+	}
+	return t.record(y, func(dy []float32) {
+		engine.Add(xn.buf(), dy)
 	})
 }
 

@@ -23,15 +23,40 @@ type Arch struct {
 	// QKNorm: q and k of every head go through an RMSNorm over head_dim
 	// (self_attn.q_norm, self_attn.k_norm) before rope (Qwen3).
 	QKNorm bool
-	// SlidingWindow: config.json's sliding_window masks keys that many
-	// positions or more behind the query (Mistral; Qwen2 when
-	// use_sliding_window is true).
-	SlidingWindow bool
+	// Window says which layers mask keys config.json's sliding_window or
+	// more positions behind the query: WindowNone, WindowAll (Mistral) or
+	// WindowUpper (Qwen2/Qwen3 with use_sliding_window: layers from
+	// max_window_layers up, as transformers' default layer_types).
+	Window WindowKind
+	// NormPlusOne: RMSNorm multiplies by (1 + w) (Gemma's GemmaRMSNorm).
+	NormPlusOne bool
+	// EmbedScale: hidden_states[0] is the embedding times sqrt(hidden_size)
+	// (Gemma).
+	EmbedScale bool
+	// GELU: the gated MLP uses tanh-approximated GELU (Gemma's
+	// hidden_activation gelu_pytorch_tanh) instead of SiLU.
+	GELU bool
+	// TiedByDefault: tie_word_embeddings when config.json does not say.
+	TiedByDefault bool
 }
+
+// WindowKind is where an Arch applies the sliding window.
+type WindowKind int
+
+const (
+	WindowNone  WindowKind = iota // no sliding window
+	WindowAll                     // every layer (Mistral)
+	WindowUpper                   // with use_sliding_window, layers >= max_window_layers (Qwen2, Qwen3)
+)
 
 // archs are the families tli implements, by model_type.
 var archs = map[string]*Arch{
-	"llama": {Name: "llama", ModelType: "llama", Class: "LlamaForCausalLM"},
+	"llama":   {Name: "llama", ModelType: "llama", Class: "LlamaForCausalLM"},
+	"mistral": {Name: "mistral", ModelType: "mistral", Class: "MistralForCausalLM", Window: WindowAll},
+	"qwen2":   {Name: "qwen2", ModelType: "qwen2", Class: "Qwen2ForCausalLM", QKVBias: true, Window: WindowUpper},
+	"qwen3":   {Name: "qwen3", ModelType: "qwen3", Class: "Qwen3ForCausalLM", QKNorm: true, Window: WindowUpper},
+	"gemma": {Name: "gemma", ModelType: "gemma", Class: "GemmaForCausalLM", NormPlusOne: true, EmbedScale: true, GELU: true,
+		TiedByDefault: true},
 }
 
 // ArchNames lists the model_type values tli implements, sorted.

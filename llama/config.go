@@ -36,6 +36,16 @@ type Config struct {
 	AttentionBias bool   `json:"attention_bias"`
 	MLPBias       bool   `json:"mlp_bias"`
 	HiddenAct     string `json:"hidden_act"`
+	// HiddenActivation is Gemma's activation key (transformers ignores
+	// hidden_act for Gemma; "" means gelu_pytorch_tanh).
+	HiddenActivation string `json:"hidden_activation"`
+	// SlidingWindow is config.json's sliding_window (0: none or null);
+	// UseSlidingWindow, MaxWindowLayers and LayerTypes say which layers use
+	// it (Arch.Window).
+	SlidingWindow    int      `json:"sliding_window"`
+	UseSlidingWindow bool     `json:"use_sliding_window"`
+	MaxWindowLayers  int      `json:"max_window_layers"`
+	LayerTypes       []string `json:"layer_types"`
 }
 
 // ParseConfig decodes config.json text; name is used in error messages.
@@ -49,11 +59,13 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	c.RopeTheta = 10000
 	c.MaxPositionEmbeddings = 2048
 	c.TieWordEmbeddings = false
+	c.MaxWindowLayers = -1 // absent: the family's default, below
 	ints := map[string]*int{
 		"hidden_size": &c.HiddenSize, "intermediate_size": &c.IntermediateSize,
 		"num_hidden_layers": &c.NumLayers, "num_attention_heads": &c.NumHeads,
 		"num_key_value_heads": &c.NumKVHeads, "head_dim": &c.HeadDim,
 		"max_position_embeddings": &c.MaxPositionEmbeddings, "vocab_size": &c.VocabSize,
+		"sliding_window": &c.SlidingWindow, "max_window_layers": &c.MaxWindowLayers,
 	}
 	for k, p := range ints {
 		if v, ok := raw[k]; ok && string(v) != "null" {
@@ -75,19 +87,22 @@ func ParseConfig(data []byte, name string) (Config, error) {
 			return Config{}, fmt.Errorf("%s: field \"tie_word_embeddings\": want true or false, got %s", name, v)
 		}
 	}
-	if v, ok := raw["architectures"]; ok && string(v) != "null" {
-		if err := json.Unmarshal(v, &c.Architectures); err != nil {
-			return Config{}, fmt.Errorf("%s: field \"architectures\": want a list of strings, got %s", name, v)
+	for k, p := range map[string]*[]string{"architectures": &c.Architectures, "layer_types": &c.LayerTypes} {
+		if v, ok := raw[k]; ok && string(v) != "null" {
+			if err := json.Unmarshal(v, p); err != nil {
+				return Config{}, fmt.Errorf("%s: field %q: want a list of strings, got %s", name, k, v)
+			}
 		}
 	}
-	for k, p := range map[string]*string{"torch_dtype": &c.TorchDType, "hidden_act": &c.HiddenAct, "model_type": &c.ModelType} {
+	for k, p := range map[string]*string{"torch_dtype": &c.TorchDType, "hidden_act": &c.HiddenAct, "model_type": &c.ModelType,
+		"hidden_activation": &c.HiddenActivation} {
 		if v, ok := raw[k]; ok && string(v) != "null" {
 			if err := json.Unmarshal(v, p); err != nil {
 				return Config{}, fmt.Errorf("%s: field %q: want a string, got %s", name, k, v)
 			}
 		}
 	}
-	for k, p := range map[string]*bool{"attention_bias": &c.AttentionBias, "mlp_bias": &c.MLPBias} {
+	for k, p := range map[string]*bool{"attention_bias": &c.AttentionBias, "mlp_bias": &c.MLPBias, "use_sliding_window": &c.UseSlidingWindow} {
 		if v, ok := raw[k]; ok && string(v) != "null" {
 			if err := json.Unmarshal(v, p); err != nil {
 				return Config{}, fmt.Errorf("%s: field %q: want true or false, got %s", name, k, v)
@@ -132,6 +147,12 @@ func ParseConfig(data []byte, name string) (Config, error) {
 		return Config{}, fmt.Errorf("%s: %v", name, err)
 	}
 	c.Arch = arch
+	if _, ok := raw["tie_word_embeddings"]; !ok {
+		c.TieWordEmbeddings = arch.TiedByDefault
+	}
+	if c.MaxWindowLayers < 0 {
+		c.MaxWindowLayers = 28 // transformers' Qwen2/Qwen3 default
+	}
 	if c.NumKVHeads == 0 {
 		c.NumKVHeads = c.NumHeads
 	}
@@ -214,8 +235,26 @@ func (c Config) Validate() error {
 	if c.AttentionBias || c.MLPBias {
 		return fmt.Errorf("attention_bias/mlp_bias true is not supported (Llama checkpoints have no biases)")
 	}
-	if c.HiddenAct != "" && c.HiddenAct != "silu" {
+	a := c.arch()
+	if a.GELU {
+		if c.HiddenActivation != "" && c.HiddenActivation != "gelu_pytorch_tanh" {
+			return fmt.Errorf("field \"hidden_activation\" %q is not supported (want gelu_pytorch_tanh)", c.HiddenActivation)
+		}
+	} else if c.HiddenAct != "" && c.HiddenAct != "silu" {
 		return fmt.Errorf("field \"hidden_act\" %q is not supported (want silu)", c.HiddenAct)
+	}
+	if c.SlidingWindow < 0 || c.SlidingWindow > LimitPositions {
+		return fmt.Errorf("field \"sliding_window\" %d is outside 0..%d", c.SlidingWindow, LimitPositions)
+	}
+	if c.LayerTypes != nil {
+		if len(c.LayerTypes) != c.NumLayers {
+			return fmt.Errorf("field \"layer_types\" has %d entries, num_hidden_layers is %d", len(c.LayerTypes), c.NumLayers)
+		}
+		for i, t := range c.LayerTypes {
+			if t != "full_attention" && t != "sliding_attention" {
+				return fmt.Errorf("field \"layer_types\"[%d] %q is not supported (want full_attention or sliding_attention)", i, t)
+			}
+		}
 	}
 	if !(c.RMSNormEps > 0) || math.IsInf(c.RMSNormEps, 0) {
 		return fmt.Errorf("field \"rms_norm_eps\" must be positive and finite, got %v", c.RMSNormEps)
@@ -233,6 +272,38 @@ func (c Config) Validate() error {
 		return fmt.Errorf("field \"rope_scaling\": \"original_max_position_embeddings\" %d is outside 0..%d", rs.OriginalMaxPositionEmbeddings, LimitPositions)
 	}
 	return nil
+}
+
+// WindowAt is the sliding window of decoder layer i: keys that many
+// positions or more behind the query are masked; 0 means none. It follows
+// transformers: Mistral windows every layer when sliding_window is set;
+// Qwen2 and Qwen3 only with use_sliding_window, from max_window_layers up
+// (or where layer_types says sliding_attention).
+func (c Config) WindowAt(i int) int {
+	if c.SlidingWindow <= 0 {
+		return 0
+	}
+	switch c.arch().Window {
+	case WindowAll:
+		if c.LayerTypes != nil && c.LayerTypes[i] != "sliding_attention" {
+			return 0
+		}
+		return c.SlidingWindow
+	case WindowUpper:
+		if !c.UseSlidingWindow {
+			return 0
+		}
+		if c.LayerTypes != nil {
+			if c.LayerTypes[i] == "sliding_attention" {
+				return c.SlidingWindow
+			}
+			return 0
+		}
+		if i >= c.MaxWindowLayers {
+			return c.SlidingWindow
+		}
+	}
+	return 0
 }
 
 // arch is c.Arch, Llama when unset.

@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/tli-project/tli/engine"
@@ -69,39 +70,95 @@ func (m *Model) matmul(y, x []float32, rows int, w *engine.Tensor, acc bool) {
 // layer; the packed forward and the cached generation differ only here.
 type attend func(layer int, q, k, v, att []float32)
 
+// norm writes RMSNorm(x)·w of T rows of width d into out (out may be x);
+// Gemma's norm multiplies by 1 + w.
+func (m *Model) norm(out, x, w []float32, T, d int) {
+	engine.RMSNorm(out, x, m.normWeight(w), T, d, float32(m.Config.RMSNormEps), nil)
+}
+
+// normWeight is the factor an RMSNorm with weight w multiplies by: w, or
+// for Gemma 1 + w (in f32, as GemmaRMSNorm computes it).
+func (m *Model) normWeight(w []float32) []float32 {
+	if !m.Config.arch().NormPlusOne {
+		return w
+	}
+	out := make([]float32, len(w))
+	for i, v := range w {
+		out[i] = 1 + v
+	}
+	return out
+}
+
+// embed writes the embeddings of ids into h: hidden_states[0], which Gemma
+// scales by sqrt(hidden_size).
+func (m *Model) embed(h []float32, ids []int) {
+	engine.Embed(h, m.Embed, ids)
+	if m.Config.arch().EmbedScale {
+		sc := float32(math.Sqrt(float64(m.Config.HiddenSize)))
+		engine.ParallelFor(len(ids), func(t int) {
+			row := h[t*m.Config.HiddenSize : (t+1)*m.Config.HiddenSize]
+			for i := range row {
+				row[i] *= sc
+			}
+		})
+	}
+}
+
+// attentionOptions are the attention variants of decoder layer i (its
+// sliding window).
+func (c Config) attentionOptions(i int) engine.AttentionOptions {
+	return engine.AttentionOptions{Window: c.WindowAt(i)}
+}
+
 // attentionBlock adds self-attention of layer i to the residual stream h:
 // h += o_proj(attention(rope(q_proj(x)), rope(k_proj(x)), v_proj(x))) with
-// x = input_layernorm(h).
+// x = input_layernorm(h). Qwen2 adds biases to q, k and v; Qwen3 normalises
+// q and k per head (q_norm, k_norm) before rope.
 func (m *Model) attentionBlock(i int, h []float32, T int, s *scratch, cos, sin []float32, att attend) {
 	c, L := m.Config, m.Layers[i]
 	d, hd := c.HiddenSize, c.HeadDim
 	qd, kd := c.NumHeads*hd, c.NumKVHeads*hd
 	x, q, k, v, o := s.x[:T*d], s.q[:T*qd], s.k[:T*kd], s.v[:T*kd], s.att[:T*qd]
-	engine.RMSNorm(x, h, L.AttnNorm, T, d, float32(c.RMSNormEps), nil)
+	m.norm(x, h, L.AttnNorm, T, d)
 	m.matmul(q, x, T, L.Q, false)
 	m.matmul(k, x, T, L.K, false)
 	m.matmul(v, x, T, L.V, false)
+	if L.QBias != nil {
+		engine.AddBias(q, L.QBias, T, qd)
+		engine.AddBias(k, L.KBias, T, kd)
+		engine.AddBias(v, L.VBias, T, kd)
+	}
+	if L.QNorm != nil {
+		eps := float32(c.RMSNormEps)
+		engine.RMSNorm(q, q, L.QNorm, T*c.NumHeads, hd, eps, nil)
+		engine.RMSNorm(k, k, L.KNorm, T*c.NumKVHeads, hd, eps, nil)
+	}
 	engine.ApplyRope(q, T, c.NumHeads, hd, cos, sin)
 	engine.ApplyRope(k, T, c.NumKVHeads, hd, cos, sin)
 	att(i, q, k, v, o)
 	m.matmul(h, o, T, L.O, true)
 }
 
-// mlpBlock adds the SwiGLU MLP of layer i to h, mlpChunk rows at a time:
-// h += down_proj(silu(gate_proj(x)) · up_proj(x)) with
-// x = post_attention_layernorm(h).
+// mlpBlock adds the gated MLP of layer i to h, mlpChunk rows at a time:
+// h += down_proj(act(gate_proj(x)) · up_proj(x)) with
+// x = post_attention_layernorm(h) and act SiLU (SwiGLU), or tanh GELU for
+// Gemma (GeGLU).
 func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
 	c, L := m.Config, m.Layers[i]
 	d, ffn := c.HiddenSize, c.IntermediateSize
+	act := engine.SiLUMul
+	if c.arch().GELU {
+		act = engine.GELUTanhMul
+	}
 	for r0 := 0; r0 < T; r0 += mlpChunk {
 		n := min(mlpChunk, T-r0)
 		hr, x := h[r0*d:(r0+n)*d], s.x[:n*d]
 		gate, up := s.gate[:n*ffn], s.up[:n*ffn]
-		engine.RMSNorm(x, hr, L.MLPNorm, n, d, float32(c.RMSNormEps), nil)
+		m.norm(x, hr, L.MLPNorm, n, d)
 		m.matmul(gate, x, n, L.Gate, false)
 		m.matmul(up, x, n, L.Up, false)
 		engine.ParallelFor(n, func(r int) {
-			engine.SiLUMul(gate[r*ffn:(r+1)*ffn], gate[r*ffn:(r+1)*ffn], up[r*ffn:(r+1)*ffn])
+			act(gate[r*ffn:(r+1)*ffn], gate[r*ffn:(r+1)*ffn], up[r*ffn:(r+1)*ffn])
 		})
 		m.matmul(hr, gate, n, L.Down, true)
 	}
@@ -109,7 +166,7 @@ func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
 
 // finalNorm writes model.norm(h) into out.
 func (m *Model) finalNorm(out, h []float32, T int) {
-	engine.RMSNorm(out, h, m.Norm, T, m.Config.HiddenSize, float32(m.Config.RMSNormEps), nil)
+	m.norm(out, h, m.Norm, T, m.Config.HiddenSize)
 }
 
 // checkBatch validates the batch's offsets and token ids.
@@ -202,24 +259,25 @@ func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) e
 	s := m.getScratch(T)
 	defer putScratch(s)
 	h := s.h
-	engine.Embed(h, m.Embed, b.Tokens)
+	m.embed(h, b.Tokens)
 	if want[0] {
 		if err := fn(0, h); err != nil {
 			return err
 		}
 	}
 	cos, sin := m.Rope.Tables(engine.Positions(b.Offsets), b.MaxLen())
-	packed := func(_ int, q, k, v, att []float32) {
+	packed := func(layer int, q, k, v, att []float32) {
+		opt := c.attentionOptions(layer)
 		if b.MaxLen() < 32 {
 			// Short sequences (words): one parallel loop over all of them.
-			engine.Attention(att, q, k, v, b.Offsets, c.NumHeads, c.NumKVHeads, c.HeadDim, nil)
+			engine.AttentionWith(att, q, k, v, b.Offsets, c.NumHeads, c.NumKVHeads, c.HeadDim, nil, opt)
 			return
 		}
 		// Longer ones: sequence by sequence with matrix products.
 		qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
 		for s := 0; s < b.NumSeqs(); s++ {
 			t0, t1 := b.Offsets[s], b.Offsets[s+1]
-			engine.AttentionCached(att[t0*qd:t1*qd], q[t0*qd:t1*qd], t1-t0, 0, k[t0*kd:t1*kd], v[t0*kd:t1*kd], c.NumHeads, c.NumKVHeads, c.HeadDim)
+			engine.AttentionCachedWith(att[t0*qd:t1*qd], q[t0*qd:t1*qd], t1-t0, 0, k[t0*kd:t1*kd], v[t0*kd:t1*kd], c.NumHeads, c.NumKVHeads, c.HeadDim, opt)
 		}
 	}
 	if m.OnLayer != nil {

@@ -102,7 +102,7 @@ func (m *Model) step(tokens []int, cache *engine.KVCache) ([]float32, error) {
 	s := m.getScratch(T)
 	defer putScratch(s)
 	h := s.h
-	engine.Embed(h, m.Embed, tokens)
+	m.embed(h, tokens)
 	pos := make([]int, T)
 	for i := range pos {
 		pos[i] = past + i
@@ -110,7 +110,7 @@ func (m *Model) step(tokens []int, cache *engine.KVCache) ([]float32, error) {
 	cos, sin := m.Rope.Tables(pos, past+T)
 	cached := func(layer int, q, k, v, att []float32) {
 		cache.Store(layer, k, v, T)
-		engine.AttentionCached(att, q, T, past, cache.K[layer], cache.V[layer], c.NumHeads, c.NumKVHeads, c.HeadDim)
+		engine.AttentionCachedWith(att, q, T, past, cache.K[layer], cache.V[layer], c.NumHeads, c.NumKVHeads, c.HeadDim, c.attentionOptions(layer))
 	}
 	for i := range m.Layers {
 		m.attentionBlock(i, h, T, s, cos, sin, cached)

@@ -457,8 +457,7 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 }
 
 func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine.DType) (*Model, error) {
-	d, hd, ffn := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize
-	qd, kd := cfg.NumHeads*hd, cfg.NumKVHeads*hd
+	d, hd := cfg.HiddenSize, cfg.HeadDim
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", filepath.Join(ck.dir, "config.json"), err)
 	}
@@ -488,31 +487,18 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 	}
 	m.deferChecks(keyEmbed, ck)
 	for i := 0; i < maxLayer; i++ {
-		p := fmt.Sprintf("model.layers.%d.", i)
 		L := &Layer{}
-		lin := []struct {
-			dst   **engine.Tensor
-			name  string
-			shape []int
-		}{
-			{&L.Q, "self_attn.q_proj.weight", []int{qd, d}},
-			{&L.K, "self_attn.k_proj.weight", []int{kd, d}},
-			{&L.V, "self_attn.v_proj.weight", []int{kd, d}},
-			{&L.O, "self_attn.o_proj.weight", []int{d, qd}},
-			{&L.Gate, "mlp.gate_proj.weight", []int{ffn, d}},
-			{&L.Up, "mlp.up_proj.weight", []int{ffn, d}},
-			{&L.Down, "mlp.down_proj.weight", []int{d, ffn}},
-		}
-		for _, w := range lin {
-			if *w.dst, err = ck.load(p+w.name, w.shape, dt); err != nil {
+		for _, w := range layerWeights(cfg) {
+			name := layerPrefix(i) + w.name
+			if w.vec != nil {
+				if *w.vec(L), err = ck.loadF32(name, w.shape[0]); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if *w.lin(L), err = ck.load(name, w.shape, dt); err != nil {
 				return nil, err
 			}
-		}
-		if L.AttnNorm, err = ck.loadF32(p+"input_layernorm.weight", d); err != nil {
-			return nil, err
-		}
-		if L.MLPNorm, err = ck.loadF32(p+"post_attention_layernorm.weight", d); err != nil {
-			return nil, err
 		}
 		m.Layers[i] = L
 		m.deferChecks(i, ck)
@@ -531,11 +517,104 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 	return m, nil
 }
 
-// layerTensors are the weights of one decoder layer, after "model.layers.{i}.".
-var layerTensors = []string{
-	"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-	"mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
-	"input_layernorm.weight", "post_attention_layernorm.weight",
+// layerWeight is one weight of a decoder layer: its name after
+// "model.layers.{i}.", its shape, and where Layer holds it (lin for a
+// Linear weight, vec for a vector held in f32).
+type layerWeight struct {
+	name  string
+	shape []int
+	lin   func(*Layer) **engine.Tensor
+	vec   func(*Layer) *[]float32
+}
+
+// NamedWeight is one weight of a loaded model under its checkpoint name.
+// Module is the LoRA module name (LoRAModules) of a decoder layer's Linear
+// weight, "" for every other weight; Layer is its decoder layer (-1 for the
+// embedding, final norm and LM head).
+type NamedWeight struct {
+	Name   string
+	Tensor *engine.Tensor
+	Layer  int
+	Module string
+}
+
+// Weights lists the loaded weights in Hugging Face order, named as the
+// checkpoint names them and holding the checkpoint's values (a merge
+// writes them back): the embedding, each loaded layer, the final norm and
+// the LM head when loaded and untied.
+func (m *Model) Weights() []NamedWeight {
+	out := []NamedWeight{{Name: "model.embed_tokens.weight", Tensor: m.Embed, Layer: -1}}
+	for i, L := range m.Layers {
+		if L == nil {
+			continue
+		}
+		for _, w := range layerWeights(m.Config) {
+			nw := NamedWeight{Name: layerPrefix(i) + w.name, Layer: i}
+			if w.vec != nil {
+				v := *w.vec(L)
+				nw.Tensor = engine.FromF32(v, len(v))
+			} else {
+				nw.Tensor = *w.lin(L)
+				nw.Module = moduleOf(w.name)
+			}
+			out = append(out, nw)
+		}
+	}
+	if m.Norm != nil {
+		out = append(out, NamedWeight{Name: "model.norm.weight", Tensor: engine.FromF32(m.Norm, len(m.Norm)), Layer: -1})
+	}
+	if m.LMHead != nil {
+		out = append(out, NamedWeight{Name: "lm_head.weight", Tensor: m.LMHead, Layer: -1})
+	}
+	return out
+}
+
+// moduleOf is the LoRA module name of a Linear weight's name after the
+// layer prefix ("self_attn.q_proj.weight" -> "q_proj").
+func moduleOf(name string) string {
+	name = strings.TrimSuffix(name, ".weight")
+	return name[strings.LastIndexByte(name, '.')+1:]
+}
+
+// layerPrefix is the name prefix of decoder layer i's weights.
+func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
+
+// layerWeights lists the weights of one decoder layer of cfg's
+// architecture in Hugging Face order: the loader reads exactly these, a
+// checkpoint holding others is refused, and a merge writes these back.
+func layerWeights(cfg Config) []layerWeight {
+	d, hd, ffn := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize
+	qd, kd := cfg.NumHeads*hd, cfg.NumKVHeads*hd
+	a := cfg.arch()
+	lin := func(name string, out, in int, f func(*Layer) **engine.Tensor) layerWeight {
+		return layerWeight{name: name, shape: []int{out, in}, lin: f}
+	}
+	vec := func(name string, n int, f func(*Layer) *[]float32) layerWeight {
+		return layerWeight{name: name, shape: []int{n}, vec: f}
+	}
+	ws := []layerWeight{
+		vec("input_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.AttnNorm }),
+		lin("self_attn.q_proj.weight", qd, d, func(l *Layer) **engine.Tensor { return &l.Q }),
+		lin("self_attn.k_proj.weight", kd, d, func(l *Layer) **engine.Tensor { return &l.K }),
+		lin("self_attn.v_proj.weight", kd, d, func(l *Layer) **engine.Tensor { return &l.V }),
+	}
+	if a.QKVBias {
+		ws = append(ws,
+			vec("self_attn.q_proj.bias", qd, func(l *Layer) *[]float32 { return &l.QBias }),
+			vec("self_attn.k_proj.bias", kd, func(l *Layer) *[]float32 { return &l.KBias }),
+			vec("self_attn.v_proj.bias", kd, func(l *Layer) *[]float32 { return &l.VBias }))
+	}
+	if a.QKNorm {
+		ws = append(ws,
+			vec("self_attn.q_norm.weight", hd, func(l *Layer) *[]float32 { return &l.QNorm }),
+			vec("self_attn.k_norm.weight", hd, func(l *Layer) *[]float32 { return &l.KNorm }))
+	}
+	return append(ws,
+		lin("self_attn.o_proj.weight", d, qd, func(l *Layer) **engine.Tensor { return &l.O }),
+		vec("post_attention_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.MLPNorm }),
+		lin("mlp.gate_proj.weight", ffn, d, func(l *Layer) **engine.Tensor { return &l.Gate }),
+		lin("mlp.up_proj.weight", ffn, d, func(l *Layer) **engine.Tensor { return &l.Up }),
+		lin("mlp.down_proj.weight", d, ffn, func(l *Layer) **engine.Tensor { return &l.Down }))
 }
 
 // neededTensors lists the tensors loadFrom reads for layers 0..maxLayer-1
@@ -543,8 +622,8 @@ var layerTensors = []string{
 func neededTensors(cfg Config, maxLayer int, needHead bool) []string {
 	names := []string{"model.embed_tokens.weight"}
 	for i := 0; i < maxLayer; i++ {
-		for _, t := range layerTensors {
-			names = append(names, fmt.Sprintf("model.layers.%d.%s", i, t))
+		for _, w := range layerWeights(cfg) {
+			names = append(names, layerPrefix(i)+w.name)
 		}
 	}
 	if maxLayer == cfg.NumLayers || needHead {

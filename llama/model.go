@@ -14,6 +14,10 @@ type Layer struct {
 	Gate     *engine.Tensor // mlp.gate_proj.weight [ffn × d]
 	Up       *engine.Tensor // mlp.up_proj.weight [ffn × d]
 	Down     *engine.Tensor // mlp.down_proj.weight [d × ffn]
+
+	// Weights only some architectures have (nil otherwise).
+	QBias, KBias, VBias []float32 // self_attn.{q,k,v}_proj.bias (Qwen2)
+	QNorm, KNorm        []float32 // self_attn.{q,k}_norm.weight [headDim] (Qwen3)
 }
 
 // Model is a loaded (possibly partially loaded) Llama checkpoint. Weights

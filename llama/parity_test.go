@@ -144,6 +144,14 @@ func TestForwardParity(t *testing.T) {
 		{name: "fast-bf16", opts: SynthOptions{Seed: 8, DType: engine.BF16}, hold: engine.BF16, tol: 5e-2, lens: []int{12, 5}, fast: true},
 		{name: "partial-load-f16", opts: SynthOptions{Seed: 7, DType: engine.F16}, hold: engine.F32, tol: 1e-3, lens: []int{6, 8}, maxLoad: 2},
 	}
+	// Every other family, f32 and bf16 storage, with sequences shorter and
+	// longer than the tiny shapes' sliding window (6) and longer than 32
+	// (the blocked attention path).
+	for i, fam := range []string{"mistral", "qwen2", "qwen3", "gemma"} {
+		cases = append(cases,
+			parityCase{name: fam + "-f32", opts: SynthOptions{Shape: "tiny-" + fam, Seed: uint64(30 + i)}, hold: engine.F32, tol: 1e-4, lens: []int{3, 17, 9, 40}, perSeq: true},
+			parityCase{name: fam + "-bf16", opts: SynthOptions{Shape: "tiny-" + fam, Seed: uint64(40 + i), DType: engine.BF16}, hold: engine.BF16, tol: 1e-3, lens: []int{12, 5, 36}})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -214,11 +222,15 @@ func TestForwardParity(t *testing.T) {
 // reference's greedy decoding by full recomputation.
 func TestGenerateParity(t *testing.T) {
 	py := peer.Torch(t)
-	for _, tied := range []bool{true, false} {
-		t.Run(fmt.Sprintf("tied=%v", tied), func(t *testing.T) {
+	for _, c := range []struct {
+		shape string
+		tied  bool
+	}{{"tiny", true}, {"tiny", false}, {"tiny-mistral", false}, {"tiny-qwen2", true}, {"tiny-qwen3", false}, {"tiny-gemma", true}} {
+		shape, tied := c.shape, c.tied
+		t.Run(fmt.Sprintf("%s/tied=%v", shape, tied), func(t *testing.T) {
 			dir := t.TempDir()
 			tt := tied
-			if err := Synth(dir, SynthOptions{Seed: 11, Tied: &tt, EOS: []int{2}, BOS: []int{1}}); err != nil {
+			if err := Synth(dir, SynthOptions{Shape: shape, Seed: 11, Tied: &tt, EOS: []int{2}, BOS: []int{1}}); err != nil {
 				t.Fatal(err)
 			}
 			m, err := Load(dir, LoadOptions{DType: engine.F32, MaxLayer: AllLayers})

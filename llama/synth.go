@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -18,10 +19,12 @@ import (
 	"github.com/tli-project/tli/llama/tokenizer"
 )
 
-// SynthOptions describes a synthetic checkpoint: a Llama of a known shape
+// SynthOptions describes a synthetic checkpoint: a model of a known shape
 // with deterministic random weights, for tests and benchmarks.
 type SynthOptions struct {
-	// Shape is "tiny" (the default), "llama3.2-1b" or "llama3-8b".
+	// Shape is "tiny" (the default), "llama3.2-1b" or "llama3-8b", or a
+	// tiny checkpoint of another family: "tiny-mistral", "tiny-qwen2",
+	// "tiny-qwen3", "tiny-gemma" (SynthShapes).
 	Shape string
 	// Layers overrides the shape's number of layers when > 0. Negative
 	// overrides are refused, as are sizes above the config limits
@@ -72,12 +75,37 @@ jambo asante sana ndiyo hapana leo kesho jana mimi wewe yeye sisi ninyi wao kula
 kusoma kuandika kwenda kuja kupenda kulala kukimbia mji kijiji nchi ziwa mlima mti
 language model word injection lexical target english swahili dictionary translation`)
 
+// SynthShapes are the shapes Synth knows.
+var SynthShapes = []string{"tiny", "llama3.2-1b", "llama3-8b", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma"}
+
 // SynthConfig returns the config of the checkpoint opts describes.
 func SynthConfig(opts SynthOptions) (Config, error) {
 	var c Config
 	c.RMSNormEps = 1e-5
 	c.RopeTheta = 500000
-	switch opts.Shape {
+	shape := opts.Shape
+	if fam, ok := strings.CutPrefix(shape, "tiny-"); ok && archs[fam] != nil {
+		// The tiny Llama with the family's differences, each small enough
+		// to matter in short test sequences: a sliding window of 6
+		// positions (on every layer, or from layer 1 up for Qwen), Qwen3's
+		// and Gemma's head_dim different from hidden_size/heads.
+		c.Arch = archs[fam]
+		shape = "tiny"
+		switch fam {
+		case "mistral":
+			c.SlidingWindow = 6
+		case "qwen2":
+			c.SlidingWindow, c.UseSlidingWindow, c.MaxWindowLayers = 6, true, 1
+		case "qwen3":
+			c.SlidingWindow, c.UseSlidingWindow, c.MaxWindowLayers = 6, true, 1
+			opts.HeadDim = cmp.Or(opts.HeadDim, 24)
+		case "gemma":
+			opts.HeadDim = cmp.Or(opts.HeadDim, 32)
+			c.RMSNormEps = 1e-6
+		}
+		c.TieWordEmbeddings = c.Arch.TiedByDefault
+	}
+	switch shape {
 	case "", "tiny":
 		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.IntermediateSize, c.VocabSize = 64, 4, 4, 2, 172, 512
 		c.MaxPositionEmbeddings = 2048
@@ -94,7 +122,7 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 		c.RopeScaling = engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
 		c.BOSTokenID, c.EOSTokenID = []int{128000}, []int{128001, 128008, 128009}
 	default:
-		return c, fmt.Errorf("synth: unknown shape %q (want tiny, llama3.2-1b or llama3-8b)", opts.Shape)
+		return c, fmt.Errorf("synth: unknown shape %q (want one of %s)", opts.Shape, strings.Join(SynthShapes, ", "))
 	}
 	for _, f := range []struct {
 		name string
@@ -164,9 +192,10 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 
 // ConfigJSON renders c as a Hugging Face config.json.
 func (c Config) ConfigJSON() ([]byte, error) {
+	a := c.arch()
 	m := map[string]any{
-		"architectures":           []string{"LlamaForCausalLM"},
-		"model_type":              "llama",
+		"architectures":           []string{a.Class},
+		"model_type":              a.ModelType,
 		"hidden_act":              "silu",
 		"attention_bias":          false,
 		"attention_dropout":       0.0,
@@ -190,6 +219,21 @@ func (c Config) ConfigJSON() ([]byte, error) {
 	}
 	if c.TorchDType == "" {
 		m["torch_dtype"] = "float32"
+	}
+	if a.GELU {
+		m["hidden_act"] = "gelu_pytorch_tanh"
+		m["hidden_activation"] = "gelu_pytorch_tanh"
+	}
+	switch a.Window {
+	case WindowAll:
+		m["sliding_window"] = nil
+		if c.SlidingWindow > 0 {
+			m["sliding_window"] = c.SlidingWindow
+		}
+	case WindowUpper:
+		m["use_sliding_window"] = c.UseSlidingWindow
+		m["sliding_window"] = c.SlidingWindow
+		m["max_window_layers"] = c.MaxWindowLayers
 	}
 	one := func(ids []int) any {
 		if len(ids) == 1 {
@@ -224,27 +268,32 @@ type synthTensor struct {
 	mean, std float64
 }
 
-// synthTensors lists the weights of c in Hugging Face order.
+// synthTensors lists the weights of c in Hugging Face order: the layers'
+// weights are those the loader reads (layerWeights).
 func synthTensors(c Config) []synthTensor {
-	d, ffn := c.HiddenSize, c.IntermediateSize
-	qd, kd := c.NumHeads*c.HeadDim, c.NumKVHeads*c.HeadDim
+	d := c.HiddenSize
 	inv := func(n int) float64 { return 1 / math.Sqrt(float64(n)) }
+	// Norm weights are 1 ± 0.1, as factors: Gemma stores them minus one.
+	normMean := 1.0
+	if c.arch().NormPlusOne {
+		normMean = 0
+	}
 	ts := []synthTensor{{"model.embed_tokens.weight", []int{c.VocabSize, d}, 0, 1}}
 	for i := 0; i < c.NumLayers; i++ {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		ts = append(ts,
-			synthTensor{p + "input_layernorm.weight", []int{d}, 1, 0.1},
-			synthTensor{p + "self_attn.q_proj.weight", []int{qd, d}, 0, inv(d)},
-			synthTensor{p + "self_attn.k_proj.weight", []int{kd, d}, 0, inv(d)},
-			synthTensor{p + "self_attn.v_proj.weight", []int{kd, d}, 0, inv(d)},
-			synthTensor{p + "self_attn.o_proj.weight", []int{d, qd}, 0, inv(qd)},
-			synthTensor{p + "post_attention_layernorm.weight", []int{d}, 1, 0.1},
-			synthTensor{p + "mlp.gate_proj.weight", []int{ffn, d}, 0, inv(d)},
-			synthTensor{p + "mlp.up_proj.weight", []int{ffn, d}, 0, inv(d)},
-			synthTensor{p + "mlp.down_proj.weight", []int{d, ffn}, 0, inv(ffn)},
-		)
+		for _, w := range layerWeights(c) {
+			t := synthTensor{layerPrefix(i) + w.name, w.shape, 0, 0.1}
+			switch {
+			case w.lin != nil:
+				t.std = inv(w.shape[1])
+			case strings.HasSuffix(w.name, "layernorm.weight"):
+				t.mean = normMean
+			case strings.HasSuffix(w.name, "_norm.weight"):
+				t.mean = 1 // Qwen3's q_norm and k_norm: plain RMSNorm
+			}
+			ts = append(ts, t)
+		}
 	}
-	ts = append(ts, synthTensor{"model.norm.weight", []int{d}, 1, 0.1})
+	ts = append(ts, synthTensor{"model.norm.weight", []int{d}, normMean, 0.1})
 	if !c.TieWordEmbeddings {
 		ts = append(ts, synthTensor{"lm_head.weight", []int{c.VocabSize, d}, 0, inv(d)})
 	}

@@ -166,31 +166,44 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 	fast := m.FastBF16
 
 	emb := make([]float32, T*d)
-	engine.Embed(emb, m.Embed, b.Tokens)
+	m.embed(emb, b.Tokens)
 	h := autograd.Const(emb, T, d)
 	if targetLayer == 0 {
 		return h, nil
 	}
 	cos, sin := m.Rope.Tables(engine.Positions(b.Offsets), b.MaxLen())
+	act := autograd.SiLUMul
+	if cfg.arch().GELU {
+		act = autograd.GELUMul
+	}
 	for l := 0; l < targetLayer; l++ {
 		L := m.Layers[l]
 		ad := func(module string) *autograd.LoRA { return adapters.get(l, module) }
 
 		// Self-attention block.
-		x := autograd.RMSNorm(tape, h, L.AttnNorm, eps)
+		x := autograd.RMSNorm(tape, h, m.normWeight(L.AttnNorm), eps)
 		q := autograd.Linear(tape, x, L.Q, ad("q_proj"), fast)
 		k := autograd.Linear(tape, x, L.K, ad("k_proj"), fast)
 		v := autograd.Linear(tape, x, L.V, ad("v_proj"), fast)
+		if L.QBias != nil {
+			q = autograd.AddBias(tape, q, L.QBias)
+			k = autograd.AddBias(tape, k, L.KBias)
+			v = autograd.AddBias(tape, v, L.VBias)
+		}
+		if L.QNorm != nil {
+			q = autograd.Reshape(tape, autograd.RMSNorm(tape, autograd.Reshape(tape, q, T*nH, hd), L.QNorm, eps), T, nH*hd)
+			k = autograd.Reshape(tape, autograd.RMSNorm(tape, autograd.Reshape(tape, k, T*nKV, hd), L.KNorm, eps), T, nKV*hd)
+		}
 		q = autograd.Rope(tape, q, nH, hd, cos, sin)
 		k = autograd.Rope(tape, k, nKV, hd, cos, sin)
-		a := autograd.Attention(tape, q, k, v, b.Offsets, nH, nKV, hd)
+		a := autograd.AttentionWith(tape, q, k, v, b.Offsets, nH, nKV, hd, cfg.attentionOptions(l))
 		h = autograd.Add(tape, h, autograd.Linear(tape, a, L.O, ad("o_proj"), fast))
 
 		// MLP block.
-		x = autograd.RMSNorm(tape, h, L.MLPNorm, eps)
+		x = autograd.RMSNorm(tape, h, m.normWeight(L.MLPNorm), eps)
 		g := autograd.Linear(tape, x, L.Gate, ad("gate_proj"), fast)
 		u := autograd.Linear(tape, x, L.Up, ad("up_proj"), fast)
-		h = autograd.Add(tape, h, autograd.Linear(tape, autograd.SiLUMul(tape, g, u), L.Down, ad("down_proj"), fast))
+		h = autograd.Add(tape, h, autograd.Linear(tape, act(tape, g, u), L.Down, ad("down_proj"), fast))
 	}
 	return h, nil
 }

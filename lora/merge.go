@@ -216,29 +216,9 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType, re
 		list = append(list, llama.NamedTensor{Name: name, Tensor: c})
 		return nil
 	}
-	if err := add("model.embed_tokens.weight", m.Embed, false); err != nil {
-		return err
-	}
-	for l, L := range m.Layers {
-		p := fmt.Sprintf("model.layers.%d.", l)
-		if err := add(p+"input_layernorm.weight", engine.FromF32(L.AttnNorm, len(L.AttnNorm)), false); err != nil {
-			return err
-		}
-		for _, name := range llama.LoRAModules {
-			adapted := a.Layers[l] != nil && a.Layers[l][name] != nil && !allZero(a.Layers[l][name].B.Data)
-			if err := add(p+llama.ModulePrefix(name)+".weight", L.ModuleWeight(name), adapted); err != nil {
-				return err
-			}
-		}
-		if err := add(p+"post_attention_layernorm.weight", engine.FromF32(L.MLPNorm, len(L.MLPNorm)), false); err != nil {
-			return err
-		}
-	}
-	if err := add("model.norm.weight", engine.FromF32(m.Norm, len(m.Norm)), false); err != nil {
-		return err
-	}
-	if m.LMHead != nil {
-		if err := add("lm_head.weight", m.LMHead, false); err != nil {
+	for _, w := range m.Weights() {
+		adapted := w.Module != "" && w.Layer < len(a.Layers) && a.Layers[w.Layer] != nil && a.Layers[w.Layer][w.Module] != nil && !allZero(a.Layers[w.Layer][w.Module].B.Data)
+		if err := add(w.Name, w.Tensor, adapted); err != nil {
 			return err
 		}
 	}

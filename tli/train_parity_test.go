@@ -70,9 +70,35 @@ func relErr(a []float32, b *engine.Tensor) float64 {
 // adapter weights.
 func TestTrainParityTorch(t *testing.T) {
 	py := peer.Torch(t)
+	trainParity(t, py, "tiny", []string{"q_proj", "v_proj"}, 4, []parityRun{{"all", 20}, {"content", 3}})
+}
+
+// TestTrainParityFamilies is TestTrainParityTorch for the other families,
+// with LoRA on every Linear layer (the backward through Qwen2's biases,
+// Qwen3's q/k norms, Gemma's GeGLU and norms) and words of up to 9 tokens,
+// longer than the tiny shapes' sliding window of 6.
+func TestTrainParityFamilies(t *testing.T) {
+	py := peer.Torch(t)
+	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma"} {
+		t.Run(fam, func(t *testing.T) {
+			trainParity(t, py, "tiny-"+fam, llama.LoRAModules, 8, []parityRun{{"all", 20}})
+		})
+	}
+}
+
+type parityRun struct {
+	pool  string
+	steps int
+}
+
+// trainParity trains in Go and in PyTorch on a 3-layer synthetic
+// checkpoint of the shape, at layer 2, with LoRA on targets, words of
+// 1..maxTokens tokens after BOS, and compares losses, first-step
+// gradients and final adapters.
+func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int, runs []parityRun) {
 	tmp := t.TempDir()
 	modelDir := filepath.Join(tmp, "model")
-	if err := llama.Synth(modelDir, llama.SynthOptions{Layers: 3, Seed: 21}); err != nil {
+	if err := llama.Synth(modelDir, llama.SynthOptions{Shape: shape, Layers: 3, Seed: 21}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := llama.Load(modelDir, llama.LoadOptions{DType: engine.F32, MaxLayer: 2})
@@ -81,7 +107,7 @@ func TestTrainParityTorch(t *testing.T) {
 	}
 	defer m.Close()
 	// The initial adapter: PEFT init with a non-zero B, through PEFT files.
-	a0, err := lora.New(lora.Config{R: 4, Alpha: 8, TargetModules: []string{"q_proj", "v_proj"}}, m.Config, 4)
+	a0, err := lora.New(lora.Config{R: 4, Alpha: 8, TargetModules: targets}, m.Config, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +120,7 @@ func TestTrainParityTorch(t *testing.T) {
 	rng := rand.New(rand.NewPCG(6, 6))
 	word := func() []int {
 		w := []int{1}
-		for n := 1 + rng.IntN(4); n > 0; n-- {
+		for n := 1 + rng.IntN(maxTokens); n > 0; n-- {
 			w = append(w, 3+rng.IntN(m.Config.VocabSize-3))
 		}
 		return w
@@ -109,10 +135,7 @@ func TestTrainParityTorch(t *testing.T) {
 		batches = append(batches, rb)
 	}
 
-	for _, c := range []struct {
-		pool  string
-		steps int
-	}{{"all", 20}, {"content", 3}} {
+	for _, c := range runs {
 		req := refRequest{Batches: batches, TargetLayer: 2, Margin: 0.4, LR: 5e-3, Warmup: 3, Total: 20, Steps: c.steps, Pool: c.pool}
 		reqJSON, _ := json.Marshal(req)
 		reqPath := filepath.Join(tmp, "req.json")

@@ -18,6 +18,20 @@ transformers' modeling_llama.py computes in eager mode:
     decoder layer k-1 for k < L, hs[L] = final norm of layer L-1's output
   * lm_head, or the embedding when tie_word_embeddings
 
+Other families, by config.json's model_type, as their modeling_*.py files:
+
+  * mistral: a sliding window over every layer (key j is visible from
+    query i when 0 <= i - j < sliding_window; masking_utils'
+    sliding_window_overlay)
+  * qwen2: biases on q_proj, k_proj, v_proj; with use_sliding_window the
+    window on layers >= max_window_layers (or where layer_types says
+    sliding_attention)
+  * qwen3: Qwen3RMSNorm of q and k over head_dim per head (q_norm,
+    k_norm) before rope; the window as qwen2
+  * gemma: GemmaRMSNorm (x.float() normalised, times 1 + w.float(), cast
+    back), embeddings times tensor(hidden_size ** 0.5, dtype), the gated
+    MLP with gelu_pytorch_tanh (config hidden_activation), tied head
+
 Importable API (other tests build on it):
 
     model = load_model(dir, dtype=torch.float32)   # dict-based model
@@ -86,7 +100,13 @@ def load_model(dir, dtype=torch.float32):
     cfg.setdefault("rms_norm_eps", 1e-6)
     cfg.setdefault("rope_theta", 10000.0)
     cfg.setdefault("max_position_embeddings", 2048)
-    cfg.setdefault("tie_word_embeddings", False)
+    mt = cfg.get("model_type", "llama")
+    cfg["model_type"] = mt
+    cfg.setdefault("tie_word_embeddings", mt == "gemma")
+    if mt in ("qwen2", "qwen3"):
+        cfg.setdefault("max_window_layers", 28)
+        if not cfg.get("use_sliding_window", False):
+            cfg["sliding_window"] = None
     state = {k: v.to(dtype) for k, v in load_state(dir).items()}
     return {"config": cfg, "w": state, "dtype": dtype}
 
@@ -159,7 +179,11 @@ def apply_rotary_pos_emb(q, k, cos, sin):
 
 # ---------------------------------------------------------------- layers
 
-def rms_norm(x, weight, eps):
+def rms_norm(x, weight, eps, plus_one=False):
+    if plus_one:  # GemmaRMSNorm
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+        return (h * (1.0 + weight.float())).type_as(x)
     input_dtype = x.dtype
     h = x.to(torch.float32)
     variance = h.pow(2).mean(-1, keepdim=True)
@@ -179,12 +203,24 @@ def repeat_kv(h, n_rep):
     return h.reshape(b, nkv * n_rep, L, hd)
 
 
+def proj(w, p, x, name):
+    """x @ W.T (+ bias when the checkpoint has one: Qwen2's q, k, v)."""
+    y = linear(x, w[p + name + ".weight"])
+    b = w.get(p + name + ".bias")
+    return y if b is None else y + b
+
+
 def attention(cfg, w, p, x, cos, sin, mask):
     B, L, _ = x.shape
     hd, nh, nkv = cfg["head_dim"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    q = linear(x, w[p + "self_attn.q_proj.weight"]).view(B, L, -1, hd).transpose(1, 2)
-    k = linear(x, w[p + "self_attn.k_proj.weight"]).view(B, L, -1, hd).transpose(1, 2)
-    v = linear(x, w[p + "self_attn.v_proj.weight"]).view(B, L, -1, hd).transpose(1, 2)
+    eps = cfg["rms_norm_eps"]
+    q = proj(w, p, x, "self_attn.q_proj").view(B, L, -1, hd)
+    k = proj(w, p, x, "self_attn.k_proj").view(B, L, -1, hd)
+    v = proj(w, p, x, "self_attn.v_proj").view(B, L, -1, hd).transpose(1, 2)
+    if p + "self_attn.q_norm.weight" in w:  # Qwen3
+        q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+        k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
     q, k = apply_rotary_pos_emb(q, k, cos, sin)
     k = repeat_kv(k, nh // nkv)
     v = repeat_kv(v, nh // nkv)
@@ -195,10 +231,43 @@ def attention(cfg, w, p, x, cos, sin, mask):
     return linear(out, w[p + "self_attn.o_proj.weight"])
 
 
-def mlp(w, p, x):
+def mlp(cfg, w, p, x):
     g = linear(x, w[p + "mlp.gate_proj.weight"])
     u = linear(x, w[p + "mlp.up_proj.weight"])
-    return linear(torch.nn.functional.silu(g) * u, w[p + "mlp.down_proj.weight"])
+    if cfg["model_type"] == "gemma":
+        a = torch.nn.functional.gelu(g, approximate="tanh")
+    else:
+        a = torch.nn.functional.silu(g)
+    return linear(a * u, w[p + "mlp.down_proj.weight"])
+
+
+def window_of(cfg, i):
+    """The sliding window of decoder layer i (None: full attention)."""
+    sw = cfg.get("sliding_window")
+    if not sw:
+        return None
+    mt = cfg["model_type"]
+    lt = cfg.get("layer_types")
+    if mt == "mistral":
+        return sw if lt is None or lt[i] == "sliding_attention" else None
+    if mt in ("qwen2", "qwen3"):
+        if lt is not None:
+            return sw if lt[i] == "sliding_attention" else None
+        return sw if i >= cfg["max_window_layers"] else None
+    return None
+
+
+def layer_mask(L, dtype, window):
+    """Causal mask, plus the sliding window when given: query i sees key j
+    when 0 <= i - j < window."""
+    i = torch.arange(L)[:, None]
+    j = torch.arange(L)[None, :]
+    ok = j <= i
+    if window is not None:
+        ok = ok & (i - j < window)
+    m = torch.zeros((L, L), dtype=dtype)
+    m[~ok] = torch.finfo(dtype).min
+    return m[None, None]
 
 
 def forward_padded(model, ids, upto=None):
@@ -210,22 +279,25 @@ def forward_padded(model, ids, upto=None):
         upto = nl
     B, L = ids.shape
     eps = cfg["rms_norm_eps"]
+    gemma = cfg["model_type"] == "gemma"
     h = w["model.embed_tokens.weight"][ids]
+    if gemma:
+        h = h * torch.tensor(cfg["hidden_size"] ** 0.5, dtype=h.dtype)
     pos = torch.arange(L)[None, :].expand(B, L)
     cos, sin = rope_cos_sin(cfg, pos, dtype)
-    mask = torch.full((L, L), torch.finfo(dtype).min, dtype=dtype).triu(1)[None, None]
     hs = [h]
     for i in range(min(upto, nl)):
         p = "model.layers.%d." % i
+        mask = layer_mask(L, dtype, window_of(cfg, i))
         r = h
-        h = rms_norm(h, w[p + "input_layernorm.weight"], eps)
+        h = rms_norm(h, w[p + "input_layernorm.weight"], eps, gemma)
         h = r + attention(cfg, w, p, h, cos, sin, mask)
         r = h
-        h = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
-        h = r + mlp(w, p, h)
+        h = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps, gemma)
+        h = r + mlp(cfg, w, p, h)
         hs.append(h)
     if upto >= nl:
-        hs[nl] = rms_norm(h, w["model.norm.weight"], eps)
+        hs[nl] = rms_norm(h, w["model.norm.weight"], eps, gemma)
     return hs
 
 
