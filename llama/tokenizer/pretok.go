@@ -309,7 +309,24 @@ func (llama3Matcher) find(s string, i int) (int, int, bool) {
 	return i, llama3End(s, i), true
 }
 
-func llama3End(s string, i int) int {
+// qwen2Matcher is the pre-tokenizer pattern of Qwen2, Qwen2.5 and Qwen3,
+// which is Llama 3's with single digits (\p{N} for \p{N}{1,3}):
+//
+//	(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+type qwen2Matcher struct{}
+
+func (qwen2Matcher) find(s string, i int) (int, int, bool) {
+	if i >= len(s) {
+		return 0, 0, false
+	}
+	return i, llamaEnd(s, i, 1), true
+}
+
+func llama3End(s string, i int) int { return llamaEnd(s, i, 3) }
+
+// llamaEnd returns the end of the match at s[i] of the Llama 3 pattern
+// with \p{N}{1,digits} for its numbers.
+func llamaEnd(s string, i, digits int) int {
 	r, n := next(s, i)
 	// (?i:'s|'t|'re|'ve|'m|'ll|'d)
 	if r == '\'' {
@@ -327,10 +344,10 @@ func llama3End(s string, i int) int {
 			return runOf(s, i+n+n2, clsLetter)
 		}
 	}
-	// \p{N}{1,3}
+	// \p{N}{1,digits}
 	if c == clsNumber {
 		j := i + n
-		for k := 1; k < 3 && j < len(s); k++ {
+		for k := 1; k < digits && j < len(s); k++ {
 			r2, n2 := next(s, j)
 			if classOf(r2) != clsNumber {
 				break

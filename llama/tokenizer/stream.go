@@ -160,14 +160,14 @@ func countNewlines(b []byte) int {
 //
 //   - newline: text[p-1] is '\n', the character before it is not white
 //     space and text[p] is a printable ASCII character that starts no added
-//     token. The Llama 3 and GPT-2 pre-tokenizers end a piece there: the
-//     white space around the newline stops at text[p], which is not white
-//     space, and nothing else matches across a newline (GPT-2's `\s+(?!\S)`
-//     is why the character before must not be white space too). A
-//     SentencePiece-style model (no pre-tokenizer, or Metaspace) keeps
-//     text[p-1:p+1] in one word, which is cut safely when no merge and no
-//     token other than "\n" itself involves the newline, so that the two
-//     sides of the newline are merged independently.
+//     token. The Llama 3, Qwen2 and GPT-2 pre-tokenizers end a piece
+//     there: the white space around the newline stops at text[p], which is
+//     not white space, and nothing else matches across a newline (GPT-2's
+//     `\s+(?!\S)` is why the character before must not be white space
+//     too). A SentencePiece-style model (no pre-tokenizer, or Metaspace)
+//     keeps text[p-1:p+1] in one word, which is cut safely when no merge
+//     and no token other than "\n" itself involves the newline, so that
+//     the two sides of the newline are merged independently.
 //   - space: text[p] is ' ' between two ASCII letters. The pre-tokenizers
 //     end a piece before the space (a letter run stops there and the space
 //     starts " letters"); a SentencePiece-style model cuts safely when no
@@ -314,7 +314,7 @@ func splitsAtCuts(p preTokenizer) bool {
 	switch p := p.(type) {
 	case *splitPre:
 		switch p.m.(type) {
-		case llama3Matcher, gpt2Matcher:
+		case llama3Matcher, qwen2Matcher, gpt2Matcher:
 			return p.behavior == behIsolated && !p.invert
 		}
 	case *byteLevelPre:

@@ -129,6 +129,12 @@ func parityStrings() []string {
 		"<|begin_of_text|", "<|reserved_special_token_5|>x", " <s> ", "<s><s>", "</s>", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
 		"<|begin_of_text|><|begin_of_text|>", "x <|end_of_text|> y", "<0x0A>", "▁", "▁▁a", "a▁b", "Ġ", "Ċ",
 		"\x00", "a\x00b", "\x01\x02\x1f", "\x7f",
+		// Qwen's and Gemma's added tokens, special or not.
+		"<|im_start|>user\nHabari<|im_end|>\n<|im_start|>assistant\n", "<|endoftext|>", "x<|im_end|>y", "<|im_start|",
+		"<think>\n\n</think>\n\nJibu", "<tool_call>{\"a\": 1}</tool_call>", "<|vision_start|><|image_pad|><|vision_end|>",
+		"<bos>Hi<eos>", "<start_of_turn>user\nHabari<end_of_turn>\n<start_of_turn>model\n", "<pad><unk><mask>[multimodal]",
+		"<start_of_image><image_soft_token><end_of_image>", "<table><tr><td>1</td></tr></table>", "<unused0> <unused99>x",
+		"a\t\t\tb\t", "x\n\n\n\n\ny", "▁▁▁x  y", "<b>bold</b> <i>",
 	}
 	for _, s := range hard {
 		add(s)

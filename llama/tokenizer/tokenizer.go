@@ -581,6 +581,7 @@ func (l *loader) replace(what string, r rawJSON) (*replaceNorm, error) {
 // The regexes of Split pre-tokenizers that this package implements by hand.
 const (
 	llama3Regex = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	qwen2Regex  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	gpt2Regex   = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 )
 
@@ -667,10 +668,12 @@ func (l *loader) preTokenizer(r rawJSON, last bool) (p preTokenizer, byteLevel b
 			sp.m = stringMatcher(*pat.String)
 		case pat.Regex != nil && *pat.Regex == llama3Regex:
 			sp.m = llama3Matcher{}
+		case pat.Regex != nil && *pat.Regex == qwen2Regex:
+			sp.m = qwen2Matcher{}
 		case pat.Regex != nil && *pat.Regex == gpt2Regex:
 			sp.m = gpt2Matcher{}
 		case pat.Regex != nil:
-			return nil, false, l.errorf("pre_tokenizer Split: regex %q is not supported (only the Llama 3 and GPT-2 patterns are)", clip(*pat.Regex))
+			return nil, false, l.errorf("pre_tokenizer Split: regex %q is not supported (only the Llama 3, Qwen2 and GPT-2 patterns are)", clip(*pat.Regex))
 		default:
 			return nil, false, l.errorf("pre_tokenizer Split: empty pattern")
 		}

@@ -149,9 +149,9 @@ func TestSynthParity(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cj, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ref, _ := runRef(t, node, modules, []refJob{{Name: "synth", Tokenizer: filepath.Join(dir, "tokenizer.json"),
-		Config: filepath.Join(dir, "tokenizer_config.json"), Texts: texts}}, nil)
-	r := ref["synth"]
+	ref := runRef(t, node, modules, refRequest{Jobs: []refJob{{Name: "synth", Tokenizer: filepath.Join(dir, "tokenizer.json"),
+		Config: filepath.Join(dir, "tokenizer_config.json"), Texts: texts}}})
+	r := ref.jobs["synth"]
 	bad := 0
 	for i, s := range texts {
 		if got := tk.Encode(s, true); !sameIDs(got, r.IDs[i]) {

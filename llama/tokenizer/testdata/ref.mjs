@@ -11,7 +11,8 @@
 //   "decoded_skip": ["..."]}} where ids are encoded with special tokens,
 // plain without, and decoded/decoded_skip decode ids (without clean-up).
 // With "split_texts" the answer also has "split": {"llama3": [[pieces]],
-// "gpt2": [[pieces]]}, the matches of the two pre-tokenizer regexes.
+// "qwen2": [[pieces]], "gpt2": [[pieces]]}, the matches of the
+// pre-tokenizer regexes.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -42,11 +43,14 @@ for (const job of req.jobs) {
   out[job.name] = res;
 }
 // The pre-tokenizer regexes alone, with JavaScript's engine (which has
-// look-ahead): the Llama 3 pattern with its (?i:...) group spelt out, as
-// @lenml does, and the GPT-2 pattern of the ByteLevel pre-tokenizer.
+// look-ahead): the Llama 3 and Qwen2 patterns with their (?i:...) group
+// spelt out, as @lenml does, and the GPT-2 pattern of the ByteLevel
+// pre-tokenizer.
 const patterns = {
   llama3:
     /(?:'([sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu,
+  qwen2:
+    /(?:'([sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu,
   gpt2: /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu,
 };
 out.split = {};
