@@ -553,3 +553,77 @@ func TestMergeNaNWeight(t *testing.T) {
 		t.Errorf("MergeCheckpoint left %s after failing (%v)", out, err)
 	}
 }
+
+// A merged checkpoint of every family holds every weight its loader reads
+// (biases, q/k norms, Gemma's norms as stored), equal to the in-memory
+// merge, and gives the same hidden states.
+func TestMergeCheckpointFamilies(t *testing.T) {
+	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma"} {
+		t.Run(fam, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := llama.Synth(dir, llama.SynthOptions{Shape: "tiny-" + fam, Layers: 2, Seed: 3}); err != nil {
+				t.Fatal(err)
+			}
+			want, err := llama.Load(dir, llama.LoadOptions{DType: engine.F32, MaxLayer: llama.AllLayers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer want.Close()
+			a, err := New(Config{R: 4, Alpha: 8, TargetModules: llama.LoRAModules}, want.Config, 9)
+			if err != nil {
+				t.Fatal(err)
+			}
+			randomizeB(a, 10)
+			adir := filepath.Join(t.TempDir(), "adapter")
+			if err := a.Save(adir); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "merged")
+			if err := MergeCheckpoint(dir, adir, out, engine.F32, false); err != nil {
+				t.Fatal(err)
+			}
+			got, err := llama.Load(out, llama.LoadOptions{DType: engine.F32, MaxLayer: llama.AllLayers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			if got.Config.Arch != want.Config.Arch {
+				t.Fatalf("merged checkpoint reads as %s, want %s", got.Config.Arch.Name, want.Config.Arch.Name)
+			}
+			if err := a.Merge(want); err != nil {
+				t.Fatal(err)
+			}
+			gw, ww := got.Weights(), want.Weights()
+			if len(gw) != len(ww) {
+				t.Fatalf("%d weights, want %d", len(gw), len(ww))
+			}
+			for i := range ww {
+				if gw[i].Name != ww[i].Name || gw[i].Tensor.Numel() != ww[i].Tensor.Numel() {
+					t.Fatalf("weight %d: %s, want %s", i, gw[i].Name, ww[i].Name)
+				}
+				for j := 0; j < ww[i].Tensor.Numel(); j++ {
+					if gw[i].Tensor.At(j) != ww[i].Tensor.At(j) {
+						t.Fatalf("%s[%d] = %v, want %v", ww[i].Name, j, gw[i].Tensor.At(j), ww[i].Tensor.At(j))
+					}
+				}
+			}
+			b := llama.NewBatch([][]int{{1, 5, 9, 10, 11, 12, 13, 14, 15}, {1, 7}})
+			layers := []int{0, 1, 2}
+			hg, err := got.HiddenStates(b, layers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hw, err := want.HiddenStates(b, layers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range layers {
+				for i := range hw[k] {
+					if hg[k][i] != hw[k][i] {
+						t.Fatalf("hidden_states[%d][%d] = %v, want %v", k, i, hg[k][i], hw[k][i])
+					}
+				}
+			}
+		})
+	}
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tli-project/tli/llama"
@@ -13,7 +15,7 @@ func init() {
 	register("demo", "the whole TLI loop on a synthesised model and the embedded lists (no downloads)", runDemo)
 }
 
-// runDemo synthesises a small Llama checkpoint whose tokenizer is learned
+// runDemo synthesises a small checkpoint (Llama, or --arch's family) whose tokenizer is learned
 // from the embedded word lists, then runs scan -> train -> eval -> report
 // on it with the published settings.
 func runDemo(args []string) error {
@@ -21,8 +23,16 @@ func runDemo(args []string) error {
 	out := fs.String("out", "tli-demo", "output folder (model/, scan/, train/, eval/, report.md)")
 	force := fs.Bool("force", true, "replace the files of an earlier demo in --out")
 	epochs := fs.Int("epochs", 5, "training epochs")
+	arch := fs.String("arch", "llama", "model family of the synthesised checkpoint: "+strings.Join(llama.ArchNames(), ", "))
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	shape := "tiny"
+	if *arch != "llama" {
+		shape = "tiny-" + *arch
+	}
+	if !slices.Contains(llama.SynthShapes, shape) {
+		return usageErrorf("--arch %q: want one of %s", *arch, strings.Join(llama.ArchNames(), ", "))
 	}
 	start := time.Now()
 	if err := checkOutDir(*out, *force, false); err != nil {
@@ -33,8 +43,8 @@ func runDemo(args []string) error {
 		words = append(words, p.Source, p.Target)
 	}
 	modelDir := filepath.Join(*out, "model")
-	fmt.Printf("== synthesising a tiny Llama checkpoint (random weights, tokenizer learned from the embedded lists) in %s\n", modelDir)
-	if err := synthInto(modelDir, true, llama.SynthOptions{Shape: "tiny", Seed: 7, Words: words}); err != nil {
+	fmt.Printf("== synthesising a tiny %s checkpoint (random weights, tokenizer learned from the embedded lists) in %s\n", *arch, modelDir)
+	if err := synthInto(modelDir, true, llama.SynthOptions{Shape: shape, Seed: 7, Words: words}); err != nil {
 		return err
 	}
 	// The run is tli run's pipeline with the published settings, content

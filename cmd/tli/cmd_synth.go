@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
@@ -14,13 +15,14 @@ func init() {
 	register("synth", "write a synthetic Llama checkpoint (random weights) for tests and benchmarks", runSynth)
 }
 
-// runSynth writes a checkpoint of a known Llama shape with deterministic
-// random weights in Hugging Face layout.
+// runSynth writes a checkpoint of a known shape with deterministic random
+// weights in Hugging Face layout.
 func runSynth(args []string) error {
-	fs := newFlagSet("synth", "--out DIR [--shape tiny|llama3.2-1b|llama3-8b] [--layers N] [--dtype f32|bf16] [--tokenizer FILE] [--seed N]")
+	shapes := strings.Join(llama.SynthShapes, "|")
+	fs := newFlagSet("synth", "--out DIR [--shape "+shapes+"] [--layers N] [--dtype f32|bf16] [--tokenizer FILE] [--seed N]")
 	out := fs.String("out", "", "output folder (created)")
 	force := fs.Bool("force", false, "replace an existing checkpoint in --out (only once the new one is complete)")
-	shape := fs.String("shape", "tiny", "model shape: tiny, llama3.2-1b or llama3-8b")
+	shape := fs.String("shape", "tiny", "model shape: "+strings.Join(llama.SynthShapes, ", ")+" (tiny-FAMILY: a tiny checkpoint of that model family)")
 	layers := fs.Int("layers", 0, "number of layers (0: the shape's own)")
 	dtype := fs.String("dtype", "f32", "stored dtype: f32, bf16 or f16")
 	tok := fs.String("tokenizer", "", "tokenizer.json to copy into the checkpoint (tokenizer_config.json beside it is copied too)")
