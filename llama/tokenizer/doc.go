@@ -30,6 +30,11 @@
 // case-insensitive contractions also match U+017F for 's', and invalid UTF-8
 // met by the ByteFallback decoder becomes one U+FFFD per byte.
 //
+// The Unicode normalizers follow UAX #15 as both references do, without
+// the stream-safe limit of golang.org/x/text/unicode/norm, whose character
+// data they use (Unicode 15.0: characters assigned since are left as they
+// are).
+//
 // Invalid UTF-8 given to Encode is first replaced, one U+FFFD per maximal
 // ill-formed subsequence (as Python's bytes.decode(errors="replace") and
 // WHATWG do), so Decode(Encode(s)) returns that repaired string. Decode does

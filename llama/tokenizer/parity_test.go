@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"testing"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/tli-project/tli/internal/peer"
 )
 
@@ -39,16 +41,19 @@ type refAnswer struct {
 }
 
 // refRequest is what testdata/ref.mjs reads: jobs, and texts for the
-// pre-tokenizer regexes alone.
+// pre-tokenizer regexes and the Unicode normalisation forms alone.
 type refRequest struct {
-	Jobs       []refJob `json:"jobs"`
-	SplitTexts []string `json:"split_texts,omitempty"`
+	Jobs           []refJob `json:"jobs"`
+	SplitTexts     []string `json:"split_texts,omitempty"`
+	NormalizeTexts []string `json:"normalize_texts,omitempty"`
 }
 
-// refResult is what it answers: per job, and the matches of each regex.
+// refResult is what it answers: per job, and the matches of each regex and
+// the texts in each normalisation form.
 type refResult struct {
-	jobs  map[string]refAnswer
-	split map[string][][]string
+	jobs      map[string]refAnswer
+	split     map[string][][]string
+	normalize map[string][]string
 }
 
 // runRef runs testdata/ref.mjs on req.
@@ -76,6 +81,8 @@ func runRef(t *testing.T, node, modules string, req refRequest) refResult {
 		switch k {
 		case "split":
 			err = json.Unmarshal(v, &res.split)
+		case "normalize":
+			err = json.Unmarshal(v, &res.normalize)
 		default:
 			var a refAnswer
 			err = json.Unmarshal(v, &a)
@@ -178,7 +185,8 @@ func TestParity(t *testing.T) {
 	if len(texts) < 2000 {
 		t.Fatalf("only %d parity strings", len(texts))
 	}
-	ref := runRef(t, node, modules, refRequest{Jobs: refJobs(jobs), SplitTexts: texts})
+	normTexts := append(normalizeStrings(), texts...)
+	ref := runRef(t, node, modules, refRequest{Jobs: refJobs(jobs), SplitTexts: texts, NormalizeTexts: normTexts})
 
 	// The hand-written matchers against JavaScript's regex engine.
 	for name, m := range map[string]matcher{"llama3": llama3Matcher{}, "qwen2": qwen2Matcher{}, "gpt2": gpt2Matcher{}} {
@@ -196,6 +204,25 @@ func TestParity(t *testing.T) {
 			}
 		}
 		t.Logf("%s pre-tokenizer regex: %d strings, %d mismatches", name, len(texts), bad)
+	}
+	// The normalizers against String.prototype.normalize.
+	for _, form := range []struct {
+		name string
+		f    norm.Form
+	}{{"NFC", norm.NFC}, {"NFD", norm.NFD}, {"NFKC", norm.NFKC}, {"NFKD", norm.NFKD}} {
+		want := ref.normalize[form.name]
+		if len(want) != len(normTexts) {
+			t.Fatalf("normalize %s: %d answers, want %d", form.name, len(want), len(normTexts))
+		}
+		bad := 0
+		for i, s := range normTexts {
+			if got := (unicodeNorm{form.f}).normalize(s); got != want[i] {
+				if bad++; bad <= 5 {
+					t.Errorf("%s of %+q\n got %+q\nwant %+q", form.name, short(s), short(got), short(want[i]))
+				}
+			}
+		}
+		t.Logf("%s: %d strings, %d mismatches", form.name, len(normTexts), bad)
 	}
 	for _, job := range jobs {
 		t.Run(job.Name, func(t *testing.T) { checkParity(t, job, ref.jobs[job.Name]) })

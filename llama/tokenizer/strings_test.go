@@ -135,6 +135,12 @@ func parityStrings() []string {
 		"<bos>Hi<eos>", "<start_of_turn>user\nHabari<end_of_turn>\n<start_of_turn>model\n", "<pad><unk><mask>[multimodal]",
 		"<start_of_image><image_soft_token><end_of_image>", "<table><tr><td>1</td></tr></table>", "<unused0> <unused99>x",
 		"a\t\t\tb\t", "x\n\n\n\n\ny", "▁▁▁x  y", "<b>bold</b> <i>",
+		// Normalisation: Hangul jamo and Oriya vowel signs that compose,
+		// a singleton, and runs of more than 30 combining marks (UAX #15's
+		// stream-safe limit, which the references do not apply).
+		"\u1100\u1161\u11a8 \u1100\u1161", "\u0b47\u0b3e", "\u212b \u2126", "e\u0323\u0302",
+		"a" + strings.Repeat("\u0301", 40) + "b", "e" + strings.Repeat("\u0316\u0301", 20) + " x",
+		strings.Repeat("\u0308", 35), "o" + strings.Repeat("\u0301\u0323\u031b", 12),
 	}
 	for _, s := range hard {
 		add(s)
@@ -159,6 +165,36 @@ func parityStrings() []string {
 			b.WriteString(alphabet[rng.Intn(len(alphabet))])
 		}
 		add(b.String())
+	}
+	return out
+}
+
+// normalizeStrings returns texts for the Unicode normalisation forms alone:
+// seeded random strings of starters, characters that decompose or compose
+// (canonically or for compatibility, Hangul included) and combining marks
+// of many classes, some with runs of far more than the 30 non-starters
+// that UAX #15's stream-safe format allows.
+func normalizeStrings() []string {
+	alphabet := []string{"a", "e", "o", "u", "A", "O", "\u00e9", "\u00ea", "\u01d7", "\u1ec7", "\u212b", "\u2126", "\u0344",
+		"\u0301", "\u0300", "\u0302", "\u0308", "\u0316", "\u0323", "\u031b", "\u0327", "\u0345", "\u05b0", "\u0f71", "\u0f72",
+		"\u0f73", "\u1100", "\u1161", "\u11a8", "\uac00", "\u0b47", "\u0b3e", "\u0b57", "\ufb01", "\u2460", "\u00bd", "\u3000",
+		"\uff21", "\u1e9b", "\u0387", "\u034f", " ", "x", "O\u0b57\u031b", "\u0b47", "\u09c7", "\u09be", "\u09d7", "\u0dd9",
+		"\u0dcf", "\u0dca", "\u1025", "\u102e", "\u1b05", "\u1b35", "\u0bc6", "\u0bbe", "\u0bd7", "\u0cbf", "\u0cd5", "\u0d46",
+		"\u0d3e", "\u0d57", "\u0928\u093c", "\u0958", "\ud55c\u11ab", "\u1112\u1161\u11ab", "\u1100\u0301\u1161"}
+	marks := []string{"\u0301", "\u0300", "\u0316", "\u0323", "\u031b", "\u0308", "\u0345", "\u0344", "\u0f73", "\u05b0"}
+	rng := rand.New(rand.NewSource(3))
+	var out []string
+	for i := 0; i < 400; i++ {
+		var b strings.Builder
+		for n := 1 + rng.Intn(12); n > 0; n-- {
+			b.WriteString(alphabet[rng.Intn(len(alphabet))])
+			if rng.Intn(4) == 0 { // a run of marks, often past 30
+				for k := rng.Intn(70); k > 0; k-- {
+					b.WriteString(marks[rng.Intn(len(marks))])
+				}
+			}
+		}
+		out = append(out, b.String())
 	}
 	return out
 }

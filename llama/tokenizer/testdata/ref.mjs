@@ -12,7 +12,9 @@
 // plain without, and decoded/decoded_skip decode ids (without clean-up).
 // With "split_texts" the answer also has "split": {"llama3": [[pieces]],
 // "qwen2": [[pieces]], "gpt2": [[pieces]]}, the matches of the
-// pre-tokenizer regexes.
+// pre-tokenizer regexes; with "normalize_texts" it has "normalize":
+// {"NFC": ["..."], "NFD": ..., "NFKC": ..., "NFKD": ...}, the texts in the
+// four Unicode normalisation forms (String.prototype.normalize).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -23,7 +25,7 @@ const lib = await import(
 );
 const req = JSON.parse(readFileSync(0, "utf8"));
 const out = {};
-for (const job of req.jobs) {
+for (const job of req.jobs ?? []) {
   const tokenizerJSON = JSON.parse(readFileSync(job.tokenizer, "utf8"));
   const tokenizerConfig = JSON.parse(readFileSync(job.config, "utf8"));
   Object.assign(tokenizerJSON, job.override ?? {});
@@ -56,5 +58,9 @@ const patterns = {
 out.split = {};
 for (const [name, re] of Object.entries(patterns)) {
   out.split[name] = (req.split_texts ?? []).map((t) => t.match(re) ?? []);
+}
+out.normalize = {};
+for (const form of ["NFC", "NFD", "NFKC", "NFKD"]) {
+  out.normalize[form] = (req.normalize_texts ?? []).map((t) => t.normalize(form));
 }
 process.stdout.write(JSON.stringify(out));
