@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/tli-project/tli/internal/memtest"
 	"github.com/tli-project/tli/internal/peer"
 )
 
@@ -254,6 +256,11 @@ func refJobs(jobs []parityJob) []refJob {
 	return out
 }
 
+// loadHeapPerByte bounds the heap Load needs per byte of tokenizer.json,
+// garbage not yet collected included (about 3 for Gemma 3's 33 MB file, 7
+// for Llama 3's 9 MB one, whose merges are strings to cut).
+const loadHeapPerByte = 16
+
 // checkParity loads the tokenizer of job and compares it with the answer
 // of ref.mjs on every text.
 func checkParity(t *testing.T, job parityJob, r refAnswer) {
@@ -261,7 +268,15 @@ func checkParity(t *testing.T, job parityJob, r refAnswer) {
 	var tk *Tokenizer
 	var err error
 	if job.Override == nil {
-		tk, err = Load(job.Tokenizer)
+		// The heap Load needs, at most loadHeapPerByte times the file.
+		start := time.Now()
+		peak := memtest.PeakHeap(func() { tk, err = Load(job.Tokenizer) })
+		if st, serr := os.Stat(job.Tokenizer); err == nil && serr == nil {
+			t.Logf("Load: %.1f MiB file, %v, heap grew by at most %.1f MiB", float64(st.Size())/(1<<20), time.Since(start).Round(time.Millisecond), float64(peak)/(1<<20))
+			if peak > uint64(loadHeapPerByte*st.Size()) {
+				t.Errorf("Load of a %d-byte file grew the heap by %d bytes; want at most %d times the file", st.Size(), peak, loadHeapPerByte)
+			}
+		}
 	} else {
 		var cfg []byte
 		if cfg, err = os.ReadFile(job.Config); err == nil {
