@@ -119,6 +119,61 @@ func RMSNorm(t *Tape, x *Var, w []float32, eps float32) *Var {
 	})
 }
 
+// LayerNorm normalises each row of x (mean and variance) and applies the
+// frozen weight w and bias b (engine.LayerNorm); the backward keeps x and
+// the rows' mean and reciprocal standard deviation.
+func LayerNorm(t *Tape, x *Var, w, b []float32, eps float32) *Var {
+	T, d := x.Rows, x.Cols
+	y := &Var{Data: t.alloc(T * d), Rows: T, Cols: d}
+	xn, xd := x.node, x.Data
+	if xn == nil {
+		engine.LayerNorm(y.Data, xd, w, b, T, d, eps, nil, nil)
+		return y
+	}
+	mean, rstd := t.alloc(T), t.alloc(T)
+	engine.LayerNorm(y.Data, xd, w, b, T, d, eps, mean, rstd)
+	return t.record(y, func(dy []float32) {
+		engine.LayerNormBackward(xn.buf(), dy, xd, w, mean, rstd, T, d, true)
+	})
+}
+
+// GELU is tanh-approximated GELU, element by element (BLOOM's MLP).
+func GELU(t *Tape, x *Var) *Var {
+	y := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
+	engine.GELUTanhInPlace(y.Data)
+	xn, xd := x.node, x.Data
+	if xn == nil {
+		return y
+	}
+	return t.record(y, func(dy []float32) {
+		dx := t.alloc(len(dy))
+		engine.GELUTanhBackward(dx, dy, xd)
+		engine.Add(xn.buf(), dx)
+	})
+}
+
+// HeadPart takes part `part` of `parts` from every head of x [T ×
+// nHeads·parts·headDim], whose rows hold per head its parts one after
+// another (BLOOM's fused query_key_value: parts 3, q k v), giving
+// [T × nHeads·headDim].
+func HeadPart(t *Tape, x *Var, nHeads, parts, part, headDim int) *Var {
+	T := x.Rows
+	y := &Var{Data: t.alloc(T * nHeads * headDim), Rows: T, Cols: nHeads * headDim}
+	for r := 0; r < T*nHeads; r++ {
+		copy(y.Data[r*headDim:(r+1)*headDim], x.Data[(r*parts+part)*headDim:])
+	}
+	xn := x.node
+	if xn == nil {
+		return y
+	}
+	return t.record(y, func(dy []float32) {
+		g := xn.buf()
+		for r := 0; r < T*nHeads; r++ {
+			engine.Add(g[(r*parts+part)*headDim:(r*parts+part+1)*headDim], dy[r*headDim:(r+1)*headDim])
+		}
+	})
+}
+
 // Rope applies rotary embeddings (engine.ApplyRope) to a copy of x
 // [T × nHeads·headDim] with the tables of engine.Rope.Tables.
 func Rope(t *Tape, x *Var, nHeads, headDim int, cos, sin []float32) *Var {

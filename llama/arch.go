@@ -38,7 +38,37 @@ type Arch struct {
 	GELU bool
 	// TiedByDefault: tie_word_embeddings when config.json does not say.
 	TiedByDefault bool
+
+	// BLOOM's differences. LayerNorm: norms are LayerNorm with a bias
+	// (layer_norm_epsilon) instead of RMSNorm. ALiBi: attention adds
+	// slope·key position per head (engine.ALiBiSlopes) instead of rotary
+	// embeddings. EmbedNorm: hidden_states[0] is the embedding after a
+	// LayerNorm. FusedQKV: one query_key_value Linear whose output rows
+	// are [heads, 3, head_dim]. Biases: every Linear has a bias. Plain MLP:
+	// down(gelu_tanh(up(x))) without a gate.
+	LayerNorm, ALiBi, EmbedNorm, FusedQKV, Biases, PlainMLP bool
+
+	// Names of the checkpoint's tensors.
+	Names Names
+	// Modules are the Linear layers LoRA can target, as PEFT names them;
+	// DefaultTargets are PEFT's default target_modules for the family.
+	Modules, DefaultTargets []string
 }
+
+// Names are how a family's checkpoint names its tensors.
+type Names struct {
+	Embed, EmbedNorm, FinalNorm string // without ".weight"/".bias"
+	Layer                       string // Sprintf format of decoder layer i's prefix
+	// Bare is a prefix some checkpoints leave out (BLOOM's original files
+	// name "word_embeddings.weight", not "transformer.word_embeddings.weight").
+	Bare string
+}
+
+var (
+	llamaNames    = Names{Embed: "model.embed_tokens", FinalNorm: "model.norm", Layer: "model.layers.%d."}
+	llamaModules  = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+	llamaDefaults = []string{"q_proj", "v_proj"}
+)
 
 // WindowKind is where an Arch applies the sliding window.
 type WindowKind int
@@ -51,12 +81,25 @@ const (
 
 // archs are the families tli implements, by model_type.
 var archs = map[string]*Arch{
-	"llama":   {Name: "llama", ModelType: "llama", Class: "LlamaForCausalLM"},
-	"mistral": {Name: "mistral", ModelType: "mistral", Class: "MistralForCausalLM", Window: WindowAll},
-	"qwen2":   {Name: "qwen2", ModelType: "qwen2", Class: "Qwen2ForCausalLM", QKVBias: true, Window: WindowUpper},
-	"qwen3":   {Name: "qwen3", ModelType: "qwen3", Class: "Qwen3ForCausalLM", QKNorm: true, Window: WindowUpper},
-	"gemma": {Name: "gemma", ModelType: "gemma", Class: "GemmaForCausalLM", NormPlusOne: true, EmbedScale: true, GELU: true,
-		TiedByDefault: true},
+	"llama":   llamaLike(Arch{Name: "llama", Class: "LlamaForCausalLM"}),
+	"mistral": llamaLike(Arch{Name: "mistral", Class: "MistralForCausalLM", Window: WindowAll}),
+	"qwen2":   llamaLike(Arch{Name: "qwen2", Class: "Qwen2ForCausalLM", QKVBias: true, Window: WindowUpper}),
+	"qwen3":   llamaLike(Arch{Name: "qwen3", Class: "Qwen3ForCausalLM", QKNorm: true, Window: WindowUpper}),
+	"gemma": llamaLike(Arch{Name: "gemma", Class: "GemmaForCausalLM", NormPlusOne: true, EmbedScale: true, GELU: true,
+		TiedByDefault: true}),
+	"bloom": {Name: "bloom", ModelType: "bloom", Class: "BloomForCausalLM", TiedByDefault: true,
+		LayerNorm: true, ALiBi: true, EmbedNorm: true, FusedQKV: true, Biases: true, PlainMLP: true, GELU: true,
+		Names: Names{Embed: "transformer.word_embeddings", EmbedNorm: "transformer.word_embeddings_layernorm",
+			FinalNorm: "transformer.ln_f", Layer: "transformer.h.%d.", Bare: "transformer."},
+		Modules:        []string{"query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"},
+		DefaultTargets: []string{"query_key_value"}},
+}
+
+// llamaLike completes the description of a family laid out as Llama.
+func llamaLike(a Arch) *Arch {
+	a.ModelType = a.Name
+	a.Names, a.Modules, a.DefaultTargets = llamaNames, llamaModules, llamaDefaults
+	return &a
 }
 
 // ArchNames lists the model_type values tli implements, sorted.

@@ -15,7 +15,7 @@ func TestUnknownArchitectureRefused(t *testing.T) {
 		from, to string
 		want     []string
 	}{
-		{`"model_type": "llama"`, `"model_type": "falcon"`, []string{"config.json", `model_type "falcon" is not implemented`, "supported: gemma, llama, mistral, qwen2, qwen3"}},
+		{`"model_type": "llama"`, `"model_type": "falcon"`, []string{"config.json", `model_type "falcon" is not implemented`, "supported: bloom, gemma, llama, mistral, qwen2, qwen3"}},
 		{`"LlamaForCausalLM"`, `"RwkvForCausalLM"`, []string{"config.json", `architectures "RwkvForCausalLM" is not implemented`, "LlamaForCausalLM"}},
 		{`"LlamaForCausalLM"`, `"MistralForCausalLM"`, []string{"config.json", `model_type "llama" and architectures "MistralForCausalLM" disagree`}},
 	} {

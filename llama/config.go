@@ -22,7 +22,7 @@ type Config struct {
 	NumHeads              int                `json:"num_attention_heads"`
 	NumKVHeads            int                `json:"num_key_value_heads"`
 	HeadDim               int                `json:"head_dim"`
-	RMSNormEps            float64            `json:"rms_norm_eps"`
+	RMSNormEps            float64            `json:"rms_norm_eps"` // the norms' eps (BLOOM: layer_norm_epsilon)
 	RopeTheta             float64            `json:"rope_theta"`
 	RopeScaling           engine.RopeScaling `json:"-"`
 	MaxPositionEmbeddings int                `json:"max_position_embeddings"`
@@ -46,6 +46,9 @@ type Config struct {
 	UseSlidingWindow bool     `json:"use_sliding_window"`
 	MaxWindowLayers  int      `json:"max_window_layers"`
 	LayerTypes       []string `json:"layer_types"`
+	// ResidualPostNorm is BLOOM's apply_residual_connection_post_layernorm:
+	// the residual added to each block's output is the normed input.
+	ResidualPostNorm bool `json:"apply_residual_connection_post_layernorm"`
 }
 
 // ParseConfig decodes config.json text; name is used in error messages.
@@ -53,6 +56,16 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return Config{}, fmt.Errorf("%s: not a JSON object: %v", name, err)
+	}
+	// Older and BLOOM configs name some sizes differently (BloomConfig's
+	// attribute_map): read them when the usual key is absent.
+	for old, key := range map[string]string{"n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
+		"n_embed": "hidden_size", "layer_norm_epsilon": "rms_norm_eps"} {
+		if v, ok := raw[old]; ok {
+			if _, have := raw[key]; !have {
+				raw[key] = v
+			}
+		}
 	}
 	var c Config
 	c.RMSNormEps = 1e-6
@@ -102,7 +115,8 @@ func ParseConfig(data []byte, name string) (Config, error) {
 			}
 		}
 	}
-	for k, p := range map[string]*bool{"attention_bias": &c.AttentionBias, "mlp_bias": &c.MLPBias, "use_sliding_window": &c.UseSlidingWindow} {
+	for k, p := range map[string]*bool{"attention_bias": &c.AttentionBias, "mlp_bias": &c.MLPBias, "use_sliding_window": &c.UseSlidingWindow,
+		"apply_residual_connection_post_layernorm": &c.ResidualPostNorm} {
 		if v, ok := raw[k]; ok && string(v) != "null" {
 			if err := json.Unmarshal(v, p); err != nil {
 				return Config{}, fmt.Errorf("%s: field %q: want true or false, got %s", name, k, v)
@@ -152,6 +166,16 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	}
 	if c.MaxWindowLayers < 0 {
 		c.MaxWindowLayers = 28 // transformers' Qwen2/Qwen3 default
+	}
+	if arch.PlainMLP && c.IntermediateSize == 0 {
+		c.IntermediateSize = 4 * c.HiddenSize // BLOOM's MLP width
+	}
+	if _, ok := raw["max_position_embeddings"]; !ok && arch.ALiBi {
+		// ALiBi has no position table: transformers sets no limit.
+		c.MaxPositionEmbeddings = LimitPositions
+	}
+	if _, ok := raw["rms_norm_eps"]; !ok && arch.LayerNorm {
+		c.RMSNormEps = 1e-5 // BloomConfig's layer_norm_epsilon default
 	}
 	if c.NumKVHeads == 0 {
 		c.NumKVHeads = c.NumHeads
@@ -216,7 +240,13 @@ func (c Config) Validate() error {
 	if c.NumHeads%c.NumKVHeads != 0 {
 		return fmt.Errorf("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.NumHeads, c.NumKVHeads)
 	}
-	if c.HeadDim%2 != 0 {
+	if c.arch().FusedQKV && c.NumKVHeads != c.NumHeads {
+		return fmt.Errorf("num_key_value_heads %d differs from num_attention_heads %d: %s's fused query_key_value has no grouped-query attention", c.NumKVHeads, c.NumHeads, c.arch().Class)
+	}
+	if c.ResidualPostNorm && !c.arch().LayerNorm {
+		return fmt.Errorf("field \"apply_residual_connection_post_layernorm\" true is BLOOM's; model_type %q does not have it", c.arch().ModelType)
+	}
+	if c.HeadDim%2 != 0 && !c.arch().ALiBi {
 		return fmt.Errorf("field \"head_dim\" must be even for rotary embeddings, got %d", c.HeadDim)
 	}
 	// Each factor is at most 2^24, so the products cannot overflow.

@@ -25,6 +25,7 @@ const mlpChunk = 512
 type scratch struct {
 	h, x, q, k, v, att []float32 // [T×d] ×2, [T×qd], [T×kd], [T×kd], [T×qd]
 	gate, up           []float32 // [mlpChunk×ffn]
+	qkv                []float32 // [T×3qd], BLOOM's fused projection
 }
 
 // scratchPool keeps the buffers of finished passes: a 512-token pass of the
@@ -56,6 +57,9 @@ func (m *Model) getScratch(T int) *scratch {
 	grow(&s.att, T*qd)
 	grow(&s.gate, r*c.IntermediateSize)
 	grow(&s.up, r*c.IntermediateSize)
+	if c.arch().FusedQKV {
+		grow(&s.qkv, T*3*qd)
+	}
 	return s
 }
 
@@ -71,9 +75,14 @@ func (m *Model) matmul(y, x []float32, rows int, w *engine.Tensor, acc bool) {
 type attend func(layer int, q, k, v, att []float32)
 
 // norm writes RMSNorm(x)·w of T rows of width d into out (out may be x);
-// Gemma's norm multiplies by 1 + w.
-func (m *Model) norm(out, x, w []float32, T, d int) {
-	engine.RMSNorm(out, x, m.normWeight(w), T, d, float32(m.Config.RMSNormEps), nil)
+// Gemma's norm multiplies by 1 + w; BLOOM's is LayerNorm with bias b.
+func (m *Model) norm(out, x, w, b []float32, T, d int) {
+	eps := float32(m.Config.RMSNormEps)
+	if m.Config.arch().LayerNorm {
+		engine.LayerNorm(out, x, w, b, T, d, eps, nil, nil)
+		return
+	}
+	engine.RMSNorm(out, x, m.normWeight(w), T, d, eps, nil)
 }
 
 // normWeight is the factor an RMSNorm with weight w multiplies by: w, or
@@ -90,9 +99,13 @@ func (m *Model) normWeight(w []float32) []float32 {
 }
 
 // embed writes the embeddings of ids into h: hidden_states[0], which Gemma
-// scales by sqrt(hidden_size).
+// scales by sqrt(hidden_size) and BLOOM normalises (word_embeddings_layernorm).
 func (m *Model) embed(h []float32, ids []int) {
 	engine.Embed(h, m.Embed, ids)
+	if m.Config.arch().EmbedNorm {
+		d := m.Config.HiddenSize
+		engine.LayerNorm(h, h, m.EmbedNorm, m.EmbedNormBias, len(ids), d, float32(m.Config.RMSNormEps), nil, nil)
+	}
 	if m.Config.arch().EmbedScale {
 		sc := float32(math.Sqrt(float64(m.Config.HiddenSize)))
 		engine.ParallelFor(len(ids), func(t int) {
@@ -104,25 +117,73 @@ func (m *Model) embed(h []float32, ids []int) {
 	}
 }
 
-// attentionOptions are the attention variants of decoder layer i (its
-// sliding window).
+// attentionOptions are the attention variants of decoder layer i: its
+// sliding window, BLOOM's ALiBi slopes.
 func (c Config) attentionOptions(i int) engine.AttentionOptions {
-	return engine.AttentionOptions{Window: c.WindowAt(i)}
+	o := engine.AttentionOptions{Window: c.WindowAt(i)}
+	if c.arch().ALiBi {
+		o.Slopes = engine.ALiBiSlopes(c.NumHeads)
+	}
+	return o
+}
+
+// ropeTables are the rotary tables for the given positions (nil for
+// BLOOM, whose positions are ALiBi's).
+func (m *Model) ropeTables(pos []int, maxLen int) (cos, sin []float32) {
+	if m.Rope == nil {
+		return nil, nil
+	}
+	return m.Rope.Tables(pos, maxLen)
+}
+
+// rope rotates q and k (nothing for BLOOM).
+func (m *Model) rope(q, k []float32, T int, cos, sin []float32) {
+	if m.Rope == nil {
+		return
+	}
+	c := m.Config
+	engine.ApplyRope(q, T, c.NumHeads, c.HeadDim, cos, sin)
+	engine.ApplyRope(k, T, c.NumKVHeads, c.HeadDim, cos, sin)
+}
+
+// SplitQKV copies BLOOM's fused projection qkv [T × heads·3·headDim],
+// whose rows hold per head its query, key and value, into q, k and v
+// [T × heads·headDim].
+func SplitQKV(q, k, v, qkv []float32, T, nHeads, headDim int) {
+	engine.ParallelFor(T, func(t int) {
+		for h := 0; h < nHeads; h++ {
+			src := qkv[(t*nHeads+h)*3*headDim:]
+			dst := (t*nHeads + h) * headDim
+			copy(q[dst:dst+headDim], src[:headDim])
+			copy(k[dst:dst+headDim], src[headDim:2*headDim])
+			copy(v[dst:dst+headDim], src[2*headDim:3*headDim])
+		}
+	})
 }
 
 // attentionBlock adds self-attention of layer i to the residual stream h:
 // h += o_proj(attention(rope(q_proj(x)), rope(k_proj(x)), v_proj(x))) with
 // x = input_layernorm(h). Qwen2 adds biases to q, k and v; Qwen3 normalises
-// q and k per head (q_norm, k_norm) before rope.
+// q and k per head (q_norm, k_norm) before rope. BLOOM projects q, k and v
+// in one fused product, has no rope (ALiBi is in the attention), biases
+// everywhere, and with apply_residual_connection_post_layernorm adds to x
+// instead of h.
 func (m *Model) attentionBlock(i int, h []float32, T int, s *scratch, cos, sin []float32, att attend) {
 	c, L := m.Config, m.Layers[i]
 	d, hd := c.HiddenSize, c.HeadDim
 	qd, kd := c.NumHeads*hd, c.NumKVHeads*hd
 	x, q, k, v, o := s.x[:T*d], s.q[:T*qd], s.k[:T*kd], s.v[:T*kd], s.att[:T*qd]
-	m.norm(x, h, L.AttnNorm, T, d)
-	m.matmul(q, x, T, L.Q, false)
-	m.matmul(k, x, T, L.K, false)
-	m.matmul(v, x, T, L.V, false)
+	m.norm(x, h, L.AttnNorm, L.AttnNormBias, T, d)
+	if L.QKV != nil {
+		qkv := s.qkv[:T*3*qd]
+		m.matmul(qkv, x, T, L.QKV, false)
+		engine.AddBias(qkv, L.QKVBias, T, 3*qd)
+		SplitQKV(q, k, v, qkv, T, c.NumHeads, hd)
+	} else {
+		m.matmul(q, x, T, L.Q, false)
+		m.matmul(k, x, T, L.K, false)
+		m.matmul(v, x, T, L.V, false)
+	}
 	if L.QBias != nil {
 		engine.AddBias(q, L.QBias, T, qd)
 		engine.AddBias(k, L.KBias, T, kd)
@@ -133,17 +194,26 @@ func (m *Model) attentionBlock(i int, h []float32, T int, s *scratch, cos, sin [
 		engine.RMSNorm(q, q, L.QNorm, T*c.NumHeads, hd, eps, nil)
 		engine.RMSNorm(k, k, L.KNorm, T*c.NumKVHeads, hd, eps, nil)
 	}
-	engine.ApplyRope(q, T, c.NumHeads, hd, cos, sin)
-	engine.ApplyRope(k, T, c.NumKVHeads, hd, cos, sin)
+	m.rope(q, k, T, cos, sin)
 	att(i, q, k, v, o)
+	if c.ResidualPostNorm {
+		copy(h, x)
+	}
 	m.matmul(h, o, T, L.O, true)
+	if L.OBias != nil {
+		engine.AddBias(h, L.OBias, T, d)
+	}
 }
 
 // mlpBlock adds the gated MLP of layer i to h, mlpChunk rows at a time:
 // h += down_proj(act(gate_proj(x)) · up_proj(x)) with
 // x = post_attention_layernorm(h) and act SiLU (SwiGLU), or tanh GELU for
-// Gemma (GeGLU).
+// Gemma (GeGLU). BLOOM's MLP has no gate: h += dense_4h_to_h(gelu(dense_h_to_4h(x))).
 func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
+	if m.Config.arch().PlainMLP {
+		m.plainMLP(i, h, T, s)
+		return
+	}
 	c, L := m.Config, m.Layers[i]
 	d, ffn := c.HiddenSize, c.IntermediateSize
 	act := engine.SiLUMul
@@ -154,7 +224,7 @@ func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
 		n := min(mlpChunk, T-r0)
 		hr, x := h[r0*d:(r0+n)*d], s.x[:n*d]
 		gate, up := s.gate[:n*ffn], s.up[:n*ffn]
-		m.norm(x, hr, L.MLPNorm, n, d)
+		m.norm(x, hr, L.MLPNorm, nil, n, d)
 		m.matmul(gate, x, n, L.Gate, false)
 		m.matmul(up, x, n, L.Up, false)
 		engine.ParallelFor(n, func(r int) {
@@ -164,9 +234,29 @@ func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
 	}
 }
 
-// finalNorm writes model.norm(h) into out.
+// plainMLP is BLOOM's MLP block (see mlpBlock), with biases, mlpChunk rows
+// at a time.
+func (m *Model) plainMLP(i int, h []float32, T int, s *scratch) {
+	c, L := m.Config, m.Layers[i]
+	d, ffn := c.HiddenSize, c.IntermediateSize
+	for r0 := 0; r0 < T; r0 += mlpChunk {
+		n := min(mlpChunk, T-r0)
+		hr, x, up := h[r0*d:(r0+n)*d], s.x[:n*d], s.up[:n*ffn]
+		m.norm(x, hr, L.MLPNorm, L.MLPNormBias, n, d)
+		m.matmul(up, x, n, L.Up, false)
+		engine.AddBias(up, L.UpBias, n, ffn)
+		engine.GELUTanhInPlace(up)
+		if c.ResidualPostNorm {
+			copy(hr, x)
+		}
+		m.matmul(hr, up, n, L.Down, true)
+		engine.AddBias(hr, L.DownBias, n, d)
+	}
+}
+
+// finalNorm writes the final norm of h (model.norm, BLOOM's ln_f) into out.
 func (m *Model) finalNorm(out, h []float32, T int) {
-	m.norm(out, h, m.Norm, T, m.Config.HiddenSize)
+	m.norm(out, h, m.Norm, m.NormBias, T, m.Config.HiddenSize)
 }
 
 // checkBatch validates the batch's offsets and token ids.
@@ -265,7 +355,7 @@ func (m *Model) Forward(b Batch, layers []int, fn func(layer int, h []float32) e
 			return err
 		}
 	}
-	cos, sin := m.Rope.Tables(engine.Positions(b.Offsets), b.MaxLen())
+	cos, sin := m.ropeTables(engine.Positions(b.Offsets), b.MaxLen())
 	packed := func(layer int, q, k, v, att []float32) {
 		opt := c.attentionOptions(layer)
 		if b.MaxLen() < 32 {

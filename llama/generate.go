@@ -107,7 +107,7 @@ func (m *Model) step(tokens []int, cache *engine.KVCache) ([]float32, error) {
 	for i := range pos {
 		pos[i] = past + i
 	}
-	cos, sin := m.Rope.Tables(pos, past+T)
+	cos, sin := m.ropeTables(pos, past+T)
 	cached := func(layer int, q, k, v, att []float32) {
 		cache.Store(layer, k, v, T)
 		engine.AttentionCachedWith(att, q, T, past, cache.K[layer], cache.V[layer], c.NumHeads, c.NumKVHeads, c.HeadDim, c.attentionOptions(layer))

@@ -56,6 +56,31 @@ type checkpoint struct {
 	// deferred collects the tensors load left in a mapped shard without
 	// reading them; loadFrom hands them to the model (see Model.verify).
 	deferred []pendingCheck
+	// stored maps a tensor's name to the name its file gives it, where the
+	// two differ (bare BLOOM names: see addPrefix).
+	stored map[string]string
+}
+
+// addPrefix reads a checkpoint whose tensors lack the family's usual
+// prefix (bigscience's BLOOM files name "word_embeddings.weight", "h.0.…",
+// transformers "transformer.word_embeddings.weight") under the prefixed
+// names, as transformers does when it loads them.
+func (c *checkpoint) addPrefix(cfg Config) {
+	n := cfg.arch().Names
+	embed := n.Embed + ".weight"
+	if n.Bare == "" || c.has(embed) || !c.has(strings.TrimPrefix(embed, n.Bare)) {
+		return
+	}
+	where := map[string]string{}
+	c.stored = map[string]string{}
+	for name, file := range c.where {
+		if name != "lm_head.weight" && !strings.HasPrefix(name, n.Bare) {
+			c.stored[n.Bare+name] = name
+			name = n.Bare + name
+		}
+		where[name] = file
+	}
+	c.where = where
 }
 
 // Limits of model.safetensors.index.json.
@@ -283,6 +308,9 @@ func (c *checkpoint) raw(name string) (*engine.Tensor, string, error) {
 		}
 		c.files[file] = f
 	}
+	if s, ok := c.stored[name]; ok {
+		name = s
+	}
 	info, ok := f.h.Tensors[name]
 	if !ok {
 		return nil, f.path, fmt.Errorf("%s: tensor %q, which %s lists in this shard, is not in it", f.path, name, c.index)
@@ -461,6 +489,7 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", filepath.Join(ck.dir, "config.json"), err)
 	}
+	ck.addPrefix(cfg)
 	// Every tensor to be loaded must be in the checkpoint before anything
 	// sized by config.json is allocated: a config claiming more layers than
 	// the checkpoint holds fails here, naming the first missing tensor.
@@ -477,54 +506,97 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 		return nil, err
 	}
 	m := &Model{Config: cfg, Layers: make([]*Layer, cfg.NumLayers)}
-	rope, err := engine.NewRope(hd, cfg.RopeTheta, cfg.MaxPositionEmbeddings, cfg.RopeScaling)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", filepath.Join(ck.dir, "config.json"), err)
+	if !cfg.arch().ALiBi {
+		rope, err := engine.NewRope(hd, cfg.RopeTheta, cfg.MaxPositionEmbeddings, cfg.RopeScaling)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", filepath.Join(ck.dir, "config.json"), err)
+		}
+		m.Rope = rope
 	}
-	m.Rope = rope
-	if m.Embed, err = ck.load("model.embed_tokens.weight", []int{cfg.VocabSize, d}, dt); err != nil {
-		return nil, err
+	var err error
+	load := func(w weight, name string, dst any) error {
+		switch p := dst.(type) {
+		case **engine.Tensor:
+			*p, err = ck.load(name, w.shape, dt)
+		case *[]float32:
+			*p, err = ck.loadF32(name, w.shape[0])
+		}
+		return err
 	}
-	m.deferChecks(keyEmbed, ck)
+	for _, w := range modelWeights(cfg) {
+		if !w.needed(cfg, maxLayer, needHead) {
+			continue
+		}
+		if err := load(w, w.name, w.model(m)); err != nil {
+			return nil, err
+		}
+		switch w.name {
+		case cfg.arch().Names.Embed + ".weight":
+			m.deferChecks(keyEmbed, ck)
+		case "lm_head.weight":
+			m.deferChecks(keyHead, ck)
+		}
+	}
 	for i := 0; i < maxLayer; i++ {
 		L := &Layer{}
 		for _, w := range layerWeights(cfg) {
-			name := layerPrefix(i) + w.name
-			if w.vec != nil {
-				if *w.vec(L), err = ck.loadF32(name, w.shape[0]); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if *w.lin(L), err = ck.load(name, w.shape, dt); err != nil {
+			if err := load(w, cfg.layerPrefix(i)+w.name, w.layer(L)); err != nil {
 				return nil, err
 			}
 		}
 		m.Layers[i] = L
 		m.deferChecks(i, ck)
 	}
-	if maxLayer == cfg.NumLayers || needHead {
-		if m.Norm, err = ck.loadF32("model.norm.weight", d); err != nil {
-			return nil, err
-		}
-	}
-	if needHead && !cfg.TieWordEmbeddings {
-		if m.LMHead, err = ck.load("lm_head.weight", []int{cfg.VocabSize, d}, dt); err != nil {
-			return nil, err
-		}
-		m.deferChecks(keyHead, ck)
-	}
+	_ = d
 	return m, nil
 }
 
-// layerWeight is one weight of a decoder layer: its name after
-// "model.layers.{i}.", its shape, and where Layer holds it (lin for a
-// Linear weight, vec for a vector held in f32).
-type layerWeight struct {
+// weight is one weight of a model: its name (after the layer prefix for a
+// decoder layer's), its shape, and where Model (model) or Layer (layer)
+// holds it: a **engine.Tensor for a Linear or embedding weight, a
+// *[]float32 for a vector held in f32. part says when the loader needs a
+// model weight: partEmbed always, partFinal with the last layer or the LM
+// head, partHead with the LM head of an untied model.
+type weight struct {
 	name  string
 	shape []int
-	lin   func(*Layer) **engine.Tensor
-	vec   func(*Layer) *[]float32
+	model func(*Model) any
+	layer func(*Layer) any
+	part  int
+}
+
+const (
+	partEmbed = iota
+	partFinal
+	partHead
+)
+
+func (w weight) needed(cfg Config, maxLayer int, needHead bool) bool {
+	switch w.part {
+	case partFinal:
+		return maxLayer == cfg.NumLayers || needHead
+	case partHead:
+		return needHead && !cfg.TieWordEmbeddings
+	}
+	return true
+}
+
+// modelWeights lists the weights outside the decoder layers of cfg's
+// family: the embedding (and BLOOM's LayerNorm after it), the final norm,
+// the LM head.
+func modelWeights(cfg Config) []weight {
+	d, n := cfg.HiddenSize, cfg.arch().Names
+	ws := []weight{{name: n.Embed + ".weight", shape: []int{cfg.VocabSize, d}, model: func(m *Model) any { return &m.Embed }}}
+	if cfg.arch().EmbedNorm {
+		ws = append(ws,
+			weight{name: n.EmbedNorm + ".weight", shape: []int{d}, model: func(m *Model) any { return &m.EmbedNorm }},
+			weight{name: n.EmbedNorm + ".bias", shape: []int{d}, model: func(m *Model) any { return &m.EmbedNormBias }})
+	}
+	ws = append(ws, weight{name: n.FinalNorm + ".weight", shape: []int{d}, model: func(m *Model) any { return &m.Norm }, part: partFinal})
+	if cfg.arch().LayerNorm {
+		ws = append(ws, weight{name: n.FinalNorm + ".bias", shape: []int{d}, model: func(m *Model) any { return &m.NormBias }, part: partFinal})
+	}
+	return append(ws, weight{name: "lm_head.weight", shape: []int{cfg.VocabSize, d}, model: func(m *Model) any { return &m.LMHead }, part: partHead})
 }
 
 // NamedWeight is one weight of a loaded model under its checkpoint name.
@@ -543,28 +615,44 @@ type NamedWeight struct {
 // writes them back): the embedding, each loaded layer, the final norm and
 // the LM head when loaded and untied.
 func (m *Model) Weights() []NamedWeight {
-	out := []NamedWeight{{Name: "model.embed_tokens.weight", Tensor: m.Embed, Layer: -1}}
+	var out []NamedWeight
+	add := func(name string, layer int, module string, dst any) {
+		nw := NamedWeight{Name: name, Layer: layer, Module: module}
+		switch p := dst.(type) {
+		case **engine.Tensor:
+			nw.Tensor = *p
+		case *[]float32:
+			if *p == nil {
+				return
+			}
+			nw.Tensor = engine.FromF32(*p, len(*p))
+		}
+		if nw.Tensor != nil {
+			out = append(out, nw)
+		}
+	}
+	mw := modelWeights(m.Config)
+	for _, w := range mw {
+		if w.part == partEmbed {
+			add(w.name, -1, "", w.model(m))
+		}
+	}
 	for i, L := range m.Layers {
 		if L == nil {
 			continue
 		}
 		for _, w := range layerWeights(m.Config) {
-			nw := NamedWeight{Name: layerPrefix(i) + w.name, Layer: i}
-			if w.vec != nil {
-				v := *w.vec(L)
-				nw.Tensor = engine.FromF32(v, len(v))
-			} else {
-				nw.Tensor = *w.lin(L)
-				nw.Module = moduleOf(w.name)
+			module := ""
+			if _, ok := w.layer(L).(**engine.Tensor); ok {
+				module = moduleOf(w.name)
 			}
-			out = append(out, nw)
+			add(m.Config.layerPrefix(i)+w.name, i, module, w.layer(L))
 		}
 	}
-	if m.Norm != nil {
-		out = append(out, NamedWeight{Name: "model.norm.weight", Tensor: engine.FromF32(m.Norm, len(m.Norm)), Layer: -1})
-	}
-	if m.LMHead != nil {
-		out = append(out, NamedWeight{Name: "lm_head.weight", Tensor: m.LMHead, Layer: -1})
+	for _, w := range mw {
+		if w.part != partEmbed && !(w.part == partHead && m.Config.TieWordEmbeddings) {
+			add(w.name, -1, "", w.model(m))
+		}
 	}
 	return out
 }
@@ -577,22 +665,38 @@ func moduleOf(name string) string {
 }
 
 // layerPrefix is the name prefix of decoder layer i's weights.
-func layerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
+func (c Config) layerPrefix(i int) string { return fmt.Sprintf(c.arch().Names.Layer, i) }
 
-// layerWeights lists the weights of one decoder layer of cfg's
-// architecture in Hugging Face order: the loader reads exactly these, a
-// checkpoint holding others is refused, and a merge writes these back.
-func layerWeights(cfg Config) []layerWeight {
+// layerWeights lists the weights of one decoder layer of cfg's family in
+// Hugging Face order: the loader reads exactly these, a checkpoint holding
+// others is refused, and a merge writes these back.
+func layerWeights(cfg Config) []weight {
 	d, hd, ffn := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize
 	qd, kd := cfg.NumHeads*hd, cfg.NumKVHeads*hd
 	a := cfg.arch()
-	lin := func(name string, out, in int, f func(*Layer) **engine.Tensor) layerWeight {
-		return layerWeight{name: name, shape: []int{out, in}, lin: f}
+	lin := func(name string, out, in int, f func(*Layer) **engine.Tensor) weight {
+		return weight{name: name, shape: []int{out, in}, layer: func(l *Layer) any { return f(l) }}
 	}
-	vec := func(name string, n int, f func(*Layer) *[]float32) layerWeight {
-		return layerWeight{name: name, shape: []int{n}, vec: f}
+	vec := func(name string, n int, f func(*Layer) *[]float32) weight {
+		return weight{name: name, shape: []int{n}, layer: func(l *Layer) any { return f(l) }}
 	}
-	ws := []layerWeight{
+	if a.FusedQKV { // BLOOM
+		return []weight{
+			vec("input_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.AttnNorm }),
+			vec("input_layernorm.bias", d, func(l *Layer) *[]float32 { return &l.AttnNormBias }),
+			lin("self_attention.query_key_value.weight", 3*qd, d, func(l *Layer) **engine.Tensor { return &l.QKV }),
+			vec("self_attention.query_key_value.bias", 3*qd, func(l *Layer) *[]float32 { return &l.QKVBias }),
+			lin("self_attention.dense.weight", d, qd, func(l *Layer) **engine.Tensor { return &l.O }),
+			vec("self_attention.dense.bias", d, func(l *Layer) *[]float32 { return &l.OBias }),
+			vec("post_attention_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.MLPNorm }),
+			vec("post_attention_layernorm.bias", d, func(l *Layer) *[]float32 { return &l.MLPNormBias }),
+			lin("mlp.dense_h_to_4h.weight", ffn, d, func(l *Layer) **engine.Tensor { return &l.Up }),
+			vec("mlp.dense_h_to_4h.bias", ffn, func(l *Layer) *[]float32 { return &l.UpBias }),
+			lin("mlp.dense_4h_to_h.weight", d, ffn, func(l *Layer) **engine.Tensor { return &l.Down }),
+			vec("mlp.dense_4h_to_h.bias", d, func(l *Layer) *[]float32 { return &l.DownBias }),
+		}
+	}
+	ws := []weight{
 		vec("input_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.AttnNorm }),
 		lin("self_attn.q_proj.weight", qd, d, func(l *Layer) **engine.Tensor { return &l.Q }),
 		lin("self_attn.k_proj.weight", kd, d, func(l *Layer) **engine.Tensor { return &l.K }),
@@ -620,17 +724,16 @@ func layerWeights(cfg Config) []layerWeight {
 // neededTensors lists the tensors loadFrom reads for layers 0..maxLayer-1
 // and, when asked, the final norm and the LM head.
 func neededTensors(cfg Config, maxLayer int, needHead bool) []string {
-	names := []string{"model.embed_tokens.weight"}
-	for i := 0; i < maxLayer; i++ {
-		for _, w := range layerWeights(cfg) {
-			names = append(names, layerPrefix(i)+w.name)
+	var names []string
+	for _, w := range modelWeights(cfg) {
+		if w.needed(cfg, maxLayer, needHead) {
+			names = append(names, w.name)
 		}
 	}
-	if maxLayer == cfg.NumLayers || needHead {
-		names = append(names, "model.norm.weight")
-	}
-	if needHead && !cfg.TieWordEmbeddings {
-		names = append(names, "lm_head.weight")
+	for i := 0; i < maxLayer; i++ {
+		for _, w := range layerWeights(cfg) {
+			names = append(names, cfg.layerPrefix(i)+w.name)
+		}
 	}
 	return names
 }

@@ -18,6 +18,13 @@ type Layer struct {
 	// Weights only some architectures have (nil otherwise).
 	QBias, KBias, VBias []float32 // self_attn.{q,k,v}_proj.bias (Qwen2)
 	QNorm, KNorm        []float32 // self_attn.{q,k}_norm.weight [headDim] (Qwen3)
+	// BLOOM: the fused self_attention.query_key_value [3·d × d] (Q, K and
+	// V are nil; its rows are [heads, 3, headDim]); self_attention.dense is
+	// O, mlp.dense_h_to_4h is Up and mlp.dense_4h_to_h is Down (Gate is
+	// nil); every Linear and norm has a bias.
+	QKV                              *engine.Tensor
+	QKVBias, OBias, UpBias, DownBias []float32
+	AttnNormBias, MLPNormBias        []float32
 }
 
 // Model is a loaded (possibly partially loaded) Llama checkpoint. Weights
@@ -29,9 +36,12 @@ type Model struct {
 	// Layers has Config.NumLayers entries; an entry is nil when that layer was
 	// not loaded (a run that stops at layer 2 reads only what it needs).
 	Layers []*Layer
-	Norm   []float32      // model.norm.weight [d]; nil when not loaded
-	LMHead *engine.Tensor // lm_head.weight [vocab × d]; nil when tied or not loaded
-	Rope   *engine.Rope
+	Norm   []float32 // model.norm.weight [d]; nil when not loaded
+	// BLOOM: the LayerNorm after the embedding (word_embeddings_layernorm)
+	// and the final norm's bias (ln_f.bias).
+	EmbedNorm, EmbedNormBias, NormBias []float32
+	LMHead                             *engine.Tensor // lm_head.weight [vocab × d]; nil when tied or not loaded
+	Rope                               *engine.Rope
 	// Dir is the checkpoint folder the model was loaded from ("" if built in memory).
 	Dir string
 	// FastBF16 makes products with bf16 weights round activations to bf16

@@ -76,7 +76,7 @@ kusoma kuandika kwenda kuja kupenda kulala kukimbia mji kijiji nchi ziwa mlima m
 language model word injection lexical target english swahili dictionary translation`)
 
 // SynthShapes are the shapes Synth knows.
-var SynthShapes = []string{"tiny", "llama3.2-1b", "llama3-8b", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma"}
+var SynthShapes = []string{"tiny", "llama3.2-1b", "llama3-8b", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-bloom"}
 
 // SynthConfig returns the config of the checkpoint opts describes.
 func SynthConfig(opts SynthOptions) (Config, error) {
@@ -102,6 +102,12 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 		case "gemma":
 			opts.HeadDim = cmp.Or(opts.HeadDim, 32)
 			c.RMSNormEps = 1e-6
+		case "bloom":
+			// 6 heads: ALiBi's slopes for a head count that is not a
+			// power of two; no GQA, MLP width 4·hidden.
+			opts.Hidden, opts.Heads = cmp.Or(opts.Hidden, 96), cmp.Or(opts.Heads, 6)
+			opts.KVHeads = cmp.Or(opts.KVHeads, opts.Heads)
+			opts.FFN = cmp.Or(opts.FFN, 4*opts.Hidden)
 		}
 		c.TieWordEmbeddings = c.Arch.TiedByDefault
 	}
@@ -193,6 +199,9 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 // ConfigJSON renders c as a Hugging Face config.json.
 func (c Config) ConfigJSON() ([]byte, error) {
 	a := c.arch()
+	if a.FusedQKV {
+		return c.bloomConfigJSON()
+	}
 	m := map[string]any{
 		"architectures":           []string{a.Class},
 		"model_type":              a.ModelType,
@@ -259,6 +268,31 @@ func (c Config) ConfigJSON() ([]byte, error) {
 	return json.MarshalIndent(m, "", "  ")
 }
 
+// bloomConfigJSON renders c as BLOOM's config.json (BloomConfig's keys).
+func (c Config) bloomConfigJSON() ([]byte, error) {
+	m := map[string]any{
+		"architectures":      []string{"BloomForCausalLM"},
+		"model_type":         "bloom",
+		"hidden_size":        c.HiddenSize,
+		"n_head":             c.NumHeads,
+		"n_layer":            c.NumLayers,
+		"layer_norm_epsilon": c.RMSNormEps,
+		"vocab_size":         c.VocabSize,
+		"apply_residual_connection_post_layernorm": c.ResidualPostNorm,
+		"tie_word_embeddings":                      c.TieWordEmbeddings,
+		"initializer_range":                        0.02,
+		"use_cache":                                true,
+		"torch_dtype":                              cmp.Or(c.TorchDType, "float32"),
+	}
+	if len(c.BOSTokenID) > 0 {
+		m["bos_token_id"] = c.BOSTokenID[0]
+	}
+	if len(c.EOSTokenID) > 0 {
+		m["eos_token_id"] = c.EOSTokenID[0]
+	}
+	return json.MarshalIndent(m, "", "  ")
+}
+
 // synthTensor is one weight of a synthetic checkpoint: values are
 // mean + std·z with z of unit variance, drawn deterministically from the
 // seed and the tensor's name.
@@ -278,22 +312,46 @@ func synthTensors(c Config) []synthTensor {
 	if c.arch().NormPlusOne {
 		normMean = 0
 	}
-	ts := []synthTensor{{"model.embed_tokens.weight", []int{c.VocabSize, d}, 0, 1}}
+	// The embedding (std 1), and BLOOM's LayerNorm after it.
+	var ts []synthTensor
+	for _, w := range modelWeights(c) {
+		if w.part != partEmbed {
+			continue
+		}
+		t := synthTensor{w.name, w.shape, 0, 0.1}
+		if len(w.shape) == 2 {
+			t.std = 1
+		} else if strings.HasSuffix(w.name, ".weight") {
+			t.mean = normMean
+		}
+		ts = append(ts, t)
+	}
 	for i := 0; i < c.NumLayers; i++ {
 		for _, w := range layerWeights(c) {
-			t := synthTensor{layerPrefix(i) + w.name, w.shape, 0, 0.1}
+			t := synthTensor{c.layerPrefix(i) + w.name, w.shape, 0, 0.1}
 			switch {
-			case w.lin != nil:
+			case len(w.shape) == 2:
 				t.std = inv(w.shape[1])
 			case strings.HasSuffix(w.name, "layernorm.weight"):
 				t.mean = normMean
+				if c.arch().LayerNorm {
+					t.mean = 1
+				}
 			case strings.HasSuffix(w.name, "_norm.weight"):
 				t.mean = 1 // Qwen3's q_norm and k_norm: plain RMSNorm
 			}
 			ts = append(ts, t)
 		}
 	}
-	ts = append(ts, synthTensor{"model.norm.weight", []int{d}, normMean, 0.1})
+	for _, w := range modelWeights(c) {
+		if w.part == partFinal {
+			t := synthTensor{w.name, w.shape, 0, 0.1}
+			if strings.HasSuffix(w.name, ".weight") {
+				t.mean = normMean
+			}
+			ts = append(ts, t)
+		}
+	}
 	if !c.TieWordEmbeddings {
 		ts = append(ts, synthTensor{"lm_head.weight", []int{c.VocabSize, d}, 0, inv(d)})
 	}

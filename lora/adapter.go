@@ -24,12 +24,13 @@ type Adapter struct {
 }
 
 // KeyA and KeyB are the PEFT names of the A and B weights of an adapter:
-// base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight.
+// base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight, or for
+// BLOOM base_model.model.transformer.h.{l}.self_attention.query_key_value.lora_A.weight.
 func KeyA(layer int, module string) string { return key(layer, module, "lora_A") }
 func KeyB(layer int, module string) string { return key(layer, module, "lora_B") }
 
 func key(layer int, module, ab string) string {
-	return fmt.Sprintf("base_model.model.model.layers.%d.%s.%s.weight", layer, llama.ModulePrefix(module), ab)
+	return fmt.Sprintf("base_model.model.%s.%s.weight", llama.ModulePath(layer, module), ab)
 }
 
 // New creates adapters for a model of config model, initialised as PEFT
@@ -84,12 +85,12 @@ func empty(c Config, model llama.Config) (*Adapter, error) {
 // Adapters returns the adapters in the form llama.Model.ForwardTrain takes.
 func (a *Adapter) Adapters() llama.Adapters { return llama.Adapters(a.Layers) }
 
-// Params returns every A and B, by layer, then module in llama.LoRAModules
-// order, A before B.
+// Params returns every A and B, by layer, then module in
+// llama.AllLoRAModules order, A before B.
 func (a *Adapter) Params() []*autograd.Param {
 	var ps []*autograd.Param
 	for _, mods := range a.Layers {
-		for _, m := range llama.LoRAModules {
+		for _, m := range llama.AllLoRAModules {
 			if ad := mods[m]; ad != nil {
 				ps = append(ps, ad.A, ad.B)
 			}
@@ -162,6 +163,7 @@ func Load(dir string, model llama.Config) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
+	c = c.ForModel(model)
 	cfgPath := filepath.Join(dir, ConfigFile)
 	if err := c.Validate(&model); err != nil {
 		return nil, fmt.Errorf("%s: %s", cfgPath, strings.TrimPrefix(err.Error(), "lora: "))

@@ -28,6 +28,18 @@ type Config struct {
 	BaseModel string
 	// UseRSLoRA scales by Alpha/sqrt(R) instead of Alpha/R (PEFT's use_rslora).
 	UseRSLoRA bool
+	// allLinear: the file said target_modules "all-linear", which means
+	// the model family's modules (ForModel).
+	allLinear bool
+}
+
+// ForModel resolves what depends on the model's family: target_modules
+// "all-linear" becomes every Linear module of that family.
+func (c Config) ForModel(model llama.Config) Config {
+	if c.allLinear {
+		c.TargetModules = slices.Clone(model.LoRAModules())
+	}
+	return c
 }
 
 // PaperConfig is the configuration of the TLI paper: r 16, alpha 32,
@@ -106,13 +118,17 @@ func (c Config) Validate(model *llama.Config) error {
 		}
 		return fmt.Errorf("lora: the adapter scale %s = %v is not a positive finite float32 (want it in [%v, %v])", what, s, float32(math.SmallestNonzeroFloat32), float32(math.MaxFloat32))
 	}
+	known := llama.AllLoRAModules
+	if model != nil {
+		known = model.LoRAModules()
+	}
 	if len(c.TargetModules) == 0 {
-		return fmt.Errorf("lora: target_modules: empty (want some of %v)", llama.LoRAModules)
+		return fmt.Errorf("lora: target_modules: empty (want some of %v)", known)
 	}
 	seen := map[string]bool{}
 	for _, m := range c.TargetModules {
-		if !slices.Contains(llama.LoRAModules, m) {
-			return fmt.Errorf("lora: target_modules: %q is not a module tli can adapt (want some of %v)", m, llama.LoRAModules)
+		if !slices.Contains(known, m) {
+			return fmt.Errorf("lora: target_modules: %q is not a module tli can adapt (want some of %v)", m, known)
 		}
 		if seen[m] {
 			return fmt.Errorf("lora: target_modules: %q is listed twice", m)
@@ -138,10 +154,10 @@ func (c Config) Validate(model *llama.Config) error {
 	return nil
 }
 
-// modules returns the target modules in llama.LoRAModules order.
+// modules returns the target modules in llama.AllLoRAModules order.
 func (c Config) modules() []string {
 	var out []string
-	for _, m := range llama.LoRAModules {
+	for _, m := range llama.AllLoRAModules {
 		if slices.Contains(c.TargetModules, m) {
 			out = append(out, m)
 		}
@@ -200,7 +216,8 @@ func (c Config) MarshalPEFT() ([]byte, error) {
 // alpha patterns, regex target_modules, modules_to_save, layer replication)
 // are errors naming the field. Each error says the field, the value found
 // and what is valid. target_modules "all-linear" means every module of
-// llama.LoRAModules, as in PEFT. The result passes c.Validate(nil); the
+// llama.LoRAModules, as in PEFT (for another family, ForModel gives its
+// modules). The result passes c.Validate(nil); the
 // checks that need the model (r against the module sizes, layer numbers
 // against the layer count) are Validate's with the model's config.
 func ParsePEFT(data []byte, name string) (Config, error) {
@@ -356,7 +373,7 @@ func ParsePEFT(data []byte, name string) (Config, error) {
 		if one != "all-linear" {
 			return fail("target_modules: the string %q is a regular expression in PEFT, which tli does not support (want \"all-linear\" or a list of some of %v)", one, llama.LoRAModules)
 		}
-		c.TargetModules = slices.Clone(llama.LoRAModules)
+		c.TargetModules, c.allLinear = slices.Clone(llama.LoRAModules), true
 	} else if err := json.Unmarshal(tm, &c.TargetModules); err != nil {
 		return fail("target_modules: want a list of module names (some of %v), got %s", llama.LoRAModules, clip(tm))
 	}

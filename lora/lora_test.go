@@ -146,7 +146,7 @@ func TestConfigPEFT(t *testing.T) {
 		`{"peft_type":"PREFIX_TUNING","r":4,"lora_alpha":8,"target_modules":["q_proj"]}`:                  "peft_type",
 		`{"peft_type":"LORA","lora_alpha":8,"target_modules":["q_proj"]}`:                                 `x: r: missing (want a positive integer)`,
 		`{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":"q_proj|v_proj"}`:                      `target_modules: the string "q_proj|v_proj" is a regular expression in PEFT`,
-		`{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":["lm_head"]}`:                          `x: target_modules: "lm_head" is not a module tli can adapt (want some of [q_proj k_proj v_proj o_proj gate_proj up_proj down_proj])`,
+		`{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":["lm_head"]}`:                          `x: target_modules: "lm_head" is not a module tli can adapt (want some of [q_proj k_proj v_proj o_proj gate_proj up_proj down_proj query_key_value dense dense_h_to_4h dense_4h_to_h])`,
 		`{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":["q_proj"],"use_dora":true}`:           "use_dora",
 		`{"peft_type":"LORA","r":0,"lora_alpha":8,"target_modules":["q_proj"]}`:                           "x: r: 0 is not a positive integer (want r ≥ 1)",
 		`{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":["q_proj"],"modules_to_save":["x"]}`:   "modules_to_save",

@@ -52,7 +52,7 @@ func (a *Adapter) apply(m *llama.Model, sign float32) error {
 	}
 	var jobs []job
 	for l, mods := range a.Layers {
-		for _, name := range llama.LoRAModules {
+		for _, name := range llama.AllLoRAModules {
 			if mods[name] == nil || allZero(mods[name].B.Data) {
 				continue // Δ = 0: the weight is unchanged (and need not be loaded)
 			}

@@ -142,7 +142,7 @@ func TestParsePEFTFields(t *testing.T) {
 		`{"peft_type":"LORA","r":16,"lora_alpha":1e308,"target_modules":["q_proj"]}`:                         "f: the adapter scale lora_alpha/r = 1e+308/16 = 6.25e+306 is not a positive finite float32 (want it in [1e-45, 3.4028235e+38])",
 		cfgHead + `"r":16,"target_modules":["q_proj"],"lora_dropout":1.5}`:                                   "f: lora_dropout: 1.5 is outside [0, 1)",
 		cfgHead + `"r":16,"target_modules":["q_proj"],"lora_dropout":"0.1"}`:                                 `f: lora_dropout: want a number, got "0.1"`,
-		cfgHead + `"r":16,"target_modules":["q_proj","wq"]}`:                                                 `f: target_modules: "wq" is not a module tli can adapt (want some of [q_proj k_proj v_proj o_proj gate_proj up_proj down_proj])`,
+		cfgHead + `"r":16,"target_modules":["q_proj","wq"]}`:                                                 `f: target_modules: "wq" is not a module tli can adapt (want some of [q_proj k_proj v_proj o_proj gate_proj up_proj down_proj query_key_value dense dense_h_to_4h dense_4h_to_h])`,
 		cfgHead + `"r":16,"target_modules":[1,2]}`:                                                           "f: target_modules: want a list of module names (some of [q_proj k_proj v_proj o_proj gate_proj up_proj down_proj]), got [1,2]",
 		cfgHead + `"r":16,"target_modules":".*proj"}`:                                                        `f: target_modules: the string ".*proj" is a regular expression in PEFT, which tli does not support (want "all-linear" or a list of some of [q_proj k_proj v_proj o_proj gate_proj up_proj down_proj])`,
 		cfgHead + `"r":16}`: "f: target_modules: missing (want a list of some of [q_proj k_proj v_proj o_proj gate_proj up_proj down_proj])",

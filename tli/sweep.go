@@ -65,15 +65,10 @@ var SweepAxes = []SweepAxis{
 		func(o *TrainOptions, v string) error { return setInt(&o.LoRA.R, v) }),
 	trainAxis("alpha", "LoRA alpha(s)", func(o TrainOptions) string { return fmtFloat(o.LoRA.Alpha) },
 		func(o *TrainOptions, v string) error { return setFloat(&o.LoRA.Alpha, v) }),
-	{Name: "targets", Usage: "LoRA target module sets, ';' between sets (q_proj,v_proj;q_proj,k_proj,v_proj,o_proj)", Sep: ";",
-		Get: func(c CellSettings) string { return strings.Join(c.Train.LoRA.TargetModules, ",") },
+	{Name: "targets", Usage: "LoRA target module sets, ';' between sets (q_proj,v_proj;q_proj,k_proj,v_proj,o_proj); default: the model family's PEFT default", Sep: ";",
+		Get: func(c CellSettings) string { return FormatTargets(c.Train.LoRA.TargetModules) },
 		Set: func(c *CellSettings, v string) error {
-			c.Train.LoRA.TargetModules = nil
-			for _, t := range strings.Split(v, ",") {
-				if t = strings.TrimSpace(t); t != "" {
-					c.Train.LoRA.TargetModules = append(c.Train.LoRA.TargetModules, t)
-				}
-			}
+			c.Train.LoRA.TargetModules = ParseTargets(v)
 			return nil
 		}},
 	trainAxis("margin", "triplet margin(s)", func(o TrainOptions) string { return fmtFloat(o.Margin) },

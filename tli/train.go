@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tli-project/tli/autograd"
@@ -46,6 +47,32 @@ type TrainOptions struct {
 func PaperTrainOptions() TrainOptions {
 	return TrainOptions{Layer: 2, Epochs: 5, Batch: 8, LR: 2e-4, Warmup: 50, Margin: 0.4,
 		Pooling: PoolMean, LoRA: lora.PaperConfig(), Seed: 42, Shuffle: true}
+}
+
+// DefaultTargetsName stands for the model family's PEFT default
+// target_modules (q_proj,v_proj; BLOOM: query_key_value) in flags and
+// sweep axes; in TrainOptions it is a nil LoRA.TargetModules, which
+// Validate resolves.
+const DefaultTargetsName = "default"
+
+// ParseTargets reads a comma-separated module list; "default" (or nothing)
+// is nil, the family's default.
+func ParseTargets(s string) []string {
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" && t != DefaultTargetsName {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// FormatTargets is the inverse of ParseTargets.
+func FormatTargets(ts []string) string {
+	if len(ts) == 0 {
+		return DefaultTargetsName
+	}
+	return strings.Join(ts, ",")
 }
 
 // StepLog is one line of train_log.jsonl.
@@ -183,6 +210,9 @@ func (o *TrainOptions) Validate(cfg llama.Config, pairs int) error {
 	}
 	if _, err := ParsePooling(string(o.Pooling)); err != nil {
 		return optErr("Pooling", "%q: %v", o.Pooling, err)
+	}
+	if len(o.LoRA.TargetModules) == 0 {
+		o.LoRA.TargetModules = cfg.DefaultTargets()
 	}
 	return o.LoRA.Validate(&cfg)
 }

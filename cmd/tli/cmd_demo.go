@@ -51,6 +51,7 @@ func runDemo(args []string) error {
 	// pooling throughout (tli's default) and the embedded lists.
 	opts := tli.PaperTrainOptions()
 	opts.Epochs, opts.Pooling = *epochs, tli.PoolContent
+	opts.LoRA.TargetModules = nil // the family's PEFT default: q_proj,v_proj (BLOOM: query_key_value)
 	runDir := filepath.Join(*out, "run")
 	err := pipeline(runOptions{mf: defaultModelFlags(modelDir), out: runDir, force: true,
 		run: tli.RunOptions{Train: opts, ScanPooling: tli.PoolContent, EvalPooling: tli.PoolContent,

@@ -32,6 +32,7 @@ func runSweep(args []string) error {
 	pairs := fs.String("pairs", "", "training pairs (default: the embedded list of 623 pairs)")
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
 	base := tli.CellSettings{Train: tli.PaperTrainOptions()}
+	base.Train.LoRA.TargetModules = nil // the model family's default
 	base.Train.Pooling = tli.PoolContent
 	axes := map[string]*string{}
 	for _, a := range tli.SweepAxes {

@@ -45,7 +45,7 @@ func addTrainFlags(fs *flag.FlagSet) trainFlags {
 		rank:          fs.Int("rank", p.LoRA.R, "LoRA rank r"),
 		alpha:         fs.Float64("alpha", p.LoRA.Alpha, "LoRA alpha (scale alpha/r)"),
 		dropout:       fs.Float64("dropout", p.LoRA.Dropout, "LoRA dropout"),
-		targets:       fs.String("targets", strings.Join(p.LoRA.TargetModules, ","), "LoRA target modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"),
+		targets:       fs.String("targets", tli.DefaultTargetsName, "LoRA target modules, comma-separated (Llama family: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; BLOOM: query_key_value,dense,dense_h_to_4h,dense_4h_to_h), or default: PEFT's default for the model family (q_proj,v_proj, as the paper; BLOOM: query_key_value)"),
 		pooling:       fs.String("pooling", string(tli.PoolContent), "pooling of a word's tokens: content (BOS/EOS left out), mean (all tokens) or last"),
 		seed:          fs.Uint64("seed", p.Seed, "seed of adapter init, shuffling and dropout"),
 		shuffle:       fs.Bool("shuffle", true, "shuffle the pairs every epoch (false: file order)"),
@@ -86,12 +86,7 @@ func (f trainFlags) options(setFlags map[string]bool) (tli.TrainOptions, error) 
 	}
 	o.Pooling = p
 	o.LoRA.R, o.LoRA.Alpha, o.LoRA.Dropout = *f.rank, *f.alpha, *f.dropout
-	o.LoRA.TargetModules = nil
-	for _, t := range strings.Split(*f.targets, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			o.LoRA.TargetModules = append(o.LoRA.TargetModules, t)
-		}
-	}
+	o.LoRA.TargetModules = tli.ParseTargets(*f.targets)
 	if *f.maxSteps < 0 {
 		return o, usageErrorf("--max-steps %d must be >= 0", *f.maxSteps)
 	}
