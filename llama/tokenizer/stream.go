@@ -167,23 +167,30 @@ func countNewlines(b []byte) int {
 //     too). A SentencePiece-style model (no pre-tokenizer, or Metaspace)
 //     keeps text[p-1:p+1] in one word, which is cut safely when no merge
 //     and no token other than "\n" itself involves the newline, so that
-//     the two sides of the newline are merged independently.
+//     the two sides of the newline are merged independently, or when "\n"
+//     is an added token matched on the raw text (Gemma), so that no word
+//     holds a newline.
 //   - space: text[p] is ' ' between two ASCII letters. The pre-tokenizers
 //     end a piece before the space (a letter run stops there and the space
 //     starts " letters"); a SentencePiece-style model cuts safely when no
 //     token holds an ASCII letter followed by what the space becomes (the
-//     normalizer's and Metaspace's replacement, U+2581 for Llama 2).
+//     normalizer's and Metaspace's replacement, U+2581 for Llama 2 and
+//     Gemma).
 //
 // Added tokens must not reach across the cut: none may contain a newline
-// (for newline cuts), a space or the space's replacement (for space cuts),
-// none may start at text[p], and none may end just before the cut's white
-// space (then the text after it starts a new section, to which Prepend
-// and the like apply, in the whole text too): for newline cuts only rstrip
-// tokens, which swallow the newline, can. Normalizers must act character by
-// character around the cut (Prepend, which the continuation skips, Unicode
-// normalisation forms, Replace of a literal without newlines or ASCII
-// graphic characters); other tokenizers are never cut, which is exact but
-// holds the whole text in memory.
+// (for newline cuts) unless it is made of newlines alone (it then can only
+// be "\n" ending at the cut), none may contain a space (for space cuts),
+// nor, if matched on the normalised text, the space's replacement, none
+// may start at text[p], and none may end just before the cut's white space
+// (then the text after it starts a new section, to which Prepend and the
+// like apply, in the whole text too): for newline cuts only rstrip tokens,
+// which swallow the newline, can, and tokens of newlines when nothing is
+// prepended to sections (see prependsToSections). Normalizers must act
+// character by character around the cut (Prepend, which the continuation
+// skips, Unicode normalisation forms, Replace of a literal without
+// newlines or ASCII graphic characters; before the byte-level
+// pre-tokenizers only the Unicode forms, see keepsASCII); other tokenizers
+// are never cut, which is exact but holds the whole text in memory.
 type cutRules struct {
 	newline, space bool
 	added          [256]bool // bytes that start an added token, raw or normalised
@@ -250,8 +257,9 @@ func isASCIILetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 func (t *Tokenizer) computeCutRules() cutRules {
 	var c cutRules
 	space := " " // what a space between letters becomes before the model
+	prepends := t.prependsToSections()
 	if splitsAtCuts(t.pre) {
-		if t.normalizer != nil {
+		if t.normalizer != nil && !keepsASCII(t.normalizer) {
 			return c
 		}
 		c.newline, c.space = true, true
@@ -272,7 +280,7 @@ func (t *Tokenizer) computeCutRules() cutRules {
 		if mp, ok := t.pre.(*metaspacePre); ok {
 			space = strings.ReplaceAll(space, " ", mp.replacement)
 		}
-		c.newline = t.model.newlineIsolated()
+		c.newline = t.model.newlineIsolated() || (!prepends && t.newlineIsAdded())
 		if space != "" { // else the letters on both sides would meet
 			_, n := utf8.DecodeRuneInString(space)
 			space = space[:n]
@@ -284,15 +292,23 @@ func (t *Tokenizer) computeCutRules() cutRules {
 			continue
 		}
 		for i, k := range set.keys {
+			tok := set.toks[i]
 			c.added[k[0]] = true
 			c.addedEnd[k[len(k)-1]] = true
-			if strings.Contains(k, "\n") {
+			// A token of newlines alone can only be "\n" at a newline cut,
+			// which ends the text before the cut: the text after it is a new
+			// section, not a continuation, unless nothing is prepended to
+			// sections.
+			if strings.Contains(k, "\n") && (strings.Trim(k, "\n") != "" || prepends || set != t.rawAdded ||
+				tok.singleWord || tok.lstrip || tok.rstrip) {
 				c.newline = false
 			}
-			if strings.Contains(k, " ") || strings.Contains(k, space) {
+			// A token matched on the raw text reaches across a space cut
+			// only if it holds the space itself.
+			if strings.Contains(k, " ") || (set != t.rawAdded && strings.Contains(k, space)) {
 				c.space = false
 			}
-			if set.toks[i].rstrip {
+			if tok.rstrip {
 				if set == t.normAdded { // matched on normalised text: not checked at cuts
 					c.newline, c.space = false, false
 				}
@@ -302,6 +318,75 @@ func (t *Tokenizer) computeCutRules() cutRules {
 		}
 	}
 	return c
+}
+
+// prependsToSections reports whether the normalizer or the pre-tokenizer
+// adds something at the start of every section of text (Prepend, Metaspace
+// with prepend_scheme "always", ByteLevel's add_prefix_space), which they
+// do not add to a continuation.
+func (t *Tokenizer) prependsToSections() bool {
+	var norms func(n normalizer) bool
+	norms = func(n normalizer) bool {
+		switch n := n.(type) {
+		case prependNorm:
+			return true
+		case normSequence:
+			for _, m := range n {
+				if norms(m) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var pres func(p preTokenizer) bool
+	pres = func(p preTokenizer) bool {
+		switch p := p.(type) {
+		case *metaspacePre:
+			return p.prepend == prependAlways
+		case *byteLevelPre:
+			return p.addPrefixSpace
+		case preSequence:
+			for _, q := range p {
+				if pres(q) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return norms(t.normalizer) || pres(t.pre)
+}
+
+// newlineIsAdded reports whether "\n" is an added token matched on the raw
+// text (as in Gemma), so that a single newline never reaches the model.
+func (t *Tokenizer) newlineIsAdded() bool {
+	if t.rawAdded == nil {
+		return false
+	}
+	a, n := t.rawAdded.longestAt("\n", 0)
+	return a != nil && n == 1 && !a.singleWord
+}
+
+// keepsASCII reports whether n is made of Unicode normalisation forms,
+// which leave ASCII characters as they are, cut the text before each of
+// them (see inert in normalizeUnicode) and never end what they make of a
+// character that is not white space with white space (see
+// TestNormalizeKeepsSpace), so that the pre-tokenizer sees the same
+// characters around a cut and the same white space before a newline.
+func keepsASCII(n normalizer) bool {
+	switch n := n.(type) {
+	case unicodeNorm:
+		return true
+	case normSequence:
+		for _, m := range n {
+			if !keepsASCII(m) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // splitsAtCuts reports whether p is a pre-tokenizer that ends a piece at

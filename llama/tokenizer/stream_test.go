@@ -88,7 +88,7 @@ func spmTokenizer(t testing.TB) *Tokenizer {
 
 // streamTokenizers returns the tokenizers the streaming tests run on: the
 // synthetic byte-level one, the SentencePiece-style one above and, when
-// installed, the real Llama 3 and Llama 2 ones.
+// installed, the real Llama 3, Llama 2, Qwen3 and Gemma 3 ones.
 func streamTokenizers(t testing.TB) map[string]*Tokenizer {
 	t.Helper()
 	// The synthetic tokenizer learns merges of white space around newlines
@@ -132,6 +132,17 @@ func streamTokenizers(t testing.TB) map[string]*Tokenizer {
 			`{"normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "~"}}`},
 		"spm-nldeleted": {spmJSONBytes(), `{"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"},
 		  {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}, {"type": "Replace", "pattern": {"String": "\n"}, "content": ""}]}}`},
+		// Gemma's shape: spaces replaced, a Split on the space that never
+		// matches, newlines and runs of white space as added tokens (so
+		// newlines never reach the model); with a Prepend, the text after
+		// a newline token is a new section, which a continuation is not.
+		"spm-gemma": {spmJSONWith(nil, "", `{"content": "\n"}, {"content": "\n\n"}, {"content": "▁▁▁"}, {"content": "\t"}`), gemmaOverride},
+		"spm-gemma-prepend": {spmJSONWith(nil, "", `{"content": "\n"}, {"content": "\n\n"}, {"content": "▁▁▁"}`),
+			`{"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}}`},
+		"spm-gemma-nlword": {spmJSONWith(nil, "", `{"content": "\n", "single_word": true}`), gemmaOverride},
+		// Qwen's shape: NFC before the byte-level pattern.
+		"synth-nfc":          {tj, `{"normalizer": {"type": "NFC"}}`},
+		"synth-nfkd-nltoken": {synthWithAdded(t, tj, "\n"), `{"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "NFC"}]}}`},
 	}
 	for name, v := range variants {
 		var m, o map[string]json.RawMessage
@@ -162,6 +173,12 @@ func streamTokenizers(t testing.TB) map[string]*Tokenizer {
 	if l2, err := LoadDir(filepath.Join(models, "tokenizer-llama2", "models")); err == nil {
 		out["llama2"] = l2
 	}
+	if q, err := LoadDir(filepath.Join(models, "tokenizer-qwen3", "models")); err == nil {
+		out["qwen3"] = q
+	}
+	if g, err := LoadDir(filepath.Join(models, "tokenizer-gemma3", "models")); err == nil {
+		out["gemma3"] = g
+	}
 	// The real vocabularies with the other pre-tokenizers, as in TestParity.
 	for name, v := range map[string]struct{ dir, override string }{
 		"llama3-gpt2":      {"tokenizer-llama3", `{"pre_tokenizer": ` + gpt2JSON + `}`},
@@ -181,6 +198,33 @@ func streamTokenizers(t testing.TB) map[string]*Tokenizer {
 		}
 		out[name] = tk
 	}
+	return out
+}
+
+// gemmaOverride gives a SentencePiece-style tokenizer Gemma 3's normalizer
+// and pre-tokenizer.
+const gemmaOverride = `{"normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+ "pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false}}`
+
+// synthWithAdded returns the synthetic tokenizer.json tj with one more
+// added token, content, numbered after the others.
+func synthWithAdded(t testing.TB, tj []byte, content string) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(tj, &m); err != nil {
+		t.Fatal(err)
+	}
+	var added []map[string]any
+	if err := json.Unmarshal(m["added_tokens"], &added); err != nil {
+		t.Fatal(err)
+	}
+	next := 0.0
+	for _, a := range added {
+		next = max(next, a["id"].(float64)+1)
+	}
+	added = append(added, map[string]any{"id": next, "content": content, "special": false, "normalized": false})
+	m["added_tokens"], _ = json.Marshal(added)
+	out, _ := json.Marshal(m)
 	return out
 }
 
@@ -258,7 +302,8 @@ func TestEncodeReaderMatchesEncode(t *testing.T) {
 		c := tk.cutRules()
 		// The synthetic vocabulary merges white space with newlines, which
 		// only a pre-tokenizer keeps apart.
-		wantNL := !map[string]bool{"synth-bytelevel0": true, "spm-nlmerge": true, "spm-bytemerge": true, "spm-nltoken": true, "spm-nldeleted": true}[name]
+		wantNL := !map[string]bool{"synth-bytelevel0": true, "spm-nlmerge": true, "spm-bytemerge": true, "spm-nltoken": true, "spm-nldeleted": true,
+			"spm-gemma-prepend": true, "spm-gemma-nlword": true}[name]
 		wantSpace := !map[string]bool{"spm-dropspace": true, "spm-spacemerge": true, "spm-spacetoken": true, "spm-nldeleted": true}[name]
 		if c.newline != wantNL || c.space != wantSpace {
 			t.Errorf("%s: cut rules newline %v, space %v; want %v, %v", name, c.newline, c.space, wantNL, wantSpace)

@@ -235,6 +235,9 @@ func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, er
 			return nil, err
 		}
 	}
+	if neverSplits(t.normalizer, t.pre) {
+		t.pre = nil
+	}
 	if sp, ok := t.pre.(*splitPre); ok && sp.behavior == behIsolated {
 		t.isolated = sp
 	}
@@ -275,6 +278,31 @@ func parse(path string, data []byte, cfgPath string, cfg []byte) (*Tokenizer, er
 		}
 	}
 	return t, nil
+}
+
+// neverSplits reports whether the pre-tokenizer p is a Split on a string
+// that the normalizer n has removed from every text, so that each section
+// stays one word, as without a pre-tokenizer: Gemma 3 splits on " " after
+// replacing every " " with "▁". n must end with the Replace of a single
+// character by a string without it (the character cannot reappear: the
+// pieces around each replacement are valid UTF-8 without it).
+func neverSplits(n normalizer, p preTokenizer) bool {
+	sp, ok := p.(*splitPre)
+	if !ok || sp.invert {
+		return false
+	}
+	lit, ok := sp.m.(stringMatcher)
+	if !ok {
+		return false
+	}
+	if q, ok := n.(normSequence); ok && len(q) > 0 {
+		n = q[len(q)-1]
+	}
+	r, ok := n.(*replaceNorm)
+	if !ok || r.re != nil || utf8.RuneCountInString(r.literal) != 1 || strings.Contains(r.content, r.literal) {
+		return false
+	}
+	return strings.Contains(string(lit), r.literal)
 }
 
 // ids builds the table of token strings by id from the vocabulary and the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -455,6 +456,49 @@ func TestSplitBehaviors(t *testing.T) {
 	if got := inv.split(nil, "the-final--countdown", true); !reflect.DeepEqual(got, []string{"-", "-", "-"}) {
 		t.Errorf("inverted Removed: %q", got)
 	}
+}
+
+// TestSplitAfterReplace checks that a Split on a string the normalizer has
+// replaced everywhere (Gemma 3's) is dropped, and only then: each section
+// is one word, as without a pre-tokenizer.
+func TestSplitAfterReplace(t *testing.T) {
+	split := func(pattern string, invert bool) string {
+		return fmt.Sprintf(`{"type": "Split", "pattern": {"String": %q}, "behavior": "MergedWithPrevious", "invert": %v}`, pattern, invert)
+	}
+	replace := func(from, to string) string {
+		return fmt.Sprintf(`{"type": "Replace", "pattern": {"String": %q}, "content": %q}`, from, to)
+	}
+	for _, c := range []struct {
+		normalizer, pre string
+		dropped         bool
+	}{
+		{replace(" ", "▁"), split(" ", false), true},
+		{`{"type": "Sequence", "normalizers": [{"type": "NFC"}, ` + replace(" ", "▁") + `]}`, split("a b", false), true},
+		{replace(" ", "▁"), split(" ", true), false},    // inverted: the whole text is a match
+		{replace(" ", "▁"), split("▁", false), false},   // the replacement is split on
+		{replace(" ", "▁ "), split(" ", false), false},  // the space comes back
+		{replace("ab", "▁"), split("ab", false), false}, // two characters can meet again
+		{`{"type": "Sequence", "normalizers": [` + replace(" ", "▁") + `, {"type": "NFKC"}]}`, split(" ", false), false},
+	} {
+		data := withOverride(t, writeTemp(t, spmJSONBytes()), map[string]json.RawMessage{
+			"normalizer": json.RawMessage(c.normalizer), "pre_tokenizer": json.RawMessage(c.pre)})
+		tk, err := FromJSON("split/tokenizer.json", data, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dropped := tk.pre == nil; dropped != c.dropped {
+			t.Errorf("normalizer %s, pre-tokenizer %s: dropped %v, want %v", c.normalizer, c.pre, dropped, c.dropped)
+		}
+	}
+}
+
+func writeTemp(t *testing.T, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestMetaspace ports the expectations of tokenizers' own Metaspace tests.
