@@ -11,6 +11,7 @@ import (
 var fuzzTexts = []string{
 	"", "a", "ab ab\nb", "Habari ya asubuhi\n\nhello  world", "<|begin_of_text|>x\r\n y", "<s> [X]\tQq b\n",
 	"é€😀 \u00a0\n\u3000x", "\xff\xc3", "1234567 it's OK!!\n\n", strings.Repeat("ab ", 40),
+	"<bos>a\n\nb<|im_end|>\n<think>", "a" + strings.Repeat("\u0301\u0316", 20) + "\u0b57\u031b",
 }
 
 // FuzzLoadTokenizer feeds tokenizer.json and tokenizer_config.json bytes
@@ -45,6 +46,29 @@ func FuzzLoadTokenizer(f *testing.F) {
  "post_processor": {"type": "Sequence", "processors": [{"type": "ByteLevel"}, {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A"}}, {"SpecialToken": {"id": "<|x|>"}}], "special_tokens": {"<|x|>": {"ids": [5]}}}]},
  "decoder": {"type": "ByteLevel"},
  "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "Ġ": 2, "Ċ": 3, "Ġa": 4}, "merges": ["Ġ a"]}}`), []byte(`{"eos_token": {"content": "<|x|>"}}`))
+	// Qwen's shape (NFC, its Split pattern, byte-level) and Gemma's (spaces
+	// replaced, a Split on the space, newlines as added tokens, byte
+	// fallback, <bos> added from tokenizer_config.json).
+	f.Add([]byte(`{"added_tokens": [{"id": 5, "content": "<|im_end|>", "special": true}, {"id": 6, "content": "<think>", "special": false}],
+ "normalizer": {"type": "NFC"},
+ "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": `+jsonString(qwen2Regex)+`}, "behavior": "Isolated", "invert": false},
+  {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]},
+ "post_processor": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+ "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+ "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "Ġ": 2, "Ċ": 3, "Ġa": 4}, "merges": [["Ġ", "a"]]}}`),
+		[]byte(`{"tokenizer_class": "Qwen2Tokenizer", "bos_token": null, "eos_token": "<|im_end|>", "add_bos_token": false}`))
+	f.Add([]byte(`{"added_tokens": [{"id": 0, "content": "<pad>", "special": true}, {"id": 1, "content": "<eos>", "special": true},
+  {"id": 2, "content": "<bos>", "special": true}, {"id": 3, "content": "<unk>", "special": true}, {"id": 4, "content": "\n"}, {"id": 10, "content": "\n\n"},
+  {"id": 11, "content": "<start_of_turn>", "special": true}],
+ "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+ "pre_tokenizer": {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false},
+ "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+  "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}}},
+ "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}]},
+ "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": true, "byte_fallback": true,
+  "vocab": {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "\n": 4, "▁": 5, "a": 6, "▁a": 7, "<0x0A>": 8, "<0x62>": 9, "\n\n": 10, "<start_of_turn>": 11},
+  "merges": [["▁", "a"], ["\n", "\n"]]}}`),
+		[]byte(`{"tokenizer_class": "GemmaTokenizer", "add_bos_token": true, "add_eos_token": false, "bos_token": "<bos>", "eos_token": "<eos>"}`))
 	// Hostile ones: huge, negative, fractional, duplicate ids; deep nesting;
 	// an empty vocabulary; merges of unknown tokens; a truncated file.
 	for _, s := range []string{

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/tli-project/tli/internal/peer"
 )
 
@@ -194,6 +196,48 @@ func TestRoundTripReal(t *testing.T) {
 	}
 	if n2 < 2000 {
 		t.Errorf("only %d round-trip strings for llama2", n2)
+	}
+}
+
+// TestRoundTripQwenGemma is TestRoundTripReal for Qwen3 and Gemma 3. Qwen3
+// gives back the text in NFC, its normalizer, special tokens included.
+// Gemma 3, which adds no space
+// at the start, gives back every text with the special tokens skipped,
+// except those holding U+2581 (which comes back as a space) or the text of
+// a special token (which is skipped).
+func TestRoundTripQwenGemma(t *testing.T) {
+	_, modules := peer.NodeModules(t)
+	dirs := requireModels(t, modules, "tokenizer-qwen3", "tokenizer-gemma3")
+	qwen, err := LoadDir(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	gemma, err := LoadDir(dirs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nfc := unicodeNorm{norm.NFC}
+	ng := 0
+strings:
+	for _, s := range roundTripStrings() {
+		if got, want := qwen.Decode(qwen.Encode(s, true), false), nfc.normalize(s); got != want {
+			t.Errorf("qwen3: Decode(Encode(%q)) = %q, want %q", short(s), short(got), short(want))
+		}
+		if strings.Contains(s, "▁") {
+			continue
+		}
+		for _, a := range gemma.added {
+			if a.special && strings.Contains(s, a.content) {
+				continue strings
+			}
+		}
+		ng++
+		if got := gemma.Decode(gemma.Encode(s, true), true); got != s {
+			t.Errorf("gemma3: Decode(Encode(%q)) = %q", short(s), short(got))
+		}
+	}
+	if ng < 2000 {
+		t.Errorf("only %d round-trip strings for gemma3", ng)
 	}
 }
 
@@ -381,19 +425,38 @@ func TestErrors(t *testing.T) {
 // without it an *InvalidUTF8Error at the first invalid byte.
 func FuzzEncode(f *testing.F) {
 	for _, s := range []string{"", "Habari ya asubuhi", "it's 12345!!\n\n", "\xff\xfe", "<|begin_of_text|>x", "👨‍👩‍👧",
-		"a \nb\r\n\r\n  c\n\tx", "x\u00a0\ny\u3000\n\u0301z", "ab ab\n<s>\n[X] b\n", "é\n\xe2\x82\nx y"} {
+		"a \nb\r\n\r\n  c\n\tx", "x\u00a0\ny\u3000\n\u0301z", "ab ab\n<s>\n[X] b\n", "é\n\xe2\x82\nx y",
+		"a" + strings.Repeat("\u0301\u0316", 20) + "\nb c", "O\u0b57\u031b\n\u1100\u1161\u11a8 x", "<|im_start|>user\nHi<|im_end|>\n",
+		"<start_of_turn>user\nHabari<end_of_turn>\n\n\nx\ty  z", "1234567890 ab\n▁▁▁ab"} {
 		f.Add(s)
 	}
-	tk, _, _ := synthTokenizer(f, 400)
+	tk, tj, _ := synthTokenizer(f, 400)
+	// The shapes of Qwen (NFC, its pattern) and Gemma (spaces replaced, a
+	// Split that never matches, newlines as added tokens).
+	qwenShape, err := FromJSON("qwen/tokenizer.json", withOverride(f, writeTemp(f, tj), map[string]json.RawMessage{
+		"normalizer":    json.RawMessage(`{"type": "NFC"}`),
+		"pre_tokenizer": json.RawMessage(`{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": ` + jsonString(qwen2Regex) + `}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}`)}), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	gemmaShape, err := FromJSON("gemma/tokenizer.json", withOverride(f, writeTemp(f, spmJSONWith(nil, "", `{"content": "\n"}, {"content": "\n\n"}, {"content": "▁▁▁"}`)), map[string]json.RawMessage{
+		"normalizer":    json.RawMessage(`{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}`),
+		"pre_tokenizer": json.RawMessage(`{"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false}`)}), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
 	// The real tokenizers join in when they are installed.
 	models := filepath.Join(peer.Root(), ".cache", "node", "node_modules", "@lenml")
 	l3, _ := LoadDir(filepath.Join(models, "tokenizer-llama3", "models"))
 	l2, _ := LoadDir(filepath.Join(models, "tokenizer-llama2", "models"))
+	qwen3, _ := LoadDir(filepath.Join(models, "tokenizer-qwen3", "models"))
+	gemma3, _ := LoadDir(filepath.Join(models, "tokenizer-gemma3", "models"))
 	spm := spmTokenizer(f)
+	nfc := unicodeNorm{norm.NFC}
 	f.Fuzz(func(t *testing.T, s string) {
-		want := validUTF8(s)
 		chunk := 1 + len(s)%7
-		for _, tk := range []*Tokenizer{tk, l3, l2, spm} {
+		for _, tk := range []*Tokenizer{tk, l3, l2, spm, qwenShape, gemmaShape, qwen3, gemma3} {
+			want := validUTF8(s)
 			if tk == nil {
 				continue
 			}
@@ -413,15 +476,23 @@ func FuzzEncode(f *testing.F) {
 			if off, bad := firstInvalid(s); bad != (err != nil) || (bad && (!errors.As(err, &ie) || ie.Offset != int64(off))) {
 				t.Fatalf("EncodeReader(%q) without AllowInvalidUTF8: %v, want an error at byte %d: %v", s, err, off, bad)
 			}
-			if tk == l2 || tk == spm {
+			if tk == l2 || tk == spm || tk == gemmaShape || tk == gemma3 {
 				tk.Decode(ids, true) // SentencePiece-style: no exact round trip (U+2581, see TestRoundTripReal)
 				continue
+			}
+			if tk == qwenShape || tk == qwen3 {
+				want = nfc.normalize(want)
 			}
 			if got := tk.Decode(tk.Encode(s, false), false); got != want || !utf8.ValidString(got) {
 				t.Fatalf("Decode(Encode(%q)) = %q, want %q", s, got, want)
 			}
 		}
 	})
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 // firstInvalid returns the offset of the first invalid UTF-8 in s.
@@ -492,7 +563,7 @@ func TestSplitAfterReplace(t *testing.T) {
 	}
 }
 
-func writeTemp(t *testing.T, data []byte) string {
+func writeTemp(t testing.TB, data []byte) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokenizer.json")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
