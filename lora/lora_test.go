@@ -558,7 +558,7 @@ func TestMergeNaNWeight(t *testing.T) {
 // (biases, q/k norms, Gemma's norms as stored), equal to the in-memory
 // merge, and gives the same hidden states.
 func TestMergeCheckpointFamilies(t *testing.T) {
-	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma"} {
+	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "bloom"} {
 		t.Run(fam, func(t *testing.T) {
 			dir := t.TempDir()
 			if err := llama.Synth(dir, llama.SynthOptions{Shape: "tiny-" + fam, Layers: 2, Seed: 3}); err != nil {
@@ -569,7 +569,7 @@ func TestMergeCheckpointFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer want.Close()
-			a, err := New(Config{R: 4, Alpha: 8, TargetModules: llama.LoRAModules}, want.Config, 9)
+			a, err := New(Config{R: 4, Alpha: 8, TargetModules: want.Config.LoRAModules()}, want.Config, 9)
 			if err != nil {
 				t.Fatal(err)
 			}
