@@ -137,7 +137,7 @@ type parityJob struct {
 	bosFirst bool
 }
 
-// newParityJob makes the job name for the tokenizer.json in dir with
+// newParityJob makes a job called name for the tokenizer.json in dir, with
 // top-level fields replaced by override (nil: none).
 func newParityJob(name, dir string, override map[string]string, texts []string, bos int, bosFirst bool) parityJob {
 	j := refJob{Name: name, Tokenizer: filepath.Join(dir, "tokenizer.json"), Config: filepath.Join(dir, "tokenizer_config.json"), Texts: texts}
@@ -169,7 +169,8 @@ func requireModels(t *testing.T, modules string, packages ...string) []string {
 // TestParity compares ids (with and without special tokens) and decoded
 // text with @lenml/tokenizers for the real Llama 3 tokenizer, the same with
 // Llama 3.1's BOS template, and a SentencePiece-style (Llama 2 / Mistral)
-// tokenizer, on every string of parityStrings.
+// tokenizer, on every string of parityStrings; and the hand-written
+// pre-tokenizer patterns and the Unicode normalizers with JavaScript's.
 func TestParity(t *testing.T) {
 	t.Parallel() // mostly waiting for node
 	node, modules := peer.NodeModules(t)
