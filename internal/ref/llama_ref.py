@@ -31,6 +31,22 @@ Other families, by config.json's model_type, as their modeling_*.py files:
   * gemma: GemmaRMSNorm (x.float() normalised, times 1 + w.float(), cast
     back), embeddings times tensor(hidden_size ** 0.5, dtype), the gated
     MLP with gelu_pytorch_tanh (config hidden_activation), tied head
+  * bloom (BloomForCausalLM, modeling_bloom.py), its own forward
+    (bloom_forward_padded): LayerNorm with bias everywhere,
+    word_embeddings_layernorm on the embeddings, fused query_key_value whose
+    output is viewed as [T, n_head, 3, head_dim], ALiBi from
+    build_alibi_tensor (slope * ((mask.cumsum - 1) * mask), in f32, cast to
+    the compute dtype) added by baddbmm(alibi, q, k^T, beta=1,
+    alpha=1/sqrt(head_dim)), causal (and padding) mask of finfo(dtype).min
+    added, softmax in f32 cast back, bloom_gelu_forward (tanh GELU with
+    0.79788456) in a 4*hidden MLP, biases on every Linear,
+    apply_residual_connection_post_layernorm, ln_f, head tied by default.
+    Weights may be named "transformer.h.0..." or bare "h.0..." (bigscience
+    files); load_model renames bare names to "transformer.".
+    hidden states: hs[0] = word_embeddings_layernorm(embeddings), hs[k] =
+    output of block k-1 for k < L, hs[L] = ln_f(block L-1's output).
+    load_model also stores the resolved sizes under the Llama names
+    (hidden_size, num_hidden_layers, num_attention_heads, head_dim).
 
 Importable API (other tests build on it):
 
@@ -38,15 +54,20 @@ Importable API (other tests build on it):
     hs = forward(model, [[ids...], [ids...]])       # list (per sequence) of
                                                     # lists of [L, d] tensors
                                                     # (under torch.no_grad)
-    hs = forward_padded(model, ids[B, L], upto)     # differentiable; [B, L, d]
+    hs = forward_padded(model, ids[B, L], upto, lengths=None)
+                                                    # differentiable; [B, L, d]
 
 Every projection goes through the module-level function linear(x, w), so a
-caller may replace llama_ref.linear to add LoRA branches (train_ref.py does).
+caller may replace llama_ref.linear to add LoRA branches (train_ref.py does);
+biases are added outside it (BLOOM's dense(), Qwen2's proj()).
     logits = lm_logits(model, hs_last)              # [L, vocab]
     toks = generate_greedy(model, prompt, max_new, eos_ids)
 
 Sequences of a batch are right-padded to the longest; with a causal mask
-padding never reaches real tokens, so no padding mask is needed.
+padding never reaches real tokens, so no padding mask is needed (BLOOM's
+forward also takes the real lengths for its alibi/padding mask, as
+transformers does with an attention_mask; real tokens' results are the same
+without them).
 `dtype` is the compute dtype: weights stored in another dtype are converted
 (bf16 storage widened to f32 with dtype=float32, as the Go exact mode does).
 
@@ -94,6 +115,8 @@ def load_model(dir, dtype=torch.float32):
     """Load config.json and weights, converted to dtype."""
     with open(os.path.join(dir, "config.json")) as f:
         cfg = json.load(f)
+    if cfg.get("model_type") == "bloom":
+        return load_bloom(cfg, load_state(dir), dtype)
     cfg.setdefault("num_key_value_heads", cfg["num_attention_heads"])
     if not cfg.get("head_dim"):
         cfg["head_dim"] = cfg["hidden_size"] // cfg["num_attention_heads"]
@@ -270,9 +293,13 @@ def layer_mask(L, dtype, window):
     return m[None, None]
 
 
-def forward_padded(model, ids, upto=None):
+def forward_padded(model, ids, upto=None, lengths=None):
     """ids [B, L] (right-padded). Returns the list of hidden states
-    hs[0..upto] (each [B, L, d]); upto defaults to num_hidden_layers."""
+    hs[0..upto] (each [B, L, d]); upto defaults to num_hidden_layers.
+    lengths (the real length of each row) only matters to BLOOM's
+    alibi/padding mask; it never changes real tokens' results."""
+    if model["config"]["model_type"] == "bloom":
+        return bloom_forward_padded(model, ids, upto, lengths)
     cfg, w, dtype = model["config"], model["w"], model["dtype"]
     nl = cfg["num_hidden_layers"]
     if upto is None:
@@ -308,7 +335,7 @@ def forward(model, seqs, upto=None):
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s, dtype=torch.int64)
     with torch.no_grad():
-        hs = forward_padded(model, ids, upto)
+        hs = forward_padded(model, ids, upto, [len(s) for s in seqs])
     return [[h[i, :len(s)] for h in hs] for i, s in enumerate(seqs)]
 
 
@@ -317,7 +344,10 @@ def lm_logits(model, h):
     w = model["w"]
     head = w.get("lm_head.weight")
     if head is None or model["config"]["tie_word_embeddings"]:
-        head = w["model.embed_tokens.weight"]
+        if model["config"]["model_type"] == "bloom":
+            head = w[BLOOM_PREFIX + "word_embeddings.weight"]
+        else:
+            head = w["model.embed_tokens.weight"]
     return linear(h, head)
 
 
@@ -347,6 +377,177 @@ def generate_greedy(model, prompt, max_new, eos=None):
         if t in eos:
             break
     return toks, margins
+
+
+# ---------------------------------------------------------------- bloom
+
+BLOOM_PREFIX = "transformer."
+
+
+def load_bloom(cfg, state, dtype):
+    """BloomConfig semantics: n_embed overrides hidden_size, and
+    num_hidden_layers / num_attention_heads (attribute_map) override n_layer
+    / n_head; other defaults as BloomConfig.__init__ and PretrainedConfig
+    (tie_word_embeddings true, eos_token_id 2). The resolved values are also
+    stored under the Llama names (num_hidden_layers, ...). Bare tensor names
+    ("h.0...", bigscience files) get the "transformer." prefix."""
+    hidden = cfg.get("n_embed")
+    if hidden is None:
+        hidden = cfg.get("hidden_size", 64)
+    nl = cfg.get("num_hidden_layers", cfg.get("n_layer", 2))
+    nh = cfg.get("num_attention_heads", cfg.get("n_head", 8))
+    if hidden % nh:
+        raise ValueError("bloom: hidden_size %d is not divisible by n_head %d" % (hidden, nh))
+    cfg["hidden_size"] = hidden
+    cfg["n_layer"] = cfg["num_hidden_layers"] = nl
+    cfg["n_head"] = cfg["num_attention_heads"] = nh
+    cfg["head_dim"] = hidden // nh
+    cfg["intermediate_size"] = 4 * hidden
+    cfg.setdefault("layer_norm_epsilon", 1e-5)
+    cfg.setdefault("apply_residual_connection_post_layernorm", False)
+    cfg.setdefault("tie_word_embeddings", True)
+    cfg.setdefault("bos_token_id", 1)
+    cfg.setdefault("eos_token_id", 2)
+    if cfg.get("pretraining_tp", 1) > 1 and cfg.get("slow_but_exact", False):
+        raise ValueError("bloom: slow_but_exact with pretraining_tp > 1 is not supported")
+    w = {}
+    for k, v in state.items():
+        if not k.startswith(BLOOM_PREFIX) and k != "lm_head.weight":
+            k = BLOOM_PREFIX + k
+        w[k] = v.to(dtype)
+    return {"config": cfg, "w": w, "dtype": dtype}
+
+
+def bloom_alibi_slopes(n_head):
+    """The per-head slopes of build_alibi_tensor (f32): base =
+    f32(2 ** -(8 / p)) for p the largest power of two <= n_head, slopes
+    base ** 1..p (f32 pow); for the remaining heads f32(2 ** -(4 / p)) **
+    1, 3, 5, ..."""
+    closest_power_of_2 = 2 ** math.floor(math.log2(n_head))
+    base = torch.tensor(2 ** (-(2 ** -(math.log2(closest_power_of_2) - 3))), dtype=torch.float32)
+    powers = torch.arange(1, 1 + closest_power_of_2, dtype=torch.int32)
+    slopes = torch.pow(base, powers)
+    if closest_power_of_2 != n_head:
+        extra_base = torch.tensor(2 ** (-(2 ** -(math.log2(2 * closest_power_of_2) - 3))), dtype=torch.float32)
+        num_remaining_heads = min(closest_power_of_2, n_head - closest_power_of_2)
+        extra_powers = torch.arange(1, 1 + 2 * num_remaining_heads, 2, dtype=torch.int32)
+        slopes = torch.cat([slopes, torch.pow(extra_base, extra_powers)], dim=0)
+    return slopes
+
+
+def bloom_alibi(attention_mask, n_head, dtype):
+    """build_alibi_tensor: attention_mask [B, L] (f32 0/1) -> alibi
+    [B * n_head, 1, L] = slope * key position, computed in f32, cast to
+    dtype."""
+    batch_size, seq_length = attention_mask.shape
+    slopes = bloom_alibi_slopes(n_head)
+    arange_tensor = ((attention_mask.cumsum(dim=-1) - 1) * attention_mask)[:, None, :]
+    alibi = slopes[..., None] * arange_tensor
+    return alibi.reshape(batch_size * n_head, 1, seq_length).to(dtype)
+
+
+def bloom_mask(attention_mask, dtype):
+    """_prepare_4d_causal_attention_mask_with_cache_position without a
+    cache: finfo(dtype).min where key j > query i or key j is padding,
+    else 0; [B, 1, L, L]."""
+    B, L = attention_mask.shape
+    i = torch.arange(L)[:, None]
+    j = torch.arange(L)[None, :]
+    bad = (j > i)[None, None] | (attention_mask[:, None, None, :] == 0)
+    m = torch.zeros((B, 1, L, L), dtype=dtype)
+    m[bad] = torch.finfo(dtype).min
+    return m
+
+
+def bloom_gelu_forward(x):
+    return x * 0.5 * (1.0 + torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
+
+
+class BloomGeLUFunction(torch.autograd.Function):
+    """BloomGelu in training mode (GeLUFunction): forward
+    bloom_gelu_forward, backward bloom_gelu_back."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return bloom_gelu_forward(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        tanh_out = torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x))
+        ff = 0.5 * x * ((1 - tanh_out * tanh_out) * (0.79788456 + 0.1070322243 * x * x)) + 0.5 * (1 + tanh_out)
+        return ff * g
+
+
+def bloom_gelu(x):
+    if torch.is_grad_enabled() and x.requires_grad:
+        return BloomGeLUFunction.apply(x)
+    return bloom_gelu_forward(x)
+
+
+def layer_norm(x, w, p, eps):
+    """nn.LayerNorm with weight and bias p.weight, p.bias."""
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), w[p + ".weight"], w[p + ".bias"], eps)
+
+
+def dense(w, p, x):
+    """nn.Linear with bias: linear(x, W) + b (the bias outside linear, so a
+    LoRA branch adds to the product as PEFT's base_layer(x) + lora does)."""
+    return linear(x, w[p + ".weight"]) + w[p + ".bias"]
+
+
+def bloom_attention(cfg, w, p, x, residual, alibi, mask):
+    """BloomAttention.forward (eager, no cache); returns residual + dense."""
+    B, L, _ = x.shape
+    nh, hd = cfg["n_head"], cfg["head_dim"]
+    fused = dense(w, p + "self_attention.query_key_value", x).view(B, L, nh, 3, hd)
+    q = fused[..., 0, :].transpose(1, 2).reshape(B * nh, -1, hd)
+    k = fused[..., 1, :].transpose(1, 2).reshape(B * nh, -1, hd).transpose(-1, -2)
+    v = fused[..., 2, :].transpose(1, 2).reshape(B * nh, -1, hd)
+    scores = alibi.baddbmm(batch1=q, batch2=k, beta=1.0, alpha=1.0 / math.sqrt(hd))
+    scores = scores.view(B, nh, L, -1) + mask
+    probs = torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    ctx = torch.bmm(probs.view(B * nh, L, -1), v)
+    ctx = ctx.view(B, nh, L, hd).permute(0, 2, 1, 3).reshape(B, L, nh * hd)
+    return residual + dense(w, p + "self_attention.dense", ctx)
+
+
+def bloom_mlp(w, p, x, residual):
+    h = bloom_gelu(dense(w, p + "mlp.dense_h_to_4h", x))
+    return residual + dense(w, p + "mlp.dense_4h_to_h", h)
+
+
+def bloom_forward_padded(model, ids, upto=None, lengths=None):
+    """BloomModel with output_hidden_states on right-padded ids [B, L];
+    lengths: each row's real length, the attention_mask (default: none, all
+    positions real)."""
+    cfg, w, dtype = model["config"], model["w"], model["dtype"]
+    nl, nh = cfg["n_layer"], cfg["n_head"]
+    eps = cfg["layer_norm_epsilon"]
+    post = cfg["apply_residual_connection_post_layernorm"]
+    if upto is None:
+        upto = nl
+    B, L = ids.shape
+    P = BLOOM_PREFIX
+    attn = torch.ones((B, L), dtype=torch.float32)
+    if lengths is not None:
+        for b, n in enumerate(lengths):
+            attn[b, n:] = 0
+    alibi = bloom_alibi(attn, nh, dtype)
+    mask = bloom_mask(attn, dtype)
+    h = layer_norm(w[P + "word_embeddings.weight"][ids], w, P + "word_embeddings_layernorm", eps)
+    hs = [h]
+    for i in range(min(upto, nl)):
+        p = P + "h.%d." % i
+        ln = layer_norm(h, w, p + "input_layernorm", eps)
+        a = bloom_attention(cfg, w, p, ln, ln if post else h, alibi, mask)
+        ln = layer_norm(a, w, p + "post_attention_layernorm", eps)
+        h = bloom_mlp(w, p, ln, ln if post else a)
+        hs.append(h)
+    if upto >= nl:
+        hs[nl] = layer_norm(h, w, P + "ln_f", eps)
+    return hs
 
 
 # ---------------------------------------------------------------- CLI

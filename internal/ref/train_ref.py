@@ -7,8 +7,11 @@ the TLI training script do:
     result = base(x) + lora_B(lora_A(dropout(x))) * (lora_alpha / r)
     (dropout must be 0 here: masks cannot match another RNG)
   * the adapter read from PEFT files (adapter_config.json,
-    adapter_model.safetensors with base_model.model.model.layers.{i}.
-    self_attn.q_proj.lora_A.weight ...)
+    adapter_model.safetensors with base_model.model.<module>.lora_A.weight
+    ...): <module> is the base weight's name less ".weight", e.g.
+    model.layers.{i}.self_attn.q_proj (Llama family) or
+    transformer.h.{i}.self_attention.query_key_value (BLOOM: also dense,
+    mlp.dense_h_to_4h, mlp.dense_4h_to_h); biases stay frozen
   * forward up to hidden_states[target_layer], mean pooling over each
     word's tokens (all tokens including BOS, or content tokens only),
     F.normalize, sim = S @ E.T, hardest in-batch negative
@@ -30,6 +33,7 @@ CLI (the Go parity test calls it):
 import argparse
 import json
 import os
+import re
 import sys
 
 import torch
@@ -39,39 +43,41 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama_ref  # noqa: E402
 import safetensors_io  # noqa: E402
 
-MLP = ("gate_proj", "up_proj", "down_proj")
+# base_model.model.<path>.lora_A.weight, <path> = <...>.<layer>.<part>.<module>
+PEFT_KEY = re.compile(r"^base_model\.model\.(.+\.(\d+)\.[^.]+\.([^.]+))\.(lora_A|lora_B)(?:\.default)?\.weight$")
 
 
-def peft_key(layer, module, ab):
-    part = "mlp" if module in MLP else "self_attn"
-    return "base_model.model.model.layers.%d.%s.%s.%s.weight" % (layer, part, module, ab)
+def peft_key(path, ab):
+    return "base_model.model.%s.%s.weight" % (path, ab)
 
 
 def load_adapter(dir):
-    """(config dict, {(layer, module): (A, B)}) with A, B trainable f32 leaves."""
+    """(config dict, {(layer, module, path): (A, B)}) with A, B trainable f32
+    leaves; path is the adapted weight's name less ".weight"."""
     with open(os.path.join(dir, "adapter_config.json")) as f:
         cfg = json.load(f)
     tensors, _ = safetensors_io.load(os.path.join(dir, "adapter_model.safetensors"))
     ad = {}
     for name, t in tensors.items():
-        parts = name.split(".")
-        layer, module, ab = int(parts[4]), parts[6], parts[7]
-        a, b = ad.get((layer, module), (None, None))
+        m = PEFT_KEY.match(name)
+        if m is None:
+            raise ValueError("unexpected adapter tensor %r" % name)
+        path, layer, module, ab = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+        a, b = ad.get((layer, module, path), (None, None))
         t = t.float().clone().requires_grad_(True)
         if ab == "lora_A":
             a = t
         else:
             b = t
-        ad[(layer, module)] = (a, b)
+        ad[(layer, module, path)] = (a, b)
     return cfg, ad
 
 
 def install_lora(model, adapters, scale, dropout):
     """Route llama_ref.linear through the LoRA branch for adapted weights."""
     by_weight = {}
-    for (layer, module), (a, b) in adapters.items():
-        part = "mlp." if module in MLP else "self_attn."
-        w = model["w"]["model.layers.%d.%s%s.weight" % (layer, part, module)]
+    for (layer, module, path), (a, b) in adapters.items():
+        w = model["w"][path + ".weight"]
         by_weight[id(w)] = (a, b)
 
     def linear(x, w):
@@ -91,7 +97,7 @@ def pooled(model, seqs, target, pool):
     ids = torch.zeros((len(seqs), L), dtype=torch.int64)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s, dtype=torch.int64)
-    h = llama_ref.forward_padded(model, ids, upto=target)[target]
+    h = llama_ref.forward_padded(model, ids, upto=target, lengths=[len(s) for s in seqs])[target]
     start = 1 if pool == "content" else 0
     rows = [h[i, start:len(s)].mean(dim=0) for i, s in enumerate(seqs)]
     return F.normalize(torch.stack(rows), p=2, dim=1, eps=1e-12)
@@ -129,7 +135,7 @@ def main():
     r, alpha = cfg["r"], cfg["lora_alpha"]
     scale = alpha / (r ** 0.5) if cfg.get("use_rslora") else alpha / r
     install_lora(model, adapters, scale, 0.0)
-    keys = sorted((l, m) for (l, m) in adapters)
+    keys = sorted(adapters)
     params = []
     for k in keys:
         params += list(adapters[k])
@@ -145,17 +151,17 @@ def main():
         loss.backward()
         losses.append(float(loss))
         if step == 0:
-            for (l, m) in keys:
-                A, B = adapters[(l, m)]
+            for k in keys:
+                A, B = adapters[k]
                 if A.grad is not None:
-                    out["grad." + peft_key(l, m, "lora_A")] = A.grad.clone()
-                    out["grad." + peft_key(l, m, "lora_B")] = B.grad.clone()
+                    out["grad." + peft_key(k[2], "lora_A")] = A.grad.clone()
+                    out["grad." + peft_key(k[2], "lora_B")] = B.grad.clone()
         opt.step()
         sched.step()
-    for (l, m) in keys:
-        A, B = adapters[(l, m)]
-        out[peft_key(l, m, "lora_A")] = A.detach()
-        out[peft_key(l, m, "lora_B")] = B.detach()
+    for k in keys:
+        A, B = adapters[k]
+        out[peft_key(k[2], "lora_A")] = A.detach()
+        out[peft_key(k[2], "lora_B")] = B.detach()
     out["losses"] = torch.tensor(losses, dtype=torch.float32)
     safetensors_io.save(a.out, out)
 
