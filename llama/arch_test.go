@@ -2,6 +2,7 @@ package llama
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tli-project/tli/engine"
@@ -75,4 +76,54 @@ func TestUnconsumedTensorRefused(t *testing.T) {
 		}
 		wantErr(t, err, p, `tensor "`+c.name+`"`, "is not part of a LlamaForCausalLM checkpoint", "wrong hidden states")
 	}
+}
+
+// BLOOM checkpoints with bigscience's bare tensor names ("h.0.…") read as
+// the transformers names, with the same hidden states; and
+// apply_residual_connection_post_layernorm matches the reference.
+func TestBloomBareNamesAndPostNormResidual(t *testing.T) {
+	dir := t.TempDir()
+	if err := Synth(dir, SynthOptions{Shape: "tiny-bloom", Layers: 2, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	seqs := testSeqs(512, 9, 3)
+	b := NewBatch(seqs)
+	layers := allLayers(2)
+	states := func(dir string) map[int][]float32 {
+		m, err := Load(dir, LoadOptions{DType: engine.F32, MaxLayer: AllLayers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		h, err := m.HiddenStates(b, layers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	want := states(dir)
+	p := filepath.Join(dir, "model.safetensors")
+	ts, meta, err := ReadSafetensors(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := map[string]*engine.Tensor{}
+	for n, x := range ts {
+		bare[strings.TrimPrefix(n, "transformer.")] = x
+	}
+	if err := WriteSafetensors(p, bare, meta); err != nil {
+		t.Fatal(err)
+	}
+	got := states(dir)
+	for _, k := range layers {
+		for i := range want[k] {
+			if got[k][i] != want[k][i] {
+				t.Fatalf("bare names: hidden_states[%d][%d] = %v, want %v", k, i, got[k][i], want[k][i])
+			}
+		}
+	}
+	editConfig(t, dir, `"apply_residual_connection_post_layernorm": false`, `"apply_residual_connection_post_layernorm": true`)
+	got = states(dir)
+	ref := refForward(t, dir, seqs, layers, "f32")
+	compareLayers(t, "post-norm residual", b, 96, layers, got, ref[0], 1e-4)
 }

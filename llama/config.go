@@ -174,8 +174,17 @@ func ParseConfig(data []byte, name string) (Config, error) {
 		// ALiBi has no position table: transformers sets no limit.
 		c.MaxPositionEmbeddings = LimitPositions
 	}
-	if _, ok := raw["rms_norm_eps"]; !ok && arch.LayerNorm {
-		c.RMSNormEps = 1e-5 // BloomConfig's layer_norm_epsilon default
+	if arch.FusedQKV {
+		// BloomConfig's defaults.
+		if _, ok := raw["rms_norm_eps"]; !ok {
+			c.RMSNormEps = 1e-5
+		}
+		if c.BOSTokenID == nil {
+			c.BOSTokenID = []int{1}
+		}
+		if c.EOSTokenID == nil {
+			c.EOSTokenID = []int{2}
+		}
 	}
 	if c.NumKVHeads == 0 {
 		c.NumKVHeads = c.NumHeads

@@ -79,9 +79,9 @@ func TestTrainParityTorch(t *testing.T) {
 // longer than the tiny shapes' sliding window of 6.
 func TestTrainParityFamilies(t *testing.T) {
 	py := peer.Torch(t)
-	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma"} {
+	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "bloom"} {
 		t.Run(fam, func(t *testing.T) {
-			trainParity(t, py, "tiny-"+fam, llama.LoRAModules, 8, []parityRun{{"all", 20}})
+			trainParity(t, py, "tiny-"+fam, nil, 8, []parityRun{{"all", 20}})
 		})
 	}
 }
@@ -92,7 +92,8 @@ type parityRun struct {
 }
 
 // trainParity trains in Go and in PyTorch on a 3-layer synthetic
-// checkpoint of the shape, at layer 2, with LoRA on targets, words of
+// checkpoint of the shape, at layer 2, with LoRA on targets (nil: every
+// module of the family), words of
 // 1..maxTokens tokens after BOS, and compares losses, first-step
 // gradients and final adapters.
 func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int, runs []parityRun) {
@@ -107,6 +108,9 @@ func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int
 	}
 	defer m.Close()
 	// The initial adapter: PEFT init with a non-zero B, through PEFT files.
+	if targets == nil {
+		targets = m.Config.LoRAModules()
+	}
 	a0, err := lora.New(lora.Config{R: 4, Alpha: 8, TargetModules: targets}, m.Config, 4)
 	if err != nil {
 		t.Fatal(err)
