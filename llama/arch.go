@@ -38,6 +38,12 @@ type Arch struct {
 	GELU bool
 	// TiedByDefault: tie_word_embeddings when config.json does not say.
 	TiedByDefault bool
+	// SandwichNorms: each block's output is normed before the residual
+	// add (Gemma 2: post_attention_layernorm on the attention's output,
+	// pre_feedforward_layernorm before the MLP, post_feedforward_layernorm
+	// on its output). SoftCaps: config.json's attn_logit_softcapping,
+	// final_logit_softcapping and query_pre_attn_scalar apply (Gemma 2).
+	SandwichNorms, SoftCaps bool
 
 	// BLOOM's differences. LayerNorm: norms are LayerNorm with a bias
 	// (layer_norm_epsilon) instead of RMSNorm. ALiBi: attention adds
@@ -77,6 +83,7 @@ const (
 	WindowNone  WindowKind = iota // no sliding window
 	WindowAll                     // every layer (Mistral)
 	WindowUpper                   // with use_sliding_window, layers >= max_window_layers (Qwen2, Qwen3)
+	WindowEven                    // layers 0, 2, 4, ... (Gemma 2's alternating local layers)
 )
 
 // archs are the families tli implements, by model_type.
@@ -87,6 +94,8 @@ var archs = map[string]*Arch{
 	"qwen3":   llamaLike(Arch{Name: "qwen3", Class: "Qwen3ForCausalLM", QKNorm: true, Window: WindowUpper}),
 	"gemma": llamaLike(Arch{Name: "gemma", Class: "GemmaForCausalLM", NormPlusOne: true, EmbedScale: true, GELU: true,
 		TiedByDefault: true}),
+	"gemma2": llamaLike(Arch{Name: "gemma2", Class: "Gemma2ForCausalLM", NormPlusOne: true, EmbedScale: true, GELU: true,
+		TiedByDefault: true, SandwichNorms: true, SoftCaps: true, Window: WindowEven}),
 	"bloom": {Name: "bloom", ModelType: "bloom", Class: "BloomForCausalLM", TiedByDefault: true,
 		LayerNorm: true, ALiBi: true, EmbedNorm: true, FusedQKV: true, Biases: true, PlainMLP: true, GELU: true,
 		Names: Names{Embed: "transformer.word_embeddings", EmbedNorm: "transformer.word_embeddings_layernorm",

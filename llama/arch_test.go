@@ -16,7 +16,7 @@ func TestUnknownArchitectureRefused(t *testing.T) {
 		from, to string
 		want     []string
 	}{
-		{`"model_type": "llama"`, `"model_type": "falcon"`, []string{"config.json", `model_type "falcon" is not implemented`, "supported: bloom, gemma, llama, mistral, qwen2, qwen3"}},
+		{`"model_type": "llama"`, `"model_type": "falcon"`, []string{"config.json", `model_type "falcon" is not implemented`, "supported: bloom, gemma, gemma2, llama, mistral, qwen2, qwen3"}},
 		{`"LlamaForCausalLM"`, `"RwkvForCausalLM"`, []string{"config.json", `architectures "RwkvForCausalLM" is not implemented`, "LlamaForCausalLM"}},
 		{`"LlamaForCausalLM"`, `"MistralForCausalLM"`, []string{"config.json", `model_type "llama" and architectures "MistralForCausalLM" disagree`}},
 	} {
@@ -153,7 +153,9 @@ func TestRealFamilyConfigs(t *testing.T) {
 		{name: "bloom-560m", json: `{"apply_residual_connection_post_layernorm":false,"architectures":["BloomForCausalLM"],"attention_dropout":0.0,"bos_token_id":1,"eos_token_id":2,"hidden_dropout":0.0,"hidden_size":1024,"initializer_range":0.02,"layer_norm_epsilon":1e-05,"masked_softmax_fusion":true,"model_type":"bloom","n_head":16,"n_inner":null,"n_layer":24,"offset_alibi":100,"pad_token_id":3,"pretraining_tp":1,"skip_bias_add":true,"skip_bias_add_qkv":false,"slow_but_exact":false,"unk_token_id":0,"use_cache":true,"vocab_size":250880}`,
 			arch: "bloom", tied: true, headDim: 64, windows: map[int]int{0: 0}, eps: 1e-5},
 		{name: "gemma-2-2b", json: `{"architectures":["Gemma2ForCausalLM"],"model_type":"gemma2","hidden_size":2304,"num_hidden_layers":26,"num_attention_heads":8,"num_key_value_heads":4,"head_dim":256,"intermediate_size":9216,"vocab_size":256000}`,
-			err: `model_type "gemma2" is not implemented by tli`},
+			arch: "gemma2", tied: true, headDim: 256, windows: map[int]int{0: 4096, 1: 0, 24: 4096, 25: 0}, eps: 1e-6},
+		{name: "gemma-3", json: `{"architectures":["Gemma3ForCausalLM"],"model_type":"gemma3_text","hidden_size":640,"num_hidden_layers":18,"num_attention_heads":4,"vocab_size":262144}`,
+			err: `model_type "gemma3_text" is not implemented by tli`},
 	} {
 		cfg, err := ParseConfig([]byte(c.json), c.name)
 		if c.err != "" {

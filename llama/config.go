@@ -30,7 +30,7 @@ type Config struct {
 	TieWordEmbeddings     bool               `json:"tie_word_embeddings"`
 	BOSTokenID            []int              `json:"-"`
 	EOSTokenID            []int              `json:"-"`
-	TorchDType            string             `json:"torch_dtype"`
+	TorchDType            string             `json:"torch_dtype"` // torch_dtype, or dtype (transformers >= 4.56) when present
 	// Features tli does not implement; ParseConfig reads them so that a
 	// checkpoint using them is refused instead of silently misread.
 	AttentionBias bool   `json:"attention_bias"`
@@ -46,6 +46,11 @@ type Config struct {
 	UseSlidingWindow bool     `json:"use_sliding_window"`
 	MaxWindowLayers  int      `json:"max_window_layers"`
 	LayerTypes       []string `json:"layer_types"`
+	// Gemma 2: the attention's scale is QueryPreAttnScalar^-0.5 (0: 1/sqrt(head_dim)),
+	// scores and logits are soft-capped (0: not).
+	QueryPreAttnScalar    float64 `json:"query_pre_attn_scalar"`
+	AttnLogitSoftcapping  float64 `json:"attn_logit_softcapping"`
+	FinalLogitSoftcapping float64 `json:"final_logit_softcapping"`
 	// ResidualPostNorm is BLOOM's apply_residual_connection_post_layernorm:
 	// the residual added to each block's output is the normed input.
 	ResidualPostNorm bool `json:"apply_residual_connection_post_layernorm"`
@@ -87,7 +92,9 @@ func ParseConfig(data []byte, name string) (Config, error) {
 			}
 		}
 	}
-	floats := map[string]*float64{"rms_norm_eps": &c.RMSNormEps, "rope_theta": &c.RopeTheta}
+	floats := map[string]*float64{"rms_norm_eps": &c.RMSNormEps, "rope_theta": &c.RopeTheta,
+		"query_pre_attn_scalar": &c.QueryPreAttnScalar, "attn_logit_softcapping": &c.AttnLogitSoftcapping,
+		"final_logit_softcapping": &c.FinalLogitSoftcapping}
 	for k, p := range floats {
 		if v, ok := raw[k]; ok && string(v) != "null" {
 			if err := json.Unmarshal(v, p); err != nil {
@@ -113,6 +120,13 @@ func ParseConfig(data []byte, name string) (Config, error) {
 			if err := json.Unmarshal(v, p); err != nil {
 				return Config{}, fmt.Errorf("%s: field %q: want a string, got %s", name, k, v)
 			}
+		}
+	}
+	// transformers >= 4.56 writes dtype instead of torch_dtype; when both
+	// are there, dtype wins, as transformers reads them.
+	if v, ok := raw["dtype"]; ok && string(v) != "null" {
+		if err := json.Unmarshal(v, &c.TorchDType); err != nil {
+			return Config{}, fmt.Errorf("%s: field \"dtype\": want a string, got %s", name, v)
 		}
 	}
 	for k, p := range map[string]*bool{"attention_bias": &c.AttentionBias, "mlp_bias": &c.MLPBias, "use_sliding_window": &c.UseSlidingWindow,
@@ -173,6 +187,18 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	if _, ok := raw["max_position_embeddings"]; !ok && arch.ALiBi {
 		// ALiBi has no position table: transformers sets no limit.
 		c.MaxPositionEmbeddings = LimitPositions
+	}
+	if arch.SoftCaps {
+		// Gemma2Config's defaults (a key given as null means none).
+		for k, p := range map[string]*float64{"query_pre_attn_scalar": &c.QueryPreAttnScalar, "attn_logit_softcapping": &c.AttnLogitSoftcapping,
+			"final_logit_softcapping": &c.FinalLogitSoftcapping} {
+			if _, ok := raw[k]; !ok {
+				*p = map[string]float64{"query_pre_attn_scalar": 256, "attn_logit_softcapping": 50, "final_logit_softcapping": 30}[k]
+			}
+		}
+		if _, ok := raw["sliding_window"]; !ok {
+			c.SlidingWindow = 4096
+		}
 	}
 	if arch.FusedQKV {
 		// BloomConfig's defaults.
@@ -282,6 +308,17 @@ func (c Config) Validate() error {
 	} else if c.HiddenAct != "" && c.HiddenAct != "silu" {
 		return fmt.Errorf("field \"hidden_act\" %q is not supported (want silu)", c.HiddenAct)
 	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"query_pre_attn_scalar", c.QueryPreAttnScalar}, {"attn_logit_softcapping", c.AttnLogitSoftcapping}, {"final_logit_softcapping", c.FinalLogitSoftcapping}} {
+		if f.v != 0 && !a.SoftCaps {
+			return fmt.Errorf("field %q is Gemma 2's; model_type %q does not use it", f.name, a.ModelType)
+		}
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("field %q must be a finite non-negative number, got %v", f.name, f.v)
+		}
+	}
 	if c.SlidingWindow < 0 || c.SlidingWindow > LimitPositions {
 		return fmt.Errorf("field \"sliding_window\" %d is outside 0..%d", c.SlidingWindow, LimitPositions)
 	}
@@ -328,6 +365,16 @@ func (c Config) WindowAt(i int) int {
 			return 0
 		}
 		return c.SlidingWindow
+	case WindowEven:
+		if c.LayerTypes != nil {
+			if c.LayerTypes[i] == "sliding_attention" {
+				return c.SlidingWindow
+			}
+			return 0
+		}
+		if i%2 == 0 {
+			return c.SlidingWindow
+		}
 	case WindowUpper:
 		if !c.UseSlidingWindow {
 			return 0

@@ -124,6 +124,10 @@ func (c Config) attentionOptions(i int) engine.AttentionOptions {
 	if c.arch().ALiBi {
 		o.Slopes = engine.ALiBiSlopes(c.NumHeads)
 	}
+	if c.QueryPreAttnScalar > 0 {
+		o.Scale = float32(1 / math.Sqrt(c.QueryPreAttnScalar))
+	}
+	o.SoftCap = float32(c.AttnLogitSoftcapping)
 	return o
 }
 
@@ -196,6 +200,12 @@ func (m *Model) attentionBlock(i int, h []float32, T int, s *scratch, cos, sin [
 	}
 	m.rope(q, k, T, cos, sin)
 	att(i, q, k, v, o)
+	if L.PostAttnNorm != nil { // Gemma 2: h += post_attention_layernorm(o_proj(att))
+		m.matmul(x, o, T, L.O, false)
+		m.norm(x, x, L.PostAttnNorm, nil, T, d)
+		engine.Add(h, x)
+		return
+	}
 	if c.ResidualPostNorm {
 		copy(h, x)
 	}
@@ -230,6 +240,12 @@ func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
 		engine.ParallelFor(n, func(r int) {
 			act(gate[r*ffn:(r+1)*ffn], gate[r*ffn:(r+1)*ffn], up[r*ffn:(r+1)*ffn])
 		})
+		if L.PostFFNorm != nil { // Gemma 2: h += post_feedforward_layernorm(down_proj(...))
+			m.matmul(x, gate, n, L.Down, false)
+			m.norm(x, x, L.PostFFNorm, nil, n, d)
+			engine.Add(hr, x)
+			continue
+		}
 		m.matmul(hr, gate, n, L.Down, true)
 	}
 }
@@ -432,5 +448,13 @@ func (m *Model) Logits(h []float32, T int) ([]float32, error) {
 	}
 	out := make([]float32, T*m.Config.VocabSize)
 	m.matmul(out, h, T, head, false)
+	if sc := float32(m.Config.FinalLogitSoftcapping); sc > 0 { // Gemma 2
+		engine.ParallelFor(T, func(t int) {
+			row := out[t*m.Config.VocabSize : (t+1)*m.Config.VocabSize]
+			for i, v := range row {
+				row[i] = sc * float32(math.Tanh(float64(v/sc)))
+			}
+		})
+	}
 	return out, nil
 }

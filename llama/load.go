@@ -713,9 +713,16 @@ func layerWeights(cfg Config) []weight {
 			vec("self_attn.q_norm.weight", hd, func(l *Layer) *[]float32 { return &l.QNorm }),
 			vec("self_attn.k_norm.weight", hd, func(l *Layer) *[]float32 { return &l.KNorm }))
 	}
+	ws = append(ws, lin("self_attn.o_proj.weight", d, qd, func(l *Layer) **engine.Tensor { return &l.O }))
+	if a.SandwichNorms {
+		ws = append(ws,
+			vec("post_attention_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.PostAttnNorm }),
+			vec("pre_feedforward_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.MLPNorm }),
+			vec("post_feedforward_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.PostFFNorm }))
+	} else {
+		ws = append(ws, vec("post_attention_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.MLPNorm }))
+	}
 	return append(ws,
-		lin("self_attn.o_proj.weight", d, qd, func(l *Layer) **engine.Tensor { return &l.O }),
-		vec("post_attention_layernorm.weight", d, func(l *Layer) *[]float32 { return &l.MLPNorm }),
 		lin("mlp.gate_proj.weight", ffn, d, func(l *Layer) **engine.Tensor { return &l.Gate }),
 		lin("mlp.up_proj.weight", ffn, d, func(l *Layer) **engine.Tensor { return &l.Up }),
 		lin("mlp.down_proj.weight", d, ffn, func(l *Layer) **engine.Tensor { return &l.Down }))

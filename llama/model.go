@@ -18,6 +18,9 @@ type Layer struct {
 	// Weights only some architectures have (nil otherwise).
 	QBias, KBias, VBias []float32 // self_attn.{q,k,v}_proj.bias (Qwen2)
 	QNorm, KNorm        []float32 // self_attn.{q,k}_norm.weight [headDim] (Qwen3)
+	// Gemma 2: post_attention_layernorm (on the attention's output) and
+	// post_feedforward_layernorm; its pre_feedforward_layernorm is MLPNorm.
+	PostAttnNorm, PostFFNorm []float32
 	// BLOOM: the fused self_attention.query_key_value [3·d × d] (Q, K and
 	// V are nil; its rows are [heads, 3, headDim]); self_attention.dense is
 	// O, mlp.dense_h_to_4h is Up and mlp.dense_4h_to_h is Down (Gate is

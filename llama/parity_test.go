@@ -147,7 +147,7 @@ func TestForwardParity(t *testing.T) {
 	// Every other family, f32 and bf16 storage, with sequences shorter and
 	// longer than the tiny shapes' sliding window (6) and longer than 32
 	// (the blocked attention path).
-	for i, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "bloom"} {
+	for i, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "gemma2", "bloom"} {
 		cases = append(cases,
 			parityCase{name: fam + "-f32", opts: SynthOptions{Shape: "tiny-" + fam, Seed: uint64(30 + i)}, hold: engine.F32, tol: 1e-4, lens: []int{3, 17, 9, 40}, perSeq: true},
 			parityCase{name: fam + "-bf16", opts: SynthOptions{Shape: "tiny-" + fam, Seed: uint64(40 + i), DType: engine.BF16}, hold: engine.BF16, tol: 1e-3, lens: []int{12, 5, 36}})
@@ -225,7 +225,7 @@ func TestGenerateParity(t *testing.T) {
 	for _, c := range []struct {
 		shape string
 		tied  bool
-	}{{"tiny", true}, {"tiny", false}, {"tiny-mistral", false}, {"tiny-qwen2", true}, {"tiny-qwen3", false}, {"tiny-gemma", true}, {"tiny-bloom", false}} {
+	}{{"tiny", true}, {"tiny", false}, {"tiny-mistral", false}, {"tiny-qwen2", true}, {"tiny-qwen3", false}, {"tiny-gemma", true}, {"tiny-gemma2", false}, {"tiny-bloom", false}} {
 		shape, tied := c.shape, c.tied
 		t.Run(fmt.Sprintf("%s/tied=%v", shape, tied), func(t *testing.T) {
 			dir := t.TempDir()

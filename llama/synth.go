@@ -44,7 +44,8 @@ type SynthOptions struct {
 	// Tied overrides whether the LM head is the embedding.
 	Tied *bool
 	// ShardBytes is the largest shard size; above it the weights are split
-	// into model-0000i-of-0000n.safetensors with an index (default 5 GB).
+	// into model-0000i-of-0000n.safetensors with an index (0:
+	// DefaultShardBytes, 5 GB; see WriteCheckpointWeights).
 	ShardBytes int64
 	// TokenizerJSON and TokenizerConfigJSON, when set, are written as
 	// tokenizer.json and tokenizer_config.json. Otherwise, when a tokenizer
@@ -76,7 +77,7 @@ kusoma kuandika kwenda kuja kupenda kulala kukimbia mji kijiji nchi ziwa mlima m
 language model word injection lexical target english swahili dictionary translation`)
 
 // SynthShapes are the shapes Synth knows.
-var SynthShapes = []string{"tiny", "llama3.2-1b", "llama3-8b", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-bloom"}
+var SynthShapes = []string{"tiny", "llama3.2-1b", "llama3-8b", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2", "tiny-bloom"}
 
 // SynthConfig returns the config of the checkpoint opts describes.
 func SynthConfig(opts SynthOptions) (Config, error) {
@@ -102,6 +103,12 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 		case "gemma":
 			opts.HeadDim = cmp.Or(opts.HeadDim, 32)
 			c.RMSNormEps = 1e-6
+		case "gemma2":
+			// Caps small enough to bend random scores and logits, a scale
+			// other than 1/sqrt(head_dim), the window on even layers.
+			opts.HeadDim = cmp.Or(opts.HeadDim, 32)
+			c.RMSNormEps = 1e-6
+			c.SlidingWindow, c.QueryPreAttnScalar, c.AttnLogitSoftcapping, c.FinalLogitSoftcapping = 6, 24, 2, 3
 		case "bloom":
 			// 6 heads: ALiBi's slopes for a head count that is not a
 			// power of two; no GQA, MLP width 4·hidden.
@@ -233,7 +240,14 @@ func (c Config) ConfigJSON() ([]byte, error) {
 		m["hidden_act"] = "gelu_pytorch_tanh"
 		m["hidden_activation"] = "gelu_pytorch_tanh"
 	}
+	if a.SoftCaps {
+		m["query_pre_attn_scalar"] = c.QueryPreAttnScalar
+		m["attn_logit_softcapping"] = c.AttnLogitSoftcapping
+		m["final_logit_softcapping"] = c.FinalLogitSoftcapping
+	}
 	switch a.Window {
+	case WindowEven:
+		m["sliding_window"] = c.SlidingWindow
 	case WindowAll:
 		m["sliding_window"] = nil
 		if c.SlidingWindow > 0 {
@@ -474,43 +488,11 @@ func Synth(dir string, opts SynthOptions) error {
 		}
 	}
 
-	// Pack tensors into shards in order.
-	limit := opts.ShardBytes
-	if limit <= 0 {
-		limit = 5 << 30
-	}
-	var shards [][]stEntry
-	var cur []stEntry
-	var curSize, total int64
+	var entries []stEntry
 	for _, st := range synthTensors(c) {
-		size := int64(engine.Numel(st.shape)) * int64(opts.DType.Size())
-		if len(cur) > 0 && curSize+size > limit {
-			shards = append(shards, cur)
-			cur, curSize = nil, 0
-		}
-		cur = append(cur, stEntry{Name: st.name, DType: opts.DType, Shape: st.shape, Write: st.writer(opts.Seed, opts.DType)})
-		curSize += size
-		total += size
+		entries = append(entries, stEntry{Name: st.name, DType: opts.DType, Shape: st.shape, Write: st.writer(opts.Seed, opts.DType)})
 	}
-	shards = append(shards, cur)
-	meta := map[string]string{"format": "pt"}
-	os.Remove(filepath.Join(dir, "model.safetensors.index.json"))
-	if len(shards) == 1 {
-		return writeSafetensorsStream(filepath.Join(dir, "model.safetensors"), shards[0], meta)
-	}
-	os.Remove(filepath.Join(dir, "model.safetensors"))
-	weightMap := map[string]string{}
-	for i, sh := range shards {
-		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
-		if err := writeSafetensorsStream(filepath.Join(dir, name), sh, meta); err != nil {
-			return err
-		}
-		for _, e := range sh {
-			weightMap[e.Name] = name
-		}
-	}
-	ij, _ := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
-	return atomicfs.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), ij)
+	return writeShards(dir, entries, map[string]string{"format": "pt"}, opts.ShardBytes)
 }
 
 // specialIDs finds the ids of the begin- and end-of-text tokens among a

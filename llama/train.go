@@ -234,7 +234,11 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 		if cfg.ResidualPostNorm {
 			res = x
 		}
-		h = autograd.Add(tape, res, bias(autograd.Linear(tape, att, L.O, ad(oModule(a)), fast), L.OBias))
+		o := bias(autograd.Linear(tape, att, L.O, ad(oModule(a)), fast), L.OBias)
+		if L.PostAttnNorm != nil {
+			o = norm(o, L.PostAttnNorm, nil)
+		}
+		h = autograd.Add(tape, res, o)
 
 		// MLP block.
 		x = norm(h, L.MLPNorm, L.MLPNormBias)
@@ -249,7 +253,11 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 		}
 		g := autograd.Linear(tape, x, L.Gate, ad("gate_proj"), fast)
 		u := autograd.Linear(tape, x, L.Up, ad("up_proj"), fast)
-		h = autograd.Add(tape, res, autograd.Linear(tape, act(tape, g, u), L.Down, ad("down_proj"), fast))
+		y := autograd.Linear(tape, act(tape, g, u), L.Down, ad("down_proj"), fast)
+		if L.PostFFNorm != nil {
+			y = norm(y, L.PostFFNorm, nil)
+		}
+		h = autograd.Add(tape, res, y)
 	}
 	return h, nil
 }

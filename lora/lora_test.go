@@ -558,7 +558,7 @@ func TestMergeNaNWeight(t *testing.T) {
 // (biases, q/k norms, Gemma's norms as stored), equal to the in-memory
 // merge, and gives the same hidden states.
 func TestMergeCheckpointFamilies(t *testing.T) {
-	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "bloom"} {
+	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "gemma2", "bloom"} {
 		t.Run(fam, func(t *testing.T) {
 			dir := t.TempDir()
 			if err := llama.Synth(dir, llama.SynthOptions{Shape: "tiny-" + fam, Layers: 2, Seed: 3}); err != nil {

@@ -79,7 +79,7 @@ func TestTrainParityTorch(t *testing.T) {
 // longer than the tiny shapes' sliding window of 6.
 func TestTrainParityFamilies(t *testing.T) {
 	py := peer.Torch(t)
-	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "bloom"} {
+	for _, fam := range []string{"mistral", "qwen2", "qwen3", "gemma", "gemma2", "bloom"} {
 		t.Run(fam, func(t *testing.T) {
 			trainParity(t, py, "tiny-"+fam, nil, 8, []parityRun{{"all", 20}})
 		})

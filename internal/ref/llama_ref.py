@@ -31,6 +31,11 @@ Other families, by config.json's model_type, as their modeling_*.py files:
   * gemma: GemmaRMSNorm (x.float() normalised, times 1 + w.float(), cast
     back), embeddings times tensor(hidden_size ** 0.5, dtype), the gated
     MLP with gelu_pytorch_tanh (config hidden_activation), tied head
+  * gemma2: gemma plus post_attention_layernorm on the attention's output,
+    pre_feedforward_layernorm and post_feedforward_layernorm around the
+    MLP, scores scaled by query_pre_attn_scalar ** -0.5 and soft-capped
+    (attn_logit_softcapping), logits soft-capped (final_logit_softcapping),
+    the sliding window on even layers (Gemma2Config's layer_types default)
   * bloom (BloomForCausalLM, modeling_bloom.py), its own forward
     (bloom_forward_padded): LayerNorm with bias everywhere,
     word_embeddings_layernorm on the embeddings, fused query_key_value whose
@@ -125,7 +130,12 @@ def load_model(dir, dtype=torch.float32):
     cfg.setdefault("max_position_embeddings", 2048)
     mt = cfg.get("model_type", "llama")
     cfg["model_type"] = mt
-    cfg.setdefault("tie_word_embeddings", mt == "gemma")
+    cfg.setdefault("tie_word_embeddings", mt in ("gemma", "gemma2"))
+    if mt == "gemma2":  # Gemma2Config's defaults
+        cfg.setdefault("query_pre_attn_scalar", 256)
+        cfg.setdefault("attn_logit_softcapping", 50.0)
+        cfg.setdefault("final_logit_softcapping", 30.0)
+        cfg.setdefault("sliding_window", 4096)
     if mt in ("qwen2", "qwen3"):
         cfg.setdefault("max_window_layers", 28)
         if not cfg.get("use_sliding_window", False):
@@ -247,7 +257,13 @@ def attention(cfg, w, p, x, cos, sin, mask):
     q, k = apply_rotary_pos_emb(q, k, cos, sin)
     k = repeat_kv(k, nh // nkv)
     v = repeat_kv(v, nh // nkv)
-    scores = torch.matmul(q, k.transpose(2, 3)) * (hd ** -0.5)
+    if cfg["model_type"] == "gemma2":
+        scores = torch.matmul(q, k.transpose(2, 3)) * (cfg["query_pre_attn_scalar"] ** -0.5)
+        cap = cfg.get("attn_logit_softcapping")
+        if cap:
+            scores = torch.tanh(scores / cap) * cap
+    else:
+        scores = torch.matmul(q, k.transpose(2, 3)) * (hd ** -0.5)
     scores = scores + mask
     probs = torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     out = torch.matmul(probs, v).transpose(1, 2).contiguous().reshape(B, L, -1)
@@ -257,7 +273,7 @@ def attention(cfg, w, p, x, cos, sin, mask):
 def mlp(cfg, w, p, x):
     g = linear(x, w[p + "mlp.gate_proj.weight"])
     u = linear(x, w[p + "mlp.up_proj.weight"])
-    if cfg["model_type"] == "gemma":
+    if cfg["model_type"] in ("gemma", "gemma2"):
         a = torch.nn.functional.gelu(g, approximate="tanh")
     else:
         a = torch.nn.functional.silu(g)
@@ -277,6 +293,10 @@ def window_of(cfg, i):
         if lt is not None:
             return sw if lt[i] == "sliding_attention" else None
         return sw if i >= cfg["max_window_layers"] else None
+    if mt == "gemma2":  # layer_types default: sliding on even layers
+        if lt is not None:
+            return sw if lt[i] == "sliding_attention" else None
+        return sw if i % 2 == 0 else None
     return None
 
 
@@ -306,7 +326,8 @@ def forward_padded(model, ids, upto=None, lengths=None):
         upto = nl
     B, L = ids.shape
     eps = cfg["rms_norm_eps"]
-    gemma = cfg["model_type"] == "gemma"
+    gemma = cfg["model_type"] in ("gemma", "gemma2")
+    sandwich = cfg["model_type"] == "gemma2"
     h = w["model.embed_tokens.weight"][ids]
     if gemma:
         h = h * torch.tensor(cfg["hidden_size"] ** 0.5, dtype=h.dtype)
@@ -318,6 +339,13 @@ def forward_padded(model, ids, upto=None, lengths=None):
         mask = layer_mask(L, dtype, window_of(cfg, i))
         r = h
         h = rms_norm(h, w[p + "input_layernorm.weight"], eps, gemma)
+        if sandwich:  # Gemma2DecoderLayer: norms after each block too
+            h = r + rms_norm(attention(cfg, w, p, h, cos, sin, mask), w[p + "post_attention_layernorm.weight"], eps, True)
+            r = h
+            h = rms_norm(h, w[p + "pre_feedforward_layernorm.weight"], eps, True)
+            h = r + rms_norm(mlp(cfg, w, p, h), w[p + "post_feedforward_layernorm.weight"], eps, True)
+            hs.append(h)
+            continue
         h = r + attention(cfg, w, p, h, cos, sin, mask)
         r = h
         h = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps, gemma)
@@ -348,7 +376,11 @@ def lm_logits(model, h):
             head = w[BLOOM_PREFIX + "word_embeddings.weight"]
         else:
             head = w["model.embed_tokens.weight"]
-    return linear(h, head)
+    logits = linear(h, head)
+    cap = model["config"].get("final_logit_softcapping")
+    if model["config"]["model_type"] == "gemma2" and cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
 
 
 def eos_ids(cfg):
