@@ -1,0 +1,74 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/tli"
+)
+
+// The commands that load a model work on every family: train writes PEFT
+// keys with the family's module names (and its default targets), merge
+// writes a checkpoint that reads as the same family, embed writes vectors.
+func TestFamiliesCLI(t *testing.T) {
+	for _, c := range []struct {
+		fam, key string
+	}{
+		{"qwen3", "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"},
+		{"bloom", "base_model.model.transformer.h.0.self_attention.query_key_value.lora_A.weight"},
+	} {
+		t.Run(c.fam, func(t *testing.T) {
+			dir := t.TempDir()
+			model := filepath.Join(dir, "model")
+			mustRun(t, "synth", "--shape", "tiny-"+c.fam, "--out", model, "--layers", "3")
+			pf := writePairs(t, dir, tli.DefaultTrainPairs()[:16])
+			train := filepath.Join(dir, "train")
+			mustRun(t, "train", "--model", model, "--pairs", pf, "--out", train, "--max-steps", "3", "--layer", "2")
+			ts, _, err := llama.ReadSafetensors(filepath.Join(train, "final", "adapter_model.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ts[c.key] == nil {
+				var names []string
+				for n := range ts {
+					names = append(names, n)
+				}
+				t.Fatalf("adapter lacks %s (has %s)", c.key, strings.Join(names, ", "))
+			}
+			merged := filepath.Join(dir, "merged")
+			mustRun(t, "merge", "--model", model, "--adapter", filepath.Join(train, "final"), "--out", merged)
+			cfg, err := llama.LoadConfig(filepath.Join(merged, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Arch.Name != c.fam {
+				t.Errorf("merged checkpoint reads as %s, want %s", cfg.Arch.Name, c.fam)
+			}
+			words := filepath.Join(dir, "words.json")
+			if err := os.WriteFile(words, []byte(`["maji", "water", "nyumba"]`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "e.safetensors")
+			mustRun(t, "embed", "--model", merged, "--words", words, "--layers", "2", "--out", out)
+			es, _, err := llama.ReadSafetensors(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, x := range es {
+				if len(x.Shape) == 2 && x.Shape[0] == 3 && x.Shape[1] == cfg.HiddenSize {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("embed output holds no [3 × %d] tensor", cfg.HiddenSize)
+			}
+		})
+	}
+	if code, stderr := tliRun(t, "demo", "--arch", "falcon", "--out", t.TempDir()); code == 0 || !strings.Contains(stderr, `--arch "falcon"`) {
+		t.Errorf("demo --arch falcon: exit %d, %s", code, stderr)
+	}
+}
