@@ -480,18 +480,11 @@ func WriteSafetensorsOrdered(path string, tensors []NamedTensor, metadata map[st
 func WriteSafetensorsMixed(path string, tensors []NamedTensor, ints []NamedInts, metadata map[string]string) error {
 	entries := make([]stEntry, len(tensors), len(tensors)+len(ints))
 	for i, nt := range tensors {
-		t := nt.Tensor
-		if t == nil {
-			return fmt.Errorf("%s: tensor %q is nil", path, nt.Name)
-		}
-		n := t.Numel()
-		if (t.DType == engine.F32 && len(t.F32) != n) || (t.DType != engine.F32 && len(t.Half) != n) {
-			return fmt.Errorf("%s: tensor %q: data length does not match shape %v", path, nt.Name, t.Shape)
-		}
-		entries[i] = stEntry{Name: nt.Name, DType: t.DType, Shape: t.Shape, Write: func(w io.Writer) error {
-			_, err := w.Write(t.Bytes())
+		e, err := floatEntry(path, nt)
+		if err != nil {
 			return err
-		}}
+		}
+		entries[i] = e
 	}
 	for _, it := range ints {
 		if len(it.Data) != engine.Numel(it.Shape) {
@@ -507,6 +500,23 @@ func WriteSafetensorsMixed(path string, tensors []NamedTensor, ints []NamedInts,
 		}})
 	}
 	return writeSafetensorsStream(path, entries, metadata)
+}
+
+// floatEntry is the entry that writes nt's data, checked to match its
+// shape; path is for errors.
+func floatEntry(path string, nt NamedTensor) (stEntry, error) {
+	t := nt.Tensor
+	if t == nil {
+		return stEntry{}, fmt.Errorf("%s: tensor %q is nil", path, nt.Name)
+	}
+	n := t.Numel()
+	if (t.DType == engine.F32 && len(t.F32) != n) || (t.DType != engine.F32 && len(t.Half) != n) {
+		return stEntry{}, fmt.Errorf("%s: tensor %q: data length does not match shape %v", path, nt.Name, t.Shape)
+	}
+	return stEntry{Name: nt.Name, DType: t.DType, Shape: t.Shape, Write: func(w io.Writer) error {
+		_, err := w.Write(t.Bytes())
+		return err
+	}}, nil
 }
 
 // stEntry is one tensor to be written: its data come from Write, which must
