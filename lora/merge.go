@@ -149,54 +149,87 @@ func addDelta(w *engine.Tensor, delta []float32, sign float32) *engine.Tensor {
 	return out
 }
 
-// MergeCheckpoint writes to outDir a copy of the checkpoint in modelDir with
-// the adapter in adapterDir merged into its weights, stored as dtype (F32,
-// BF16 or F16) in one model.safetensors. The other files of modelDir
-// (tokenizer, generation config) are copied, and config.json gets the new
-// torch_dtype. The merge runs in f32 and is rounded once to dtype, except for
-// a bf16 checkpoint written as bf16, which is merged in bf16 as PEFT merges
-// it. A merged weight that is not finite in dtype (the adapter's delta
-// overflowed it; f16 holds at most 65504) is an error naming the tensor and
-// element, and nothing is written.
+// MergeOptions are MergeCheckpointWith's settings.
+type MergeOptions struct {
+	// DType is the stored dtype of the merged weights: F32, BF16 or F16;
+	// nil: the base checkpoint's (llama.CheckpointDType: config.json's
+	// dtype or torch_dtype, else the embedding's).
+	DType *engine.DType
+	// ShardBytes is the largest weights file: a larger merged checkpoint is
+	// written as model-0000i-of-0000n.safetensors with
+	// model.safetensors.index.json, as save_pretrained shards it (<= 0:
+	// llama.DefaultShardBytes, 5 GB).
+	ShardBytes int64
+	// Replace lets an existing outDir be replaced (once the new checkpoint
+	// is complete).
+	Replace bool
+}
+
+// MergeCheckpoint is MergeCheckpointWith storing the weights as dtype.
+func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType, replace bool) error {
+	_, err := MergeCheckpointWith(modelDir, adapterDir, outDir, MergeOptions{DType: &dtype, Replace: replace})
+	return err
+}
+
+// MergeCheckpointWith writes to outDir a copy of the checkpoint in
+// modelDir with the adapter in adapterDir merged into its weights, stored
+// as opts.DType (default: the checkpoint's own dtype), which it returns, in
+// model.safetensors or, above opts.ShardBytes, in shards with an index. The
+// other files of modelDir (tokenizer, generation config) are copied, and
+// config.json gets the new dtype: as torch_dtype and dtype when it had
+// either (transformers >= 4.56 writes dtype, older versions torch_dtype; a
+// copy with only one of them changed would say two things), else as
+// torch_dtype. The merge runs in f32 and is rounded once to the dtype,
+// except for a bf16 checkpoint written as bf16, which is merged in bf16 as
+// PEFT merges it. A merged weight that is not finite in the dtype (the
+// adapter's delta overflowed it; f16 holds at most 65504) is an error
+// naming the tensor and element, and nothing is written.
 //
 // outDir may not be, contain or lie inside modelDir or adapterDir. It is
 // built under a temporary name beside it and renamed into place only when
-// complete; an existing outDir is an error unless replace is set, and is
-// then replaced only after the new checkpoint is complete, so a merge that
-// fails leaves the previous output as it was.
-func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType, replace bool) error {
+// complete; an existing outDir is an error unless opts.Replace is set, and
+// is then replaced only after the new checkpoint is complete, so a merge
+// that fails leaves the previous output as it was.
+func MergeCheckpointWith(modelDir, adapterDir, outDir string, opts MergeOptions) (engine.DType, error) {
 	if err := atomicfs.CheckDisjoint("output folder", outDir,
 		atomicfs.Input{Flag: "model folder", Path: modelDir}, atomicfs.Input{Flag: "adapter folder", Path: adapterDir}); err != nil {
-		return fmt.Errorf("lora: %w", err)
+		return 0, fmt.Errorf("lora: %w", err)
 	}
-	if _, err := os.Stat(outDir); err == nil && !replace {
-		return fmt.Errorf("lora: output folder %s already exists", outDir)
+	if _, err := os.Stat(outDir); err == nil && !opts.Replace {
+		return 0, fmt.Errorf("lora: output folder %s already exists", outDir)
+	}
+	stored, err := llama.CheckpointDType(modelDir)
+	if err != nil {
+		return 0, err
+	}
+	dtype := stored
+	if opts.DType != nil {
+		dtype = *opts.DType
+	}
+	if _, ok := dtypeMax[dtype]; !ok {
+		return 0, fmt.Errorf("lora: cannot store merged weights as %v (want f32, bf16 or f16)", dtype)
 	}
 	// Merge in bf16 (as PEFT does for a bf16 model) only when the checkpoint
 	// is bf16 and stays bf16; otherwise merge in f32 and round once.
-	cfg, err := llama.LoadConfig(filepath.Join(modelDir, "config.json"))
-	if err != nil {
-		return err
-	}
 	hold := engine.F32
-	if dtype == engine.BF16 && cfg.TorchDType == "bfloat16" {
+	if dtype == engine.BF16 && stored == engine.BF16 {
 		hold = engine.BF16
 	}
 	m, err := llama.Load(modelDir, llama.LoadOptions{DType: hold, MaxLayer: llama.AllLayers})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer m.Close()
 	// Every weight is copied into the output: none may be NaN or Inf.
 	if err := m.Verify(); err != nil {
-		return err
+		return 0, err
 	}
 	a, err := Load(adapterDir, m.Config)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := a.Merge(m); err != nil {
-		return err
+		return 0, err
 	}
 	// Round to the output dtype and check every weight still fits it before
 	// anything is written: an f16 output overflows above 65504.
@@ -219,29 +252,30 @@ func MergeCheckpoint(modelDir, adapterDir, outDir string, dtype engine.DType, re
 	for _, w := range m.Weights() {
 		adapted := w.Module != "" && w.Layer < len(a.Layers) && a.Layers[w.Layer] != nil && a.Layers[w.Layer][w.Module] != nil && !allZero(a.Layers[w.Layer][w.Module].B.Data)
 		if err := add(w.Name, w.Tensor, adapted); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	out, err := atomicfs.NewDir(outDir)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer out.Abort()
 	tmp := out.Path()
 	if err := copyExtras(modelDir, tmp, dtype); err != nil {
-		return err
+		return 0, err
 	}
-	if err := llama.WriteSafetensorsOrdered(filepath.Join(tmp, "model.safetensors"), list, map[string]string{"format": "pt"}); err != nil {
-		return err
+	if err := llama.WriteCheckpointWeights(tmp, list, map[string]string{"format": "pt"}, opts.ShardBytes); err != nil {
+		return 0, err
 	}
-	if err := out.Commit(replace); err != nil {
-		return fmt.Errorf("lora: %w", err)
+	if err := out.Commit(opts.Replace); err != nil {
+		return 0, fmt.Errorf("lora: %w", err)
 	}
-	return nil
+	return dtype, nil
 }
 
 // copyExtras copies every file of src except the weights into dst, setting
-// torch_dtype in config.json.
+// the dtype in config.json: torch_dtype and dtype when it had either, else
+// torch_dtype.
 func copyExtras(src, dst string, dtype engine.DType) error {
 	entries, err := os.ReadDir(src)
 	if err != nil {
@@ -261,8 +295,13 @@ func copyExtras(src, dst string, dtype engine.DType) error {
 			if err := json.Unmarshal(data, &cfg); err != nil {
 				return fmt.Errorf("%s: %v", filepath.Join(src, name), err)
 			}
-			torchName := map[engine.DType]string{engine.F32: "float32", engine.BF16: "bfloat16", engine.F16: "float16"}[dtype]
-			cfg["torch_dtype"] = json.RawMessage(`"` + torchName + `"`)
+			name := json.RawMessage(`"` + llama.TorchDTypeName(dtype) + `"`)
+			_, hasTorch := cfg["torch_dtype"]
+			_, hasNew := cfg["dtype"]
+			cfg["torch_dtype"] = name
+			if hasTorch || hasNew {
+				cfg["dtype"] = name
+			}
 			if data, err = json.MarshalIndent(cfg, "", "  "); err != nil {
 				return err
 			}
