@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
@@ -471,7 +472,7 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 	for _, c := range cells {
 		if o.Prepare {
 			if base[c.Train.Pooling] == nil {
-				if base, err = sweepBase(m, tok, o, base, c.Train.Pooling, all, w); err != nil {
+				if base, err = sweepBase(ctx, m, tok, o, base, c.Train.Pooling, all, w); err != nil {
 					return nil, nil, err
 				}
 			}
@@ -489,7 +490,7 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 			return ran, skipped, ErrInterrupted
 		}
 		if p := c.Train.Pooling; base[p] == nil {
-			if base, err = sweepBase(m, tok, o, base, p, all, w); err != nil {
+			if base, err = sweepBase(ctx, m, tok, o, base, p, all, w); err != nil {
 				return ran, skipped, err
 			}
 		}
@@ -512,25 +513,52 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 }
 
 // sweepBase adds the base model's vectors for pooling p to base: read from
-// the sweep folder, or computed and written there (with the scan).
-func sweepBase(m *llama.Model, tok Encoder, o SweepOptions, base GroupVectors, p Pooling, all []int, w io.Writer) (GroupVectors, error) {
+// the sweep folder, or computed and written there (with the scan). Shards
+// started together (an array without a --prepare job) compute them once:
+// the first takes a lock file beside the vectors (see baseLock) and the
+// others wait for its result.
+func sweepBase(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions, base GroupVectors, p Pooling, all []int, w io.Writer) (GroupVectors, error) {
 	if base == nil {
 		base = GroupVectors{}
 	}
 	path := baseFile(o.Out, p)
-	gv, err := loadBase(path, p, o.Groups, all, m.Config.HiddenSize)
-	if err != nil {
+	load := func() (GroupVectors, error) { return loadBase(path, p, o.Groups, all, m.Config.HiddenSize) }
+	gv, err := load()
+	waited, computed := false, false
+	for err != nil {
 		if !os.IsNotExist(err) {
 			fmt.Fprintf(w, "%v; computing them again\n", err)
 		}
+		unlock, held, lerr := baseLock(path + ".lock")
+		if lerr != nil {
+			return base, lerr
+		}
+		if !held {
+			// Another shard is computing them: wait for its file.
+			if !waited {
+				fmt.Fprintf(w, "== base model vectors (%s pooling): another shard is computing them (%s); waiting\n", p, path+".lock")
+				waited = true
+			}
+			select {
+			case <-ctx.Done():
+				return base, ErrInterrupted
+			case <-time.After(lockPoll):
+			}
+			gv, err = load()
+			continue
+		}
 		fmt.Fprintf(w, "== base model vectors: %d + %d pairs, layers 0..%d, %s pooling\n", len(o.Groups[0].Pairs), groupLen(o.Groups, 1), m.Config.NumLayers, p)
-		if gv, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{p}); err != nil {
+		gv, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{p})
+		if err == nil {
+			err = saveBase(path, gv, p, o.Groups, all)
+		}
+		unlock()
+		if err != nil {
 			return base, err
 		}
-		if err := saveBase(path, gv, p, o.Groups, all); err != nil {
-			return base, err
-		}
-	} else {
+		computed = true
+	}
+	if !computed {
 		fmt.Fprintf(w, "== base model vectors (%s pooling) from %s\n", p, path)
 	}
 	base[p] = gv[p]
@@ -538,6 +566,62 @@ func sweepBase(m *llama.Model, tok Encoder, o SweepOptions, base GroupVectors, p
 		return base, err
 	}
 	return base, nil
+}
+
+// Timing of the base-vector lock: the holder refreshes the lock file's
+// modification time every lockBeat; a lock not refreshed for lockStale
+// belongs to a process that died and is taken over; waiters look for the
+// result every lockPoll.
+var (
+	lockBeat  = 20 * time.Second
+	lockStale = 2 * time.Minute
+	lockPoll  = 5 * time.Second
+)
+
+// baseLock tries to take the lock file path (created with O_EXCL, which
+// shared filesystems honour). held is false when another live process holds
+// it. A stale lock (its holder stopped refreshing it) is moved aside under
+// a unique name and removed, so that of several waiters only one takes it
+// over. unlock stops the refreshing and removes the file.
+func baseLock(path string) (unlock func(), held bool, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if !os.IsExist(err) {
+			return nil, false, fmt.Errorf("base vectors lock: %w", err)
+		}
+		st, serr := os.Stat(path)
+		if serr != nil || time.Since(st.ModTime()) < lockStale {
+			return nil, false, nil // held, or just released: look again later
+		}
+		aside := fmt.Sprintf("%s.stale-%d-%d", path, os.Getpid(), time.Now().UnixNano())
+		if os.Rename(path, aside) == nil {
+			os.Remove(aside)
+		}
+		return nil, false, nil // the next attempt may create it
+	}
+	host, _ := os.Hostname()
+	fmt.Fprintf(f, "%s %d %s\n", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	f.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(lockBeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				os.Chtimes(path, now, now)
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		os.Remove(path)
+	}, true, nil
 }
 
 // baseFile is where a sweep keeps the base model's vectors of its pairs

@@ -1,9 +1,14 @@
 package tli
 
 import (
+	"context"
+	"errors"
+	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSweepCells(t *testing.T) {
@@ -90,5 +95,83 @@ func TestShardFromEnv(t *testing.T) {
 				t.Errorf("cell %d is in %d of %d shards", i, k, n)
 			}
 		}
+	}
+}
+
+// Shards started together compute the base model's vectors once: with the
+// lock held by a live process a shard waits for its file and runs no pass
+// of its own; a lock whose holder stopped refreshing it is taken over.
+func TestSweepBaseLock(t *testing.T) {
+	defer func(b, s, p time.Duration) { lockBeat, lockStale, lockPoll = b, s, p }(lockBeat, lockStale, lockPoll)
+	lockBeat, lockStale, lockPoll = 50*time.Millisecond, 400*time.Millisecond, 20*time.Millisecond
+	m, tok := trainTestModel(t)
+	pairs := DefaultTrainPairs()[:12]
+	o := SweepOptions{Groups: []Group{{Name: "trained", Pairs: pairs}}, Out: t.TempDir()}
+	all := LayerRange(2)
+	passes := 0
+	m.OnLayer = func(done, total, tokens int) {
+		if done == 0 {
+			passes++
+		}
+	}
+	defer func() { m.OnLayer = nil }()
+
+	// The vectors another shard would write.
+	want, err := EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{PoolContent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passes = 0
+	path := baseFile(o.Out, PoolContent)
+	unlock, held, err := baseLock(path + ".lock")
+	if err != nil || !held {
+		t.Fatalf("first lock: held %v, %v", held, err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		if err := saveBase(path, want, PoolContent, o.Groups, all); err != nil {
+			t.Error(err)
+		}
+		unlock()
+	}()
+	var log strings.Builder
+	got, err := sweepBase(context.Background(), m, tok, o, nil, PoolContent, all, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if passes != 0 || !strings.Contains(log.String(), "another shard is computing them") {
+		t.Errorf("with the lock held: %d forward passes (want 0), log %q", passes, log.String())
+	}
+	if !reflect.DeepEqual(got[PoolContent][2]["trained"], want[PoolContent][2]["trained"]) {
+		t.Error("the waiting shard's vectors differ from the file's")
+	}
+
+	// A stale lock (its holder died): taken over, the vectors computed once.
+	o.Out = t.TempDir()
+	path = baseFile(o.Out, PoolContent)
+	if err := os.WriteFile(path+".lock", []byte("gone 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(path+".lock", old, old)
+	passes = 0
+	if _, err := sweepBase(context.Background(), m, tok, o, nil, PoolContent, all, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if passes != 1 {
+		t.Errorf("after a stale lock: %d passes, want 1", passes)
+	}
+	if _, err := os.Stat(path + ".lock"); !os.IsNotExist(err) {
+		t.Errorf("the lock is left behind: %v", err)
+	}
+	// Waiting stops when the context is cancelled.
+	o.Out = t.TempDir()
+	path = baseFile(o.Out, PoolContent)
+	unlock, _, _ = baseLock(path + ".lock")
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := sweepBase(ctx, m, tok, o, nil, PoolContent, all, io.Discard); !errors.Is(err, ErrInterrupted) {
+		t.Errorf("cancelled wait: %v, want ErrInterrupted", err)
 	}
 }
