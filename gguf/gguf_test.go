@@ -1,0 +1,229 @@
+package gguf_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/gguf"
+	"github.com/tli-project/tli/llama"
+)
+
+func rawTensor(name string, typ gguf.TensorType, data []byte, dims ...uint64) gguf.Tensor {
+	return gguf.Tensor{Name: name, Dims: dims, Type: typ, Data: func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}}
+}
+
+// TestRoundTrip writes every metadata type and tensors of odd sizes, reads
+// them back and checks values, alignment and data.
+func TestRoundTrip(t *testing.T) {
+	kvs := []gguf.KV{
+		{Key: "general.architecture", Value: "llama"},
+		{Key: "u8", Value: uint8(200)}, {Key: "i8", Value: int8(-100)},
+		{Key: "u16", Value: uint16(60000)}, {Key: "i16", Value: int16(-30000)},
+		{Key: "u32", Value: uint32(4e9)}, {Key: "i32", Value: int32(-2e9)},
+		{Key: "f32", Value: float32(1.5e-5)}, {Key: "bool", Value: true},
+		{Key: "str", Value: "héllo\x00world"}, {Key: "u64", Value: uint64(1 << 60)},
+		{Key: "i64", Value: int64(-1 << 60)}, {Key: "f64", Value: 500000.25},
+		{Key: "strs", Value: []string{"a", "", "Ġthe", "<|x|>"}},
+		{Key: "i32s", Value: []int32{1, -2, 3}},
+		{Key: "f32s", Value: []float32{0.5, -1e30}},
+		{Key: "bools", Value: []bool{true, false}},
+		{Key: "empty", Value: []string{}},
+	}
+	a := make([]byte, 4*3*5) // f32 [5×3]: 60 bytes, not a multiple of 32
+	for i := range a {
+		a[i] = byte(i)
+	}
+	b := []byte{1, 2, 3, 4, 5, 6} // f16 [3]
+	c := bytes.Repeat([]byte{7}, 2*33)
+	ts := []gguf.Tensor{rawTensor("a", gguf.F32, a, 3, 5), rawTensor("b", gguf.F16, b, 3), rawTensor("c", gguf.BF16, c, 11, 3)}
+	path := filepath.Join(t.TempDir(), "x.gguf")
+	if err := gguf.WriteFile(path, kvs, ts); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Version != 3 || f.Alignment != 32 {
+		t.Errorf("version %d alignment %d", f.Version, f.Alignment)
+	}
+	if len(f.KV) != len(kvs) {
+		t.Fatalf("%d keys, want %d", len(f.KV), len(kvs))
+	}
+	for i, kv := range kvs {
+		if f.KV[i].Key != kv.Key || !reflect.DeepEqual(f.KV[i].Value, kv.Value) {
+			t.Errorf("key %d: %q = %#v, want %q = %#v", i, f.KV[i].Key, f.KV[i].Value, kv.Key, kv.Value)
+		}
+	}
+	for i, want := range [][]byte{a, b, c} {
+		ti := f.Tensors[i]
+		if ti.Name != ts[i].Name || !reflect.DeepEqual(ti.Dims, ts[i].Dims) || ti.Type != ts[i].Type {
+			t.Errorf("tensor %d: %+v", i, ti)
+		}
+		if ti.Offset%32 != 0 {
+			t.Errorf("tensor %s at offset %d, not 32-byte aligned", ti.Name, ti.Offset)
+		}
+		got, err := gguf.ReadTensor(path, ti)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("tensor %s: %v, data %v, want %v", ti.Name, err, got, want)
+		}
+	}
+	// Every truncation is an error, never a panic.
+	data, _ := os.ReadFile(path)
+	for n := 0; n < int(f.Tensors[2].Offset)+len(c); n += 7 {
+		if _, err := gguf.Read(bytes.NewReader(data[:n]), int64(n)); err == nil {
+			t.Fatalf("reading %d of %d bytes: no error", n, len(data))
+		}
+	}
+}
+
+// TestWriteRefuses checks the writer's refusals: duplicate keys and
+// tensors, a data function writing the wrong size, unknown value types.
+func TestWriteRefuses(t *testing.T) {
+	one := rawTensor("a", gguf.F32, make([]byte, 4), 1)
+	for name, c := range map[string]struct {
+		kvs []gguf.KV
+		ts  []gguf.Tensor
+	}{
+		"duplicate key":    {kvs: []gguf.KV{{Key: "k", Value: "a"}, {Key: "k", Value: "b"}}},
+		"duplicate tensor": {ts: []gguf.Tensor{one, one}},
+		"short data":       {ts: []gguf.Tensor{rawTensor("a", gguf.F32, make([]byte, 3), 1)}},
+		"bad value":        {kvs: []gguf.KV{{Key: "k", Value: struct{}{}}}},
+		"bad alignment":    {kvs: []gguf.KV{{Key: "general.alignment", Value: uint32(12)}}},
+	} {
+		if err := gguf.Write(io.Discard, c.kvs, c.ts); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestExportLayout reads back an export of a synthetic checkpoint: the
+// metadata llama.cpp needs, the tensor names and dims, the q/k rows
+// permuted per head and the other weights unchanged.
+func TestExportLayout(t *testing.T) {
+	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 1})
+	path := export(t, m, dir, engine.F32)
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config
+	for k, want := range map[string]any{
+		"general.architecture":                   "llama",
+		"general.file_type":                      uint32(0),
+		"llama.block_count":                      uint32(c.NumLayers),
+		"llama.embedding_length":                 uint32(c.HiddenSize),
+		"llama.feed_forward_length":              uint32(c.IntermediateSize),
+		"llama.attention.head_count":             uint32(c.NumHeads),
+		"llama.attention.head_count_kv":          uint32(c.NumKVHeads),
+		"llama.rope.dimension_count":             uint32(c.HeadDim),
+		"llama.rope.freq_base":                   float32(c.RopeTheta),
+		"llama.attention.layer_norm_rms_epsilon": float32(c.RMSNormEps),
+		"llama.context_length":                   uint32(c.MaxPositionEmbeddings),
+		"llama.vocab_size":                       uint32(c.VocabSize),
+		"tokenizer.ggml.model":                   "gpt2",
+		"tokenizer.ggml.pre":                     "llama-bpe",
+		"tokenizer.ggml.add_bos_token":           true,
+	} {
+		if got, ok := f.Get(k); !ok || got != want {
+			t.Errorf("%s = %#v, want %#v", k, got, want)
+		}
+	}
+	toks, _ := f.Get("tokenizer.ggml.tokens")
+	if ts := toks.([]string); len(ts) != c.VocabSize || ts[300] != tok.TokenString(300) {
+		t.Errorf("%d tokens", len(ts))
+	}
+	merges, _ := f.Get("tokenizer.ggml.merges")
+	if ms := merges.([]string); len(ms) == 0 || !strings.Contains(ms[0], " ") {
+		t.Errorf("merges %v", ms[:min(3, len(ms))])
+	}
+	if bos, _ := tok.BOS(); !kvIs(f, "tokenizer.ggml.bos_token_id", uint32(bos)) {
+		t.Error("bos_token_id")
+	}
+	for _, nw := range m.Weights() {
+		name := gguf.Name(nw.Name)
+		ti, ok := f.Tensor(name)
+		if !ok {
+			t.Errorf("%s (%s) missing", name, nw.Name)
+			continue
+		}
+		w := nw.Tensor
+		if len(w.Shape) == 2 && !reflect.DeepEqual(ti.Dims, []uint64{uint64(w.Cols()), uint64(w.Rows())}) {
+			t.Errorf("%s: dims %v for shape %v", name, ti.Dims, w.Shape)
+		}
+		b, err := gguf.ReadTensor(path, ti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := gguf.F32s(b)
+		permuted := strings.HasSuffix(name, "attn_q.weight") || strings.HasSuffix(name, "attn_k.weight")
+		cols := w.Cols()
+		for o := 0; o < len(got)/cols; o++ {
+			src := o
+			if permuted {
+				src = gguf.PermuteRow(o, c.HeadDim)
+			}
+			for j := 0; j < cols; j++ {
+				if got[o*cols+j] != w.At(src*cols+j) {
+					t.Fatalf("%s[%d,%d] = %g, want row %d's %g", name, o, j, got[o*cols+j], src, w.At(src*cols+j))
+				}
+			}
+		}
+	}
+	if _, ok := f.Tensor("output.weight"); ok == c.TieWordEmbeddings {
+		t.Errorf("output.weight present: %v with tie_word_embeddings %v", ok, c.TieWordEmbeddings)
+	}
+}
+
+func kvIs(f *gguf.File, k string, want any) bool {
+	v, ok := f.Get(k)
+	return ok && v == want
+}
+
+// TestPermuteRow checks the permutation against the converter's reshape
+// (n_head, 2, head_dim/2) -> swap axes 1 and 2 on a head_dim of 8.
+func TestPermuteRow(t *testing.T) {
+	want := []int{0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15}
+	for o, w := range want {
+		if got := gguf.PermuteRow(o, 8); got != w {
+			t.Errorf("PermuteRow(%d, 8) = %d, want %d", o, got, w)
+		}
+	}
+}
+
+// TestExportDTypes checks the f16 and bf16 exports hold the weights
+// rounded to nearest even.
+func TestExportDTypes(t *testing.T) {
+	dir, m, _ := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 1})
+	for _, dt := range []engine.DType{engine.F16, engine.BF16} {
+		path := export(t, m, dir, dt)
+		f, err := gguf.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ti, _ := f.Tensor("blk.0.ffn_down.weight")
+		b, err := gguf.ReadTensor(path, ti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := m.Layers[0].Down.Convert(dt)
+		for i := range want.Half {
+			if got := binary.LittleEndian.Uint16(b[2*i:]); got != want.Half[i] {
+				t.Fatalf("%v: element %d = %#x, want %#x", dt, i, got, want.Half[i])
+			}
+		}
+		if ti, _ := f.Tensor("blk.0.attn_norm.weight"); ti.Type != gguf.F32 {
+			t.Errorf("%v: norm stored as %v", dt, ti.Type)
+		}
+	}
+}

@@ -1,0 +1,290 @@
+package gguf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"strings"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/kernels"
+	"github.com/tli-project/tli/llama"
+)
+
+// ExportOptions controls ExportLlama.
+type ExportOptions struct {
+	// DType is the type of the matrices (embedding, attention and MLP
+	// weights, LM head): F32, F16 or BF16. Norm weights and rope_freqs are
+	// always F32, as llama.cpp's converter writes them.
+	DType engine.DType
+	// Name is general.name (default: the checkpoint folder's name).
+	Name string
+}
+
+// llama_ftype values of general.file_type.
+func fileType(d engine.DType) uint32 {
+	switch d {
+	case engine.F16:
+		return 1
+	case engine.BF16:
+		return 32
+	}
+	return 0
+}
+
+func tensorType(d engine.DType) TensorType {
+	switch d {
+	case engine.F16:
+		return F16
+	case engine.BF16:
+		return BF16
+	}
+	return F32
+}
+
+// CheckLlama returns an error when cfg is not a checkpoint ExportLlama can
+// write: only model_type llama, with a rope scaling llama.cpp computes the
+// same way.
+func CheckLlama(cfg llama.Config) error {
+	if cfg.Arch != nil && cfg.Arch.Name != "llama" {
+		return fmt.Errorf("gguf: export supports Llama checkpoints (model_type llama) for now; this one is model_type %q", cfg.Arch.Name)
+	}
+	switch cfg.RopeScaling.Type {
+	case "", "default", "llama3", "linear":
+	default:
+		return fmt.Errorf("gguf: rope_scaling type %q is not exported (llama.cpp computes it differently); supported: llama3, linear", cfg.RopeScaling.Type)
+	}
+	if cfg.HeadDim%2 != 0 {
+		return fmt.Errorf("gguf: head_dim %d is odd", cfg.HeadDim)
+	}
+	return nil
+}
+
+// ExportLlama writes m (every layer and the LM head loaded, e.g. with an
+// adapter merged) and the tokenizer in tokDir (tokenizer.json and
+// tokenizer_config.json) as a GGUF file at path, atomically.
+//
+// What it writes follows llama.cpp's convert_hf_to_gguf.py for
+// LlamaForCausalLM: the llama.* hyperparameters, tensors named token_embd,
+// blk.N.attn_q ... output_norm, output (absent when tied), the rows of
+// attn_q and attn_k permuted from Hugging Face's rotate-half layout to the
+// interleaved pairs llama.cpp rotates, rope_freqs for llama3 rope scaling,
+// and the tokenizer as tokenizer.ggml.* (model gpt2 with its pre-tokenizer
+// name for byte-level BPE).
+func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) error {
+	c := m.Config
+	if err := CheckLlama(c); err != nil {
+		return err
+	}
+	if opt.DType != engine.F32 && opt.DType != engine.F16 && opt.DType != engine.BF16 {
+		return fmt.Errorf("gguf: dtype %v: want f32, f16 or bf16", opt.DType)
+	}
+	for i, L := range m.Layers {
+		if L == nil {
+			return fmt.Errorf("gguf: layer %d is not loaded", i)
+		}
+	}
+	if m.Norm == nil || (m.LMHead == nil && !c.TieWordEmbeddings) {
+		return fmt.Errorf("gguf: the final norm and the LM head are not loaded")
+	}
+	voc, err := readVocab(tokDir, c.VocabSize)
+	if err != nil {
+		return err
+	}
+	name := opt.Name
+	if name == "" {
+		name = filepath.Base(filepath.Clean(m.Dir))
+	}
+	kvs := []KV{
+		{"general.architecture", "llama"},
+		{"general.type", "model"},
+		{"general.name", name},
+		{"general.file_type", fileType(opt.DType)},
+		{"general.quantization_version", uint32(2)},
+		{"llama.vocab_size", uint32(c.VocabSize)},
+		{"llama.context_length", uint32(c.MaxPositionEmbeddings)},
+		{"llama.embedding_length", uint32(c.HiddenSize)},
+		{"llama.block_count", uint32(c.NumLayers)},
+		{"llama.feed_forward_length", uint32(c.IntermediateSize)},
+		{"llama.attention.head_count", uint32(c.NumHeads)},
+		{"llama.attention.head_count_kv", uint32(c.NumKVHeads)},
+		{"llama.rope.freq_base", float32(c.RopeTheta)},
+		{"llama.attention.layer_norm_rms_epsilon", float32(c.RMSNormEps)},
+		{"llama.attention.key_length", uint32(c.HeadDim)},
+		{"llama.attention.value_length", uint32(c.HeadDim)},
+		{"llama.rope.dimension_count", uint32(c.HeadDim)},
+	}
+	if c.RopeScaling.Type == "linear" {
+		kvs = append(kvs, KV{"llama.rope.scaling.type", "linear"}, KV{"llama.rope.scaling.factor", float32(c.RopeScaling.Factor)})
+	}
+	kvs = append(kvs, voc.kvs()...)
+
+	mat := func(name string, t *engine.Tensor, perm int) Tensor {
+		return matrix(name, t, opt.DType, perm, c.HeadDim)
+	}
+	vec := func(name string, v []float32) Tensor {
+		return Tensor{Name: name, Dims: []uint64{uint64(len(v))}, Type: F32, Data: func(w io.Writer) error { return writeF32(w, v) }}
+	}
+	ts := []Tensor{mat("token_embd.weight", m.Embed, 0)}
+	if c.RopeScaling.Type == "llama3" {
+		ts = append(ts, vec("rope_freqs.weight", llama3Factors(c)))
+	}
+	for i, L := range m.Layers {
+		p := fmt.Sprintf("blk.%d.", i)
+		ts = append(ts,
+			vec(p+"attn_norm.weight", L.AttnNorm),
+			mat(p+"attn_q.weight", L.Q, c.NumHeads),
+			mat(p+"attn_k.weight", L.K, c.NumKVHeads),
+			mat(p+"attn_v.weight", L.V, 0),
+			mat(p+"attn_output.weight", L.O, 0),
+			vec(p+"ffn_norm.weight", L.MLPNorm),
+			mat(p+"ffn_gate.weight", L.Gate, 0),
+			mat(p+"ffn_up.weight", L.Up, 0),
+			mat(p+"ffn_down.weight", L.Down, 0),
+		)
+	}
+	ts = append(ts, vec("output_norm.weight", m.Norm))
+	if !c.TieWordEmbeddings {
+		ts = append(ts, mat("output.weight", m.LMHead, 0))
+	}
+	return WriteFile(path, kvs, ts)
+}
+
+// PermuteRow is the Hugging Face row that row o of a GGUF attn_q or attn_k
+// weight holds: within each head of headDim rows, llama.cpp's converter
+// interleaves the two halves that Hugging Face's rotate-half pairs
+// (output rows 2j and 2j+1 are input rows j and j+headDim/2).
+func PermuteRow(o, headDim int) int {
+	h, r := o/headDim, o%headDim
+	return h*headDim + (r%2)*(headDim/2) + r/2
+}
+
+// matrix is a 2-D weight [out×in] as a GGUF tensor of dims {in, out} in
+// dtype d; with heads > 0 its rows are permuted (PermuteRow) per head of
+// headDim rows.
+func matrix(name string, t *engine.Tensor, d engine.DType, heads, headDim int) Tensor {
+	rows, cols := t.Rows(), t.Cols()
+	return Tensor{Name: name, Dims: []uint64{uint64(cols), uint64(rows)}, Type: tensorType(d), Data: func(w io.Writer) error {
+		if heads > 0 && rows != heads*headDim {
+			return fmt.Errorf("%d rows, want %d heads × %d", rows, heads, headDim)
+		}
+		row := make([]float32, cols)
+		buf := make([]byte, cols*d.Size())
+		for o := 0; o < rows; o++ {
+			src := o
+			if heads > 0 {
+				src = PermuteRow(o, headDim)
+			}
+			t.Row(src, row)
+			for i, v := range row {
+				switch d {
+				case engine.F32:
+					binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+				case engine.BF16:
+					binary.LittleEndian.PutUint16(buf[2*i:], kernels.F32ToBF16(v))
+				case engine.F16:
+					h := kernels.F32ToF16(v)
+					if h&0x7c00 == 0x7c00 && !math.IsInf(float64(v), 0) && !math.IsNaN(float64(v)) {
+						return fmt.Errorf("value %g at row %d, column %d overflows f16 (use --dtype bf16 or f32)", v, src, i)
+					}
+					binary.LittleEndian.PutUint16(buf[2*i:], h)
+				}
+			}
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+func writeF32(w io.Writer, v []float32) error {
+	buf := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(x))
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// llama3Factors are the rope_freqs values of llama3 rope scaling, as the
+// converter computes them: llama.cpp divides each frequency of the
+// unscaled rope by its factor (1 for high frequencies, rope_scaling.factor
+// for low ones, interpolated between).
+func llama3Factors(c llama.Config) []float32 {
+	rs := c.RopeScaling
+	dim := c.HeadDim
+	factor := rs.Factor
+	if factor == 0 {
+		factor = 8
+	}
+	low, high := rs.LowFreqFactor, rs.HighFreqFactor
+	if low == 0 {
+		low = 1
+	}
+	if high == 0 {
+		high = 4
+	}
+	old := float64(rs.OriginalMaxPositionEmbeddings)
+	if old == 0 {
+		old = 8192
+	}
+	lowWave, highWave := old/low, old/high
+	out := make([]float32, dim/2)
+	for i := range out {
+		// The converter computes the frequencies in float32.
+		freq := float64(float32(1 / math.Pow(c.RopeTheta, float64(2*i)/float64(dim))))
+		wave := 2 * math.Pi / freq
+		switch {
+		case wave < highWave:
+			out[i] = 1
+		case wave > lowWave:
+			out[i] = float32(factor)
+		default:
+			smooth := (old/wave - low) / (high - low)
+			out[i] = float32(1 / ((1-smooth)/factor + smooth))
+		}
+	}
+	return out
+}
+
+// Name maps a Hugging Face weight name of a Llama checkpoint to its GGUF
+// name ("model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight"),
+// or "" when it has none.
+func Name(hf string) string {
+	switch hf {
+	case "model.embed_tokens.weight":
+		return "token_embd.weight"
+	case "model.norm.weight":
+		return "output_norm.weight"
+	case "lm_head.weight":
+		return "output.weight"
+	}
+	rest, ok := strings.CutPrefix(hf, "model.layers.")
+	if !ok {
+		return ""
+	}
+	num, mod, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	g, ok := layerNames[mod]
+	if !ok {
+		return ""
+	}
+	return "blk." + num + "." + g
+}
+
+var layerNames = map[string]string{
+	"input_layernorm.weight":          "attn_norm.weight",
+	"self_attn.q_proj.weight":         "attn_q.weight",
+	"self_attn.k_proj.weight":         "attn_k.weight",
+	"self_attn.v_proj.weight":         "attn_v.weight",
+	"self_attn.o_proj.weight":         "attn_output.weight",
+	"post_attention_layernorm.weight": "ffn_norm.weight",
+	"mlp.gate_proj.weight":            "ffn_gate.weight",
+	"mlp.up_proj.weight":              "ffn_up.weight",
+	"mlp.down_proj.weight":            "ffn_down.weight",
+}

@@ -1,0 +1,240 @@
+package gguf_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/gguf"
+	"github.com/tli-project/tli/internal/peer"
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/llama/tokenizer"
+	"github.com/tli-project/tli/lora"
+)
+
+// tokenizeStrings are the texts whose llama.cpp token ids must equal
+// tli's: words the synthetic tokenizer learnt and did not, spaces, tabs and
+// newlines in runs, digits in long runs, punctuation, contractions,
+// non-Latin scripts, emoji and a special token in the text.
+var tokenizeStrings = []string{
+	"the",
+	" the mtoto of a mama",
+	"mtoto watoto\nmama baba\n\nnyumba",
+	"Hello, World! 123 4567 89012",
+	"  two spaces,   three\tand a tab\t\t",
+	"I'll say it's what they've done, DON'T",
+	"café naïve Ünïcödé — “quotes” …",
+	"日本語のテキスト 中文 한국어",
+	"emoji 🚀🦙 ✅ 😶‍🌫️",
+	"<|begin_of_text|>the language model<|end_of_text|>",
+	"\n \n\n \t\n",
+	"x = f(y) + 3.14; // code?!",
+}
+
+type llamaCppRequest struct {
+	Model    string       `json:"model"`
+	Tokenize []string     `json:"tokenize"`
+	Generate []genRequest `json:"generate"`
+}
+
+type genRequest struct {
+	Tokens []int `json:"tokens"`
+	N      int   `json:"n"`
+}
+
+type llamaCppReply struct {
+	Tokens     [][]int `json:"tokens"`
+	Generated  [][]int `json:"generated"`
+	BOS        *int    `json:"bos"`
+	EOS        *int    `json:"eos"`
+	PrependBOS bool    `json:"prependBos"`
+}
+
+func show(p *int) string {
+	if p == nil {
+		return "none"
+	}
+	return strconv.Itoa(*p)
+}
+
+// runLlamaCpp runs gguf/testdata/llamacpp.mjs (llama.cpp through
+// node-llama-cpp) on req.
+func runLlamaCpp(t *testing.T, req llamaCppRequest) llamaCppReply {
+	t.Helper()
+	node, modules := peer.LlamaCpp(t)
+	in, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, filepath.Join("testdata", "llamacpp.mjs"), modules)
+	cmd.Stdin = bytes.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("llama.cpp on %s: %v\n%s", req.Model, err, stderr.String())
+	}
+	var rep llamaCppReply
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("llama.cpp reply: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	return rep
+}
+
+// synth writes a synthetic Llama checkpoint (with its byte-level BPE
+// tokenizer) and loads it in f32.
+func synth(t *testing.T, opts llama.SynthOptions) (string, *llama.Model, *tokenizer.Tokenizer) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := llama.Synth(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.Load(dir, llama.LoadOptions{DType: engine.F32, MaxLayer: llama.AllLayers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	tok, err := tokenizer.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, m, tok
+}
+
+func export(t *testing.T, m *llama.Model, tokDir string, dt engine.DType) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "model-"+dt.String()+".gguf")
+	if err := gguf.ExportLlama(out, m, tokDir, gguf.ExportOptions{DType: dt}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+const (
+	genPrompt = "the mtoto of a mama and"
+	genTokens = 24
+)
+
+// tliGreedy is tli's greedy continuation of prompt, genTokens long unless
+// an EOS stops it.
+func tliGreedy(t *testing.T, m *llama.Model, prompt []int) []int {
+	t.Helper()
+	got, err := m.Generate(prompt, llama.GenerateOptions{MaxNewTokens: genTokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// checkSameGreedy compares llama.cpp's continuation with tli's (llama.cpp
+// does not stop at EOS, so only tli's length is compared).
+func checkSameGreedy(t *testing.T, what string, tli, cpp []int) {
+	t.Helper()
+	if len(cpp) < len(tli) || !slices.Equal(tli, cpp[:len(tli)]) {
+		t.Fatalf("%s: greedy continuation differs:\n tli       %v\n llama.cpp %v", what, tli, cpp)
+	}
+	t.Logf("%s: %d greedy tokens equal: %v", what, len(tli), tli)
+}
+
+// TestLlamaCpp exports a synthetic Llama checkpoint and runs it in
+// llama.cpp: its tokenizer gives tli's ids for every string of
+// tokenizeStrings, and its greedy continuation of a prompt on the f32
+// export equals tli's. The f16 and bf16 exports load and generate.
+func TestLlamaCpp(t *testing.T) {
+	peer.LlamaCpp(t)
+	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 3})
+	path := export(t, m, dir, engine.F32)
+	prompt := tok.Encode(genPrompt, true)
+	want := tliGreedy(t, m, prompt)
+	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Tokenize: tokenizeStrings, Generate: []genRequest{{Tokens: prompt, N: genTokens}}})
+	if bos, _ := tok.BOS(); rep.BOS == nil || *rep.BOS != bos || !rep.PrependBOS {
+		t.Errorf("llama.cpp's BOS %s (prepended: %v), tli's %d (prepended)", show(rep.BOS), rep.PrependBOS, bos)
+	}
+	if eos, _ := tok.EOS(); rep.EOS == nil || *rep.EOS != eos {
+		t.Errorf("llama.cpp's EOS %s, tli's %d", show(rep.EOS), eos)
+	}
+	for i, s := range tokenizeStrings {
+		if w := tok.Encode(s, false); !slices.Equal(rep.Tokens[i], w) {
+			t.Errorf("tokenize %q:\n tli       %v\n llama.cpp %v", s, w, rep.Tokens[i])
+		}
+	}
+	checkSameGreedy(t, "f32", want, rep.Generated[0])
+
+	for _, dt := range []engine.DType{engine.F16, engine.BF16} {
+		p := export(t, m, dir, dt)
+		r := runLlamaCpp(t, llamaCppRequest{Model: p, Generate: []genRequest{{Tokens: prompt, N: 4}}})
+		if len(r.Generated[0]) != 4 {
+			t.Errorf("%v: llama.cpp generated %v", dt, r.Generated[0])
+		}
+	}
+}
+
+// TestLlamaCppRopeLlama3 checks llama3 rope scaling (written as the
+// rope_freqs tensor) with an original context short enough that the
+// scaling changes the test prompt's rotations.
+func TestLlamaCppRopeLlama3(t *testing.T) {
+	peer.LlamaCpp(t)
+	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 5, RopeTheta: 10000,
+		RopeScaling: &engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 32}})
+	path := export(t, m, dir, engine.F32)
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Tensor("rope_freqs.weight"); !ok {
+		t.Fatal("no rope_freqs.weight")
+	}
+	prompt := tok.Encode(genPrompt+" "+genPrompt, true)
+	want := tliGreedy(t, m, prompt)
+	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: []genRequest{{Tokens: prompt, N: genTokens}}})
+	checkSameGreedy(t, "llama3 rope", want, rep.Generated[0])
+}
+
+// TestLlamaCppAdapter merges a LoRA adapter on every module (with random,
+// non-zero B) and checks llama.cpp's greedy continuation of the export
+// against tli's with the adapter merged, which differs from the base
+// model's.
+func TestLlamaCppAdapter(t *testing.T) {
+	peer.LlamaCpp(t)
+	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 3})
+	prompt := tok.Encode(genPrompt, true)
+	base := tliGreedy(t, m, prompt)
+
+	cfg := lora.Config{R: 4, Alpha: 8, TargetModules: m.Config.LoRAModules()}
+	a, err := lora.New(cfg, m.Config, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, p := range a.Params() {
+		if strings.Contains(p.Name, "lora_B") {
+			for i := range p.Data {
+				p.Data[i] = float32(rng.NormFloat64() * 0.5)
+			}
+		}
+	}
+	adir := filepath.Join(t.TempDir(), "adapter")
+	if err := a.Save(adir); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := lora.Load(adir, m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loaded.Merge(m); err != nil {
+		t.Fatal(err)
+	}
+	want := tliGreedy(t, m, prompt)
+	if slices.Equal(base, want) {
+		t.Fatalf("the adapter does not change the greedy continuation %v: the test would not see it", base)
+	}
+	path := export(t, m, dir, engine.F32)
+	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: []genRequest{{Tokens: prompt, N: genTokens}}})
+	checkSameGreedy(t, "merged adapter", want, rep.Generated[0])
+}
