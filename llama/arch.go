@@ -165,3 +165,6 @@ func archClasses() string {
 	}
 	return strings.Join(cs, ", ")
 }
+
+// Family is the name of c's model family ("llama", "qwen2", "bloom", ...).
+func (c Config) Family() string { return c.arch().Name }

@@ -746,3 +746,50 @@ func cellGain(c CellResult, group string) (float64, bool) {
 	}
 	return 0, false
 }
+
+// PlotLossCurve draws the training loss of every step (left axis) and the
+// learning rate of the schedule (right scale, drawn to the loss axis's
+// range and labelled in the legend with its peak).
+func PlotLossCurve(path string, logs []StepLog, title string) error {
+	if len(logs) == 0 {
+		return fmt.Errorf("tli: plot %s: no training steps", path)
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "optimiser step"
+	p.Y.Label.Text = "triplet loss"
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	loss, lr := make(plotter.XYs, len(logs)), make(plotter.XYs, len(logs))
+	lo, hi, peak := math.Inf(1), math.Inf(-1), 0.0
+	for i, l := range logs {
+		loss[i] = plotter.XY{X: float64(l.Step), Y: l.Loss}
+		lo, hi, peak = math.Min(lo, l.Loss), math.Max(hi, l.Loss), math.Max(peak, l.LR)
+	}
+	if hi <= lo {
+		hi = lo + 1
+	}
+	for i, l := range logs {
+		y := lo
+		if peak > 0 {
+			y = lo + (hi-lo)*l.LR/peak
+		}
+		lr[i] = plotter.XY{X: float64(l.Step), Y: y}
+	}
+	ll, err := plotter.NewLine(loss)
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	ll.Color = colorSwahili
+	rl, err := plotter.NewLine(lr)
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	rl.Color = colorEnglish
+	rl.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(ll, rl)
+	p.Legend.Add("loss", ll)
+	p.Legend.Add(fmt.Sprintf("learning rate (0 .. %.3g, scaled to the loss axis)", peak), rl)
+	padTop(p, 0.3)
+	return savePlot(p, path, plotWidth, plotHeight)
+}

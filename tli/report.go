@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -168,6 +169,7 @@ func WriteScanJSON(path string, s *ScanResult) error {
 		layers[i] = layerJSON(l)
 	}
 	doc := map[string]any{
+		"schema": SchemaVersion, "tli": ThisBuild(),
 		"model": s.Model, "pairs": s.Pairs,
 		"pooling": string(s.Pooling), "pooling_description": s.Pooling.Describe(),
 		"std":    "sample standard deviation (ddof=1)",
@@ -430,6 +432,7 @@ func WriteSummaryJSON(path string, s *EvalSummary) error {
 		pub[i] = map[string]any{"group": g.Group, "layer": g.Layer, "n": g.N, "mean_pre": g.MeanPre, "mean_post": g.MeanPost, "change_pct": g.ChangePct}
 	}
 	doc := map[string]any{
+		"schema": SchemaVersion, "tli": ThisBuild(),
 		"model": s.Model, "adapter": s.Adapter,
 		"pooling": string(s.Pooling), "pooling_description": s.Pooling.Describe(),
 		"groups":    groups,
@@ -498,6 +501,10 @@ type Report struct {
 	Eval     *EvalSummary
 	Plots    []PlotRef
 	Commands []string // the commands that produced the results, shown verbatim
+	// Run, when not nil, is shown as the run's settings, build and times;
+	// Train as its training section.
+	Run   *Provenance
+	Train *TrainSummary
 }
 
 // WriteReportMarkdown writes report.md at path: the pooling used, the
@@ -578,6 +585,44 @@ func WriteReportMarkdown(path string, r Report) error {
 		if len(e.Notes) > 0 {
 			b.WriteString("\n")
 		}
+	}
+	if t := r.Train; t != nil {
+		fmt.Fprintf(&b, "## Training\n\nLayer %d, %d optimiser steps, triplet loss %.4f at the first step and %.4f at the last (the curve with the learning rate is among the plots).\n\n", t.Layer, t.Steps, t.FirstLoss, t.LastLoss)
+	}
+	if pv := r.Run; pv != nil {
+		fmt.Fprintf(&b, "## Run\n\n- tli %s; results schema %d\n- model `%s`", pv.Build, pv.Schema, pv.Model)
+		if pv.Family != "" {
+			fmt.Fprintf(&b, " (%s)", pv.Family)
+		}
+		if pv.DType != "" {
+			fmt.Fprintf(&b, ", weights held as %s", pv.DType)
+		}
+		b.WriteString("\n")
+		if len(pv.Settings) > 0 {
+			keys := make([]string, 0, len(pv.Settings))
+			for k := range pv.Settings {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			b.WriteString("- settings:")
+			for _, k := range keys {
+				fmt.Fprintf(&b, " %s=%v", k, pv.Settings[k])
+			}
+			b.WriteString("\n")
+		}
+		if len(pv.Seconds) > 0 {
+			b.WriteString("- time:")
+			for _, k := range []string{"scan", "train", "eval"} {
+				if v, ok := pv.Seconds[k]; ok {
+					fmt.Fprintf(&b, " %s %.1f s", k, v)
+				}
+			}
+			b.WriteString("\n")
+		}
+		if pv.Date != "" {
+			fmt.Fprintf(&b, "- finished %s\n", pv.Date)
+		}
+		b.WriteString("\n")
 	}
 	if len(r.Plots) > 0 {
 		b.WriteString("## Plots\n\n")

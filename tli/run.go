@@ -277,6 +277,8 @@ type RunOptions struct {
 
 // RunResult is what Run produced.
 type RunResult struct {
+	Prov         *Provenance // written as run.json
+	Steps        []StepLog
 	Scan         *ScanResult
 	Train        TrainOptions // as trained (layer chosen, the init adapter's LoRA config)
 	Adapter      *lora.Adapter
@@ -322,6 +324,13 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		return nil, fmt.Errorf("tli: Run needs every layer of the model loaded (%d of %d are)", len(m.Layers), cfg.NumLayers)
 	}
 	res := &RunResult{Train: o.Train}
+	dtype := ""
+	if m.Embed != nil {
+		dtype = m.Embed.DType.String()
+	}
+	res.Prov = &Provenance{Schema: SchemaVersion, Build: ThisBuild(), Model: o.Model, Family: cfg.Family(), DType: dtype,
+		Seconds: map[string]float64{}, Date: now().Format(time.RFC3339)}
+	phase := time.Now()
 	all := LayerRange(cfg.NumLayers)
 	pools := []Pooling{o.ScanPooling}
 	if o.EvalPooling != o.ScanPooling {
@@ -341,6 +350,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		}
 	}
 	res.Base = base
+	res.Prov.Seconds["scan"] = time.Since(phase).Seconds()
 	stats, err := ScanVectors(base, o.Groups[0].Name, o.ScanPooling)
 	if err != nil {
 		return nil, err
@@ -368,12 +378,29 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		return nil, err
 	}
 	start := time.Now()
-	a, err := TrainPrepared(ctx, m, tok, o.Groups[0].Pairs, &res.Train, o.InitAdapter, o.Resume, o.OnTrainStart, o.OnStep)
+	onStep := func(l StepLog) {
+		res.Steps = append(res.Steps, l)
+		if o.OnStep != nil {
+			o.OnStep(l)
+		}
+	}
+	a, err := TrainPrepared(ctx, m, tok, o.Groups[0].Pairs, &res.Train, o.InitAdapter, o.Resume, o.OnTrainStart, onStep)
 	res.TrainSeconds = time.Since(start).Seconds()
+	res.Prov.Seconds["train"] = res.TrainSeconds
 	if err != nil {
 		return res, err
 	}
 	res.Adapter = a
+	res.Prov.Settings = trainSettings(res.Train, o.ScanPooling, o.EvalPooling, cmpScope(o.EvalScope))
+	var lossPlot []PlotRef
+	if len(res.Steps) > 0 {
+		path := filepath.Join(res.Train.OutDir, "loss.png")
+		if err := PlotLossCurve(path, res.Steps, fmt.Sprintf("Training at layer %d: loss and learning rate", res.Train.Layer)); err != nil {
+			return res, err
+		}
+		lossPlot = []PlotRef{{Title: "Training loss and learning rate", Path: path}}
+	}
+	phase = time.Now()
 
 	// 3. Evaluate: before = the scan's vectors; after = adapter merged.
 	report := ReportLayers(res.Train.Layer, cfg.NumLayers)
@@ -406,14 +433,43 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 	if !o.SkipScanFiles {
 		plots = append([]PlotRef{{Title: "Alignment gap by layer (scan)", Path: filepath.Join(scanDir, "scan.png")}}, plots...)
 	}
-	res.Plots = append(plots, maps...)
+	res.Plots = append(append(plots, maps...), lossPlot...)
+	res.Prov.Seconds["eval"] = time.Since(phase).Seconds()
 
-	// 4. Report.
-	rep := Report{Title: "TLI run", Scan: res.Scan, Eval: ev.Summary, Plots: res.Plots, Commands: o.Commands}
+	// 4. Report: report.md, and run.json with the provenance.
+	rep := Report{Title: "TLI run", Scan: res.Scan, Eval: ev.Summary, Plots: res.Plots, Commands: o.Commands, Run: res.Prov,
+		Train: summarizeSteps(res.Train.Layer, res.Steps)}
+	if err := writeJSON(filepath.Join(o.Out, "run.json"), map[string]any{"schema": SchemaVersion, "provenance": res.Prov, "train": rep.Train}); err != nil {
+		return res, err
+	}
 	if err := WriteReportMarkdown(filepath.Join(o.Out, "report.md"), rep); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// cmpScope is scope, EvalAll when unset.
+func cmpScope(scope EvalScope) EvalScope {
+	if scope == "" {
+		return EvalAll
+	}
+	return scope
+}
+
+// TrainSummary is the training section of a report: steps and the first
+// and last losses.
+type TrainSummary struct {
+	Layer     int     `json:"layer"`
+	Steps     int     `json:"steps"`
+	FirstLoss float64 `json:"first_loss"`
+	LastLoss  float64 `json:"last_loss"`
+}
+
+func summarizeSteps(layer int, logs []StepLog) *TrainSummary {
+	if len(logs) == 0 {
+		return nil
+	}
+	return &TrainSummary{Layer: layer, Steps: logs[len(logs)-1].Step, FirstLoss: logs[0].Loss, LastLoss: logs[len(logs)-1].Loss}
 }
 
 func groupLen(groups []Group, i int) int {
@@ -425,7 +481,7 @@ func groupLen(groups []Group, i int) int {
 
 // TrainPrepared is Train with the set-up the commands share: it loads
 // initAdapter (a PEFT folder; its r, alpha and target modules replace
-// opts.LoRA's, dropout stays) into opts, validates opts, calls onStart with
+// opts.LoRA's, dropout and a set BaseModel stay) into opts, validates opts, calls onStart with
 // the resolved options and the step count, and trains. opts is updated to
 // what was trained.
 func TrainPrepared(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts *TrainOptions, initAdapter, resume string, onStart func(TrainOptions, int), onStep func(StepLog)) (*lora.Adapter, error) {
@@ -435,9 +491,12 @@ func TrainPrepared(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pai
 			return nil, &OptionError{Field: "InitAdapter", Problem: err.Error()}
 		}
 		opts.InitAdapter = a
-		dropout := opts.LoRA.Dropout
+		dropout, base := opts.LoRA.Dropout, opts.LoRA.BaseModel
 		opts.LoRA = a.Config
 		opts.LoRA.Dropout = dropout
+		if base != "" {
+			opts.LoRA.BaseModel = base
+		}
 	}
 	if err := opts.Validate(m.Config, len(pairs)); err != nil {
 		return nil, err

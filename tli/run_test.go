@@ -2,7 +2,10 @@ package tli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -90,10 +93,36 @@ func TestRunEvalScope(t *testing.T) {
 			}
 		}
 		defer func() { m.OnLayer = nil }()
+		out := t.TempDir()
 		res, err := Run(context.Background(), m, tok, RunOptions{Train: opts, ScanPooling: PoolContent, EvalPooling: PoolContent,
-			EvalScope: scope, Groups: groups, Out: t.TempDir()})
+			EvalScope: scope, Groups: groups, Out: out, Model: "synthetic"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// run.json and report.md say how the results were made.
+		var rj struct {
+			Schema     int
+			Provenance Provenance
+			Train      TrainSummary
+		}
+		b, err := os.ReadFile(filepath.Join(out, "run.json"))
+		if err != nil || json.Unmarshal(b, &rj) != nil {
+			t.Fatalf("run.json: %v %s", err, b)
+		}
+		pv := rj.Provenance
+		if rj.Schema != SchemaVersion || pv.Model != "synthetic" || pv.Family != "llama" || pv.DType != "f32" || pv.Settings["eval_layers"] != string(scope) ||
+			pv.Settings["rank"] != float64(16) || rj.Train.Steps != 3 || pv.Seconds["train"] <= 0 {
+			t.Errorf("run.json: %s", b)
+		}
+		rep, _ := os.ReadFile(filepath.Join(out, "report.md"))
+		for _, want := range []string{"## Training", "3 optimiser steps", "## Run", "settings: alpha=32", "train/loss.png"} {
+			if !strings.Contains(string(rep), want) {
+				t.Errorf("report.md lacks %q", want)
+			}
+		}
+		sj, _ := os.ReadFile(filepath.Join(out, "eval", "summary.json"))
+		if !strings.Contains(string(sj), `"schema": 1`) {
+			t.Errorf("summary.json has no schema")
 		}
 		return res, passTops
 	}

@@ -1,0 +1,77 @@
+package tli
+
+import (
+	"runtime/debug"
+	"time"
+)
+
+// SchemaVersion is the version of the layout of the JSON files tli writes
+// (scan.json, summary.json, run.json, sweep.json); it changes when a field
+// changes meaning or is removed.
+const SchemaVersion = 1
+
+// Build is the tli build that wrote a result: the main module's version and
+// its VCS revision, as the Go toolchain recorded them.
+type Build struct {
+	Version  string `json:"version"`
+	Commit   string `json:"commit,omitempty"`
+	Modified bool   `json:"modified,omitempty"`
+}
+
+// ThisBuild returns the running binary's Build.
+func ThisBuild() Build {
+	b := Build{Version: "unknown"}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	b.Version = bi.Main.Version
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Commit = s.Value
+		case "vcs.modified":
+			b.Modified = s.Value == "true"
+		}
+	}
+	return b
+}
+
+// String is "version commit[:12] (modified)".
+func (b Build) String() string {
+	s := b.Version
+	if b.Commit != "" {
+		s += " " + b.Commit[:min(12, len(b.Commit))]
+	}
+	if b.Modified {
+		s += " (modified)"
+	}
+	return s
+}
+
+// Provenance is what a run's outputs say about how they were made: the
+// build, the model (its folder or repo id, family and how its weights were
+// held), every training setting, and how long each phase took.
+type Provenance struct {
+	Schema   int                `json:"schema"`
+	Build    Build              `json:"tli"`
+	Model    string             `json:"model"`
+	Family   string             `json:"model_type,omitempty"`
+	DType    string             `json:"dtype,omitempty"`
+	Settings map[string]any     `json:"settings,omitempty"`
+	Seconds  map[string]float64 `json:"seconds,omitempty"`
+	Date     string             `json:"date,omitempty"`
+}
+
+// trainSettings lists every training hyperparameter of o by its flag name.
+func trainSettings(o TrainOptions, scan, eval Pooling, scope EvalScope) map[string]any {
+	return map[string]any{
+		"layer": o.Layer, "epochs": o.Epochs, "max_steps": o.MaxSteps, "batch": o.Batch, "lr": o.LR, "warmup": o.Warmup,
+		"margin": o.Margin, "pooling": string(o.Pooling), "seed": o.Seed, "shuffle": o.Shuffle,
+		"rank": o.LoRA.R, "alpha": o.LoRA.Alpha, "dropout": o.LoRA.Dropout, "targets": o.LoRA.TargetModules,
+		"use_rslora": o.LoRA.UseRSLoRA, "scan_pooling": string(scan), "eval_pooling": string(eval), "eval_layers": string(scope),
+	}
+}
+
+// now is the date written in provenance (tests replace it).
+var now = func() time.Time { return time.Now().UTC() }
