@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/gguf"
+	"github.com/tli-project/tli/internal/atomicfs"
+	"github.com/tli-project/tli/internal/limitread"
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/lora"
+)
+
+func init() {
+	register("export", "write a checkpoint (with a LoRA adapter merged) as a GGUF file llama.cpp runs", runExport)
+}
+
+// exportOut is where export prints its summary (tests replace it).
+var exportOut io.Writer = os.Stdout
+
+// runExport loads a whole Llama checkpoint, merges the --adapter if one is
+// given, and writes it with its tokenizer as one GGUF file (gguf.ExportLlama).
+func runExport(args []string) error {
+	fs := newFlagSet("export", "--format gguf --model DIR [--adapter DIR] --out FILE.gguf [--dtype auto|f32|f16|bf16]")
+	format := fs.String("format", "gguf", "output format: gguf (llama.cpp)")
+	dir := fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json); Llama (model_type llama) only for now")
+	adapter := fs.String("adapter", "", "LoRA adapter folder (PEFT layout) to merge into the weights before exporting")
+	out := fs.String("out", "", "the GGUF file to write")
+	dtype := fs.String("dtype", "auto", "type of the weight matrices in the file: f32, f16 or bf16 (auto: the checkpoint's torch_dtype, f32 when it is neither f16 nor bf16); norms are f32")
+	name := fs.String("name", "", "general.name in the file (default: the checkpoint folder's name)")
+	force := fs.Bool("force", false, "replace an existing --out (only after the new file is complete)")
+	threads := fs.Int("threads", 0, "worker threads (0: all cores)")
+	progress := fs.String("progress", "auto", "progress on stderr: auto, bar, plain, jsonl or none")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *format != "gguf" {
+		return usageErrorf("--format %q: want gguf", *format)
+	}
+	if *dir == "" || *out == "" {
+		return usageErrorf("--model and --out are required")
+	}
+	if st, err := os.Stat(*out); err == nil {
+		if st.IsDir() {
+			return usageErrorf("--out %s is a folder; give the GGUF file's path", *out)
+		}
+		if !*force {
+			return usageErrorf("--out %s already exists (use --force to replace it once the export has succeeded)", *out)
+		}
+	}
+	inputs := []atomicfs.Input{{Flag: "--model", Path: *dir}}
+	if *adapter != "" {
+		inputs = append(inputs, atomicfs.Input{Flag: "--adapter", Path: *adapter})
+	}
+	if err := atomicfs.CheckDisjoint("--out", *out, inputs...); err != nil {
+		return usageErrorf("%v", err)
+	}
+	var cfg llama.Config
+	if c, err := llama.LoadConfig(filepath.Join(*dir, "config.json")); err == nil {
+		cfg = c
+		if err := gguf.CheckLlama(cfg); err != nil {
+			return err
+		}
+	}
+	// --dtype auto is the checkpoint's torch_dtype (read again after
+	// loading, when --model had to be resolved first).
+	auto := *dtype == "auto"
+	outDT := autoDType(cfg)
+	if !auto {
+		dt, err := engine.ParseDType(*dtype)
+		if err != nil {
+			return usageErrorf("--dtype %q: want auto, f32, f16 or bf16", *dtype)
+		}
+		outDT = dt
+	}
+	// Hold a bf16 checkpoint as bf16 (every output dtype is reached from it
+	// exactly), except when an adapter is merged into an output that is
+	// not bf16: then merge in f32 and round once, as tli merge does.
+	mf := defaultModelFlags(*dir)
+	*mf.threads, *mf.progress = *threads, *progress
+	if cfg.TorchDType == "bfloat16" && (*adapter == "" || outDT == engine.BF16) {
+		*mf.dtype = "bf16"
+	}
+	m, _, err := mf.load(llama.AllLayers)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := gguf.CheckLlama(m.Config); err != nil {
+		return err
+	}
+	if *adapter != "" {
+		a, err := lora.Load(*adapter, m.Config)
+		if err != nil {
+			return fmt.Errorf("--adapter: %w", err)
+		}
+		if err := a.Merge(m); err != nil {
+			return fmt.Errorf("--adapter: %w", err)
+		}
+	}
+	if auto {
+		outDT = autoDType(m.Config)
+	}
+	if err := gguf.ExportLlama(*out, m, m.Dir, gguf.ExportOptions{DType: outDT, Name: *name}); err != nil {
+		return err
+	}
+	size := int64(0)
+	if st, err := os.Stat(*out); err == nil {
+		size = st.Size()
+	}
+	what := absPath(*dir)
+	if *adapter != "" {
+		what += " with " + absPath(*adapter) + " merged"
+	}
+	fmt.Fprintf(exportOut, "exported %s to %s (gguf, %s, %s)\n", what, absPath(*out), outDT, limitread.Size(size))
+	return nil
+}
+
+// autoDType is the checkpoint's torch_dtype as an export dtype (f32 when it
+// is neither bf16 nor f16).
+func autoDType(c llama.Config) engine.DType {
+	switch c.TorchDType {
+	case "bfloat16":
+		return engine.BF16
+	case "float16":
+		return engine.F16
+	}
+	return engine.F32
+}

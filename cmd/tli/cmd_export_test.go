@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tli-project/tli/gguf"
+	"github.com/tli-project/tli/internal/peer"
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/llama/tokenizer"
+	"github.com/tli-project/tli/lora"
+)
+
+func runExportCmd(t *testing.T, args ...string) (stdout, stderr string, rc int) {
+	t.Helper()
+	var out, errs bytes.Buffer
+	exportOut = &out
+	defer func() { exportOut = os.Stdout }()
+	rc = runMain(append([]string{"export"}, args...), &errs)
+	return out.String(), errs.String(), rc
+}
+
+// TestExportRefuses checks export's one-line refusals: another family than
+// Llama, an existing --out without --force, an unknown format or dtype.
+func TestExportRefuses(t *testing.T) {
+	dir := t.TempDir()
+	ck, qwen := filepath.Join(dir, "ck"), filepath.Join(dir, "qwen")
+	if err := llama.Synth(ck, llama.SynthOptions{Layers: 1, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := llama.Synth(qwen, llama.SynthOptions{Shape: "tiny-qwen2", Layers: 1, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "m.gguf")
+	if _, stderr, rc := runExportCmd(t, "--model", ck, "--out", out, "--progress", "none"); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, stderr)
+	}
+	if _, err := gguf.Open(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model", qwen, "--out", filepath.Join(dir, "q.gguf")}, `model_type llama`},
+		{[]string{"--model", ck, "--out", out}, "already exists"},
+		{[]string{"--model", ck, "--out", out, "--force", "--format", "onnx"}, "--format"},
+		{[]string{"--model", ck, "--out", out, "--force", "--dtype", "q4"}, "--dtype"},
+		{[]string{"--model", ck, "--out", filepath.Join(ck, "in.gguf")}, "inside --model"},
+		{[]string{"--model", ck}, "--out"},
+	} {
+		_, stderr, rc := runExportCmd(t, c.args...)
+		if rc == 0 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("export %v: rc %d, stderr %q (want one line with %q)", c.args, rc, stderr, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "q.gguf")); err == nil {
+		t.Error("a refused export left a file")
+	}
+}
+
+// TestExportLlamaCpp checks that llama.cpp's greedy continuation of a
+// prompt on tli export's f32 file equals tli probe --temperature 0, and,
+// with --adapter, equals tli probe --adapter.
+func TestExportLlamaCpp(t *testing.T) {
+	node, modules := peer.LlamaCpp(t)
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "ck")
+	if err := llama.Synth(ck, llama.SynthOptions{Layers: 2, Seed: 8}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := llama.LoadConfig(filepath.Join(ck, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := lora.New(lora.Config{R: 4, Alpha: 8, TargetModules: cfg.LoRAModules()}, cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range a.Params() {
+		if strings.Contains(p.Name, "lora_B") {
+			for i := range p.Data {
+				p.Data[i] = float32((i%7)-3) * 0.1
+			}
+		}
+	}
+	ad := filepath.Join(dir, "adapter")
+	if err := a.Save(ad); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.LoadDir(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prompt, n = "mama na mtoto wa", 16
+	promptIDs := tok.Encode(prompt, true)
+	probe := func(extra ...string) []int {
+		var buf, stderr bytes.Buffer
+		probeOut = &buf
+		defer func() { probeOut = os.Stdout }()
+		args := append([]string{"probe", "--model", ck, "--prompt", prompt, "--max-new-tokens", strconv.Itoa(n), "--dtype", "f32", "--temperature", "0", "--ids"}, extra...)
+		if rc := runMain(args, &stderr); rc != 0 {
+			t.Fatalf("probe %v: rc %d: %s", extra, rc, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		var ids []int
+		for _, f := range strings.Fields(strings.Trim(lines[len(lines)-1], "[]")) {
+			id, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatalf("probe output %q", buf.String())
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	llamaCpp := func(model string) []int {
+		req, _ := json.Marshal(map[string]any{"model": model, "generate": []map[string]any{{"tokens": promptIDs, "n": n}}})
+		cmd := exec.Command(node, filepath.Join(peer.Root(), "gguf", "testdata", "llamacpp.mjs"), modules)
+		cmd.Stdin = bytes.NewReader(req)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("llama.cpp: %v\n%s", err, stderr.String())
+		}
+		var rep struct{ Generated [][]int }
+		if err := json.Unmarshal(out, &rep); err != nil {
+			t.Fatalf("llama.cpp reply %q: %v", out, err)
+		}
+		return rep.Generated[0]
+	}
+	var seen [][]int
+	for _, c := range []struct {
+		name  string
+		extra []string
+	}{{"base", nil}, {"adapter", []string{"--adapter", ad}}} {
+		out := filepath.Join(dir, c.name+".gguf")
+		args := append([]string{"--model", ck, "--out", out, "--dtype", "f32", "--progress", "none"}, c.extra...)
+		if _, stderr, rc := runExportCmd(t, args...); rc != 0 {
+			t.Fatalf("export %v: rc %d: %s", args, rc, stderr)
+		}
+		want, got := probe(c.extra...), llamaCpp(out)
+		seen = append(seen, want)
+		if len(got) < len(want) || !slices.Equal(want, got[:len(want)]) {
+			t.Errorf("%s: llama.cpp's greedy continuation differs from tli probe's:\n tli       %v\n llama.cpp %v", c.name, want, got)
+		}
+	}
+	if slices.Equal(seen[0], seen[1]) {
+		t.Errorf("the adapter does not change tli probe's continuation %v: the test would not see it", seen[0])
+	}
+}
