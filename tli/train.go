@@ -372,6 +372,12 @@ func (t *trainer) start(resume string) error {
 		}
 		t.opt = lora.NewAdamW()
 	}
+	// The adapters saved name the model they were trained on
+	// (base_model_name_or_path), also when resumed or started from another
+	// adapter.
+	if opts.LoRA.BaseModel != "" {
+		t.adapter.Config.BaseModel = opts.LoRA.BaseModel
+	}
 	t.params, t.adapters = t.adapter.Params(), t.adapter.Adapters()
 	return nil
 }

@@ -156,7 +156,7 @@ func runEmbed(args []string) error {
 		{Name: "token_ids", Shape: []int{len(ids)}, Data: ids},
 		{Name: "offsets", Shape: []int{len(offsets)}, Data: offsets},
 	}
-	meta := map[string]string{"model": *mf.dir, "pooling": *pooling, "dtype": dt.String(), "words": strconv.Itoa(len(words))}
+	meta := map[string]string{"model": mf.name(), "pooling": *pooling, "dtype": dt.String(), "words": strconv.Itoa(len(words))}
 	if err := llama.WriteSafetensorsMixed(*out, tensors, ints, meta); err != nil {
 		return err
 	}

@@ -62,6 +62,9 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := mf.resolve(); err != nil {
+		return err
+	}
 	st, err := stageOut(*out, *force, atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--adapter", Path: *adapterDir},
 		atomicfs.Input{Flag: "--pairs", Path: *pairsFlag}, atomicfs.Input{Flag: "--control", Path: *controlFlag})
 	if err != nil {
@@ -107,7 +110,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	r.Summary.Model, r.Summary.Adapter = *mf.dir, *adapterDir
+	r.Summary.Model, r.Summary.Adapter = mf.name(), *adapterDir
 	plots, err := r.Write(st.Path(), groups, report, trainLayer, textOut(*asJSON))
 	if err != nil {
 		return err

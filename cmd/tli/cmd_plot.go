@@ -45,6 +45,9 @@ func runPlot(args []string) error {
 	if len(pairs) < 2 {
 		return usageErrorf("--pairs: need at least 2 pairs to draw a map")
 	}
+	if err := mf.resolve(); err != nil {
+		return err
+	}
 	st, err := stageOut(*out, *force, atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--adapter", Path: *adapterDir}, atomicfs.Input{Flag: "--pairs", Path: *pairsFlag})
 	if err != nil {
 		return err

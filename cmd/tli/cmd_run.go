@@ -75,6 +75,9 @@ func pipeline(o runOptions) error {
 	if _, err := o.mf.check(); err != nil {
 		return err
 	}
+	// The adapters' base_model_name_or_path: --base-model-id, else the
+	// repo id or folder name --model gave.
+	o.run.Train.LoRA.BaseModel = o.mf.baseModelID(o.run.Train.LoRA.BaseModel)
 	st, err := stageOut(o.out, o.force, append([]atomicfs.Input{{Flag: "--model", Path: *o.mf.dir}}, o.inputs...)...)
 	if err != nil {
 		return err
@@ -96,7 +99,7 @@ func pipeline(o runOptions) error {
 	defer stop()
 	tr := newTrainReporter(filepath.Join(o.out, "train"))
 	ro := o.run
-	ro.Out, ro.OutName, ro.Model, ro.Stdout, ro.OnTrainStart, ro.OnStep = st.Path(), o.out, *o.mf.dir, os.Stdout, tr.start, tr.step
+	ro.Out, ro.OutName, ro.Model, ro.Stdout, ro.OnTrainStart, ro.OnStep = st.Path(), o.out, o.mf.name(), os.Stdout, tr.start, tr.step
 	_, err = tli.Run(ctx, m, tok, ro)
 	err = tr.finish(err)
 	if errors.Is(err, errInterrupted) {

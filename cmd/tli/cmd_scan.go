@@ -54,6 +54,9 @@ func runScan(args []string) error {
 	if len(pairs) < 2 {
 		return usageErrorf("--pairs: a scan needs at least 2 pairs, got %d", len(pairs))
 	}
+	if err := mf.resolve(); err != nil {
+		return err
+	}
 	st, err := stageOut(*out, *force, atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--pairs", Path: *pairsFlag})
 	if err != nil {
 		return err
@@ -79,7 +82,7 @@ func runScan(args []string) error {
 	if err != nil {
 		return err
 	}
-	res.Model, res.Pairs = *mf.dir, pairsName(*pairsFlag, "embedded training list")
+	res.Model, res.Pairs = mf.name(), pairsName(*pairsFlag, "embedded training list")
 	if err := tli.WriteScan(st.Path(), res, textOut(*asJSON)); err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ func runSweep(args []string) error {
 	asJSON := fs.Bool("json", false, "print sweep.json (or, for one shard, the cells it ran and skipped) on stdout")
 	prepare := fs.Bool("prepare", false, "only compute the base model's vectors and scans into --out (a job the shards can depend on, so that they do not all compute them), then exit")
 	evalLayers := fs.String("eval-layers", string(tli.EvalToTrain), "layers each cell evaluates after training: train (0..the cell's training layer, where sweep.csv reads it: the adapted pass stops there) or all (every layer, also the last, in each cell's report)")
+	baseModelID := fs.String("base-model-id", "", baseModelIDUsage)
 	preset := fs.String("preset", "", "run a named set of grids, each in OUT/NAME: paper-ablations (layer 2,10,31; rank 4,16,64; train on word class n or v, evaluate on n or v)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -59,12 +60,16 @@ func runSweep(args []string) error {
 	if *out == "" {
 		return usageErrorf("--out is required")
 	}
+	if err := mf.resolve(); err != nil {
+		return err
+	}
 	scope, err := tli.ParseEvalScope(*evalLayers)
 	if err != nil {
 		return usageErrorf("--eval-layers: %v", err)
 	}
 	bt := &base.Train
 	bt.Batch, bt.Warmup, bt.LoRA.Dropout, bt.MaxSteps, bt.Shuffle = *batch, *warmup, *dropout, *maxSteps, *shuffle
+	bt.LoRA.BaseModel = mf.baseModelID(*baseModelID)
 	spec := tli.SweepSpec{Base: base}
 	for _, a := range tli.SweepAxes {
 		vals := tli.SplitAxis(a.Name, *axes[a.Name])
@@ -168,7 +173,7 @@ func runSweep(args []string) error {
 			fmt.Fprintf(say, "\n== %s: %s\n", *preset, p.name)
 		}
 		if *prepare {
-			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: *mf.dir, Stdout: say, Prepare: true, EvalScope: scope,
+			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: mf.name(), Stdout: say, Prepare: true, EvalScope: scope,
 				Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list")}); err != nil {
 				return optionError(err)
 			}
@@ -176,7 +181,7 @@ func runSweep(args []string) error {
 			results[p.name] = json.RawMessage(`{"prepared":true}`)
 			continue
 		}
-		res, err := sweepPart(ctx, m, tok, p.spec, p.cells, groups, p.out, shard, source, scope, *mf.dir,
+		res, err := sweepPart(ctx, m, tok, p.spec, p.cells, groups, p.out, shard, source, scope, mf.name(),
 			pairsName(*pairs, "embedded training list")+" / "+pairsName(*control, "embedded control list"), say)
 		if err != nil {
 			return err

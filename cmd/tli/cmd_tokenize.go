@@ -39,7 +39,7 @@ const allowHint = "; --allow-invalid-utf8 replaces it with U+FFFD"
 // is checked as it is read, and its output stops at the first error.
 func runTokenize(args []string) error {
 	fs := newFlagSet("tokenize", "(--model DIR | --tokenizer FILE) (--text S | --file STRINGS.json | --text-file FILE) [--decode]")
-	model := fs.String("model", "", "checkpoint folder holding tokenizer.json")
+	model := fs.String("model", "", "checkpoint folder holding tokenizer.json, or a Hugging Face repo id org/name[@revision] in the local cache (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub)")
 	tokFile := fs.String("tokenizer", "", "tokenizer.json file (tokenizer_config.json beside it is read too)")
 	text := fs.String("text", "", "one string to encode (with --decode: a JSON list of id lists)")
 	file := fs.String("file", "", "JSON file: a list of strings (with --decode: a list of id lists)")
@@ -81,7 +81,14 @@ func runTokenize(args []string) error {
 	var tok *tokenizer.Tokenizer
 	var err error
 	if set["model"] {
-		tok, err = tokenizer.LoadDir(*model)
+		dir := *model
+		if _, serr := os.Stat(dir); serr != nil {
+			// Not a folder here: a repo id in the Hugging Face cache.
+			if dir, _, err = resolveModel(dir); err != nil {
+				return err
+			}
+		}
+		tok, err = tokenizer.LoadDir(dir)
 	} else {
 		tok, err = tokenizer.Load(*tokFile)
 	}

@@ -30,6 +30,7 @@ type trainFlags struct {
 	seed                                                *uint64
 	shuffle                                             *bool
 	paperCompat                                         *bool
+	baseModelID                                         *string
 }
 
 func addTrainFlags(fs *flag.FlagSet) trainFlags {
@@ -54,8 +55,12 @@ func addTrainFlags(fs *flag.FlagSet) trainFlags {
 		resume:        fs.String("resume", "", "continue a run from its checkpoint folder (OUT/checkpoint or OUT/epoch_K)"),
 		paperCompat:   fs.Bool("paper-compat", false, "use the published pooling (mean over all tokens, BOS included)"),
 		trainCategory: fs.String("train-category", "", "train only on the pairs of this word class (the list's category column; tli pairs --freedict fills it: n, v, adj, ...)"),
+		baseModelID:   fs.String("base-model-id", "", baseModelIDUsage),
 	}
 }
+
+// baseModelIDUsage is --base-model-id's help.
+const baseModelIDUsage = "base_model_name_or_path of the adapters' adapter_config.json, which PEFT's AutoPeftModel and llama.cpp's converter load the base model by (default: the repo id --model gave, else the model folder's name)"
 
 // errPaperPooling refuses --pooling beside --paper-compat, which sets it.
 var errPaperPooling = usageErrorf("--paper-compat sets the pooling (scan and training: mean with BOS, evaluation: content); drop --pooling or --paper-compat")
@@ -87,6 +92,7 @@ func (f trainFlags) options(setFlags map[string]bool) (tli.TrainOptions, error) 
 	o.Pooling = p
 	o.LoRA.R, o.LoRA.Alpha, o.LoRA.Dropout = *f.rank, *f.alpha, *f.dropout
 	o.LoRA.TargetModules = tli.ParseTargets(*f.targets)
+	o.LoRA.BaseModel = *f.baseModelID
 	if *f.maxSteps < 0 {
 		return o, usageErrorf("--max-steps %d must be >= 0", *f.maxSteps)
 	}
@@ -133,6 +139,10 @@ func runTrain(args []string) error {
 	if pairs, err = tli.SelectCategory(pairs, *tf.trainCategory); err != nil {
 		return usageErrorf("--train-category: --pairs: %v", err)
 	}
+	if err := mf.resolve(); err != nil {
+		return err
+	}
+	opts.LoRA.BaseModel = mf.baseModelID(opts.LoRA.BaseModel)
 	if err := checkOutDir(*out, *force, *tf.resume != "", atomicfs.Input{Flag: "--model", Path: *mf.dir}, atomicfs.Input{Flag: "--pairs", Path: *tf.pairs}); err != nil {
 		if errors.Is(err, errUsage) && !*force && *tf.resume == "" {
 			if fi, err := os.Stat(filepath.Join(*out, "final")); err == nil && fi.IsDir() {

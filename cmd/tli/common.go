@@ -33,7 +33,9 @@ func init() {
 
 // modelFlags are the flags every command that reads a checkpoint shares.
 type modelFlags struct {
-	dir      *string
+	dir      *string // --model; a checkpoint folder once resolve has run
+	repo     *string // the Hugging Face repo id --model named ("" for a folder), set by resolve
+	resolved *bool
 	dtype    *string
 	threads  *int
 	fast     *bool
@@ -46,7 +48,9 @@ func addModelFlags(fs interface {
 	Bool(string, bool, string) *bool
 }, dtype string) modelFlags {
 	return modelFlags{
-		dir:      fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"),
+		dir:      fs.String("model", "", modelUsage),
+		repo:     new(string),
+		resolved: new(bool),
 		dtype:    fs.String("dtype", dtype, "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
 		threads:  fs.Int("threads", 0, "worker threads (0: all cores)"),
 		fast:     fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
@@ -57,13 +61,75 @@ func addModelFlags(fs interface {
 // defaultModelFlags are the model flags' defaults for the checkpoint in dir.
 func defaultModelFlags(dir string) modelFlags {
 	dtype, threads, fast, prog := "f32", 0, false, "auto"
-	return modelFlags{dir: &dir, dtype: &dtype, threads: &threads, fast: &fast, progress: &prog}
+	return modelFlags{dir: &dir, repo: new(string), resolved: new(bool), dtype: &dtype, threads: &threads, fast: &fast, progress: &prog}
+}
+
+// modelUsage is --model's help.
+const modelUsage = "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json), or a Hugging Face repo id org/name[@revision] in the local cache (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub), as transformers finds it offline"
+
+// resolveModel turns a --model argument into a checkpoint folder and the
+// Hugging Face repo id it names ("" for a folder), or a usage error of one
+// line saying what was expected.
+func resolveModel(arg string) (dir, repo string, err error) {
+	if arg == "" {
+		return "", "", usageErrorf("--model is required")
+	}
+	dir, repo, err = llama.ResolveModel(arg)
+	if err != nil {
+		return "", "", usageErrorf("--model %v", err)
+	}
+	return dir, repo, nil
+}
+
+// resolve turns --model into a checkpoint folder (a repo id through the
+// Hugging Face cache) the first time it is called; commands call it before
+// they use --model as a path.
+func (f modelFlags) resolve() error {
+	if *f.resolved {
+		return nil
+	}
+	dir, repo, err := resolveModel(*f.dir)
+	if err != nil {
+		return err
+	}
+	*f.dir, *f.repo, *f.resolved = dir, repo, true
+	return nil
+}
+
+// name is the model as reports name it: the repo id --model gave, else
+// the folder as given.
+func (f modelFlags) name() string {
+	if *f.repo != "" {
+		return *f.repo
+	}
+	return *f.dir
+}
+
+// baseModelID is what an adapter's base_model_name_or_path says: override
+// (--base-model-id) when given, else the repo id --model named, else the
+// checkpoint folder's name.
+func (f modelFlags) baseModelID(override string) string {
+	return baseModelName(override, *f.repo, *f.dir)
+}
+
+// baseModelName is baseModelID for a folder and repo id.
+func baseModelName(override, repo, dir string) string {
+	switch {
+	case override != "":
+		return override
+	case repo != "":
+		return repo
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return filepath.Base(dir)
 }
 
 // check checks the flags' values (before anything is read or written).
 func (f modelFlags) check() (engine.DType, error) {
-	if *f.dir == "" {
-		return 0, usageErrorf("--model is required")
+	if err := f.resolve(); err != nil {
+		return 0, err
 	}
 	dt, err := engine.ParseDType(*f.dtype)
 	if err != nil || dt == engine.F16 {
