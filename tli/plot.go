@@ -19,6 +19,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // Plot colours: Swahili and "before" in blue, English and "after" in
@@ -31,8 +32,8 @@ var (
 	colorLink    = color.RGBA{R: 190, G: 190, B: 190, A: 255}
 )
 
-// Plot size in inches-based vg units; PNG output is at 96 dpi, so 8×5 in
-// gives 768×480 pixels.
+// Plot size in inches-based vg units; PNG output is at PlotDPI, 96 by
+// default, so 8×5 in gives 768×480 pixels.
 const (
 	plotWidth  = 8 * vg.Inch
 	plotHeight = 5 * vg.Inch
@@ -44,14 +45,51 @@ func padTop(p *plot.Plot, frac float64) {
 	p.Y.Max += frac * (p.Y.Max - p.Y.Min)
 }
 
-// savePlot writes p to path as PNG, atomically.
-func savePlot(p *plot.Plot, path string, w, h vg.Length) error {
-	if ext := strings.ToLower(filepath.Ext(path)); ext != ".png" {
-		return fmt.Errorf("tli: plot %s: only .png output is supported", path)
+// PlotFormat is the file format of the plots tli writes: "png" (the
+// default), "svg" or "pdf" (vector formats for papers); PlotDPI is the
+// resolution of PNG plots (96 by default; 300 for print). Set them with
+// SetPlotOutput before writing plots.
+var (
+	PlotFormat = "png"
+	PlotDPI    = 96
+)
+
+// SetPlotOutput sets PlotFormat and PlotDPI (dpi 0 keeps 96).
+func SetPlotOutput(format string, dpi int) error {
+	switch format {
+	case "png", "svg", "pdf":
+	default:
+		return fmt.Errorf("plot format %q: want png, svg or pdf", format)
 	}
-	wt, err := p.WriterTo(w, h, "png")
-	if err != nil {
-		return fmt.Errorf("tli: plot %s: %w", path, err)
+	if dpi == 0 {
+		dpi = 96
+	}
+	if dpi < 36 || dpi > 1200 {
+		return fmt.Errorf("plot resolution %d dpi: want 36..1200", dpi)
+	}
+	PlotFormat, PlotDPI = format, dpi
+	return nil
+}
+
+// plotFile is name with the extension of PlotFormat.
+func plotFile(name string) string { return name + "." + PlotFormat }
+
+// savePlot writes p to path, atomically, in the format its extension names
+// (.png at PlotDPI, .svg or .pdf).
+func savePlot(p *plot.Plot, path string, w, h vg.Length) error {
+	var wt io.WriterTo
+	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	case ".png":
+		c := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(PlotDPI))
+		p.Draw(draw.New(c))
+		wt = vgimg.PngCanvas{Canvas: c}
+	case ".svg", ".pdf":
+		var err error
+		if wt, err = p.WriterTo(w, h, ext[1:]); err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+	default:
+		return fmt.Errorf("tli: plot %s: want a .png, .svg or .pdf file", path)
 	}
 	return WriteAtomic(path, func(out io.Writer) error {
 		_, err := wt.WriteTo(out)

@@ -1,6 +1,8 @@
 package tli
 
 import (
+	"bytes"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -65,8 +67,8 @@ func TestPlotLayerBars(t *testing.T) {
 	if err := PlotLayerBars(path, layers, vals[:2], 0, "", ""); err == nil {
 		t.Error("length mismatch accepted")
 	}
-	if err := PlotLayerBars(filepath.Join(dir, "x.svg"), layers, vals, 0, "", ""); err == nil || !strings.Contains(err.Error(), ".png") {
-		t.Errorf("svg: %v", err)
+	if err := PlotLayerBars(filepath.Join(dir, "x.gif"), layers, vals, 0, "", ""); err == nil || !strings.Contains(err.Error(), "want a .png, .svg or .pdf file") {
+		t.Errorf("gif: %v", err)
 	}
 }
 
@@ -310,5 +312,44 @@ func BenchmarkTSNE1372(b *testing.B) {
 	x, _ := clusters(4, 343, 64, 5)
 	for b.Loop() {
 		TSNE(x, TSNEOptions{Iterations: 100})
+	}
+}
+
+// Plots can be written as SVG and PDF for papers, and as PNG at a chosen
+// resolution.
+func TestPlotFormats(t *testing.T) {
+	defer SetPlotOutput("png", 96)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		format string
+		dpi    int
+		magic  string
+		width  int
+	}{{"png", 0, "\x89PNG", 768}, {"png", 300, "\x89PNG", 2400}, {"svg", 0, "<?xml", 0}, {"pdf", 0, "%PDF", 0}} {
+		if err := SetPlotOutput(c.format, c.dpi); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, plotFile(fmt.Sprintf("bars%d", c.dpi)))
+		if err := PlotLayerBars(path, []int{0, 1, 2}, []float64{0.1, 0.3, 0.2}, 1, "gap by layer", "gap"); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || !strings.HasPrefix(string(b), c.magic) {
+			t.Fatalf("%s: %v, starts %q", path, err, b[:min(8, len(b))])
+		}
+		if c.width > 0 {
+			cfg, err := png.DecodeConfig(bytes.NewReader(b))
+			if err != nil || cfg.Width != c.width {
+				t.Errorf("%s at %d dpi: %d px wide (%v), want %d", path, c.dpi, cfg.Width, err, c.width)
+			}
+		}
+	}
+	for _, bad := range []struct {
+		format string
+		dpi    int
+	}{{"jpg", 0}, {"png", 5000}} {
+		if err := SetPlotOutput(bad.format, bad.dpi); err == nil {
+			t.Errorf("SetPlotOutput(%q, %d): no error", bad.format, bad.dpi)
+		}
 	}
 }

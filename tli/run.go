@@ -92,7 +92,7 @@ func WriteScan(dir string, res *ScanResult, w io.Writer) error {
 		layers[i], gaps[i] = l.Layer, l.Gap
 	}
 	title := fmt.Sprintf("Swahili-English alignment by layer (%s pooling)", res.Pooling)
-	if err := PlotLayerBars(filepath.Join(dir, "scan.png"), layers, gaps, byGap.Layer, title, "gap: matched - mismatched cosine"); err != nil {
+	if err := PlotLayerBars(filepath.Join(dir, plotFile("scan")), layers, gaps, byGap.Layer, title, "gap: matched - mismatched cosine"); err != nil {
 		return err
 	}
 	if err := WriteScanTable(w, res); err != nil {
@@ -187,7 +187,7 @@ func (e *Evaluation) Write(dir string, groups []Group, all []int, trainLayer int
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(dir, "layers_before_after.png")
+		path := filepath.Join(dir, plotFile("layers_before_after"))
 		if err := PlotLayerLines(path, pre, post, fmt.Sprintf("%s pairs by layer, before and after (%s pooling)", groups[0].Name, p)); err != nil {
 			return nil, err
 		}
@@ -200,7 +200,7 @@ func (e *Evaluation) Write(dir string, groups []Group, all []int, trainLayer int
 		}
 	}
 	if len(changes) > 0 {
-		path := filepath.Join(dir, "change_histogram.png")
+		path := filepath.Join(dir, plotFile("change_histogram"))
 		if err := PlotHistogram(path, changes, 0, fmt.Sprintf("Per-pair change of cosine at layer %d (%s pairs)", trainLayer, groups[0].Name)); err != nil {
 			return nil, err
 		}
@@ -225,7 +225,7 @@ func PlotMaps(dir string, group Group, layer int, p Pooling, before, after Group
 			if !ok {
 				return nil, fmt.Errorf("no vectors at layer %d for the map", layer)
 			}
-			path := filepath.Join(dir, fmt.Sprintf("map_%s_%s_layer%d.png", method, st.name, layer))
+			path := filepath.Join(dir, plotFile(fmt.Sprintf("map_%s_%s_layer%d", method, st.name, layer)))
 			title := fmt.Sprintf("%s of Swahili (blue) and English (orange) words, layer %d, %s training", strings.ToUpper(method), layer, st.name)
 			if err := PlotPairMap(path, v.Src, v.Tgt, group.Pairs, method, 25, title); err != nil {
 				return nil, err
@@ -394,7 +394,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 	res.Prov.Settings = trainSettings(res.Train, o.ScanPooling, o.EvalPooling, cmpScope(o.EvalScope))
 	var lossPlot []PlotRef
 	if len(res.Steps) > 0 {
-		path := filepath.Join(res.Train.OutDir, "loss.png")
+		path := filepath.Join(res.Train.OutDir, plotFile("loss"))
 		if err := PlotLossCurve(path, res.Steps, fmt.Sprintf("Training at layer %d: loss and learning rate", res.Train.Layer)); err != nil {
 			return res, err
 		}
@@ -431,7 +431,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		return res, err
 	}
 	if !o.SkipScanFiles {
-		plots = append([]PlotRef{{Title: "Alignment gap by layer (scan)", Path: filepath.Join(scanDir, "scan.png")}}, plots...)
+		plots = append([]PlotRef{{Title: "Alignment gap by layer (scan)", Path: filepath.Join(scanDir, plotFile("scan"))}}, plots...)
 	}
 	res.Plots = append(append(plots, maps...), lossPlot...)
 	res.Prov.Seconds["eval"] = time.Since(phase).Seconds()

@@ -1002,15 +1002,15 @@ func (t *SweepTable) write(dir string) error {
 		if a.Name != "layer" && a.Name != "rank" && a.Name != "alpha" && a.Name != "margin" && a.Name != "lr" && a.Name != "epochs" {
 			continue
 		}
-		name := "gain_vs_" + a.Name + ".png"
+		name := plotFile("gain_vs_" + a.Name)
 		if err := PlotSweepGain(filepath.Join(dir, name), t, a.Name, "Gain of the alignment gap by "+a.Name); err != nil {
 			return err
 		}
 		plots = append(plots, name)
 	}
 	if len(t.Cells) > 0 {
-		if err := PlotTrainedVsControl(filepath.Join(dir, "trained_vs_control.png"), t, "Gain of the gap: control against trained pairs, one point per cell"); err == nil {
-			plots = append(plots, "trained_vs_control.png")
+		if err := PlotTrainedVsControl(filepath.Join(dir, plotFile("trained_vs_control")), t, "Gain of the gap: control against trained pairs, one point per cell"); err == nil {
+			plots = append(plots, plotFile("trained_vs_control"))
 		}
 	}
 	var md strings.Builder
@@ -1042,7 +1042,7 @@ func (t *SweepTable) write(dir string) error {
 		md.WriteString("|\n")
 	}
 	for _, pl := range plots {
-		fmt.Fprintf(&md, "\n![%s](%s)\n", strings.TrimSuffix(pl, ".png"), pl)
+		fmt.Fprintf(&md, "\n![%s](%s)\n", strings.TrimSuffix(pl, filepath.Ext(pl)), pl)
 	}
 	md.WriteString("\nAll columns: sweep.csv. Training time per cell: timing.csv (it varies between runs, so it is kept out of these files).\n")
 	if err := atomicfs.WriteFile(filepath.Join(dir, "sweep.md"), []byte(md.String())); err != nil {
