@@ -20,11 +20,15 @@ func init() {
 // on it with the published settings.
 func runDemo(args []string) error {
 	fs := newFlagSet("demo", "")
+	pf := addPlotFlags(fs)
 	out := fs.String("out", "tli-demo", "output folder (model/, scan/, train/, eval/, report.md)")
 	force := fs.Bool("force", true, "replace the files of an earlier demo in --out")
 	epochs := fs.Int("epochs", 5, "training epochs")
 	arch := fs.String("arch", "llama", "model family of the synthesised checkpoint: "+strings.Join(llama.ArchNames(), ", "))
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := pf.apply(); err != nil {
 		return err
 	}
 	shape := "tiny"

@@ -36,6 +36,7 @@ func groupsFrom(pairsPath, controlPath, trainCat, controlCat string) ([]tli.Grou
 
 func runEval(args []string) error {
 	fs := newFlagSet("eval", "")
+	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder (e.g. OUT/final of tli train)")
 	pairsFlag := fs.String("pairs", "", "trained pairs (default: the embedded training list)")
@@ -49,6 +50,9 @@ func runEval(args []string) error {
 	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class")
 	asJSON := fs.Bool("json", false, "print summary.json on stdout instead of the table")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := pf.apply(); err != nil {
 		return err
 	}
 	if *adapterDir == "" {

@@ -16,6 +16,7 @@ func init() {
 
 func runPlot(args []string) error {
 	fs := newFlagSet("plot", "")
+	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder: also draw the maps after training")
 	pairsFlag := fs.String("pairs", "", "pairs to draw (default: the embedded training list)")
@@ -25,6 +26,9 @@ func runPlot(args []string) error {
 	out := fs.String("out", "", "output folder for the PNG maps")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := pf.apply(); err != nil {
 		return err
 	}
 	p, err := tli.ParsePooling(*pooling)

@@ -29,6 +29,7 @@ type runOptions struct {
 
 func runRun(args []string) error {
 	fs := newFlagSet("run", "")
+	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
 	tf := addTrainFlags(fs)
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
@@ -37,6 +38,9 @@ func runRun(args []string) error {
 	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class (with --train-category: train on one class, test on another)")
 	evalLayers := fs.String("eval-layers", string(tli.EvalAll), "layers the evaluation embeds after training: all (every layer; reports the training layer and the last) or train (0..the training layer only, a shorter pass)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := pf.apply(); err != nil {
 		return err
 	}
 	scope, err := tli.ParseEvalScope(*evalLayers)

@@ -32,6 +32,7 @@ func poolingFlag(value string, set map[string]bool, paperCompat bool, paperChoic
 
 func runScan(args []string) error {
 	fs := newFlagSet("scan", "")
+	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
 	pairsFlag := fs.String("pairs", "", "pairs to scan (default: the embedded training list)")
 	out := fs.String("out", "", "output folder: scan.csv, scan.json, scan.png")
@@ -41,6 +42,9 @@ func runScan(args []string) error {
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	asJSON := fs.Bool("json", false, "print scan.json on stdout instead of the table")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := pf.apply(); err != nil {
 		return err
 	}
 	p, err := poolingFlag(*pooling, setFlagNames(fs), *paper, tli.PoolMean)

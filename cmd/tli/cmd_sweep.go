@@ -27,6 +27,7 @@ func init() {
 
 func runSweep(args []string) error {
 	fs := newFlagSet("sweep", "--model DIR --out DIR [--layer 2,10,31] [--rank 4,16,64] [--seed 1,2,3] [...] [--shard I/N | --shards N]")
+	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
 	out := fs.String("out", "", "sweep folder, shared by every shard: sweep-spec.json, scan-POOLING/, cells/NAME/, then sweep.csv")
 	pairs := fs.String("pairs", "", "training pairs (default: the embedded list of 623 pairs)")
@@ -55,6 +56,9 @@ func runSweep(args []string) error {
 	baseModelID := fs.String("base-model-id", "", baseModelIDUsage)
 	preset := fs.String("preset", "", "run a named set of grids, each in OUT/NAME: paper-ablations (layer 2,10,31; rank 4,16,64; train on word class n or v, evaluate on n or v)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := pf.apply(); err != nil {
 		return err
 	}
 	if *out == "" {
@@ -261,6 +265,7 @@ func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, sp
 
 func runGather(args []string) error {
 	fs := newFlagSet("gather", "DIR")
+	pf := addPlotFlags(fs)
 	asJSON := fs.Bool("json", false, "print sweep.json on stdout")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -271,6 +276,9 @@ func runGather(args []string) error {
 	}
 	if fs.NArg() != 1 {
 		return usageErrorf("gather takes one argument, the sweep folder (tli gather DIR)")
+	}
+	if err := pf.apply(); err != nil {
+		return err
 	}
 	if err := gather(fs.Arg(0), *asJSON); err != nil || !*asJSON {
 		return err

@@ -72,3 +72,22 @@ func TestFamiliesCLI(t *testing.T) {
 		t.Errorf("demo --arch falcon: exit %d, %s", code, stderr)
 	}
 }
+
+// --plot-format and --dpi choose the plots' files; every plotting command
+// resets them, so one command's choice does not leak into the next.
+func TestPlotFormatFlags(t *testing.T) {
+	model := testModel(t)
+	out := filepath.Join(t.TempDir(), "scan")
+	mustRun(t, "scan", "--model", model, "--out", out, "--plot-format", "pdf")
+	if _, err := os.Stat(filepath.Join(out, "scan.pdf")); err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(t.TempDir(), "scan")
+	mustRun(t, "scan", "--model", model, "--out", out2)
+	if _, err := os.Stat(filepath.Join(out2, "scan.png")); err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := tliRun(t, "scan", "--model", model, "--out", t.TempDir(), "--dpi", "9"); code != 2 || !strings.Contains(stderr, "9 dpi") {
+		t.Errorf("--dpi 9: exit %d, %s", code, stderr)
+	}
+}
