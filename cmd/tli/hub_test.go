@@ -114,6 +114,26 @@ func TestHubModel(t *testing.T) {
 			t.Errorf("%s: base_model_name_or_path %v, want %q", c.dir, got, c.want)
 		}
 	}
+	// run and sweep: the repo id, or --base-model-id.
+	run := filepath.Join(dir, "run")
+	mustRun(t, "run", "--model", "tiny-org/tiny-llama", "--pairs", pf, "--control", pf, "--out", run, "--layer", "1", "--max-steps", "1",
+		"--batch", "6", "--warmup", "1", "--eval-layers", "train", "--base-model-id", "org/published-name")
+	if got := adapterBase(t, filepath.Join(run, "train", "final")); got != "org/published-name" {
+		t.Errorf("run --base-model-id: base_model_name_or_path %v", got)
+	}
+	sweep := filepath.Join(dir, "sweep")
+	mustRun(t, "sweep", "--model", "tiny-org/tiny-llama", "--pairs", pf, "--control", pf, "--out", sweep, "--layer", "1", "--seed", "1,2",
+		"--max-steps", "1", "--batch", "6", "--warmup", "1")
+	cells, _ := filepath.Glob(filepath.Join(sweep, "cells", "*", "train", "final"))
+	if len(cells) != 2 {
+		t.Errorf("sweep: adapters %v, want 2", cells)
+	}
+	for _, c := range cells {
+		if got := adapterBase(t, c); got != "tiny-org/tiny-llama" {
+			t.Errorf("%s: base_model_name_or_path %v", c, got)
+		}
+	}
+
 	a, err := os.ReadFile(filepath.Join(hub, "final", lora.WeightsFile))
 	if err != nil {
 		t.Fatal(err)
