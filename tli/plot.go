@@ -251,7 +251,8 @@ func PlotHistogram(path string, changes []float64, bins int, title string) error
 // "pca" (the first two principal components, gonum stat.PC) or "tsne"
 // (exact t-SNE, perplexity 30, fixed seed; fine up to ~1,500 points, i.e.
 // 750 pairs). Up to maxLabels pairs (the first ones) are labelled with
-// their words; pairs may be nil for no labels.
+// their words; pairs may be nil for no labels. PlotMaps draws the maps of
+// a run (before and after on the same axes).
 func PlotPairMap(path string, src, tgt [][]float32, pairs []Pair, method string, maxLabels int, title string) error {
 	if len(src) != len(tgt) || len(src) < 2 {
 		return fmt.Errorf("tli: plot %s: need at least 2 pairs of embeddings, have %d Swahili and %d English", path, len(src), len(tgt))
@@ -259,8 +260,16 @@ func PlotPairMap(path string, src, tgt [][]float32, pairs []Pair, method string,
 	if pairs != nil && len(pairs) != len(src) {
 		return fmt.Errorf("tli: plot %s: %d labels for %d pairs", path, len(pairs), len(src))
 	}
-	n := len(src)
-	x := make([][]float64, 0, 2*n)
+	x := mapRows(nil, src, tgt)
+	y, axes, err := embed2(x, method, 0)
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	return drawPairMap(path, y, pairs, maxLabels, title, axes, nil)
+}
+
+// mapRows appends the rows of src, then those of tgt, as float64.
+func mapRows(x [][]float64, src, tgt [][]float32) [][]float64 {
 	for _, rows := range [][][]float32{src, tgt} {
 		for _, r := range rows {
 			v := make([]float64, len(r))
@@ -270,25 +279,31 @@ func PlotPairMap(path string, src, tgt [][]float32, pairs []Pair, method string,
 			x = append(x, v)
 		}
 	}
-	var y [][2]float64
-	var err error
-	var axes [2]string
+	return x
+}
+
+// embed2 maps the rows of x to 2-D with method (pca or tsne, at the given
+// perplexity, 0: TSNE's default) and names the axes.
+func embed2(x [][]float64, method string, perplexity float64) ([][2]float64, [2]string, error) {
 	switch method {
 	case "pca":
-		var vars []float64
-		y, vars, err = PCA2(x)
-		if err == nil {
-			axes = [2]string{fmt.Sprintf("PC1 (%.1f%% of variance)", 100*vars[0]), fmt.Sprintf("PC2 (%.1f%% of variance)", 100*vars[1])}
+		y, vars, err := PCA2(x)
+		if err != nil {
+			return nil, [2]string{}, err
 		}
+		return y, [2]string{fmt.Sprintf("PC1 (%.1f%% of variance)", 100*vars[0]), fmt.Sprintf("PC2 (%.1f%% of variance)", 100*vars[1])}, nil
 	case "tsne":
-		y, err = TSNE(x, TSNEOptions{})
-		axes = [2]string{"t-SNE 1", "t-SNE 2"}
-	default:
-		return fmt.Errorf("tli: plot %s: unknown method %q (want pca or tsne)", path, method)
+		y, err := TSNE(x, TSNEOptions{Perplexity: perplexity})
+		return y, [2]string{"t-SNE 1", "t-SNE 2"}, err
 	}
-	if err != nil {
-		return fmt.Errorf("tli: plot %s: %w", path, err)
-	}
+	return nil, [2]string{}, fmt.Errorf("unknown method %q (want pca or tsne)", method)
+}
+
+// drawPairMap draws y (the n Swahili points, then the n English ones) with
+// a line per pair, the first maxLabels pairs labelled; lim, when not nil,
+// fixes the axes (xmin, xmax, ymin, ymax) so that maps can be compared.
+func drawPairMap(path string, y [][2]float64, pairs []Pair, maxLabels int, title string, axes [2]string, lim *[4]float64) error {
+	n := len(y) / 2
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text, p.Y.Label.Text = axes[0], axes[1]
@@ -332,8 +347,52 @@ func PlotPairMap(path string, src, tgt [][]float32, pairs []Pair, method string,
 		p.Add(l)
 	}
 	p.Legend.Top = true
+	if lim != nil {
+		p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = lim[0], lim[1], lim[2], lim[3]
+	}
 	padTop(p, 0.08)
 	return savePlot(p, path, plotWidth, 7*vg.Inch)
+}
+
+// MapOptions say how PlotMaps draws a run's maps. PCA maps every pair and
+// labels the first Labels; t-SNE maps a seeded sample of Sample pairs, all
+// labelled, at Perplexity. Zero values are the published settings: 25
+// labels, a sample of 25 pairs, perplexity 15, seed 42.
+type MapOptions struct {
+	Sample     int
+	Perplexity float64
+	Labels     int
+	Seed       uint64
+}
+
+func (o MapOptions) withDefaults() MapOptions {
+	if o.Sample <= 0 {
+		o.Sample = 25
+	}
+	if o.Perplexity <= 0 {
+		o.Perplexity = 15
+	}
+	if o.Labels <= 0 {
+		o.Labels = 25
+	}
+	if o.Seed == 0 {
+		o.Seed = 42
+	}
+	return o
+}
+
+// samplePairs is a seeded sample of k of n pair indices, in order.
+func samplePairs(n, k int, seed uint64) []int {
+	if k >= n {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	idx := rand.New(rand.NewPCG(seed, 0x5eed)).Perm(n)[:k]
+	slices.Sort(idx)
+	return idx
 }
 
 // PCA2 projects the rows of x onto their first two principal components

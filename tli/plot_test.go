@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -351,5 +352,46 @@ func TestPlotFormats(t *testing.T) {
 		if err := SetPlotOutput(bad.format, bad.dpi); err == nil {
 			t.Errorf("SetPlotOutput(%q, %d): no error", bad.format, bad.dpi)
 		}
+	}
+}
+
+// A run's maps: PCA of every pair and t-SNE of a seeded sample, before and
+// after from one fit each.
+func TestPlotMapsWith(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	n, d := 40, 16
+	var pairs []Pair
+	mk := func() [][]float32 {
+		out := make([][]float32, n)
+		for i := range out {
+			out[i] = make([]float32, d)
+			for k := range out[i] {
+				out[i][k] = float32(r.NormFloat64())
+			}
+		}
+		return out
+	}
+	for i := 0; i < n; i++ {
+		pairs = append(pairs, Pair{Source: fmt.Sprintf("sw%d", i), Target: fmt.Sprintf("en%d", i)})
+	}
+	gv := func() GroupVectors {
+		return GroupVectors{PoolContent: {2: {"trained": PairVectors{Src: mk(), Tgt: mk()}}}}
+	}
+	dir := t.TempDir()
+	plots, err := PlotMapsWith(dir, Group{Name: "trained", Pairs: pairs}, 2, PoolContent, gv(), gv(), []string{"pca", "tsne"}, MapOptions{Sample: 10, Perplexity: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plots) != 4 || !strings.Contains(plots[3].Title, "10 sampled pairs, perplexity 3") {
+		t.Fatalf("plots %+v", plots)
+	}
+	for _, p := range plots {
+		if _, err := os.Stat(p.Path); err != nil {
+			t.Error(err)
+		}
+	}
+	a, b := samplePairs(100, 25, 42), samplePairs(100, 25, 42)
+	if !slices.Equal(a, b) || !slices.IsSorted(a) || len(a) != 25 || a[24] >= 100 {
+		t.Errorf("samplePairs: %v, %v", a, b)
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/tli-project/tli/llama"
@@ -210,27 +210,80 @@ func (e *Evaluation) Write(dir string, groups []Group, all []int, trainLayer int
 }
 
 // PlotMaps draws the 2-D maps (methods: pca, tsne) of group's pairs at
-// layer before and, when after is not nil, after training.
+// layer with pooling p, before and after training, into dir, with the
+// published settings (MapOptions' defaults); see PlotMapsWith.
 func PlotMaps(dir string, group Group, layer int, p Pooling, before, after GroupVectors, methods []string) ([]PlotRef, error) {
+	return PlotMapsWith(dir, group, layer, p, before, after, methods, MapOptions{})
+}
+
+// PlotMapsWith draws the maps of PlotMaps with options o. The before and
+// after maps of a method come from one fit on both (one PCA basis, one
+// t-SNE embedding) and are drawn on the same axes, so that they can be
+// compared point for point; after may be nil.
+func PlotMapsWith(dir string, group Group, layer int, p Pooling, before, after GroupVectors, methods []string, o MapOptions) ([]PlotRef, error) {
+	o = o.withDefaults()
+	type side struct {
+		name string
+		v    PairVectors
+	}
+	var sides []side
+	for _, st := range []struct {
+		name string
+		gv   GroupVectors
+	}{{"before", before}, {"after", after}} {
+		if st.gv == nil {
+			continue
+		}
+		v, ok := st.gv.Get(p, layer, group.Name)
+		if !ok {
+			return nil, fmt.Errorf("no vectors at layer %d for the map", layer)
+		}
+		sides = append(sides, side{st.name, v})
+	}
 	var plots []PlotRef
 	for _, method := range methods {
-		for _, st := range []struct {
-			name string
-			gv   GroupVectors
-		}{{"before", before}, {"after", after}} {
-			if st.gv == nil {
-				continue
+		idx := samplePairs(len(group.Pairs), len(group.Pairs), 0)
+		labels, perp := o.Labels, 0.0
+		if method == "tsne" {
+			idx = samplePairs(len(group.Pairs), o.Sample, o.Seed)
+			labels, perp = len(idx), o.Perplexity
+		}
+		pairs := make([]Pair, len(idx))
+		for i, j := range idx {
+			pairs[i] = group.Pairs[j]
+		}
+		var x [][]float64
+		for _, sd := range sides {
+			src, tgt := make([][]float32, len(idx)), make([][]float32, len(idx))
+			for i, j := range idx {
+				src[i], tgt[i] = sd.v.Src[j], sd.v.Tgt[j]
 			}
-			v, ok := st.gv.Get(p, layer, group.Name)
-			if !ok {
-				return nil, fmt.Errorf("no vectors at layer %d for the map", layer)
-			}
-			path := filepath.Join(dir, plotFile(fmt.Sprintf("map_%s_%s_layer%d", method, st.name, layer)))
-			title := fmt.Sprintf("%s of Swahili (blue) and English (orange) words, layer %d, %s training", strings.ToUpper(method), layer, st.name)
-			if err := PlotPairMap(path, v.Src, v.Tgt, group.Pairs, method, 25, title); err != nil {
+			x = mapRows(x, src, tgt)
+		}
+		y, axes, err := embed2(x, method, perp)
+		if err != nil {
+			return nil, fmt.Errorf("map of layer %d: %w", layer, err)
+		}
+		lim := [4]float64{math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)}
+		for _, pt := range y {
+			lim[0], lim[1] = math.Min(lim[0], pt[0]), math.Max(lim[1], pt[0])
+			lim[2], lim[3] = math.Min(lim[2], pt[1]), math.Max(lim[3], pt[1])
+		}
+		pad := [2]float64{0.04 * (lim[1] - lim[0]), 0.04 * (lim[3] - lim[2])}
+		lim = [4]float64{lim[0] - pad[0], lim[1] + pad[0], lim[2] - pad[1], lim[3] + pad[1]}
+		what := "every pair"
+		if method == "tsne" {
+			what = fmt.Sprintf("%d sampled pairs, perplexity %g", len(idx), perp)
+		}
+		for k, sd := range sides {
+			path := filepath.Join(dir, plotFile(fmt.Sprintf("map_%s_%s_layer%d", method, sd.name, layer)))
+			name := map[string]string{"pca": "PCA", "tsne": "t-SNE"}[method]
+			title := fmt.Sprintf("%s of Swahili (blue) and English (orange) words, layer %d, %s training", name, layer, sd.name)
+			n := 2 * len(idx)
+			if err := drawPairMap(path, y[k*n:(k+1)*n], pairs, labels, title, axes, &lim); err != nil {
 				return nil, err
 			}
-			plots = append(plots, PlotRef{Title: title, Path: path})
+			plots = append(plots, PlotRef{Title: fmt.Sprintf("%s (%s; one fit, the same axes before and after)", title, what), Path: path})
 		}
 	}
 	return plots, nil
