@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/gguf"
 	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/lora"
 )
 
 func rawTensor(name string, typ gguf.TensorType, data []byte, dims ...uint64) gguf.Tensor {
@@ -225,5 +227,54 @@ func TestExportDTypes(t *testing.T) {
 		if ti, _ := f.Tensor("blk.0.attn_norm.weight"); ti.Type != gguf.F32 {
 			t.Errorf("%v: norm stored as %v", dt, ti.Type)
 		}
+	}
+}
+
+// TestExportLoRALayout reads back an adapter export: the adapter metadata,
+// alpha as scale·r, lora_a and lora_b dims, and lora_b's q rows permuted.
+func TestExportLoRALayout(t *testing.T) {
+	_, m, _ := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 1, Layers: 2})
+	c := m.Config
+	a, err := lora.New(lora.Config{R: 4, Alpha: 6, TargetModules: []string{"q_proj", "down_proj"}, UseRSLoRA: true}, c, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range a.Params() {
+		for i := range p.Data {
+			p.Data[i] = float32(i%11) - 5
+		}
+	}
+	path := filepath.Join(t.TempDir(), "lora.gguf")
+	if err := gguf.ExportLoRA(path, a, c, gguf.ExportOptions{DType: engine.F32}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"general.type": "adapter", "adapter.type": "lora", "general.architecture": "llama", "adapter.lora.alpha": float32(6.0 / 2 * 4)} {
+		if got, ok := f.Get(k); !ok || got != want {
+			t.Errorf("%s = %#v, want %#v", k, got, want)
+		}
+	}
+	if len(f.Tensors) != 2*2*2 {
+		t.Errorf("%d tensors, want 8", len(f.Tensors))
+	}
+	q := a.Layers[1]["q_proj"]
+	ta, _ := f.Tensor("blk.1.attn_q.weight.lora_a")
+	tb, _ := f.Tensor("blk.1.attn_q.weight.lora_b")
+	if !reflect.DeepEqual(ta.Dims, []uint64{uint64(c.HiddenSize), 4}) || !reflect.DeepEqual(tb.Dims, []uint64{4, uint64(c.NumHeads * c.HeadDim)}) {
+		t.Fatalf("dims %v %v", ta.Dims, tb.Dims)
+	}
+	b, _ := gguf.ReadTensor(path, tb)
+	got := gguf.F32s(b)
+	for o := 0; o < q.B.Rows; o++ {
+		src := gguf.PermuteRow(o, c.HeadDim)
+		if !slices.Equal(got[o*4:o*4+4], q.B.Data[src*4:src*4+4]) {
+			t.Fatalf("lora_b row %d is not B's row %d", o, src)
+		}
+	}
+	if _, ok := f.Tensor("blk.0.ffn_down.weight.lora_b"); !ok {
+		t.Error("no blk.0.ffn_down.weight.lora_b")
 	}
 }

@@ -45,8 +45,9 @@ type llamaCppRequest struct {
 }
 
 type genRequest struct {
-	Tokens []int `json:"tokens"`
-	N      int   `json:"n"`
+	Tokens []int  `json:"tokens"`
+	N      int    `json:"n"`
+	LoRA   string `json:"lora,omitempty"`
 }
 
 type llamaCppReply struct {
@@ -199,7 +200,8 @@ func TestLlamaCppRopeLlama3(t *testing.T) {
 // TestLlamaCppAdapter merges a LoRA adapter on every module (with random,
 // non-zero B) and checks llama.cpp's greedy continuation of the export
 // against tli's with the adapter merged, which differs from the base
-// model's.
+// model's; and the same with the adapter exported alone (ExportLoRA) and
+// applied by llama.cpp to the base model's export.
 func TestLlamaCppAdapter(t *testing.T) {
 	peer.LlamaCpp(t)
 	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 3})
@@ -211,6 +213,7 @@ func TestLlamaCppAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	basePath := export(t, m, dir, engine.F32)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, p := range a.Params() {
 		if strings.Contains(p.Name, "lora_B") {
@@ -237,4 +240,12 @@ func TestLlamaCppAdapter(t *testing.T) {
 	path := export(t, m, dir, engine.F32)
 	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: []genRequest{{Tokens: prompt, N: genTokens}}})
 	checkSameGreedy(t, "merged adapter", want, rep.Generated[0])
+
+	loraPath := filepath.Join(t.TempDir(), "lora.gguf")
+	if err := gguf.ExportLoRA(loraPath, loaded, m.Config, gguf.ExportOptions{DType: engine.F32}); err != nil {
+		t.Fatal(err)
+	}
+	rep = runLlamaCpp(t, llamaCppRequest{Model: basePath, Generate: []genRequest{{Tokens: prompt, N: genTokens, LoRA: loraPath}, {Tokens: prompt, N: genTokens}}})
+	checkSameGreedy(t, "LoRA adapter applied by llama.cpp", want, rep.Generated[0])
+	checkSameGreedy(t, "base model", base, rep.Generated[1])
 }

@@ -24,12 +24,13 @@ var exportOut io.Writer = os.Stdout
 // runExport loads a whole Llama checkpoint, merges the --adapter if one is
 // given, and writes it with its tokenizer as one GGUF file (gguf.ExportLlama).
 func runExport(args []string) error {
-	fs := newFlagSet("export", "--format gguf --model DIR [--adapter DIR] --out FILE.gguf [--dtype auto|f32|f16|bf16]")
+	fs := newFlagSet("export", "--format gguf --model DIR [--adapter DIR [--lora-only]] --out FILE.gguf [--dtype auto|f32|f16|bf16]")
 	format := fs.String("format", "gguf", "output format: gguf (llama.cpp)")
 	dir := fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json); Llama (model_type llama) only for now")
 	adapter := fs.String("adapter", "", "LoRA adapter folder (PEFT layout) to merge into the weights before exporting")
 	out := fs.String("out", "", "the GGUF file to write")
 	dtype := fs.String("dtype", "auto", "type of the weight matrices in the file: f32, f16 or bf16 (auto: the checkpoint's torch_dtype, f32 when it is neither f16 nor bf16); norms are f32")
+	loraOnly := fs.Bool("lora-only", false, "with --adapter: write the adapter alone as a GGUF LoRA adapter (llama.cpp's --lora) for --model's GGUF export, instead of merging it")
 	name := fs.String("name", "", "general.name in the file (default: the checkpoint folder's name)")
 	force := fs.Bool("force", false, "replace an existing --out (only after the new file is complete)")
 	threads := fs.Int("threads", 0, "worker threads (0: all cores)")
@@ -45,6 +46,9 @@ func runExport(args []string) error {
 	}
 	if *dir == "" || *out == "" {
 		return usageErrorf("--model and --out are required")
+	}
+	if *loraOnly && *adapter == "" {
+		return usageErrorf("--lora-only needs --adapter")
 	}
 	if st, err := os.Stat(*out); err == nil {
 		if st.IsDir() {
@@ -79,6 +83,9 @@ func runExport(args []string) error {
 		}
 		outDT = dt
 	}
+	if *loraOnly {
+		return exportLoRA(*dir, *adapter, *out, *name, auto, outDT)
+	}
 	// Hold a bf16 checkpoint as bf16 (every output dtype is reached from it
 	// exactly), except when an adapter is merged into an output that is
 	// not bf16: then merge in f32 and round once, as tli merge does.
@@ -111,6 +118,9 @@ func runExport(args []string) error {
 		return err
 	}
 	size := int64(0)
+	if *loraOnly && *adapter == "" {
+		return usageErrorf("--lora-only needs --adapter")
+	}
 	if st, err := os.Stat(*out); err == nil {
 		size = st.Size()
 	}
@@ -132,4 +142,34 @@ func autoDType(c llama.Config) engine.DType {
 		return engine.F16
 	}
 	return engine.F32
+}
+
+// exportLoRA writes the adapter in adapterDir, for the checkpoint in dir
+// (only its config.json is read), as a GGUF LoRA adapter (gguf.ExportLoRA).
+// The adapter's weights are f32, which --dtype auto keeps.
+func exportLoRA(dir, adapterDir, out, name string, auto bool, dt engine.DType) error {
+	cfg, err := llama.LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return err
+	}
+	a, err := lora.Load(adapterDir, cfg)
+	if err != nil {
+		return fmt.Errorf("--adapter: %w", err)
+	}
+	if auto {
+		dt = engine.F32
+	}
+	if name == "" {
+		name = filepath.Base(absPath(adapterDir))
+	}
+	if err := gguf.ExportLoRA(out, a, cfg, gguf.ExportOptions{DType: dt, Name: name}); err != nil {
+		return err
+	}
+	size := int64(0)
+	if st, err := os.Stat(out); err == nil {
+		size = st.Size()
+	}
+	fmt.Fprintf(exportOut, "exported LoRA adapter %s (for %s) to %s (gguf adapter, %s, alpha %g, %s)\n",
+		absPath(adapterDir), absPath(dir), absPath(out), dt, a.Config.Scale()*float32(a.Config.R), limitread.Size(size))
+	return nil
 }

@@ -55,6 +55,7 @@ func TestExportRefuses(t *testing.T) {
 		{[]string{"--model", ck, "--out", out, "--force", "--dtype", "q4"}, "--dtype"},
 		{[]string{"--model", ck, "--out", filepath.Join(ck, "in.gguf")}, "inside --model"},
 		{[]string{"--model", ck}, "--out"},
+		{[]string{"--model", ck, "--out", filepath.Join(dir, "l.gguf"), "--lora-only"}, "--lora-only needs --adapter"},
 	} {
 		_, stderr, rc := runExportCmd(t, c.args...)
 		if rc == 0 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
@@ -120,8 +121,12 @@ func TestExportLlamaCpp(t *testing.T) {
 		}
 		return ids
 	}
-	llamaCpp := func(model string) []int {
-		req, _ := json.Marshal(map[string]any{"model": model, "generate": []map[string]any{{"tokens": promptIDs, "n": n}}})
+	llamaCpp := func(model, lora string) []int {
+		gen := map[string]any{"tokens": promptIDs, "n": n}
+		if lora != "" {
+			gen["lora"] = lora
+		}
+		req, _ := json.Marshal(map[string]any{"model": model, "generate": []map[string]any{gen}})
 		cmd := exec.Command(node, filepath.Join(peer.Root(), "gguf", "testdata", "llamacpp.mjs"), modules)
 		cmd.Stdin = bytes.NewReader(req)
 		var stderr bytes.Buffer
@@ -146,11 +151,20 @@ func TestExportLlamaCpp(t *testing.T) {
 		if _, stderr, rc := runExportCmd(t, args...); rc != 0 {
 			t.Fatalf("export %v: rc %d: %s", args, rc, stderr)
 		}
-		want, got := probe(c.extra...), llamaCpp(out)
+		want, got := probe(c.extra...), llamaCpp(out, "")
 		seen = append(seen, want)
 		if len(got) < len(want) || !slices.Equal(want, got[:len(want)]) {
 			t.Errorf("%s: llama.cpp's greedy continuation differs from tli probe's:\n tli       %v\n llama.cpp %v", c.name, want, got)
 		}
+	}
+	// The adapter alone (--lora-only), applied by llama.cpp to the base
+	// model's export.
+	loraOut := filepath.Join(dir, "lora.gguf")
+	if _, stderr, rc := runExportCmd(t, "--model", ck, "--adapter", ad, "--lora-only", "--out", loraOut); rc != 0 {
+		t.Fatalf("export --lora-only: rc %d: %s", rc, stderr)
+	}
+	if got := llamaCpp(filepath.Join(dir, "base.gguf"), loraOut); len(got) < len(seen[1]) || !slices.Equal(seen[1], got[:len(seen[1])]) {
+		t.Errorf("llama.cpp with the --lora-only adapter differs from tli probe --adapter:\n tli       %v\n llama.cpp %v", seen[1], got)
 	}
 	if slices.Equal(seen[0], seen[1]) {
 		t.Errorf("the adapter does not change tli probe's continuation %v: the test would not see it", seen[0])

@@ -2,7 +2,8 @@
 // node-llama-cpp) on a GGUF file for the gguf package's tests.
 // Usage: node llamacpp.mjs NODE_MODULES < request.json
 // The request is {"model": path, "tokenize": [strings], "generate":
-// [{"tokens": [ids], "n": count}]}; the reply on stdout is {"tokens":
+// [{"tokens": [ids], "n": count, "lora": path (optional GGUF LoRA adapter
+// applied with scale 1)}]}; the reply on stdout is {"tokens":
 // [[ids] per string], "generated": [[ids] per request], "bos": id|null,
 // "eos": id|null, "prependBos": bool}. Tokenizing parses special tokens in
 // the text (as Hugging Face tokenizers does) and adds none; generation is
@@ -24,7 +25,7 @@ const out = {
     prependBos: model.tokens.shouldPrependBosToken,
 };
 for (const g of req.generate ?? []) {
-    const context = await model.createContext({contextSize: 256, threads: 2});
+    const context = await model.createContext({contextSize: 256, threads: 2, ...(g.lora ? {lora: g.lora} : {})});
     const seq = context.getSequence();
     const got = [];
     if (g.n > 0) {
