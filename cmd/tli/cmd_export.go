@@ -58,6 +58,12 @@ func runExport(args []string) error {
 			return usageErrorf("--out %s already exists (use --force to replace it once the export has succeeded)", *out)
 		}
 	}
+	// --model may name a Hugging Face repo id in the local cache.
+	modelDir, _, err := resolveModel(*dir)
+	if err != nil {
+		return err
+	}
+	dir = &modelDir
 	inputs := []atomicfs.Input{{Flag: "--model", Path: *dir}}
 	if *adapter != "" {
 		inputs = append(inputs, atomicfs.Input{Flag: "--adapter", Path: *adapter})
@@ -65,15 +71,14 @@ func runExport(args []string) error {
 	if err := atomicfs.CheckDisjoint("--out", *out, inputs...); err != nil {
 		return usageErrorf("%v", err)
 	}
-	var cfg llama.Config
-	if c, err := llama.LoadConfig(filepath.Join(*dir, "config.json")); err == nil {
-		cfg = c
-		if err := gguf.CheckLlama(cfg); err != nil {
-			return err
-		}
+	cfg, err := llama.LoadConfig(filepath.Join(*dir, "config.json"))
+	if err != nil {
+		return err
 	}
-	// --dtype auto is the checkpoint's torch_dtype (read again after
-	// loading, when --model had to be resolved first).
+	if err := gguf.CheckLlama(cfg); err != nil {
+		return err
+	}
+	// --dtype auto is the checkpoint's torch_dtype.
 	auto := *dtype == "auto"
 	outDT := autoDType(cfg)
 	if !auto {
@@ -111,16 +116,10 @@ func runExport(args []string) error {
 			return fmt.Errorf("--adapter: %w", err)
 		}
 	}
-	if auto {
-		outDT = autoDType(m.Config)
-	}
 	if err := gguf.ExportLlama(*out, m, m.Dir, gguf.ExportOptions{DType: outDT, Name: *name}); err != nil {
 		return err
 	}
 	size := int64(0)
-	if *loraOnly && *adapter == "" {
-		return usageErrorf("--lora-only needs --adapter")
-	}
 	if st, err := os.Stat(*out); err == nil {
 		size = st.Size()
 	}
