@@ -31,7 +31,7 @@ func runExport(args []string) error {
 	out := fs.String("out", "", "the GGUF file to write")
 	dtype := fs.String("dtype", "auto", "type of the weight matrices in the file: f32, f16 or bf16 (auto: the checkpoint's torch_dtype, f32 when it is neither f16 nor bf16); norms are f32")
 	loraOnly := fs.Bool("lora-only", false, "with --adapter: write the adapter alone as a GGUF LoRA adapter (llama.cpp's --lora) for --model's GGUF export, instead of merging it")
-	name := fs.String("name", "", "general.name in the file (default: the checkpoint folder's name)")
+	name := fs.String("name", "", "general.name in the file (default: the repo id --model named, else the checkpoint folder's name; the adapter folder's name with --lora-only)")
 	force := fs.Bool("force", false, "replace an existing --out (only after the new file is complete)")
 	threads := fs.Int("threads", 0, "worker threads (0: all cores)")
 	progress := fs.String("progress", "auto", "progress on stderr: auto, bar, plain, jsonl or none")
@@ -59,9 +59,12 @@ func runExport(args []string) error {
 		}
 	}
 	// --model may name a Hugging Face repo id in the local cache.
-	modelDir, _, err := resolveModel(*dir)
+	modelDir, repo, err := resolveModel(*dir)
 	if err != nil {
 		return err
+	}
+	if *name == "" {
+		*name = repo // general.name: the repo id, else the folder's name
 	}
 	dir = &modelDir
 	inputs := []atomicfs.Input{{Flag: "--model", Path: *dir}}

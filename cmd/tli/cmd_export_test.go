@@ -65,6 +65,23 @@ func TestExportRefuses(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "q.gguf")); err == nil {
 		t.Error("a refused export left a file")
 	}
+
+	// --model as a repo id in the Hugging Face cache; general.name is the id.
+	for _, k := range []string{"HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("HF_HUB_CACHE", fakeHubCache(t, ck, "tiny-org/tiny-llama"))
+	hub := filepath.Join(dir, "hub.gguf")
+	if _, stderr, rc := runExportCmd(t, "--model", "tiny-org/tiny-llama", "--out", hub, "--progress", "none"); rc != 0 {
+		t.Fatalf("export of a repo id: rc %d: %s", rc, stderr)
+	}
+	f, err := gguf.Open(hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Get("general.name"); v != "tiny-org/tiny-llama" {
+		t.Errorf("general.name %v", v)
+	}
 }
 
 // TestExportLlamaCpp checks that llama.cpp's greedy continuation of a
