@@ -130,21 +130,29 @@ func PlotLayerBars(path string, layers []int, values []float64, best int, title,
 		p.Legend.Add(fmt.Sprintf("best: layer %d (%.4f)", l, values[i]), hb)
 		p.Legend.Top = true
 	}
+	// Every layer is labelled: beyond 24 layers the labels stand upright
+	// and the plot widens (81 hidden states of an 80-layer model: 10.5 in).
 	names := make([]string, len(layers))
 	for i, l := range layers {
-		// With many layers, label every other one to keep them legible.
-		if len(layers) <= 24 || i%2 == 0 {
-			names[i] = strconv.Itoa(l)
-		}
+		names[i] = strconv.Itoa(l)
 	}
 	p.NominalX(names...)
-	padTop(p, 0.1)
-	return savePlot(p, path, plotWidth, plotHeight)
+	width := plotWidth
+	if len(layers) > 24 {
+		p.X.Tick.Label.Rotation = math.Pi / 2
+		p.X.Tick.Label.XAlign = draw.XRight
+		p.X.Tick.Label.YAlign = draw.YCenter
+		width = max(plotWidth, vg.Length(len(layers))*0.13*vg.Inch)
+	}
+	// Whole bars at both ends, and room above them for the legend.
+	p.X.Min, p.X.Max = -0.6, float64(len(layers))-0.4
+	padTop(p, 0.2)
+	return savePlot(p, path, width, plotHeight)
 }
 
 // barWidth returns a bar width in points that fills the plot for n bars.
 func barWidth(n int) float64 {
-	return math.Max(3, math.Min(40, 440/float64(n)))
+	return math.Max(5, math.Min(40, 440/float64(n)))
 }
 
 // PlotLayerLines draws, per layer, the mean matched-pair cosine before and

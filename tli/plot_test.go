@@ -68,6 +68,31 @@ func TestPlotLayerBars(t *testing.T) {
 	if err := PlotLayerBars(path, layers, vals[:2], 0, "", ""); err == nil {
 		t.Error("length mismatch accepted")
 	}
+	// 81 hidden states (an 80-layer model): the plot widens to label every
+	// layer, and the last bar, the best, is drawn whole: its red area is
+	// that of a middle bar of the same height.
+	var many []int
+	var mv []float64
+	for i := 0; i <= 80; i++ {
+		many, mv = append(many, i), append(mv, 0.5)
+	}
+	if err := PlotLayerBars(path, many, mv, 80, "", "gap"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := readPNG(t, path); b.Dx() < 1000 {
+		t.Errorf("81 layers: %d px wide, want the plot widened", b.Dx())
+	}
+	red := map[int]int{}
+	for _, best := range []int{2, 5} {
+		if err := PlotLayerBars(path, layers, []float64{0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, best, "", "gap"); err != nil {
+			t.Fatal(err)
+		}
+		_, n := readPNG(t, path, colorBest)
+		red[best] = n[0]
+	}
+	if red[5] < red[2]*95/100 {
+		t.Errorf("the last bar has %d red pixels, a middle one %d: clipped", red[5], red[2])
+	}
 	if err := PlotLayerBars(filepath.Join(dir, "x.gif"), layers, vals, 0, "", ""); err == nil || !strings.Contains(err.Error(), "want a .png, .svg or .pdf file") {
 		t.Errorf("gif: %v", err)
 	}
