@@ -898,3 +898,89 @@ func PlotLossCurve(path string, logs []StepLog, title string) error {
 	padTop(p, 0.3)
 	return savePlot(p, path, plotWidth, plotHeight)
 }
+
+// meanErrs are bar tops with symmetric error bars, for NewYErrorBars.
+type meanErrs struct {
+	xy  plotter.XYs
+	err []float64
+}
+
+func (m meanErrs) Len() int                        { return len(m.xy) }
+func (m meanErrs) XY(i int) (float64, float64)     { return m.xy[i].X, m.xy[i].Y }
+func (m meanErrs) YError(i int) (float64, float64) { return m.err[i], m.err[i] }
+
+// PlotBeforeAfterBars draws, for each group (trained, control) at one
+// layer, the mean cosine before and after training side by side, with
+// error bars of the 95% confidence interval of the mean (1.96·std/√n), and
+// the mismatched baselines as rings when known.
+func PlotBeforeAfterBars(path string, groups []GroupSummary, title string) error {
+	if len(groups) == 0 {
+		return fmt.Errorf("tli: plot %s: no groups", path)
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = "mean cosine (error bars: 95% CI of the mean)"
+	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	// Group i's bars stand at 3i (before) and 3i+1 (after).
+	w := vg.Points(math.Min(70, 360/float64(2*len(groups))))
+	var ticks []plot.Tick
+	for i, g := range groups {
+		ticks = append(ticks, plot.Tick{Value: 3*float64(i) + 0.5, Label: fmt.Sprintf("%s pairs (layer %d, n=%d)", g.Group, g.Layer, g.N)})
+	}
+	for side, s := range []struct {
+		name string
+		col  color.Color
+		get  func(GroupSummary) (float64, float64, *LayerStats)
+	}{
+		{"before training", colorSwahili, func(g GroupSummary) (float64, float64, *LayerStats) { return g.MeanPre, g.StdPre, g.Pre }},
+		{"after training", colorEnglish, func(g GroupSummary) (float64, float64, *LayerStats) { return g.MeanPost, g.StdPost, g.Post }},
+	} {
+		me := meanErrs{}
+		var base plotter.XYs
+		for i, g := range groups {
+			m, sd, st := s.get(g)
+			x := 3*float64(i) + float64(side)
+			bar, err := plotter.NewBarChart(plotter.Values{m}, w)
+			if err != nil {
+				return fmt.Errorf("tli: plot %s: %w", path, err)
+			}
+			bar.XMin, bar.Color, bar.LineStyle.Width = x, s.col, 0
+			p.Add(bar)
+			if i == 0 {
+				p.Legend.Add(s.name, bar)
+			}
+			e := 0.0
+			if g.N > 1 && !math.IsNaN(sd) {
+				e = 1.96 * sd / math.Sqrt(float64(g.N))
+			}
+			me.xy = append(me.xy, plotter.XY{X: x, Y: m})
+			me.err = append(me.err, e)
+			if st != nil {
+				base = append(base, plotter.XY{X: x, Y: st.MismatchedMean})
+			}
+		}
+		eb, err := plotter.NewYErrorBars(me)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		eb.LineStyle.Width = vg.Points(1.2)
+		p.Add(eb)
+		if len(base) > 0 {
+			sc, err := plotter.NewScatter(base)
+			if err != nil {
+				return fmt.Errorf("tli: plot %s: %w", path, err)
+			}
+			sc.Shape, sc.Color, sc.Radius = draw.RingGlyph{}, color.Black, vg.Points(4)
+			p.Add(sc)
+			if side == 0 {
+				p.Legend.Add("mismatched-pair baseline", sc)
+			}
+		}
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.X.Min, p.X.Max = -0.8, 3*float64(len(groups)-1)+1.8
+	p.Y.Min = math.Min(0, p.Y.Min)
+	padTop(p, 0.3)
+	return savePlot(p, path, plotWidth, plotHeight)
+}

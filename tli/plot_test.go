@@ -420,3 +420,22 @@ func TestPlotMapsWith(t *testing.T) {
 		t.Errorf("samplePairs: %v, %v", a, b)
 	}
 }
+
+func TestPlotBeforeAfterBars(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "means.png")
+	gs := []GroupSummary{
+		{Group: "trained", Layer: 2, N: 600, MeanPre: 0.3, MeanPost: 0.5, StdPre: 0.1, StdPost: 0.1, Pre: &LayerStats{MismatchedMean: 0.2}, Post: &LayerStats{MismatchedMean: 0.25}},
+		{Group: "control", Layer: 2, N: 60, MeanPre: 0.3, MeanPost: 0.35, StdPre: 0.1, StdPost: 0.1},
+	}
+	if err := PlotBeforeAfterBars(path, gs, "means"); err != nil {
+		t.Fatal(err)
+	}
+	_, n := readPNG(t, path, colorSwahili, colorEnglish)
+	// The after bars are taller (0.5 and 0.35 against 0.3 and 0.3).
+	if n[0] < 1000 || n[1] < n[0] {
+		t.Errorf("before pixels %d, after pixels %d", n[0], n[1])
+	}
+	if err := PlotBeforeAfterBars(path, nil, ""); err == nil {
+		t.Error("no groups: no error")
+	}
+}

@@ -206,6 +206,19 @@ func (e *Evaluation) Write(dir string, groups []Group, all []int, trainLayer int
 		}
 		plots = append(plots, PlotRef{Title: fmt.Sprintf("Per-pair change at layer %d", trainLayer), Path: path})
 	}
+	var at []GroupSummary
+	for _, g := range e.Summary.Groups {
+		if g.Layer == trainLayer {
+			at = append(at, g)
+		}
+	}
+	if len(at) > 0 {
+		path := filepath.Join(dir, plotFile("means_before_after"))
+		if err := PlotBeforeAfterBars(path, at, fmt.Sprintf("Mean cosine of translation pairs at layer %d, before and after training", trainLayer)); err != nil {
+			return nil, err
+		}
+		plots = append(plots, PlotRef{Title: fmt.Sprintf("Trained and control pairs before and after training, layer %d (95%% CIs; rings: mismatched baseline)", trainLayer), Path: path})
+	}
 	return plots, nil
 }
 
