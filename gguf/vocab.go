@@ -38,6 +38,10 @@ type vocab struct {
 	hasBOS, hasEOS bool
 	unk            int
 	hasUnk         bool
+	// SentencePiece-style BPE (tokenizer.ggml.model "llama"): scores
+	// instead of merges, and whether a space is put before the text.
+	scores         []float32
+	addSpacePrefix bool
 }
 
 func (v *vocab) kvs() []KV {
@@ -46,7 +50,11 @@ func (v *vocab) kvs() []KV {
 		{"tokenizer.ggml.pre", v.pre},
 		{"tokenizer.ggml.tokens", v.tokens},
 		{"tokenizer.ggml.token_type", v.types},
-		{"tokenizer.ggml.merges", v.merges},
+	}
+	if v.scores != nil {
+		kvs = append(kvs, KV{"tokenizer.ggml.scores", v.scores}, KV{"tokenizer.ggml.add_space_prefix", v.addSpacePrefix})
+	} else {
+		kvs = append(kvs, KV{"tokenizer.ggml.merges", v.merges})
 	}
 	if v.hasBOS {
 		kvs = append(kvs, KV{"tokenizer.ggml.bos_token_id", uint32(v.bos)})
@@ -68,6 +76,7 @@ type tokenizerFile struct {
 		Special bool   `json:"special"`
 	} `json:"added_tokens"`
 	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
+	Normalizer   json.RawMessage `json:"normalizer"`
 	Model        struct {
 		Type         string          `json:"type"`
 		Vocab        map[string]int  `json:"vocab"`
@@ -142,14 +151,17 @@ func readVocab(dir string, n int) (*vocab, error) {
 	if f.Model.Type != "BPE" {
 		return nil, fmt.Errorf("gguf: %s: model type %q is not exported (byte-level BPE only for now)", path, f.Model.Type)
 	}
-	if f.Model.ByteFallback || len(f.PreTokenizer) == 0 || string(f.PreTokenizer) == "null" {
-		return nil, fmt.Errorf("gguf: %s: a SentencePiece-style BPE tokenizer (Llama 2's) is not exported yet; byte-level BPE (Llama 3's) is", path)
-	}
-	pre, err := preName(f.PreTokenizer)
-	if err != nil {
+	v := &vocab{model: "gpt2", tokens: make([]string, n), types: make([]int32, n)}
+	if f.Model.ByteFallback {
+		// SentencePiece-style BPE (Llama 2's tokenizer.json): llama.cpp's
+		// "llama" tokenizer, which merges by token score.
+		if !spmLegacy(f.Normalizer, f.PreTokenizer) {
+			return nil, fmt.Errorf("gguf: %s: a byte-fallback BPE tokenizer whose normalizer and pre-tokenizer are not Llama 2's (Prepend and Replace of \u2581, no pre-tokenizer) is not exported", path)
+		}
+		v.model, v.pre, v.addSpacePrefix = "llama", "default", true
+	} else if v.pre, err = preName(f.PreTokenizer); err != nil {
 		return nil, fmt.Errorf("gguf: %s: %w", path, err)
 	}
-	v := &vocab{model: "gpt2", pre: pre, tokens: make([]string, n), types: make([]int32, n)}
 	set := func(id int, s string, typ int32) error {
 		if id < 0 || id >= n {
 			return fmt.Errorf("gguf: %s: token %q has id %d, outside the model's vocab_size %d", path, clip(s), id, n)
@@ -181,6 +193,9 @@ func readVocab(dir string, n int) (*vocab, error) {
 	if v.merges, err = readMerges(f.Model.Merges); err != nil {
 		return nil, fmt.Errorf("gguf: %s: %w", path, err)
 	}
+	if v.model == "llama" {
+		v.spmScores()
+	}
 	if f.Model.UnkToken != nil {
 		if id, ok := f.Model.Vocab[*f.Model.UnkToken]; ok {
 			v.unk, v.hasUnk = id, true
@@ -197,6 +212,67 @@ func readVocab(dir string, n int) (*vocab, error) {
 		v.addEOS = v.hasEOS && with[len(with)-1] == v.eos && len(with) >= len(plain)+1+b2i(v.addBOS)
 	}
 	return v, nil
+}
+
+// spmLegacy reports whether a byte-fallback BPE tokenizer splits text as
+// Llama 2's does: a normalizer that prepends \u2581 and replaces spaces by
+// it, and no pre-tokenizer.
+func spmLegacy(norm, pre json.RawMessage) bool {
+	if len(pre) != 0 && string(pre) != "null" {
+		return false
+	}
+	var n struct {
+		Type        string `json:"type"`
+		Normalizers []struct {
+			Type    string `json:"type"`
+			Prepend string `json:"prepend"`
+			Pattern struct {
+				String *string `json:"String"`
+			} `json:"pattern"`
+			Content string `json:"content"`
+		} `json:"normalizers"`
+	}
+	if json.Unmarshal(norm, &n) != nil || n.Type != "Sequence" || len(n.Normalizers) != 2 {
+		return false
+	}
+	p, r := n.Normalizers[0], n.Normalizers[1]
+	return p.Type == "Prepend" && p.Prepend == "\u2581" && r.Type == "Replace" &&
+		r.Pattern.String != nil && *r.Pattern.String == " " && r.Content == "\u2581"
+}
+
+// spmScores sets the token types and scores of a SentencePiece-style
+// vocabulary. llama.cpp merges the adjacent pair whose merged token scores
+// highest; tokenizers merges the pair of lowest merge rank. A token's
+// score is minus the rank of the first merge that makes it, so both pick
+// the same pair; tokens no merge makes score below every merge. <0xXX>
+// tokens are bytes, the unknown token is unknown.
+func (v *vocab) spmScores() {
+	v.scores = make([]float32, len(v.tokens))
+	made := make(map[string]int, len(v.merges))
+	for i, m := range v.merges {
+		a, b, _ := strings.Cut(m, " ")
+		if _, ok := made[a+b]; !ok {
+			made[a+b] = i
+		}
+	}
+	for id, s := range v.tokens {
+		switch {
+		case v.types[id] == TokenControl || v.types[id] == TokenUnused:
+			v.scores[id] = 0
+		case v.types[id] == TokenUserDefined:
+			v.scores[id] = -1000
+		case v.hasUnk && id == v.unk:
+			v.types[id] = TokenUnknown
+		case len(s) == 6 && strings.HasPrefix(s, "<0x") && strings.HasSuffix(s, ">"):
+			v.types[id] = TokenByte
+		default:
+			if r, ok := made[s]; ok {
+				v.scores[id] = -float32(r)
+			} else {
+				v.scores[id] = -1e9
+			}
+		}
+	}
 }
 
 func b2i(b bool) int {
