@@ -69,6 +69,9 @@ func FuzzLoadTokenizer(f *testing.F) {
   "vocab": {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "\n": 4, "▁": 5, "a": 6, "▁a": 7, "<0x0A>": 8, "<0x62>": 9, "\n\n": 10, "<start_of_turn>": 11},
   "merges": [["▁", "a"], ["\n", "\n"]]}}`),
 		[]byte(`{"tokenizer_class": "GemmaTokenizer", "add_bos_token": true, "add_eos_token": false, "bos_token": "<bos>", "eos_token": "<eos>"}`))
+	// BLOOM's shape: its Split pattern, no BOS, its special tokens in the
+	// vocabulary.
+	f.Add(bloomTinyJSON(f), []byte(bloomConfigJSON))
 	// Hostile ones: huge, negative, fractional, duplicate ids; deep nesting;
 	// an empty vocabulary; merges of unknown tokens; a truncated file.
 	for _, s := range []string{

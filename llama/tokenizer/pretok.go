@@ -442,6 +442,77 @@ func gpt2End(s string, i int) int {
 	return spaceEnd(s, i, false)
 }
 
+// bloomMatcher is the pattern of BLOOM's Split pre-tokenizer
+//
+//	` ?[^(\s|[.,!?…。，、।۔،])]+`
+//
+// In Oniguruma, which tokenizers uses, a '[' inside a character class
+// opens a nested class whose members join the outer one, and '(', '|' and
+// ')' are literal there: the class is every character except white space
+// (\s, the White_Space property), '(', '|', ')' and . , ! ? … 。 ， 、 । ۔ ،
+// (bloomWord; '[' and ']' are in it). A match is an optional space and a
+// run of such characters; the white space and marks between matches are
+// left, with behavior Isolated, as pieces of their own. (JavaScript cannot
+// compile the pattern; @lenml/tokenizers rewrites it to
+// ` ?[^\s.,!?…。，、।۔،]+`, which leaves '(', '|' and ')' in the words.)
+type bloomMatcher struct{}
+
+// bloomMarks are the characters other than white space that BLOOM's class
+// leaves out.
+const bloomMarks = "!(),.?|\u060c\u06d4\u0964\u2026\u3001\u3002\uff0c"
+
+var bloomASCII [128]bool // ASCII characters of BLOOM's words
+
+func init() {
+	for c := 0; c < 128; c++ {
+		bloomASCII[c] = !unicode.IsSpace(rune(c)) && !strings.ContainsRune(bloomMarks, rune(c))
+	}
+}
+
+// bloomWord reports whether r is in the class of BLOOM's pattern.
+func bloomWord(r rune) bool {
+	if r < 128 {
+		return bloomASCII[r]
+	}
+	switch r {
+	case 0x060c, 0x06d4, 0x0964, 0x2026, 0x3001, 0x3002, 0xff0c:
+		return false
+	}
+	return !unicode.IsSpace(r)
+}
+
+// bloomRun returns the end of the run of BLOOM word characters from i.
+func bloomRun(s string, i int) int {
+	for i < len(s) {
+		r, n := next(s, i)
+		if !bloomWord(r) {
+			break
+		}
+		i += n
+	}
+	return i
+}
+
+// find returns the leftmost match at or after from: a space starts one
+// only before a word character (else ' ?' matches nothing and the space,
+// white space, is no word character).
+func (bloomMatcher) find(s string, from int) (int, int, bool) {
+	for i := from; i < len(s); {
+		r, n := next(s, i)
+		if r == ' ' {
+			if i+1 < len(s) {
+				if r2, n2 := next(s, i+1); bloomWord(r2) {
+					return i, bloomRun(s, i+1+n2), true
+				}
+			}
+		} else if bloomWord(r) {
+			return i, bloomRun(s, i+n), true
+		}
+		i += n
+	}
+	return 0, 0, false
+}
+
 // byteLevelPre is the ByteLevel pre-tokenizer. The mapping of bytes to
 // byte-level characters is left implicit: a tokenizer whose pre-tokenizer
 // ends with ByteLevel runs its model on raw bytes.

@@ -164,7 +164,11 @@ func countNewlines(b []byte) int {
 //     there: the white space around the newline stops at text[p], which is
 //     not white space, and nothing else matches across a newline (GPT-2's
 //     `\s+(?!\S)` is why the character before must not be white space
-//     too). A SentencePiece-style model (no pre-tokenizer, or Metaspace)
+//     too). BLOOM's pattern matches words alone and leaves the rest as
+//     pieces: its piece ends at the newline only if text[p] starts a word,
+//     so text[p] must also not be one of the marks its class leaves out
+//     (noLineStart: "!(),.?|"; "\n(" would be one piece). A
+//     SentencePiece-style model (no pre-tokenizer, or Metaspace)
 //     keeps text[p-1:p+1] in one word, which is cut safely when no merge
 //     and no token other than "\n" itself involves the newline, so that
 //     the two sides of the newline are merged independently, or when "\n"
@@ -193,6 +197,7 @@ func countNewlines(b []byte) int {
 // are never cut, which is exact but holds the whole text in memory.
 type cutRules struct {
 	newline, space bool
+	noLineStart    [128]bool // ASCII bytes that may not follow a newline cut
 	added          [256]bool // bytes that start an added token, raw or normalised
 	// With prefixSpace (ByteLevel's add_prefix_space), a newline cut also
 	// needs text[p-2] to end no added token (see at).
@@ -228,7 +233,7 @@ func (t *Tokenizer) cutRules() *cutRules {
 func (c *cutRules) at(b []byte, p int) bool {
 	switch {
 	case b[p-1] == '\n':
-		if !c.newline || b[p] <= ' ' || b[p] >= 0x7f || c.added[b[p]] {
+		if !c.newline || b[p] <= ' ' || b[p] >= 0x7f || c.added[b[p]] || c.noLineStart[b[p]] {
 			return false
 		}
 		if p >= 2 {
@@ -269,6 +274,13 @@ func (t *Tokenizer) computeCutRules() cutRules {
 		}
 		if b, ok := first.(*byteLevelPre); ok {
 			c.prefixSpace = b.addPrefixSpace
+		}
+		if sp, ok := first.(*splitPre); ok {
+			if _, ok := sp.m.(bloomMatcher); ok {
+				for c2 := 0; c2 < 128; c2++ {
+					c.noLineStart[c2] = !bloomASCII[c2]
+				}
+			}
 		}
 	} else {
 		if !keepsWholeWords(t.pre) || !cutsCleanly(t.normalizer) {
@@ -390,8 +402,9 @@ func keepsASCII(n normalizer) bool {
 }
 
 // splitsAtCuts reports whether p is a pre-tokenizer that ends a piece at
-// every cut position: the Llama 3 or GPT-2 pattern first (later ones in a
-// Sequence see the same pieces whole or cut).
+// every cut position: the Llama 3, Qwen2, GPT-2 or BLOOM pattern first
+// (later ones in a Sequence see the same pieces whole or cut; for BLOOM's,
+// see noLineStart).
 func splitsAtCuts(p preTokenizer) bool {
 	if q, ok := p.(preSequence); ok && len(q) > 0 {
 		p = q[0]
@@ -399,7 +412,7 @@ func splitsAtCuts(p preTokenizer) bool {
 	switch p := p.(type) {
 	case *splitPre:
 		switch p.m.(type) {
-		case llama3Matcher, qwen2Matcher, gpt2Matcher:
+		case llama3Matcher, qwen2Matcher, gpt2Matcher, bloomMatcher:
 			return p.behavior == behIsolated && !p.invert
 		}
 	case *byteLevelPre:

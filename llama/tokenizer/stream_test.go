@@ -87,8 +87,9 @@ func spmTokenizer(t testing.TB) *Tokenizer {
 }
 
 // streamTokenizers returns the tokenizers the streaming tests run on: the
-// synthetic byte-level one, the SentencePiece-style one above and, when
-// installed, the real Llama 3, Llama 2, Qwen3 and Gemma 3 ones.
+// synthetic byte-level one, the SentencePiece-style one above, BLOOM-shaped
+// ones (bloomStreamTokenizers) and, when installed, the real Llama 3,
+// Llama 2, Qwen3 and Gemma 3 ones.
 func streamTokenizers(t testing.TB) map[string]*Tokenizer {
 	t.Helper()
 	// The synthetic tokenizer learns merges of white space around newlines
@@ -107,6 +108,9 @@ func streamTokenizers(t testing.TB) map[string]*Tokenizer {
 		t.Fatal(err)
 	}
 	out := map[string]*Tokenizer{"synth": synth, "spm": spmTokenizer(t)}
+	for name, tk := range bloomStreamTokenizers(t, tj) {
+		out[name] = tk
+	}
 	// Variants for the other pre-tokenizers: GPT-2's ByteLevel (regex and
 	// add_prefix_space) on the synthetic vocabulary, Metaspace (split or
 	// not, prepend_scheme first or always) on the SentencePiece-style one;
@@ -249,9 +253,10 @@ func trickyTexts() []string {
 		"a\nb\nab\nbb\nab b ab\nba ab b b", "Qq b\naQq bc Qq\nQq  b", "Qz b\naQz bc Qz\nQz  b", "aQq\nx y\nQq\nb", "ab\ncd b\nc\nb\ncb\nc", "<|begin_of_text|>\nx\n<|end_of_text|>\n\nx",
 		strings.Repeat("word ", 300) + "\n" + strings.Repeat("x", 700) + "\nend",
 	}
+	texts = append(texts, bloomTexts()...)
 	// Random texts from pieces that meet at cut positions in every way.
 	pieces := []string{"a", "b", "ab", "Qq", "Qz", "Z", " ", "  ", "\n", "\r\n", "\n\n", "\t", "é", "€", "▁", "'s", "!", "1", "23",
-		"\u00a0", "\u3000", "\u0301", "<s>", "[X]", "<|begin_of_text|>", "x", "hello", " world", "\n ", " \n"}
+		"\u00a0", "\u3000", "\u0301", "<s>", "[X]", "<|begin_of_text|>", "x", "hello", " world", "\n ", " \n", "(", "|", ".", "…"}
 	rng := rand.New(rand.NewSource(7))
 	for i := 0; i < 300; i++ {
 		var sb strings.Builder

@@ -611,6 +611,7 @@ const (
 	llama3Regex = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	qwen2Regex  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	gpt2Regex   = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+	bloomRegex  = ` ?[^(\s|[.,!?…。，、।۔،])]+`
 )
 
 // preTokenizer parses a pre-tokenizer; byteLevel reports whether it ends
@@ -700,8 +701,10 @@ func (l *loader) preTokenizer(r rawJSON, last bool) (p preTokenizer, byteLevel b
 			sp.m = qwen2Matcher{}
 		case pat.Regex != nil && *pat.Regex == gpt2Regex:
 			sp.m = gpt2Matcher{}
+		case pat.Regex != nil && *pat.Regex == bloomRegex:
+			sp.m = bloomMatcher{}
 		case pat.Regex != nil:
-			return nil, false, l.errorf("pre_tokenizer Split: regex %q is not supported (only the Llama 3, Qwen2 and GPT-2 patterns are)", clip(*pat.Regex))
+			return nil, false, l.errorf("pre_tokenizer Split: regex %q is not supported (only the Llama 3, Qwen2, GPT-2 and BLOOM patterns are)", clip(*pat.Regex))
 		default:
 			return nil, false, l.errorf("pre_tokenizer Split: empty pattern")
 		}
@@ -1218,6 +1221,17 @@ func (t *Tokenizer) applyConfig(l *loader, data []byte) error {
 			tp.items = append(tp.items, []int32{t.eos})
 		}
 		t.post = tp
+	case "BloomTokenizer", "BloomTokenizerFast":
+		// transformers' BloomTokenizerFast turns every "add_prefix_space":
+		// false of the pre-tokenizer and decoder into true when the key is
+		// true; the files themselves have false, the default.
+		var aps bool
+		if err := c.get("add_prefix_space", &aps); err != nil {
+			return l.errorf("%v", err)
+		}
+		if aps {
+			return l.errorf("add_prefix_space true makes transformers' BloomTokenizerFast rewrite the pre-tokenizer; that is not supported")
+		}
 	}
 	return nil
 }

@@ -427,12 +427,12 @@ func FuzzEncode(f *testing.F) {
 	for _, s := range []string{"", "Habari ya asubuhi", "it's 12345!!\n\n", "\xff\xfe", "<|begin_of_text|>x", "👨‍👩‍👧",
 		"a \nb\r\n\r\n  c\n\tx", "x\u00a0\ny\u3000\n\u0301z", "ab ab\n<s>\n[X] b\n", "é\n\xe2\x82\nx y",
 		"a" + strings.Repeat("\u0301\u0316", 20) + "\nb c", "O\u0b57\u031b\n\u1100\u1161\u11a8 x", "<|im_start|>user\nHi<|im_end|>\n",
-		"<start_of_turn>user\nHabari<end_of_turn>\n\n\nx\ty  z", "1234567890 ab\n▁▁▁ab"} {
+		"<start_of_turn>user\nHabari<end_of_turn>\n\n\nx\ty  z", "1234567890 ab\n▁▁▁ab", "f(x)\n(y)\n|z| …。\n，ab</s>\n."} {
 		f.Add(s)
 	}
 	tk, tj, _ := synthTokenizer(f, 400)
 	// The shapes of Qwen (NFC, its pattern) and Gemma (spaces replaced, a
-	// Split that never matches, newlines as added tokens).
+	// Split that never matches, newlines as added tokens), and BLOOM's below.
 	qwenShape, err := FromJSON("qwen/tokenizer.json", withOverride(f, writeTemp(f, tj), map[string]json.RawMessage{
 		"normalizer":    json.RawMessage(`{"type": "NFC"}`),
 		"pre_tokenizer": json.RawMessage(`{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": ` + jsonString(qwen2Regex) + `}, "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]}`)}), nil)
@@ -442,6 +442,11 @@ func FuzzEncode(f *testing.F) {
 	gemmaShape, err := FromJSON("gemma/tokenizer.json", withOverride(f, writeTemp(f, spmJSONWith(nil, "", `{"content": "\n"}, {"content": "\n\n"}, {"content": "▁▁▁"}`)), map[string]json.RawMessage{
 		"normalizer":    json.RawMessage(`{"type": "Replace", "pattern": {"String": " "}, "content": "▁"}`),
 		"pre_tokenizer": json.RawMessage(`{"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false}`)}), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	// BLOOM's shape (its pattern, newlines merged with the marks after them).
+	bloomShape, err := FromJSON("bloom/tokenizer.json", bloomTinyJSON(f), []byte(bloomConfigJSON))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -455,7 +460,7 @@ func FuzzEncode(f *testing.F) {
 	nfc := unicodeNorm{norm.NFC}
 	f.Fuzz(func(t *testing.T, s string) {
 		chunk := 1 + len(s)%7
-		for _, tk := range []*Tokenizer{tk, l3, l2, spm, qwenShape, gemmaShape, qwen3, gemma3} {
+		for _, tk := range []*Tokenizer{tk, l3, l2, spm, qwenShape, gemmaShape, bloomShape, qwen3, gemma3} {
 			want := validUTF8(s)
 			if tk == nil {
 				continue

@@ -11,8 +11,8 @@
 //   "decoded_skip": ["..."]}} where ids are encoded with special tokens,
 // plain without, and decoded/decoded_skip decode ids (without clean-up).
 // With "split_texts" the answer also has "split": {"llama3": [[pieces]],
-// "qwen2": [[pieces]], "gpt2": [[pieces]]}, the matches of the
-// pre-tokenizer regexes; with "normalize_texts" it has "normalize":
+// "qwen2": [[pieces]], "gpt2": [[pieces]], "bloom": [[matches]]}, the
+// matches of the pre-tokenizer regexes; with "normalize_texts" it has "normalize":
 // {"NFC": ["..."], "NFD": ..., "NFKC": ..., "NFKD": ...}, the texts in the
 // four Unicode normalisation forms (String.prototype.normalize).
 import { readFileSync } from "node:fs";
@@ -54,6 +54,9 @@ const patterns = {
   qwen2:
     /(?:'([sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu,
   gpt2: /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu,
+  // BLOOM's  ?[^(\s|[.,!?…。，、।۔،])]+ as Oniguruma reads it (a nested
+  // class; '(', '|' and ')' literal; \s the White_Space property).
+  bloom: / ?[^\p{White_Space}()|.,!?…。，、।۔،]+/gu,
 };
 out.split = {};
 for (const [name, re] of Object.entries(patterns)) {
