@@ -56,7 +56,15 @@ type TensorType uint32
 const (
 	F32  TensorType = 0
 	F16  TensorType = 1
+	Q8_0 TensorType = 8
 	BF16 TensorType = 30
+)
+
+// Q8_0 stores blocks of 32 elements along Dims[0]: an f16 scale d, then 32
+// int8 values q, element = d·q.
+const (
+	q8Block     = 32
+	q8BlockSize = 2 + q8Block
 )
 
 func (t TensorType) String() string {
@@ -67,12 +75,14 @@ func (t TensorType) String() string {
 		return "F16"
 	case BF16:
 		return "BF16"
+	case Q8_0:
+		return "Q8_0"
 	}
 	return fmt.Sprintf("ggml_type(%d)", uint32(t))
 }
 
-// elemSize is the bytes per element of the types this package knows (0:
-// unknown).
+// elemSize is the bytes per element of the unquantized types this
+// package knows (0: unknown or quantized).
 func (t TensorType) elemSize() int64 {
 	switch t {
 	case F32:
@@ -81,6 +91,28 @@ func (t TensorType) elemSize() int64 {
 		return 2
 	}
 	return 0
+}
+
+// known reports whether this package can size tensors of type t.
+func (t TensorType) known() bool { return t.elemSize() > 0 || t == Q8_0 }
+
+// dataSize is the bytes of a tensor of type t and dims, or -1 when t is
+// unknown or dims[0] does not fill whole blocks of a quantized type.
+func dataSize(t TensorType, dims []uint64) int64 {
+	n := int64(1)
+	for _, d := range dims {
+		n *= int64(d)
+	}
+	switch {
+	case t == Q8_0:
+		if len(dims) == 0 || dims[0]%q8Block != 0 {
+			return -1
+		}
+		return n / q8Block * q8BlockSize
+	case t.elemSize() > 0:
+		return n * t.elemSize()
+	}
+	return -1
 }
 
 // KV is one metadata pair. Value is one of uint8, int8, uint16, int16,
@@ -102,14 +134,9 @@ type Tensor struct {
 	Data func(w io.Writer) error
 }
 
-// Size is the tensor's data size in bytes.
-func (t Tensor) Size() int64 {
-	n := t.Type.elemSize()
-	for _, d := range t.Dims {
-		n *= int64(d)
-	}
-	return n
-}
+// Size is the tensor's data size in bytes (-1 when its type is unknown
+// or its rows do not fill whole blocks of a quantized type).
+func (t Tensor) Size() int64 { return dataSize(t.Type, t.Dims) }
 
 // TensorInfo describes a tensor of a file that was read: Offset is its
 // data's position from the start of the file.
@@ -154,11 +181,14 @@ func Write(w io.Writer, kvs []KV, tensors []Tensor) error {
 			return fmt.Errorf("gguf: tensor %q given twice", t.Name)
 		}
 		names[t.Name] = true
-		if t.Type.elemSize() == 0 {
+		if !t.Type.known() {
 			return fmt.Errorf("gguf: tensor %s: unsupported type %v", t.Name, t.Type)
 		}
 		if len(t.Dims) == 0 || len(t.Dims) > 4 {
 			return fmt.Errorf("gguf: tensor %s: %d dimensions (want 1 to 4)", t.Name, len(t.Dims))
+		}
+		if t.Size() < 0 {
+			return fmt.Errorf("gguf: tensor %s: %v needs rows of a multiple of %d elements, not %d", t.Name, t.Type, q8Block, t.Dims[0])
 		}
 	}
 
@@ -412,20 +442,17 @@ func Read(r io.Reader, size int64) (*File, error) {
 	data := align(br.n, f.Alignment)
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
-		t.Size = -1
-		if es := t.Type.elemSize(); es > 0 {
-			n := es
-			for _, d := range t.Dims {
-				if d > uint64(size) {
-					return nil, fmt.Errorf("gguf: tensor %s: dimension %d larger than the file", t.Name, d)
-				}
-				n *= int64(d)
-				if n > size {
-					return nil, fmt.Errorf("gguf: tensor %s: larger than the file", t.Name)
-				}
+		n := int64(1)
+		for _, d := range t.Dims {
+			if d > uint64(size)+1 {
+				return nil, fmt.Errorf("gguf: tensor %s: dimension %d larger than the file", t.Name, d)
 			}
-			t.Size = n
+			if d > 0 && n > (4*size+4)/int64(d) {
+				return nil, fmt.Errorf("gguf: tensor %s: larger than the file", t.Name)
+			}
+			n *= int64(d)
 		}
+		t.Size = dataSize(t.Type, t.Dims)
 		if t.Offset < 0 || t.Offset%f.Alignment != 0 || t.Offset > size {
 			return nil, fmt.Errorf("gguf: tensor %s: bad offset %d", t.Name, t.Offset)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -276,5 +277,66 @@ func TestExportLoRALayout(t *testing.T) {
 	}
 	if _, ok := f.Tensor("blk.0.ffn_down.weight.lora_b"); !ok {
 		t.Error("no blk.0.ffn_down.weight.lora_b")
+	}
+}
+
+// TestQ8_0 checks the Q8_0 block layout on known values and an export
+// with Q8_0: matrices with rows of a multiple of 32 are Q8_0 within half a
+// step of the weights, the others F16, norms F32, file_type 7.
+func TestQ8_0(t *testing.T) {
+	x := make([]float32, 32)
+	for i := range x {
+		x[i] = float32(i) - 12
+	}
+	b := make([]byte, 34)
+	gguf.QuantizeQ8Block(b, x)
+	got := gguf.DequantizeQ8(b)
+	d := float32(19.0 / 127)
+	if int8(b[2+31]) != 127 || int8(b[2]) != -80 {
+		t.Errorf("q[0] %d q[31] %d, want -80 and 127", int8(b[2]), int8(b[2+31]))
+	}
+	for i := range x {
+		if diff := got[i] - x[i]; diff > d/2+1e-3 || diff < -d/2-1e-3 {
+			t.Errorf("x[%d] %g dequantizes to %g", i, x[i], got[i])
+		}
+	}
+
+	dir, m, _ := synth(t, llama.SynthOptions{Shape: "tiny", Seed: 1, Layers: 1})
+	path := exportOpts(t, m, dir, gguf.ExportOptions{DType: engine.F16, Q8_0: true})
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !kvIs(f, "general.file_type", uint32(7)) {
+		t.Error("general.file_type is not 7 (MOSTLY_Q8_0)")
+	}
+	for name, typ := range map[string]gguf.TensorType{"blk.0.attn_v.weight": gguf.Q8_0, "token_embd.weight": gguf.Q8_0,
+		"blk.0.ffn_down.weight": gguf.F16, "blk.0.ffn_norm.weight": gguf.F32} {
+		if ti, _ := f.Tensor(name); ti.Type != typ {
+			t.Errorf("%s stored as %v, want %v", name, ti.Type, typ)
+		}
+	}
+	ti, _ := f.Tensor("blk.0.attn_v.weight")
+	data, err := gguf.ReadTensor(path, ti)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := gguf.DequantizeQ8(data)
+	w := m.Layers[0].V
+	if len(vals) != w.Numel() {
+		t.Fatalf("%d values, want %d", len(vals), w.Numel())
+	}
+	for blk := 0; blk < len(vals)/32; blk++ {
+		var amax float32
+		for j := 0; j < 32; j++ {
+			amax = max(amax, float32(math.Abs(float64(w.At(blk*32+j)))))
+		}
+		for j := 0; j < 32; j++ {
+			i := blk*32 + j
+			// Half a step, plus the f16 rounding of the step d.
+			if diff := math.Abs(float64(vals[i] - w.At(i))); diff > float64(amax)/127*0.57+1e-6 {
+				t.Fatalf("element %d: %g dequantized, weight %g (amax %g)", i, vals[i], w.At(i), amax)
+			}
+		}
 	}
 }

@@ -21,10 +21,17 @@ type ExportOptions struct {
 	DType engine.DType
 	// Name is general.name (default: the checkpoint folder's name).
 	Name string
+	// Q8_0 stores the matrices whose rows are a multiple of 32 elements as
+	// Q8_0 (llama.cpp's 8-bit blocks), the others as DType, as the
+	// converter's --outtype q8_0 does (with DType F16).
+	Q8_0 bool
 }
 
 // llama_ftype values of general.file_type.
-func fileType(d engine.DType) uint32 {
+func fileType(d engine.DType, q8 bool) uint32 {
+	if q8 {
+		return 7
+	}
 	switch d {
 	case engine.F16:
 		return 1
@@ -101,7 +108,7 @@ func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) 
 		{"general.architecture", "llama"},
 		{"general.type", "model"},
 		{"general.name", name},
-		{"general.file_type", fileType(opt.DType)},
+		{"general.file_type", fileType(opt.DType, opt.Q8_0)},
 		{"general.quantization_version", uint32(2)},
 		{"llama.vocab_size", uint32(c.VocabSize)},
 		{"llama.context_length", uint32(c.MaxPositionEmbeddings)},
@@ -122,6 +129,9 @@ func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) 
 	kvs = append(kvs, voc.kvs()...)
 
 	mat := func(name string, t *engine.Tensor, perm int) Tensor {
+		if opt.Q8_0 && t.Cols()%q8Block == 0 {
+			return matrixQ8(name, t, perm, c.HeadDim)
+		}
 		return matrix(name, t, opt.DType, perm, c.HeadDim)
 	}
 	vec := func(name string, v []float32) Tensor {
@@ -198,6 +208,63 @@ func matrix(name string, t *engine.Tensor, d engine.DType, heads, headDim int) T
 		}
 		return nil
 	}}
+}
+
+// matrixQ8 is matrix for Q8_0 (t.Cols() a multiple of 32): each block of
+// 32 values x of a row becomes d = max|x|/127 (stored as f16) and
+// q = round(x/d) (half away from zero), as ggml's quantize_row_q8_0_ref.
+func matrixQ8(name string, t *engine.Tensor, heads, headDim int) Tensor {
+	rows, cols := t.Rows(), t.Cols()
+	return Tensor{Name: name, Dims: []uint64{uint64(cols), uint64(rows)}, Type: Q8_0, Data: func(w io.Writer) error {
+		if heads > 0 && rows != heads*headDim {
+			return fmt.Errorf("%d rows, want %d heads × %d", rows, heads, headDim)
+		}
+		row := make([]float32, cols)
+		buf := make([]byte, cols/q8Block*q8BlockSize)
+		for o := 0; o < rows; o++ {
+			src := o
+			if heads > 0 {
+				src = PermuteRow(o, headDim)
+			}
+			t.Row(src, row)
+			for b := 0; b < cols/q8Block; b++ {
+				QuantizeQ8Block(buf[b*q8BlockSize:(b+1)*q8BlockSize], row[b*q8Block:(b+1)*q8Block])
+			}
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
+// QuantizeQ8Block writes the Q8_0 block (34 bytes) of 32 values x to dst.
+func QuantizeQ8Block(dst []byte, x []float32) {
+	var amax float32
+	for _, v := range x {
+		amax = max(amax, float32(math.Abs(float64(v))))
+	}
+	d := amax / 127
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	binary.LittleEndian.PutUint16(dst, kernels.F32ToF16(d))
+	for j, v := range x {
+		dst[2+j] = byte(int8(math.Round(float64(v * id))))
+	}
+}
+
+// DequantizeQ8 returns the values of Q8_0 data.
+func DequantizeQ8(b []byte) []float32 {
+	out := make([]float32, 0, len(b)/q8BlockSize*q8Block)
+	for ; len(b) >= q8BlockSize; b = b[q8BlockSize:] {
+		d := kernels.F16ToF32(binary.LittleEndian.Uint16(b))
+		for j := 0; j < q8Block; j++ {
+			out = append(out, d*float32(int8(b[2+j])))
+		}
+	}
+	return out
 }
 
 func writeF32(w io.Writer, v []float32) error {

@@ -26,8 +26,8 @@ func ExportLoRA(path string, a *lora.Adapter, cfg llama.Config, opt ExportOption
 	if err := CheckLlama(cfg); err != nil {
 		return err
 	}
-	if opt.DType != engine.F32 && opt.DType != engine.F16 && opt.DType != engine.BF16 {
-		return fmt.Errorf("gguf: dtype %v: want f32, f16 or bf16", opt.DType)
+	if opt.DType != engine.F32 && opt.DType != engine.F16 && opt.DType != engine.BF16 || opt.Q8_0 {
+		return fmt.Errorf("gguf: adapter dtype: want f32, f16 or bf16")
 	}
 	if len(a.Layers) != cfg.NumLayers {
 		return fmt.Errorf("gguf: adapter is for %d layers, the model has %d", len(a.Layers), cfg.NumLayers)
@@ -40,7 +40,7 @@ func ExportLoRA(path string, a *lora.Adapter, cfg llama.Config, opt ExportOption
 		{"general.architecture", "llama"},
 		{"general.type", "adapter"},
 		{"general.name", name},
-		{"general.file_type", fileType(opt.DType)},
+		{"general.file_type", fileType(opt.DType, false)},
 		{"adapter.type", "lora"},
 		{"adapter.lora.alpha", float32(float64(a.Config.Scale()) * float64(a.Config.R))},
 	}

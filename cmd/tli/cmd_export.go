@@ -24,12 +24,12 @@ var exportOut io.Writer = os.Stdout
 // runExport loads a whole Llama checkpoint, merges the --adapter if one is
 // given, and writes it with its tokenizer as one GGUF file (gguf.ExportLlama).
 func runExport(args []string) error {
-	fs := newFlagSet("export", "--format gguf --model DIR [--adapter DIR [--lora-only]] --out FILE.gguf [--dtype auto|f32|f16|bf16]")
+	fs := newFlagSet("export", "--format gguf --model DIR [--adapter DIR [--lora-only]] --out FILE.gguf [--dtype auto|f32|f16|bf16|q8_0]")
 	format := fs.String("format", "gguf", "output format: gguf (llama.cpp)")
 	dir := fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json); Llama (model_type llama) only for now")
 	adapter := fs.String("adapter", "", "LoRA adapter folder (PEFT layout) to merge into the weights before exporting")
 	out := fs.String("out", "", "the GGUF file to write")
-	dtype := fs.String("dtype", "auto", "type of the weight matrices in the file: f32, f16 or bf16 (auto: the checkpoint's torch_dtype, f32 when it is neither f16 nor bf16); norms are f32")
+	dtype := fs.String("dtype", "auto", "type of the weight matrices in the file: f32, f16, bf16 or q8_0 (llama.cpp's 8-bit blocks; matrices whose rows are not a multiple of 32 stay f16); auto: the checkpoint's torch_dtype, f32 when it is neither f16 nor bf16; norms are f32")
 	loraOnly := fs.Bool("lora-only", false, "with --adapter: write the adapter alone as a GGUF LoRA adapter (llama.cpp's --lora) for --model's GGUF export, instead of merging it")
 	name := fs.String("name", "", "general.name in the file (default: the repo id --model named, else the checkpoint folder's name; the adapter folder's name with --lora-only)")
 	force := fs.Bool("force", false, "replace an existing --out (only after the new file is complete)")
@@ -82,16 +82,21 @@ func runExport(args []string) error {
 		return err
 	}
 	// --dtype auto is the checkpoint's torch_dtype.
-	auto := *dtype == "auto"
+	auto, q8 := *dtype == "auto", *dtype == "q8_0"
 	outDT := autoDType(cfg)
-	if !auto {
+	if q8 {
+		outDT = engine.F16
+	} else if !auto {
 		dt, err := engine.ParseDType(*dtype)
 		if err != nil {
-			return usageErrorf("--dtype %q: want auto, f32, f16 or bf16", *dtype)
+			return usageErrorf("--dtype %q: want auto, f32, f16, bf16 or q8_0", *dtype)
 		}
 		outDT = dt
 	}
 	if *loraOnly {
+		if q8 {
+			return usageErrorf("--dtype q8_0: a --lora-only adapter is stored as f32, f16 or bf16")
+		}
 		return exportLoRA(*dir, *adapter, *out, *name, auto, outDT)
 	}
 	// Hold a bf16 checkpoint as bf16 (every output dtype is reached from it
@@ -119,7 +124,7 @@ func runExport(args []string) error {
 			return fmt.Errorf("--adapter: %w", err)
 		}
 	}
-	if err := gguf.ExportLlama(*out, m, m.Dir, gguf.ExportOptions{DType: outDT, Name: *name}); err != nil {
+	if err := gguf.ExportLlama(*out, m, m.Dir, gguf.ExportOptions{DType: outDT, Name: *name, Q8_0: q8}); err != nil {
 		return err
 	}
 	size := int64(0)
@@ -130,7 +135,11 @@ func runExport(args []string) error {
 	if *adapter != "" {
 		what += " with " + absPath(*adapter) + " merged"
 	}
-	fmt.Fprintf(exportOut, "exported %s to %s (gguf, %s, %s)\n", what, absPath(*out), outDT, limitread.Size(size))
+	kind := outDT.String()
+	if q8 {
+		kind = "q8_0"
+	}
+	fmt.Fprintf(exportOut, "exported %s to %s (gguf, %s, %s)\n", what, absPath(*out), kind, limitread.Size(size))
 	return nil
 }
 
