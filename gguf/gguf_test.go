@@ -340,3 +340,26 @@ func TestQ8_0(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRead feeds damaged GGUF headers to Read: an error or a header whose
+// tensors lie inside the input, never a panic or a huge allocation.
+func FuzzRead(f *testing.F) {
+	var buf bytes.Buffer
+	kvs := []gguf.KV{{Key: "a", Value: []string{"x", "yz"}}, {Key: "b", Value: uint32(7)}, {Key: "c", Value: []float32{1, 2}}}
+	if err := gguf.Write(&buf, kvs, []gguf.Tensor{rawTensor("t", gguf.F32, make([]byte, 8), 2), rawTensor("q", gguf.Q8_0, make([]byte, 34), 32)}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte("GGUF\x03\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := gguf.Read(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		for _, ti := range h.Tensors {
+			if ti.Size >= 0 && ti.Offset+ti.Size > int64(len(data)) {
+				t.Fatalf("tensor %s [%d, %d) past the end %d", ti.Name, ti.Offset, ti.Offset+ti.Size, len(data))
+			}
+		}
+	})
+}
