@@ -319,3 +319,30 @@ func realTokenizer(t *testing.T, pkg string, vocab int, model, pre string, extra
 		t.Errorf("llama.cpp's BOS %s (prepended: %v), tli's %d (prepended: %v)", show(rep.BOS), rep.PrependBOS, bos, adds)
 	}
 }
+
+// TestLlamaCppShapes runs llama.cpp on exports of other Llama shapes: a
+// tied LM head (no output tensor; random tied weights mostly repeat the
+// last token, so this case shows llama.cpp takes token_embd as the head
+// more than it tests the layers), head_dim different from
+// hidden_size/heads (attention.key_length), and GQA with one KV head.
+func TestLlamaCppShapes(t *testing.T) {
+	peer.LlamaCpp(t)
+	tied := true
+	for _, c := range []struct {
+		name string
+		opts llama.SynthOptions
+	}{
+		{"tied", llama.SynthOptions{Shape: "tiny", Seed: 9, Tied: &tied}},
+		{"head_dim 32", llama.SynthOptions{Shape: "tiny", Layers: 2, Seed: 7, HeadDim: 32}},
+		{"one kv head", llama.SynthOptions{Shape: "tiny", Layers: 2, Seed: 7, KVHeads: 1}},
+	} {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			dir, m, tok := synth(t, c.opts)
+			path := export(t, m, dir, engine.F32)
+			prompt := tok.Encode(genPrompt, true)
+			want := tliGreedy(t, m, prompt)
+			rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: []genRequest{{Tokens: prompt, N: genTokens}}})
+			checkSameGreedy(t, c.name, want, rep.Generated[0])
+		})
+	}
+}
