@@ -303,6 +303,15 @@ func realTokenizer(t *testing.T, pkg string, vocab int, model, pre string, extra
 	if v, _ := f.Get("tokenizer.ggml.pre"); v != pre {
 		t.Errorf("tokenizer.ggml.pre %v, want %s", v, pre)
 	}
+	var cfg struct {
+		ChatTemplate *string `json:"chat_template"`
+	}
+	if err := json.Unmarshal(cj, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := f.Get("tokenizer.chat_template"); cfg.ChatTemplate != nil && v != *cfg.ChatTemplate || cfg.ChatTemplate == nil && ok {
+		t.Errorf("tokenizer.chat_template %q, tokenizer_config.json's %v", v, cfg.ChatTemplate)
+	}
 	texts := append(slices.Clone(tokenizeStrings), "   leading and trailing   ", "1234567 numbers 3.14159")
 	texts = append(texts, extra...)
 	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Tokenize: texts})

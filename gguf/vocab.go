@@ -2,7 +2,9 @@ package gguf
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -42,6 +44,8 @@ type vocab struct {
 	// instead of merges, and whether a space is put before the text.
 	scores         []float32
 	addSpacePrefix bool
+	// chatTemplate is tokenizer_config.json's chat_template ("": none).
+	chatTemplate string
 }
 
 func (v *vocab) kvs() []KV {
@@ -66,6 +70,9 @@ func (v *vocab) kvs() []KV {
 		kvs = append(kvs, KV{"tokenizer.ggml.unknown_token_id", uint32(v.unk)})
 	}
 	kvs = append(kvs, KV{"tokenizer.ggml.add_bos_token", v.addBOS}, KV{"tokenizer.ggml.add_eos_token", v.addEOS})
+	if v.chatTemplate != "" {
+		kvs = append(kvs, KV{"tokenizer.chat_template", v.chatTemplate})
+	}
 	return kvs
 }
 
@@ -201,6 +208,9 @@ func readVocab(dir string, n int) (*vocab, error) {
 			v.unk, v.hasUnk = id, true
 		}
 	}
+	if v.chatTemplate, err = chatTemplate(dir); err != nil {
+		return nil, err
+	}
 	v.bos, v.hasBOS = tok.BOS()
 	v.eos, v.hasEOS = tok.EOS()
 	// Whether BOS and EOS are added is what the tokenizer does (its
@@ -273,6 +283,39 @@ func (v *vocab) spmScores() {
 			}
 		}
 	}
+}
+
+// chatTemplate is the chat_template of dir's tokenizer_config.json: the
+// string, or of a list of named templates the one named "default" ("" when
+// there is none).
+func chatTemplate(dir string) (string, error) {
+	path := filepath.Join(dir, "tokenizer_config.json")
+	data, err := limitread.ReadFile(path, tokenizer.MaxConfigBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("gguf: %w", err)
+	}
+	var c struct {
+		ChatTemplate json.RawMessage `json:"chat_template"`
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return "", fmt.Errorf("gguf: %s: %v", path, err)
+	}
+	var s string
+	if json.Unmarshal(c.ChatTemplate, &s) == nil {
+		return s, nil
+	}
+	var named []struct{ Name, Template string }
+	if json.Unmarshal(c.ChatTemplate, &named) == nil {
+		for _, n := range named {
+			if n.Name == "default" {
+				return n.Template, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 func b2i(b bool) int {

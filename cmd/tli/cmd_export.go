@@ -115,6 +115,10 @@ func runExport(args []string) error {
 	if err := gguf.CheckLlama(m.Config); err != nil {
 		return err
 	}
+	// Every weight is copied into the file: none may be NaN or Inf.
+	if err := m.Verify(); err != nil {
+		return err
+	}
 	if *adapter != "" {
 		a, err := lora.Load(*adapter, m.Config)
 		if err != nil {
