@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/gguf"
 	"github.com/tli-project/tli/internal/peer"
 	"github.com/tli-project/tli/llama"
@@ -185,5 +186,52 @@ func TestExportLlamaCpp(t *testing.T) {
 	}
 	if slices.Equal(seen[0], seen[1]) {
 		t.Errorf("the adapter does not change tli probe's continuation %v: the test would not see it", seen[0])
+	}
+}
+
+// TestExportAutoDType checks --dtype auto on a bf16 checkpoint: a bf16 file
+// holding the checkpoint's bf16 values bit for bit; --dtype q8_0 gives
+// file_type 7.
+func TestExportAutoDType(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "ck")
+	if err := llama.Synth(ck, llama.SynthOptions{Layers: 1, Seed: 4, DType: engine.BF16}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "m.gguf")
+	if _, stderr, rc := runExportCmd(t, "--model", ck, "--out", out, "--progress", "none"); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, stderr)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Get("general.file_type"); v != uint32(32) {
+		t.Errorf("general.file_type %v, want 32 (bf16)", v)
+	}
+	m, err := llama.Load(ck, llama.LoadOptions{DType: engine.BF16, MaxLayer: llama.AllLayers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ti, _ := f.Tensor("blk.0.ffn_up.weight")
+	b, err := gguf.ReadTensor(out, ti)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := m.Layers[0].Up
+	for i, h := range want.Half {
+		if got := uint16(b[2*i]) | uint16(b[2*i+1])<<8; got != h {
+			t.Fatalf("ffn_up element %d: %#x, checkpoint %#x", i, got, h)
+		}
+	}
+	if _, stderr, rc := runExportCmd(t, "--model", ck, "--out", out, "--force", "--dtype", "q8_0", "--progress", "none"); rc != 0 {
+		t.Fatalf("q8_0: rc %d: %s", rc, stderr)
+	}
+	if f, err = gguf.Open(out); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.Get("general.file_type"); v != uint32(7) {
+		t.Errorf("q8_0: general.file_type %v, want 7", v)
 	}
 }
