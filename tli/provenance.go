@@ -18,14 +18,24 @@ type Build struct {
 	Modified bool   `json:"modified,omitempty"`
 }
 
-// ThisBuild returns the running binary's Build.
+// stampedVersion is the release version .ci/release stamps in with
+// -ldflags "-X github.com/tli-project/tli/tli.stampedVersion=VERSION".
+var stampedVersion string
+
+// ThisBuild returns the running binary's Build: the stamped release
+// version, else the module version the Go toolchain recorded.
 func ThisBuild() Build {
 	b := Build{Version: "unknown"}
 	bi, ok := debug.ReadBuildInfo()
+	if ok {
+		b.Version = bi.Main.Version
+	}
+	if stampedVersion != "" {
+		b.Version = stampedVersion
+	}
 	if !ok {
 		return b
 	}
-	b.Version = bi.Main.Version
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":

@@ -155,3 +155,12 @@ func TestRunEvalScope(t *testing.T) {
 		t.Errorf("EvalScope \"some\": error %v, want one naming EvalScope", err)
 	}
 }
+
+// A release build's stamped version (.ci/release) is the build's version.
+func TestStampedVersion(t *testing.T) {
+	defer func(v string) { stampedVersion = v }(stampedVersion)
+	stampedVersion = "v1.2.3"
+	if b := ThisBuild(); b.Version != "v1.2.3" || !strings.HasPrefix(b.String(), "v1.2.3") {
+		t.Errorf("ThisBuild() = %+v", b)
+	}
+}

@@ -6,12 +6,12 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strings"
 
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/tli-project/tli/kernels"
+	"github.com/tli-project/tli/tli"
 )
 
 func init() {
@@ -114,23 +114,6 @@ func printFile(path string) error {
 	return err
 }
 
-// buildVersion is the main module's version and VCS revision, as the Go
-// toolchain recorded them.
-func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			v += " " + s.Value[:min(12, len(s.Value))]
-		case "vcs.modified":
-			if s.Value == "true" {
-				v += " (modified)"
-			}
-		}
-	}
-	return v
-}
+// buildVersion is the tli build: the release version (or the module
+// version) and the VCS revision.
+func buildVersion() string { return tli.ThisBuild().String() }
