@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +91,42 @@ func TestPlotFormatFlags(t *testing.T) {
 	}
 	if code, stderr := tliRun(t, "scan", "--model", model, "--out", t.TempDir(), "--dpi", "9"); code != 2 || !strings.Contains(stderr, "9 dpi") {
 		t.Errorf("--dpi 9: exit %d, %s", code, stderr)
+	}
+}
+
+// Short and PEFT/transformers-style aliases set the same flags, and help
+// shows --flag with its aliases.
+func TestFlagAliases(t *testing.T) {
+	model := testModel(t)
+	dir := t.TempDir()
+	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:16])
+	out := filepath.Join(dir, "t")
+	mustRun(t, "train", "-m", model, "-o", out, "--pairs", pf, "-t", "1", "--learning-rate", "1e-3", "--num-train-epochs", "1",
+		"--per-device-train-batch-size", "4", "--lora-r", "4", "--lora-alpha", "8", "--lora-dropout", "0", "--target-modules", "q_proj,k_proj", "--warmup-steps", "1")
+	b, err := os.ReadFile(filepath.Join(out, "final", "adapter_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"r": 4`, `"lora_alpha": 8`, `"k_proj"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("adapter_config.json lacks %s: %s", want, b)
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(out, "train_log.jsonl"))
+	if n := strings.Count(string(log), "\n"); n != 4 { // 16 pairs, batch 4, 1 epoch
+		t.Errorf("%d steps, want 4", n)
+	}
+	var help bytes.Buffer
+	printFlagHelp(&help, func() *flag.FlagSet {
+		fs := newFlagSet("train", "")
+		addModelFlags(fs, "f32")
+		fs.String("out", "", "output")
+		addAliases(fs)
+		return fs
+	}())
+	for _, want := range []string{"--model, -m", "--threads, -t", "--out, -o"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, help.String())
+		}
 	}
 }

@@ -56,10 +56,35 @@ func newFlagSet(name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
+// flagAliases are other names users reach for: short forms, and the names
+// PEFT and transformers' TrainingArguments give the same settings. Each is
+// added to a command that has the flag it stands for.
+var flagAliases = map[string]string{
+	"m": "model", "o": "out", "t": "threads",
+	"lora-r": "rank", "lora-alpha": "alpha", "lora-dropout": "dropout", "target-modules": "targets",
+	"learning-rate": "lr", "num-train-epochs": "epochs", "per-device-train-batch-size": "batch", "warmup-steps": "warmup",
+}
+
+// addAliases defines each alias of flagAliases whose flag fs has, sharing
+// that flag's value.
+func addAliases(fs *flag.FlagSet) {
+	names := make([]string, 0, len(flagAliases))
+	for a := range flagAliases {
+		names = append(names, a)
+	}
+	sort.Strings(names)
+	for _, a := range names {
+		if f := fs.Lookup(flagAliases[a]); f != nil && fs.Lookup(a) == nil {
+			fs.Var(f.Value, a, "alias of --"+f.Name)
+		}
+	}
+}
+
 // parseFlags parses args with fs, printing the subcommand's help on -h and
 // turning other parse failures into usage errors. Positional arguments are
 // refused: every input of tli is a named flag.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	addAliases(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printFlagHelp(os.Stdout, fs)
@@ -73,11 +98,40 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// printFlagHelp lists fs's flags as the README writes them: --name (with
+// its aliases), the kind of value, the usage and the default.
 func printFlagHelp(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "usage: %s [flags]\n\nflags:\n", fs.Name())
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	aliases := map[string][]string{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if c, ok := flagAliases[f.Name]; ok && fs.Lookup(c) != nil && strings.HasPrefix(f.Usage, "alias of") {
+			aliases[c] = append(aliases[c], f.Name)
+		}
+	})
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := flagAliases[f.Name]; ok && strings.HasPrefix(f.Usage, "alias of") {
+			return
+		}
+		var names []string
+		for _, a := range aliases[f.Name] {
+			if len(a) == 1 {
+				names = append(names, "-"+a)
+			} else {
+				names = append(names, "--"+a)
+			}
+		}
+		names = append([]string{"--" + f.Name}, names...)
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  " + strings.Join(names, ", ")
+		if kind != "" {
+			line += " " + kind
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 func usage(w io.Writer) {
