@@ -31,6 +31,7 @@ func runProbe(args []string) error {
 	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens whose probabilities sum to P")
 	seed := fs.Uint64("seed", 0, "random seed for sampling")
 	ids := fs.Bool("ids", false, "also print the generated token ids")
+	asJSON := fs.Bool("json", false, "print {prompt, prompt_ids, generated_ids, text} as JSON on stdout (scripts and tests compare ids)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,6 +77,9 @@ func runProbe(args []string) error {
 	gen, err := m.Generate(in, llama.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, Seed: *seed})
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		return printJSON(probeOut, map[string]any{"prompt": *prompt, "prompt_ids": in, "generated_ids": gen, "text": tok.Decode(gen, true)})
 	}
 	fmt.Fprintln(probeOut, tok.Decode(gen, true))
 	if *ids {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,5 +76,20 @@ func TestProbeAdapter(t *testing.T) {
 	}
 	if base == adapted {
 		t.Fatalf("the adapter did not change the continuation %q", base)
+	}
+	// --json: the ids scripts compare.
+	var js struct {
+		Prompt       string `json:"prompt"`
+		PromptIDs    []int  `json:"prompt_ids"`
+		GeneratedIDs []int  `json:"generated_ids"`
+		Text         string `json:"text"`
+	}
+	out := probe("--adapter", ad, "--json")
+	if err := json.Unmarshal([]byte(out), &js); err != nil {
+		t.Fatalf("--json printed %q: %v", out, err)
+	}
+	if js.Prompt != "mama na mtoto" || fmt.Sprint(js.PromptIDs) != fmt.Sprint(tok.Encode("mama na mtoto", true)) ||
+		fmt.Sprint(js.GeneratedIDs) != fmt.Sprint(gen) || js.Text != tok.Decode(gen, true) {
+		t.Errorf("--json = %+v, want ids %v and text %q", js, gen, tok.Decode(gen, true))
 	}
 }
