@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -126,5 +128,80 @@ func TestSynthEmbedProbe(t *testing.T) {
 	}
 	if rc := runMain([]string{"embed", "--model", ck, "--words", wpath, "--layers", "9", "--out", filepath.Join(dir, "x")}, &stderr); rc != 2 {
 		t.Fatalf("bad --layers: rc %d", rc)
+	}
+}
+
+// tli embed reads words from standard input (one per line), normalises on
+// request, keeps the words in the file, and writes the same vectors as
+// JSON and as NumPy .npy.
+func TestEmbedFormats(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "ck")
+	var stderr bytes.Buffer
+	if rc := runMain([]string{"synth", "--out", ck, "--layers", "2", "--seed", "4"}, &stderr); rc != 0 {
+		t.Fatalf("synth: rc %d: %s", rc, stderr.String())
+	}
+	embed := func(out string, extra ...string) {
+		t.Helper()
+		embedIn = strings.NewReader("maji\nwater\n\nnyumba\n")
+		defer func() { embedIn = os.Stdin }()
+		var stderr bytes.Buffer
+		args := append([]string{"embed", "--model", ck, "--words", "-", "--layers", "1,2", "--out", out}, extra...)
+		if rc := runMain(args, &stderr); rc != 0 {
+			t.Fatalf("embed %v: rc %d: %s", args, rc, stderr.String())
+		}
+	}
+	st := filepath.Join(dir, "e.safetensors")
+	embed(st, "--normalize")
+	ts, meta, err := llama.ReadSafetensors(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta["word_list"] != `["maji","water","nyumba"]` || meta["normalized"] != "true" {
+		t.Errorf("metadata %v", meta)
+	}
+	l2 := ts["layer.2"]
+	d := l2.Shape[1]
+	for r := 0; r < 3; r++ {
+		var ss float64
+		for _, v := range l2.F32[r*d : (r+1)*d] {
+			ss += float64(v) * float64(v)
+		}
+		if math.Abs(ss-1) > 1e-5 {
+			t.Errorf("row %d: squared norm %v, want 1", r, ss)
+		}
+	}
+	js := filepath.Join(dir, "e.json")
+	embed(js, "--normalize")
+	var doc struct {
+		Words   []string
+		Layers  []int
+		Vectors map[string][][]float32
+	}
+	b, _ := os.ReadFile(js)
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(doc.Words) != "[maji water nyumba]" || fmt.Sprint(doc.Layers) != "[1 2]" || doc.Vectors["2"][2][5] != l2.F32[2*d+5] {
+		t.Errorf("json: words %v layers %v", doc.Words, doc.Layers)
+	}
+	np := filepath.Join(dir, "e.npy")
+	embed(np, "--normalize")
+	b, _ = os.ReadFile(np)
+	hl := int(b[8]) | int(b[9])<<8
+	header := string(b[10 : 10+hl])
+	if !strings.HasPrefix(string(b), "\x93NUMPY\x01\x00") || (10+hl)%64 != 0 || !strings.Contains(header, fmt.Sprintf("'shape': (2, 3, %d)", d)) || !strings.Contains(header, "'<f4'") {
+		t.Fatalf("npy header %q", header)
+	}
+	data := b[10+hl:]
+	if len(data) != 2*3*d*4 {
+		t.Fatalf("npy holds %d bytes, want %d", len(data), 2*3*d*4)
+	}
+	off := (3*d + 2*d + 5) * 4 // layer 2 (second), row 2, element 5
+	if got := math.Float32frombits(binary.LittleEndian.Uint32(data[off:])); got != l2.F32[2*d+5] {
+		t.Errorf("npy element %v, safetensors %v", got, l2.F32[2*d+5])
+	}
+	if rc := runMain([]string{"embed", "--model", ck, "--words", "-", "--out", filepath.Join(dir, "e.txt")}, &stderr); rc != 2 {
+		t.Errorf("--out e.txt: rc %d", rc)
 	}
 }
