@@ -169,7 +169,7 @@ func TestExportLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := gguf.F32s(b)
-		permuted := strings.HasSuffix(name, "attn_q.weight") || strings.HasSuffix(name, "attn_k.weight")
+		permuted := strings.HasSuffix(name, "attn_q.weight") || strings.HasSuffix(name, "attn_k.weight") // Llama only
 		cols := w.Cols()
 		for o := 0; o < len(got)/cols; o++ {
 			src := o

@@ -51,15 +51,46 @@ func tensorType(d engine.DType) TensorType {
 	return F32
 }
 
+// archOf is llama.cpp's architecture for cfg's family and whether the
+// q/k rows are permuted for it: llama.cpp's llama architecture rotates
+// interleaved pairs (the converter permutes Hugging Face's rotate-half
+// rows), qwen2 and qwen3 rotate halves as Hugging Face does.
+func archOf(cfg llama.Config) (arch string, permute bool, err error) {
+	name := "llama"
+	if cfg.Arch != nil {
+		name = cfg.Arch.Name
+	}
+	switch name {
+	case "llama", "mistral":
+		arch, permute = "llama", true
+	case "qwen2", "qwen3":
+		arch = name
+	default:
+		return "", false, fmt.Errorf("gguf: export supports model_type llama, mistral, qwen2 and qwen3 for now; this checkpoint is model_type %q", name)
+	}
+	for i := 0; i < cfg.NumLayers; i++ {
+		if w := cfg.WindowAt(i); w > 0 && w < cfg.MaxPositionEmbeddings {
+			return "", false, fmt.Errorf("gguf: layer %d attends to a sliding window of %d positions, which llama.cpp's %s architecture does not apply: its results would differ past %d tokens", i, w, arch, w)
+		}
+	}
+	return arch, permute, nil
+}
+
 // CheckLlama returns an error when cfg is not a checkpoint ExportLlama can
-// write: only model_type llama, with a rope scaling llama.cpp computes the
-// same way.
+// write: a Llama-like family llama.cpp runs the same way (llama, mistral
+// without a sliding window, qwen2, qwen3), with a rope scaling llama.cpp
+// computes the same way.
 func CheckLlama(cfg llama.Config) error {
-	if cfg.Arch != nil && cfg.Arch.Name != "llama" {
-		return fmt.Errorf("gguf: export supports Llama checkpoints (model_type llama) for now; this one is model_type %q", cfg.Arch.Name)
+	arch, _, err := archOf(cfg)
+	if err != nil {
+		return err
 	}
 	switch cfg.RopeScaling.Type {
-	case "", "default", "llama3", "linear":
+	case "", "default", "linear":
+	case "llama3":
+		if arch != "llama" {
+			return fmt.Errorf("gguf: llama3 rope scaling on a %s checkpoint is not exported", arch)
+		}
 	default:
 		return fmt.Errorf("gguf: rope_scaling type %q is not exported (llama.cpp computes it differently); supported: llama3, linear", cfg.RopeScaling.Type)
 	}
@@ -74,17 +105,20 @@ func CheckLlama(cfg llama.Config) error {
 // tokenizer_config.json) as a GGUF file at path, atomically.
 //
 // What it writes follows llama.cpp's convert_hf_to_gguf.py for
-// LlamaForCausalLM: the llama.* hyperparameters, tensors named token_embd,
-// blk.N.attn_q ... output_norm, output (absent when tied), the rows of
-// attn_q and attn_k permuted from Hugging Face's rotate-half layout to the
-// interleaved pairs llama.cpp rotates, rope_freqs for llama3 rope scaling,
-// and the tokenizer as tokenizer.ggml.* (model gpt2 with its pre-tokenizer
-// name for byte-level BPE).
+// LlamaForCausalLM (and MistralForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM): the llama.* (qwen2.*, qwen3.*) hyperparameters,
+// tensors named token_embd, blk.N.attn_q ... output_norm, output (absent
+// when tied), for the llama architecture the rows of attn_q and attn_k
+// permuted from Hugging Face's rotate-half layout to the interleaved pairs
+// llama.cpp rotates, rope_freqs for llama3 rope scaling, and the tokenizer
+// as tokenizer.ggml.* (gpt2 with its pre-tokenizer name for byte-level
+// BPE, llama with scores for SentencePiece-style BPE).
 func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) error {
 	c := m.Config
 	if err := CheckLlama(c); err != nil {
 		return err
 	}
+	arch, permute, _ := archOf(c)
 	if opt.DType != engine.F32 && opt.DType != engine.F16 && opt.DType != engine.BF16 {
 		return fmt.Errorf("gguf: dtype %v: want f32, f16 or bf16", opt.DType)
 	}
@@ -104,27 +138,28 @@ func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) 
 	if name == "" {
 		name = filepath.Base(filepath.Clean(m.Dir))
 	}
+	a := arch + "."
 	kvs := []KV{
-		{"general.architecture", "llama"},
+		{"general.architecture", arch},
 		{"general.type", "model"},
 		{"general.name", name},
 		{"general.file_type", fileType(opt.DType, opt.Q8_0)},
 		{"general.quantization_version", uint32(2)},
-		{"llama.vocab_size", uint32(c.VocabSize)},
-		{"llama.context_length", uint32(c.MaxPositionEmbeddings)},
-		{"llama.embedding_length", uint32(c.HiddenSize)},
-		{"llama.block_count", uint32(c.NumLayers)},
-		{"llama.feed_forward_length", uint32(c.IntermediateSize)},
-		{"llama.attention.head_count", uint32(c.NumHeads)},
-		{"llama.attention.head_count_kv", uint32(c.NumKVHeads)},
-		{"llama.rope.freq_base", float32(c.RopeTheta)},
-		{"llama.attention.layer_norm_rms_epsilon", float32(c.RMSNormEps)},
-		{"llama.attention.key_length", uint32(c.HeadDim)},
-		{"llama.attention.value_length", uint32(c.HeadDim)},
-		{"llama.rope.dimension_count", uint32(c.HeadDim)},
+		{a + "vocab_size", uint32(c.VocabSize)},
+		{a + "context_length", uint32(c.MaxPositionEmbeddings)},
+		{a + "embedding_length", uint32(c.HiddenSize)},
+		{a + "block_count", uint32(c.NumLayers)},
+		{a + "feed_forward_length", uint32(c.IntermediateSize)},
+		{a + "attention.head_count", uint32(c.NumHeads)},
+		{a + "attention.head_count_kv", uint32(c.NumKVHeads)},
+		{a + "rope.freq_base", float32(c.RopeTheta)},
+		{a + "attention.layer_norm_rms_epsilon", float32(c.RMSNormEps)},
+		{a + "attention.key_length", uint32(c.HeadDim)},
+		{a + "attention.value_length", uint32(c.HeadDim)},
+		{a + "rope.dimension_count", uint32(c.HeadDim)},
 	}
 	if c.RopeScaling.Type == "linear" {
-		kvs = append(kvs, KV{"llama.rope.scaling.type", "linear"}, KV{"llama.rope.scaling.factor", float32(c.RopeScaling.Factor)})
+		kvs = append(kvs, KV{a + "rope.scaling.type", "linear"}, KV{a + "rope.scaling.factor", float32(c.RopeScaling.Factor)})
 	}
 	kvs = append(kvs, voc.kvs()...)
 
@@ -141,12 +176,22 @@ func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) 
 	if c.RopeScaling.Type == "llama3" {
 		ts = append(ts, vec("rope_freqs.weight", llama3Factors(c)))
 	}
+	qHeads, kHeads := 0, 0
+	if permute {
+		qHeads, kHeads = c.NumHeads, c.NumKVHeads
+	}
 	for i, L := range m.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
+		ts = append(ts, vec(p+"attn_norm.weight", L.AttnNorm))
+		if L.QBias != nil { // Qwen2 (no permutation: llama.cpp's qwen2 rotates halves)
+			ts = append(ts, vec(p+"attn_q.bias", L.QBias), vec(p+"attn_k.bias", L.KBias), vec(p+"attn_v.bias", L.VBias))
+		}
+		if L.QNorm != nil { // Qwen3
+			ts = append(ts, vec(p+"attn_q_norm.weight", L.QNorm), vec(p+"attn_k_norm.weight", L.KNorm))
+		}
 		ts = append(ts,
-			vec(p+"attn_norm.weight", L.AttnNorm),
-			mat(p+"attn_q.weight", L.Q, c.NumHeads),
-			mat(p+"attn_k.weight", L.K, c.NumKVHeads),
+			mat(p+"attn_q.weight", L.Q, qHeads),
+			mat(p+"attn_k.weight", L.K, kHeads),
 			mat(p+"attn_v.weight", L.V, 0),
 			mat(p+"attn_output.weight", L.O, 0),
 			vec(p+"ffn_norm.weight", L.MLPNorm),
@@ -317,7 +362,7 @@ func llama3Factors(c llama.Config) []float32 {
 	return out
 }
 
-// Name maps a Hugging Face weight name of a Llama checkpoint to its GGUF
+// Name maps a Hugging Face weight name of a Llama-like checkpoint to its GGUF
 // name ("model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight"),
 // or "" when it has none.
 func Name(hf string) string {
@@ -346,6 +391,11 @@ func Name(hf string) string {
 
 var layerNames = map[string]string{
 	"input_layernorm.weight":          "attn_norm.weight",
+	"self_attn.q_proj.bias":           "attn_q.bias",
+	"self_attn.k_proj.bias":           "attn_k.bias",
+	"self_attn.v_proj.bias":           "attn_v.bias",
+	"self_attn.q_norm.weight":         "attn_q_norm.weight",
+	"self_attn.k_norm.weight":         "attn_k_norm.weight",
 	"self_attn.q_proj.weight":         "attn_q.weight",
 	"self_attn.k_proj.weight":         "attn_k.weight",
 	"self_attn.v_proj.weight":         "attn_v.weight",

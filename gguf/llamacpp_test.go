@@ -93,9 +93,35 @@ func runLlamaCpp(t *testing.T, req llamaCppRequest) llamaCppReply {
 // tokenizer) and loads it in f32.
 func synth(t *testing.T, opts llama.SynthOptions) (string, *llama.Model, *tokenizer.Tokenizer) {
 	t.Helper()
+	return synthPatched(t, opts, nil)
+}
+
+// synthPatched is synth with config.json's keys in patch replaced first.
+func synthPatched(t *testing.T, opts llama.SynthOptions, patch map[string]any) (string, *llama.Model, *tokenizer.Tokenizer) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ckpt")
 	if err := llama.Synth(dir, opts); err != nil {
 		t.Fatal(err)
+	}
+	if patch != nil {
+		cfgPath := filepath.Join(dir, "config.json")
+		data, err := os.ReadFile(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range patch {
+			cfg[k] = v
+		}
+		if data, err = json.Marshal(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	m, err := llama.Load(dir, llama.LoadOptions{DType: engine.F32, MaxLayer: llama.AllLayers})
 	if err != nil {
@@ -352,6 +378,70 @@ func TestLlamaCppShapes(t *testing.T) {
 			want := tliGreedy(t, m, prompt)
 			rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: []genRequest{{Tokens: prompt, N: genTokens}}})
 			checkSameGreedy(t, c.name, want, rep.Generated[0])
+		})
+	}
+}
+
+// TestLlamaCppFamilies runs llama.cpp on exports of the other families
+// llama.cpp computes as tli does: Mistral (as llama, q/k permuted), Qwen2
+// (q/k/v biases, rotate-half rope: no permutation) and Qwen3 (q/k norms),
+// each without its sliding window, which llama.cpp does not apply; and
+// Qwen2 with a LoRA adapter exported alone.
+func TestLlamaCppFamilies(t *testing.T) {
+	peer.LlamaCpp(t)
+	for _, c := range []struct {
+		shape, arch string
+		patch       map[string]any
+	}{
+		{"tiny-mistral", "llama", map[string]any{"sliding_window": nil}},
+		{"tiny-qwen2", "qwen2", map[string]any{"use_sliding_window": false}},
+		{"tiny-qwen3", "qwen3", map[string]any{"use_sliding_window": false}},
+	} {
+		t.Run(c.shape, func(t *testing.T) {
+			// Seed 6: with seed 5, Qwen2 with the adapter has two logits
+			// within 2e-4 at the 9th token, where llama.cpp's rounding
+			// picks the other one.
+			dir, m, tok := synthPatched(t, llama.SynthOptions{Shape: c.shape, Seed: 6}, c.patch)
+			path := export(t, m, dir, engine.F32)
+			f, err := gguf.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := f.Get("general.architecture"); v != c.arch {
+				t.Errorf("general.architecture %v, want %s", v, c.arch)
+			}
+			prompt := tok.Encode(genPrompt+" "+genPrompt, true)
+			want := tliGreedy(t, m, prompt)
+			reqs := []genRequest{{Tokens: prompt, N: genTokens}}
+			var merged []int
+			if c.arch == "qwen2" {
+				a, err := lora.New(lora.Config{R: 4, Alpha: 8, TargetModules: m.Config.LoRAModules()}, m.Config, 5)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rng := rand.New(rand.NewPCG(3, 4))
+				for _, p := range a.Params() {
+					if strings.Contains(p.Name, "lora_B") {
+						for i := range p.Data {
+							p.Data[i] = float32(rng.NormFloat64() * 0.5)
+						}
+					}
+				}
+				loraPath := filepath.Join(t.TempDir(), "lora.gguf")
+				if err := gguf.ExportLoRA(loraPath, a, m.Config, gguf.ExportOptions{DType: engine.F32}); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Merge(m); err != nil {
+					t.Fatal(err)
+				}
+				merged = tliGreedy(t, m, prompt)
+				reqs = append(reqs, genRequest{Tokens: prompt, N: genTokens, LoRA: loraPath})
+			}
+			rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: reqs})
+			checkSameGreedy(t, c.shape, want, rep.Generated[0])
+			if merged != nil {
+				checkSameGreedy(t, c.shape+" with a LoRA adapter", merged, rep.Generated[1])
+			}
 		})
 	}
 }

@@ -26,6 +26,7 @@ func ExportLoRA(path string, a *lora.Adapter, cfg llama.Config, opt ExportOption
 	if err := CheckLlama(cfg); err != nil {
 		return err
 	}
+	arch, permute, _ := archOf(cfg)
 	if opt.DType != engine.F32 && opt.DType != engine.F16 && opt.DType != engine.BF16 || opt.Q8_0 {
 		return fmt.Errorf("gguf: adapter dtype: want f32, f16 or bf16")
 	}
@@ -37,7 +38,7 @@ func ExportLoRA(path string, a *lora.Adapter, cfg llama.Config, opt ExportOption
 		name = "lora"
 	}
 	kvs := []KV{
-		{"general.architecture", "llama"},
+		{"general.architecture", arch},
 		{"general.type", "adapter"},
 		{"general.name", name},
 		{"general.file_type", fileType(opt.DType, false)},
@@ -56,10 +57,10 @@ func ExportLoRA(path string, a *lora.Adapter, cfg llama.Config, opt ExportOption
 				return fmt.Errorf("gguf: LoRA module %s has no llama.cpp name", m)
 			}
 			heads := 0
-			switch m {
-			case "q_proj":
+			switch {
+			case permute && m == "q_proj":
 				heads = cfg.NumHeads
-			case "k_proj":
+			case permute && m == "k_proj":
 				heads = cfg.NumKVHeads
 			}
 			if ad.Scale != a.Config.Scale() {

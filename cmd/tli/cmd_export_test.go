@@ -28,15 +28,19 @@ func runExportCmd(t *testing.T, args ...string) (stdout, stderr string, rc int) 
 	return out.String(), errs.String(), rc
 }
 
-// TestExportRefuses checks export's one-line refusals: another family than
-// Llama, an existing --out without --force, an unknown format or dtype.
+// TestExportRefuses checks export's one-line refusals: a family llama.cpp
+// would compute differently (Gemma, Qwen2 with a sliding window), an
+// existing --out without --force, an unknown format or dtype.
 func TestExportRefuses(t *testing.T) {
 	dir := t.TempDir()
-	ck, qwen := filepath.Join(dir, "ck"), filepath.Join(dir, "qwen")
+	ck, qwen, gemma := filepath.Join(dir, "ck"), filepath.Join(dir, "qwen"), filepath.Join(dir, "gemma")
 	if err := llama.Synth(ck, llama.SynthOptions{Layers: 1, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := llama.Synth(qwen, llama.SynthOptions{Shape: "tiny-qwen2", Layers: 1, Seed: 2}); err != nil {
+	if err := llama.Synth(qwen, llama.SynthOptions{Shape: "tiny-qwen2", Layers: 2, Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := llama.Synth(gemma, llama.SynthOptions{Shape: "tiny-gemma", Layers: 1, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "m.gguf")
@@ -50,7 +54,8 @@ func TestExportRefuses(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--model", qwen, "--out", filepath.Join(dir, "q.gguf")}, `model_type llama`},
+		{[]string{"--model", gemma, "--out", filepath.Join(dir, "q.gguf")}, `model_type "gemma"`},
+		{[]string{"--model", qwen, "--out", filepath.Join(dir, "q.gguf")}, `sliding window`},
 		{[]string{"--model", ck, "--out", out}, "already exists"},
 		{[]string{"--model", ck, "--out", out, "--force", "--format", "onnx"}, "--format"},
 		{[]string{"--model", ck, "--out", out, "--force", "--dtype", "q4"}, "--dtype"},
