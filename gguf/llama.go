@@ -65,8 +65,13 @@ func archOf(cfg llama.Config) (arch string, permute bool, err error) {
 		arch, permute = "llama", true
 	case "qwen2", "qwen3":
 		arch = name
+	case "gemma":
+		arch = name
+		if !cfg.TieWordEmbeddings {
+			return "", false, fmt.Errorf("gguf: a Gemma checkpoint with an untied lm_head is not exported (llama.cpp's gemma takes the embedding as the head)")
+		}
 	default:
-		return "", false, fmt.Errorf("gguf: export supports model_type llama, mistral, qwen2 and qwen3 for now; this checkpoint is model_type %q", name)
+		return "", false, fmt.Errorf("gguf: export supports model_type llama, mistral, qwen2, qwen3 and gemma for now; this checkpoint is model_type %q", name)
 	}
 	for i := 0; i < cfg.NumLayers; i++ {
 		if w := cfg.WindowAt(i); w > 0 && w < cfg.MaxPositionEmbeddings {
@@ -78,8 +83,8 @@ func archOf(cfg llama.Config) (arch string, permute bool, err error) {
 
 // CheckLlama returns an error when cfg is not a checkpoint ExportLlama can
 // write: a Llama-like family llama.cpp runs the same way (llama, mistral
-// without a sliding window, qwen2, qwen3), with a rope scaling llama.cpp
-// computes the same way.
+// without a sliding window, qwen2, qwen3, gemma with a tied head), with a
+// rope scaling llama.cpp computes the same way.
 func CheckLlama(cfg llama.Config) error {
 	arch, _, err := archOf(cfg)
 	if err != nil {
@@ -106,7 +111,8 @@ func CheckLlama(cfg llama.Config) error {
 //
 // What it writes follows llama.cpp's convert_hf_to_gguf.py for
 // LlamaForCausalLM (and MistralForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM): the llama.* (qwen2.*, qwen3.*) hyperparameters,
+// Qwen3ForCausalLM, GemmaForCausalLM, whose norms are stored as 1+w): the
+// llama.* (qwen2.*, qwen3.*, gemma.*) hyperparameters,
 // tensors named token_embd, blk.N.attn_q ... output_norm, output (absent
 // when tied), for the llama architecture the rows of attn_q and attn_k
 // permuted from Hugging Face's rotate-half layout to the interleaved pairs
@@ -172,6 +178,18 @@ func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) 
 	vec := func(name string, v []float32) Tensor {
 		return Tensor{Name: name, Dims: []uint64{uint64(len(v))}, Type: F32, Data: func(w io.Writer) error { return writeF32(w, v) }}
 	}
+	// Gemma's RMSNorm multiplies by 1+w; llama.cpp's by w, so the
+	// converter stores 1+w.
+	norm := vec
+	if c.Arch != nil && c.Arch.NormPlusOne {
+		norm = func(name string, v []float32) Tensor {
+			w := make([]float32, len(v))
+			for i, x := range v {
+				w[i] = x + 1
+			}
+			return vec(name, w)
+		}
+	}
 	ts := []Tensor{mat("token_embd.weight", m.Embed, 0)}
 	if c.RopeScaling.Type == "llama3" {
 		ts = append(ts, vec("rope_freqs.weight", llama3Factors(c)))
@@ -182,7 +200,7 @@ func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) 
 	}
 	for i, L := range m.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
-		ts = append(ts, vec(p+"attn_norm.weight", L.AttnNorm))
+		ts = append(ts, norm(p+"attn_norm.weight", L.AttnNorm))
 		if L.QBias != nil { // Qwen2 (no permutation: llama.cpp's qwen2 rotates halves)
 			ts = append(ts, vec(p+"attn_q.bias", L.QBias), vec(p+"attn_k.bias", L.KBias), vec(p+"attn_v.bias", L.VBias))
 		}
@@ -194,13 +212,13 @@ func ExportLlama(path string, m *llama.Model, tokDir string, opt ExportOptions) 
 			mat(p+"attn_k.weight", L.K, kHeads),
 			mat(p+"attn_v.weight", L.V, 0),
 			mat(p+"attn_output.weight", L.O, 0),
-			vec(p+"ffn_norm.weight", L.MLPNorm),
+			norm(p+"ffn_norm.weight", L.MLPNorm),
 			mat(p+"ffn_gate.weight", L.Gate, 0),
 			mat(p+"ffn_up.weight", L.Up, 0),
 			mat(p+"ffn_down.weight", L.Down, 0),
 		)
 	}
-	ts = append(ts, vec("output_norm.weight", m.Norm))
+	ts = append(ts, norm("output_norm.weight", m.Norm))
 	if !c.TieWordEmbeddings {
 		ts = append(ts, mat("output.weight", m.LMHead, 0))
 	}

@@ -26,7 +26,7 @@ var exportOut io.Writer = os.Stdout
 func runExport(args []string) error {
 	fs := newFlagSet("export", "--format gguf --model DIR [--adapter DIR [--lora-only]] --out FILE.gguf [--dtype auto|f32|f16|bf16|q8_0]")
 	format := fs.String("format", "gguf", "output format: gguf (llama.cpp)")
-	dir := fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json), or a Hugging Face repo id in the local cache; model_type llama, mistral, qwen2 or qwen3 (without a sliding window, which llama.cpp does not apply)")
+	dir := fs.String("model", "", "checkpoint folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json), or a Hugging Face repo id in the local cache; model_type llama, mistral, qwen2, qwen3 or gemma (without a sliding window, which llama.cpp does not apply)")
 	adapter := fs.String("adapter", "", "LoRA adapter folder (PEFT layout) to merge into the weights before exporting")
 	out := fs.String("out", "", "the GGUF file to write")
 	dtype := fs.String("dtype", "auto", "type of the weight matrices in the file: f32, f16, bf16 or q8_0 (llama.cpp's 8-bit blocks; matrices whose rows are not a multiple of 32 stay f16); auto: the checkpoint's torch_dtype, f32 when it is neither f16 nor bf16; norms are f32")

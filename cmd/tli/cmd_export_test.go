@@ -28,19 +28,20 @@ func runExportCmd(t *testing.T, args ...string) (stdout, stderr string, rc int) 
 	return out.String(), errs.String(), rc
 }
 
-// TestExportRefuses checks export's one-line refusals: a family llama.cpp
-// would compute differently (Gemma, Qwen2 with a sliding window), an
+// TestExportRefuses checks export's one-line refusals: a family not
+// exported (BLOOM) or that llama.cpp would compute differently (Qwen2 with
+// a sliding window), an
 // existing --out without --force, an unknown format or dtype.
 func TestExportRefuses(t *testing.T) {
 	dir := t.TempDir()
-	ck, qwen, gemma := filepath.Join(dir, "ck"), filepath.Join(dir, "qwen"), filepath.Join(dir, "gemma")
+	ck, qwen, bloom := filepath.Join(dir, "ck"), filepath.Join(dir, "qwen"), filepath.Join(dir, "bloom")
 	if err := llama.Synth(ck, llama.SynthOptions{Layers: 1, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := llama.Synth(qwen, llama.SynthOptions{Shape: "tiny-qwen2", Layers: 2, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := llama.Synth(gemma, llama.SynthOptions{Shape: "tiny-gemma", Layers: 1, Seed: 2}); err != nil {
+	if err := llama.Synth(bloom, llama.SynthOptions{Shape: "tiny-bloom", Layers: 1, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "m.gguf")
@@ -54,7 +55,7 @@ func TestExportRefuses(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--model", gemma, "--out", filepath.Join(dir, "q.gguf")}, `model_type "gemma"`},
+		{[]string{"--model", bloom, "--out", filepath.Join(dir, "q.gguf")}, `model_type "bloom"`},
 		{[]string{"--model", qwen, "--out", filepath.Join(dir, "q.gguf")}, `sliding window`},
 		{[]string{"--model", ck, "--out", out}, "already exists"},
 		{[]string{"--model", ck, "--out", out, "--force", "--format", "onnx"}, "--format"},
