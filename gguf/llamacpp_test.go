@@ -303,6 +303,12 @@ func TestLlamaCppLlama2Tokenizer(t *testing.T) {
 	realTokenizer(t, "tokenizer-llama2", 32000, "llama", "default", "<s>[INST] hi [/INST]</s>", "tab\tand\u00a0nbsp", "ÿ\x01 bytes")
 }
 
+// TestLlamaCppGemma3Tokenizer is the same with Gemma 3's tokenizer
+// (SentencePiece-style BPE without a space prefix, 6415 added tokens).
+func TestLlamaCppGemma3Tokenizer(t *testing.T) {
+	realTokenizer(t, "tokenizer-gemma3", 262208, "llama", "default", "<start_of_turn>user\nhi<end_of_turn>", "<b>html</b>\n\n\n")
+}
+
 // TestLlamaCppQwen3Tokenizer is the same with Qwen3's tokenizer
 // (pre-tokenizer qwen2; ids past the tokenizer's up to vocab_size become
 // unused [PADi] tokens).

@@ -162,10 +162,11 @@ func readVocab(dir string, n int) (*vocab, error) {
 	if f.Model.ByteFallback {
 		// SentencePiece-style BPE (Llama 2's tokenizer.json): llama.cpp's
 		// "llama" tokenizer, which merges by token score.
-		if !spmLegacy(f.Normalizer, f.PreTokenizer) {
-			return nil, fmt.Errorf("gguf: %s: a byte-fallback BPE tokenizer whose normalizer and pre-tokenizer are not Llama 2's (Prepend and Replace of \u2581, no pre-tokenizer) is not exported", path)
+		ok, prefix := spmSplit(f.Normalizer, f.PreTokenizer)
+		if !ok {
+			return nil, fmt.Errorf("gguf: %s: a byte-fallback BPE tokenizer whose normalizer and pre-tokenizer are neither Llama 2's nor Gemma's is not exported", path)
 		}
-		v.model, v.pre, v.addSpacePrefix = "llama", "default", true
+		v.model, v.pre, v.addSpacePrefix = "llama", "default", prefix
 	} else if v.pre, err = preName(f.PreTokenizer); err != nil {
 		return nil, fmt.Errorf("gguf: %s: %w", path, err)
 	}
@@ -224,30 +225,47 @@ func readVocab(dir string, n int) (*vocab, error) {
 	return v, nil
 }
 
-// spmLegacy reports whether a byte-fallback BPE tokenizer splits text as
-// Llama 2's does: a normalizer that prepends \u2581 and replaces spaces by
-// it, and no pre-tokenizer.
-func spmLegacy(norm, pre json.RawMessage) bool {
-	if len(pre) != 0 && string(pre) != "null" {
-		return false
+// spmSplit reports whether a byte-fallback BPE tokenizer splits text as
+// llama.cpp's "llama" tokenizer does, and whether a space is put before the
+// text: Llama 2's normalizer (prepend \u2581, replace spaces by it, no
+// pre-tokenizer), or Gemma's (replace spaces by \u2581, no prefix; its
+// split on spaces then finds none).
+func spmSplit(norm, pre json.RawMessage) (ok, addSpacePrefix bool) {
+	type replace struct {
+		Type    string `json:"type"`
+		Prepend string `json:"prepend"`
+		Pattern struct {
+			String *string `json:"String"`
+		} `json:"pattern"`
+		Content  string `json:"content"`
+		Behavior string `json:"behavior"`
+	}
+	isReplace := func(r replace) bool {
+		return r.Type == "Replace" && r.Pattern.String != nil && *r.Pattern.String == " " && r.Content == "\u2581"
 	}
 	var n struct {
-		Type        string `json:"type"`
-		Normalizers []struct {
-			Type    string `json:"type"`
-			Prepend string `json:"prepend"`
-			Pattern struct {
-				String *string `json:"String"`
-			} `json:"pattern"`
-			Content string `json:"content"`
-		} `json:"normalizers"`
+		replace
+		Normalizers []replace `json:"normalizers"`
 	}
-	if json.Unmarshal(norm, &n) != nil || n.Type != "Sequence" || len(n.Normalizers) != 2 {
-		return false
+	if json.Unmarshal(norm, &n) != nil {
+		return false, false
 	}
-	p, r := n.Normalizers[0], n.Normalizers[1]
-	return p.Type == "Prepend" && p.Prepend == "\u2581" && r.Type == "Replace" &&
-		r.Pattern.String != nil && *r.Pattern.String == " " && r.Content == "\u2581"
+	noPre := len(pre) == 0 || string(pre) == "null"
+	switch {
+	case n.Type == "Sequence" && len(n.Normalizers) == 2 && noPre:
+		p := n.Normalizers[0]
+		return p.Type == "Prepend" && p.Prepend == "\u2581" && isReplace(n.Normalizers[1]), true
+	case isReplace(n.replace):
+		var p replace
+		if noPre {
+			return true, false
+		}
+		if json.Unmarshal(pre, &p) != nil {
+			return false, false
+		}
+		return p.Type == "Split" && p.Pattern.String != nil && *p.Pattern.String == " " && p.Behavior == "MergedWithPrevious", false
+	}
+	return false, false
 }
 
 // spmScores sets the token types and scores of a SentencePiece-style
