@@ -3,9 +3,13 @@
 // infos, then the tensor data, each tensor aligned to general.alignment
 // (32 bytes unless the metadata says otherwise).
 //
-// ExportLlama turns a loaded Llama checkpoint and its tokenizer into a
-// GGUF file llama.cpp runs, with the metadata, tensor names, q/k row order
-// and tokenizer fields llama.cpp's convert_hf_to_gguf.py writes.
+// ExportLlama turns a loaded checkpoint of a Llama-like family (llama,
+// mistral, qwen2, qwen3, gemma) and its tokenizer into a GGUF file
+// llama.cpp runs, with the metadata, tensor names, q/k row order and
+// tokenizer fields llama.cpp's convert_hf_to_gguf.py writes; ExportLoRA
+// writes a LoRA adapter as a GGUF adapter llama.cpp applies to it. The
+// tests compare with llama.cpp itself (npm node-llama-cpp, run by
+// testdata/llamacpp.mjs).
 package gguf
 
 import (
