@@ -60,18 +60,18 @@ func runEmbed(args []string) error {
 	if *batchTokens <= 0 {
 		return usageErrorf("--batch-tokens must be positive")
 	}
-	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(*out)), ".")
-	switch format {
-	case "safetensors", "json", "npy":
-	default:
-		return usageErrorf("--out %s: want a .safetensors, .json or .npy file", *out)
-	}
 	inputs := []atomicfs.Input{{Flag: "--model", Path: *mf.dir}}
 	if *wordsPath != "-" {
 		inputs = append(inputs, atomicfs.Input{Flag: "--words", Path: *wordsPath})
 	}
 	if err := checkOutFile("--out", *out, *force, inputs...); err != nil {
 		return err
+	}
+	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(*out)), ".")
+	switch format {
+	case "safetensors", "json", "npy":
+	default:
+		return usageErrorf("--out %s: want a .safetensors, .json or .npy file", *out)
 	}
 	var raw []byte
 	if *wordsPath == "-" {
