@@ -20,6 +20,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgpdf"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // Plot colours: Swahili and "before" in blue, English and "after" in
@@ -77,22 +79,26 @@ func plotFile(name string) string { return name + "." + PlotFormat }
 // savePlot writes p to path, atomically, in the format its extension names
 // (.png at PlotDPI, .svg or .pdf).
 func savePlot(p *plot.Plot, path string, w, h vg.Length) error {
-	var wt io.WriterTo
+	return saveDrawn(path, w, h, func(c draw.Canvas) { p.Draw(c) })
+}
+
+// saveDrawn writes what drawFn draws on a w×h canvas to path, atomically,
+// in the format its extension names (.png at PlotDPI, .svg or .pdf).
+func saveDrawn(path string, w, h vg.Length, drawFn func(draw.Canvas)) error {
+	var c vg.CanvasWriterTo
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
 	case ".png":
-		c := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(PlotDPI))
-		p.Draw(draw.New(c))
-		wt = vgimg.PngCanvas{Canvas: c}
-	case ".svg", ".pdf":
-		var err error
-		if wt, err = p.WriterTo(w, h, ext[1:]); err != nil {
-			return fmt.Errorf("tli: plot %s: %w", path, err)
-		}
+		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(PlotDPI))}
+	case ".svg":
+		c = vgsvg.New(w, h)
+	case ".pdf":
+		c = vgpdf.New(w, h)
 	default:
 		return fmt.Errorf("tli: plot %s: want a .png, .svg or .pdf file", path)
 	}
+	drawFn(draw.New(c))
 	return WriteAtomic(path, func(out io.Writer) error {
-		_, err := wt.WriteTo(out)
+		_, err := c.WriteTo(out)
 		return err
 	})
 }
@@ -101,8 +107,17 @@ func savePlot(p *plot.Plot, path string, w, h vg.Length) error {
 // the bar of layer best in red with its value in the legend (best < 0 marks
 // none). ylabel names the measure, e.g. "mean cosine (content pooling)".
 func PlotLayerBars(path string, layers []int, values []float64, best int, title, ylabel string) error {
+	p, width, err := layerBars(layers, values, best, title, ylabel)
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	return savePlot(p, path, width, plotHeight)
+}
+
+// layerBars is PlotLayerBars' plot and the width it needs.
+func layerBars(layers []int, values []float64, best int, title, ylabel string) (*plot.Plot, vg.Length, error) {
 	if len(layers) != len(values) || len(layers) == 0 {
-		return fmt.Errorf("tli: plot %s: %d layers but %d values", path, len(layers), len(values))
+		return nil, 0, fmt.Errorf("%d layers but %d values", len(layers), len(values))
 	}
 	p := plot.New()
 	p.Title.Text = title
@@ -110,7 +125,7 @@ func PlotLayerBars(path string, layers []int, values []float64, best int, title,
 	p.Y.Label.Text = ylabel
 	bars, err := plotter.NewBarChart(plotter.Values(values), vg.Points(barWidth(len(values))))
 	if err != nil {
-		return fmt.Errorf("tli: plot %s: %w", path, err)
+		return nil, 0, err
 	}
 	bars.Color = colorBar
 	bars.LineStyle.Width = 0
@@ -121,7 +136,7 @@ func PlotLayerBars(path string, layers []int, values []float64, best int, title,
 		}
 		hb, err := plotter.NewBarChart(plotter.Values{values[i]}, bars.Width)
 		if err != nil {
-			return fmt.Errorf("tli: plot %s: %w", path, err)
+			return nil, 0, err
 		}
 		hb.XMin = float64(i)
 		hb.Color = colorBest
@@ -147,7 +162,7 @@ func PlotLayerBars(path string, layers []int, values []float64, best int, title,
 	// Whole bars at both ends, and room above them for the legend.
 	p.X.Min, p.X.Max = -0.6, float64(len(layers))-0.4
 	padTop(p, 0.2)
-	return savePlot(p, path, width, plotHeight)
+	return p, width, nil
 }
 
 // barWidth returns a bar width in points that fills the plot for n bars.
@@ -983,4 +998,60 @@ func PlotBeforeAfterBars(path string, groups []GroupSummary, title string) error
 	p.Y.Min = math.Min(0, p.Y.Min)
 	padTop(p, 0.3)
 	return savePlot(p, path, plotWidth, plotHeight)
+}
+
+// PlotScan draws a scan in two panels over the same layers: above, the
+// mean cosine of the translation pairs and the mismatched-pair baseline;
+// below, their gap as bars, the best layer by gap in red. Every layer is
+// labelled (see PlotLayerBars).
+func PlotScan(path string, stats []LayerStats, best int, title string) error {
+	if len(stats) == 0 {
+		return fmt.Errorf("tli: plot %s: no layers", path)
+	}
+	layers := make([]int, len(stats))
+	gaps := make([]float64, len(stats))
+	mean, base := make(plotter.XYs, len(stats)), make(plotter.XYs, len(stats))
+	for i, st := range stats {
+		layers[i], gaps[i] = st.Layer, st.Gap
+		mean[i] = plotter.XY{X: float64(i), Y: st.Mean}
+		base[i] = plotter.XY{X: float64(i), Y: st.MismatchedMean}
+	}
+	bars, width, err := layerBars(layers, gaps, best, "", "gap: translation − mismatched")
+	if err != nil {
+		return fmt.Errorf("tli: plot %s: %w", path, err)
+	}
+	top := plot.New()
+	top.Title.Text = title
+	top.Y.Label.Text = "mean cosine"
+	top.Legend.Top = true
+	top.Add(plotter.NewGrid())
+	for _, s := range []struct {
+		name   string
+		xy     plotter.XYs
+		dashed bool
+	}{{"translation pairs", mean, false}, {"mismatched pairs (baseline)", base, true}} {
+		l, pts, err := plotter.NewLinePoints(s.xy)
+		if err != nil {
+			return fmt.Errorf("tli: plot %s: %w", path, err)
+		}
+		l.Color, pts.Color, pts.Radius = colorSwahili, colorSwahili, vg.Points(2)
+		if s.dashed {
+			l.Color, pts.Color = colorEnglish, colorEnglish
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		}
+		top.Add(l, pts)
+		top.Legend.Add(s.name, l, pts)
+	}
+	// The same x positions and labels as the bars below.
+	top.X.Min, top.X.Max = bars.X.Min, bars.X.Max
+	top.X.Tick.Marker = bars.X.Tick.Marker
+	top.X.Tick.Label = bars.X.Tick.Label
+	padTop(top, 0.25)
+	h := plotHeight * 8 / 5
+	return saveDrawn(path, width, h, func(c draw.Canvas) {
+		tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(2), PadBottom: vg.Points(2), PadY: vg.Points(6)}
+		canvases := plot.Align([][]*plot.Plot{{top}, {bars}}, tiles, c)
+		top.Draw(canvases[0][0])
+		bars.Draw(canvases[1][0])
+	})
 }

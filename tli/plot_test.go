@@ -439,3 +439,23 @@ func TestPlotBeforeAfterBars(t *testing.T) {
 		t.Error("no groups: no error")
 	}
 }
+
+// The scan figure: the means and baselines above, the gaps below.
+func TestPlotScan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "scan.png")
+	var st []LayerStats
+	for l := 0; l <= 32; l++ {
+		m := 0.3 + 0.01*float64(l)
+		st = append(st, LayerStats{Layer: l, Mean: m, MismatchedMean: m - 0.02 - 0.001*float64(l%5), Gap: 0.02 + 0.001*float64(l%5)})
+	}
+	if err := PlotScan(path, st, 4, "scan"); err != nil {
+		t.Fatal(err)
+	}
+	b, n := readPNG(t, path, colorSwahili, colorEnglish, colorBest, colorBar)
+	if b.Dy() != 768 || n[0] == 0 || n[1] == 0 || n[2] < 100 || n[3] < 10*n[2] {
+		t.Errorf("size %v, pixels: mean %d, baseline %d, best bar %d, other bars %d", b, n[0], n[1], n[2], n[3])
+	}
+	if err := PlotScan(path, nil, 0, ""); err == nil {
+		t.Error("no layers: no error")
+	}
+}

@@ -86,13 +86,8 @@ func WriteScan(dir string, res *ScanResult, w io.Writer) error {
 	}
 	byGap, _ := res.Best()
 	byMean, _ := res.BestByMean()
-	layers := make([]int, len(res.Layers))
-	gaps := make([]float64, len(res.Layers))
-	for i, l := range res.Layers {
-		layers[i], gaps[i] = l.Layer, l.Gap
-	}
-	title := fmt.Sprintf("Swahili-English alignment by layer (%s pooling)", res.Pooling)
-	if err := PlotLayerBars(filepath.Join(dir, plotFile("scan")), layers, gaps, byGap.Layer, title, "gap: matched - mismatched cosine"); err != nil {
+	title := fmt.Sprintf("Swahili–English alignment by layer (%s pooling)", res.Pooling)
+	if err := PlotScan(filepath.Join(dir, plotFile("scan")), res.Layers, byGap.Layer, title); err != nil {
 		return err
 	}
 	if err := WriteScanTable(w, res); err != nil {
