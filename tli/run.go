@@ -321,7 +321,8 @@ type RunOptions struct {
 	OutName          string
 	Model, PairsName string // names shown in reports
 	MapMethods       []string
-	Commands         []string // shown in report.md
+	Maps             MapOptions // zero: the published settings
+	Commands         []string   // shown in report.md
 	// Base, when not nil, holds the base model's vectors of Groups at every
 	// layer for ScanPooling and EvalPooling (a sweep computes them once);
 	// otherwise Run embeds them.
@@ -487,7 +488,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 	if err != nil {
 		return res, err
 	}
-	maps, err := PlotMaps(evalDir, o.Groups[0], res.Train.Layer, o.EvalPooling, ev.Before, ev.After, o.MapMethods)
+	maps, err := PlotMapsWith(evalDir, o.Groups[0], res.Train.Layer, o.EvalPooling, ev.Before, ev.After, o.MapMethods, o.Maps)
 	if err != nil {
 		return res, err
 	}

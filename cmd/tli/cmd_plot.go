@@ -23,6 +23,7 @@ func runPlot(args []string) error {
 	layer := fs.Int("layer", 2, "layer whose embeddings are drawn")
 	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content, mean or last")
 	methods := fs.String("methods", "pca,tsne", "projections to draw: pca, tsne or both")
+	mapf := addMapFlags(fs)
 	out := fs.String("out", "", "output folder for the PNG maps")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	if err := parseFlags(fs, args); err != nil {
@@ -34,6 +35,10 @@ func runPlot(args []string) error {
 	p, err := tli.ParsePooling(*pooling)
 	if err != nil {
 		return usageErrorf("--pooling: %v", err)
+	}
+	mapOpts, err := mapf.options()
+	if err != nil {
+		return err
 	}
 	var ms []string
 	for _, s := range strings.Split(*methods, ",") {
@@ -84,7 +89,7 @@ func runPlot(args []string) error {
 			return err
 		}
 	}
-	plots, err := tli.PlotMaps(st.Path(), groups[0], *layer, p, before, after, ms)
+	plots, err := tli.PlotMapsWith(st.Path(), groups[0], *layer, p, before, after, ms, mapOpts)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ func runRun(args []string) error {
 	out := fs.String("out", "", "output folder: scan/, train/, eval/, report.md")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class (with --train-category: train on one class, test on another)")
+	mapf := addMapFlags(fs)
 	evalLayers := fs.String("eval-layers", string(tli.EvalAll), "layers the evaluation embeds after training: all (every layer; reports the training layer and the last) or train (0..the training layer only, a shorter pass)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -46,6 +47,10 @@ func runRun(args []string) error {
 	scope, err := tli.ParseEvalScope(*evalLayers)
 	if err != nil {
 		return usageErrorf("--eval-layers: %v", err)
+	}
+	mapOpts, err := mapf.options()
+	if err != nil {
+		return err
 	}
 	opts, err := tf.options(setFlagNames(fs))
 	if err != nil {
@@ -64,7 +69,7 @@ func runRun(args []string) error {
 		inputs: []atomicfs.Input{{Flag: "--pairs", Path: *tf.pairs}, {Flag: "--control", Path: *control}},
 		run: tli.RunOptions{Train: opts, AutoLayer: *tf.layer == "auto", ScanPooling: scanPool, EvalPooling: evalPool, EvalScope: scope,
 			Groups: groups, InitAdapter: *tf.initAdapter, Resume: *tf.resume, PairsName: pairsName(*tf.pairs, "embedded training list"),
-			MapMethods: []string{"pca", "tsne"}, Commands: []string{commandLine()}}})
+			MapMethods: []string{"pca", "tsne"}, Maps: mapOpts, Commands: []string{commandLine()}}})
 }
 
 // pipeline maps the flags to tli.RunOptions and runs tli.Run. Everything

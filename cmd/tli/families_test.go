@@ -130,3 +130,21 @@ func TestFlagAliases(t *testing.T) {
 		}
 	}
 }
+
+// tli plot --sample/--perplexity draw a t-SNE map of that many pairs.
+func TestMapFlags(t *testing.T) {
+	model := testModel(t)
+	out := filepath.Join(t.TempDir(), "maps")
+	mustRun(t, "plot", "--model", model, "--out", out, "--methods", "tsne", "--sample", "12", "--perplexity", "4")
+	rep, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		if _, serr := os.Stat(filepath.Join(out, "map_tsne_before_layer2.png")); serr != nil {
+			t.Fatal(serr)
+		}
+	} else if !strings.Contains(string(rep), "12 sampled pairs, perplexity 4") {
+		t.Errorf("report lacks the map settings: %s", rep)
+	}
+	if code, stderr := tliRun(t, "plot", "--model", model, "--out", t.TempDir(), "--sample", "1"); code != 2 || !strings.Contains(stderr, "--sample 1") {
+		t.Errorf("--sample 1: exit %d, %s", code, stderr)
+	}
+}

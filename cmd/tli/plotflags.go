@@ -26,3 +26,25 @@ func (p plotFlags) apply() error {
 	}
 	return nil
 }
+
+// mapFlags are the settings of the word maps (run, plot).
+type mapFlags struct {
+	sample     *int
+	perplexity *float64
+	labels     *int
+}
+
+func addMapFlags(fs *flag.FlagSet) mapFlags {
+	return mapFlags{
+		sample:     fs.Int("sample", 25, "t-SNE maps: the number of pairs drawn, a seeded sample, all labelled (the published setting: 25)"),
+		perplexity: fs.Float64("perplexity", 15, "t-SNE perplexity (the published setting: 15)"),
+		labels:     fs.Int("labels", 25, "PCA maps: the number of pairs labelled with their words"),
+	}
+}
+
+func (m mapFlags) options() (tli.MapOptions, error) {
+	if *m.sample < 2 || *m.labels < 0 || !(*m.perplexity > 0) {
+		return tli.MapOptions{}, usageErrorf("--sample %d, --perplexity %v, --labels %d: want a sample of at least 2 pairs, a positive perplexity and labels >= 0", *m.sample, *m.perplexity, *m.labels)
+	}
+	return tli.MapOptions{Sample: *m.sample, Perplexity: *m.perplexity, Labels: *m.labels}, nil
+}
