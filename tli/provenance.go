@@ -3,6 +3,8 @@ package tli
 import (
 	"runtime/debug"
 	"time"
+
+	"github.com/tli-project/tli/llama"
 )
 
 // SchemaVersion is the version of the layout of the JSON files tli writes
@@ -71,6 +73,18 @@ type Provenance struct {
 	Settings map[string]any     `json:"settings,omitempty"`
 	Seconds  map[string]float64 `json:"seconds,omitempty"`
 	Date     string             `json:"date,omitempty"`
+}
+
+// NewProvenance starts the provenance of results computed with m, named
+// model (its folder or repo id): the build, the family, how the weights are
+// held and the date; the caller adds settings and times.
+func NewProvenance(m *llama.Model, model string) *Provenance {
+	dtype := ""
+	if m.Embed != nil {
+		dtype = m.Embed.DType.String()
+	}
+	return &Provenance{Schema: SchemaVersion, Build: ThisBuild(), Model: model, Family: m.Config.Family(), DType: dtype,
+		Settings: map[string]any{}, Seconds: map[string]float64{}, Date: now().Format(time.RFC3339)}
 }
 
 // trainSettings lists every training hyperparameter of o by its flag name.

@@ -45,6 +45,7 @@ type ScanResult struct {
 	Pooling Pooling      // how token states were pooled into word vectors
 	Layers  []LayerStats // one per scanned layer
 	Notes   []string     // free text added to reports
+	Prov    *Provenance  // written into scan.json when not nil
 }
 
 // Best returns the layer with the largest gap between matched and
@@ -177,6 +178,9 @@ func WriteScanJSON(path string, s *ScanResult) error {
 	}
 	if b, ok := s.Best(); ok {
 		doc["best_layer_by_gap"] = b.Layer
+	}
+	if s.Prov != nil {
+		doc["provenance"] = s.Prov
 	}
 	if len(s.Notes) > 0 {
 		doc["notes"] = s.Notes
@@ -394,6 +398,7 @@ type EvalSummary struct {
 	Pooling Pooling // pooling used for every cosine
 	Groups  []GroupSummary
 	Notes   []string
+	Prov    *Provenance // written into summary.json when not nil
 }
 
 func groupJSON(g GroupSummary) map[string]any {
@@ -442,6 +447,9 @@ func WriteSummaryJSON(path string, s *EvalSummary) error {
 	}
 	if len(s.Notes) > 0 {
 		doc["notes"] = s.Notes
+	}
+	if s.Prov != nil {
+		doc["provenance"] = s.Prov
 	}
 	return writeJSON(path, doc)
 }

@@ -386,12 +386,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		return nil, fmt.Errorf("tli: Run needs every layer of the model loaded (%d of %d are)", len(m.Layers), cfg.NumLayers)
 	}
 	res := &RunResult{Train: o.Train}
-	dtype := ""
-	if m.Embed != nil {
-		dtype = m.Embed.DType.String()
-	}
-	res.Prov = &Provenance{Schema: SchemaVersion, Build: ThisBuild(), Model: o.Model, Family: cfg.Family(), DType: dtype,
-		Seconds: map[string]float64{}, Date: now().Format(time.RFC3339)}
+	res.Prov = NewProvenance(m, o.Model)
 	phase := time.Now()
 	all := LayerRange(cfg.NumLayers)
 	pools := []Pooling{o.ScanPooling}
@@ -417,7 +412,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 	if err != nil {
 		return nil, err
 	}
-	res.Scan = &ScanResult{Model: o.Model, Pairs: o.PairsName, Pooling: o.ScanPooling, Layers: stats}
+	res.Scan = &ScanResult{Model: o.Model, Pairs: o.PairsName, Pooling: o.ScanPooling, Layers: stats, Prov: res.Prov}
 	scanDir := filepath.Join(o.Out, "scan")
 	if !o.SkipScanFiles {
 		if err := os.MkdirAll(scanDir, 0o755); err != nil {
@@ -479,6 +474,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		return res, err
 	}
 	res.Eval = ev
+	ev.Summary.Prov = res.Prov
 	outName := o.OutName
 	if outName == "" {
 		outName = o.Out

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/lora"
@@ -110,16 +111,22 @@ func runEval(args []string) error {
 	if err := checkGroupsTokenize(groups, tok); err != nil {
 		return err
 	}
+	start := time.Now()
 	r, err := tli.Evaluate(m, tok, a, groups, report, report, p, nil)
 	if err != nil {
 		return err
 	}
 	r.Summary.Model, r.Summary.Adapter = mf.name(), *adapterDir
+	prov := tli.NewProvenance(m, mf.name())
+	prov.Settings = map[string]any{"pooling": string(p), "layers": report, "adapter": *adapterDir,
+		"rank": a.Config.R, "alpha": a.Config.Alpha, "targets": a.Config.TargetModules}
+	prov.Seconds["eval"] = time.Since(start).Seconds()
+	r.Summary.Prov = prov
 	plots, err := r.Write(st.Path(), groups, report, trainLayer, textOut(*asJSON))
 	if err != nil {
 		return err
 	}
-	if err := tli.WriteReportMarkdown(filepath.Join(st.Path(), "report.md"), tli.Report{Title: "TLI evaluation", Eval: r.Summary, Plots: plots, Commands: []string{commandLine()}}); err != nil {
+	if err := tli.WriteReportMarkdown(filepath.Join(st.Path(), "report.md"), tli.Report{Title: "TLI evaluation", Eval: r.Summary, Plots: plots, Commands: []string{commandLine()}, Run: prov}); err != nil {
 		return err
 	}
 	if err := st.CommitInto("report.md"); err != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/tli"
@@ -82,11 +83,15 @@ func runScan(args []string) error {
 	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
 		return err
 	}
+	start := time.Now()
 	res, _, err := tli.Scan(&tli.ModelEmbedder{Model: m, Tok: tok}, pairs, layers, p)
 	if err != nil {
 		return err
 	}
 	res.Model, res.Pairs = mf.name(), pairsName(*pairsFlag, "embedded training list")
+	res.Prov = tli.NewProvenance(m, mf.name())
+	res.Prov.Settings = map[string]any{"pooling": string(p), "layers": layers, "pairs": res.Pairs}
+	res.Prov.Seconds["scan"] = time.Since(start).Seconds()
 	if err := tli.WriteScan(st.Path(), res, textOut(*asJSON)); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -146,5 +147,44 @@ func TestMapFlags(t *testing.T) {
 	}
 	if code, stderr := tliRun(t, "plot", "--model", model, "--out", t.TempDir(), "--sample", "1"); code != 2 || !strings.Contains(stderr, "--sample 1") {
 		t.Errorf("--sample 1: exit %d, %s", code, stderr)
+	}
+}
+
+// scan.json and an evaluation's summary.json say how they were made.
+func TestJSONProvenance(t *testing.T) {
+	model := testModel(t)
+	dir := t.TempDir()
+	mustRun(t, "scan", "--model", model, "--out", filepath.Join(dir, "scan"), "--layers", "0,2")
+	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:16])
+	mustRun(t, "train", "--model", model, "--pairs", pf, "--out", filepath.Join(dir, "train"), "--max-steps", "2")
+	mustRun(t, "eval", "--model", model, "--adapter", filepath.Join(dir, "train", "final"), "--pairs", pf, "--out", filepath.Join(dir, "eval"))
+	for _, c := range []struct {
+		file string
+		keys []string
+	}{
+		{filepath.Join(dir, "scan", "scan.json"), []string{"pooling", "layers", "pairs"}},
+		{filepath.Join(dir, "eval", "summary.json"), []string{"pooling", "layers", "adapter", "rank", "alpha", "targets"}},
+	} {
+		var doc struct {
+			Schema     int
+			Provenance tli.Provenance
+		}
+		b, err := os.ReadFile(c.file)
+		if err != nil || json.Unmarshal(b, &doc) != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		pv := doc.Provenance
+		if doc.Schema != tli.SchemaVersion || pv.Model != model || pv.Family != "llama" || pv.DType != "f32" || pv.Build.Version == "" || len(pv.Seconds) != 1 {
+			t.Errorf("%s: %+v", c.file, doc)
+		}
+		for _, k := range c.keys {
+			if _, ok := pv.Settings[k]; !ok {
+				t.Errorf("%s: settings lack %q: %v", c.file, k, pv.Settings)
+			}
+		}
+	}
+	rep, _ := os.ReadFile(filepath.Join(dir, "eval", "report.md"))
+	if !strings.Contains(string(rep), "## Run") {
+		t.Error("the evaluation's report.md has no Run section")
 	}
 }
