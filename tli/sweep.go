@@ -989,7 +989,7 @@ func (t *SweepTable) write(dir string) error {
 		}
 		js = append(js, m)
 	}
-	jb, err := json.MarshalIndent(map[string]any{"axes": t.Axes, "columns": h, "cells": js}, "", "  ")
+	jb, err := json.MarshalIndent(map[string]any{"schema": SchemaVersion, "axes": t.Axes, "columns": h, "cells": js}, "", "  ")
 	if err != nil {
 		return err
 	}
