@@ -578,9 +578,29 @@ var (
 	lockPoll  = 5 * time.Second
 )
 
+// holderGone reports whether the lock file at path was written by a
+// process of this host that no longer runs (killed, crashed): then the lock
+// is stale at once, without waiting for lockStale.
+func holderGone(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var host string
+	var pid int
+	if _, err := fmt.Sscanf(string(b), "%s %d", &host, &pid); err != nil || pid <= 0 {
+		return false
+	}
+	if me, _ := os.Hostname(); host != me {
+		return false
+	}
+	return !processAlive(pid)
+}
+
 // baseLock tries to take the lock file path (created with O_EXCL, which
 // shared filesystems honour). held is false when another live process holds
-// it. A stale lock (its holder stopped refreshing it) is moved aside under
+// it. A stale lock (its holder stopped refreshing it, or is a process of
+// this host that no longer runs) is moved aside under
 // a unique name and removed, so that of several waiters only one takes it
 // over. unlock stops the refreshing and removes the file.
 func baseLock(path string) (unlock func(), held bool, err error) {
@@ -590,8 +610,11 @@ func baseLock(path string) (unlock func(), held bool, err error) {
 			return nil, false, fmt.Errorf("base vectors lock: %w", err)
 		}
 		st, serr := os.Stat(path)
-		if serr != nil || time.Since(st.ModTime()) < lockStale {
-			return nil, false, nil // held, or just released: look again later
+		if serr != nil {
+			return nil, false, nil // just released: look again
+		}
+		if time.Since(st.ModTime()) < lockStale && !holderGone(path) {
+			return nil, false, nil // held: look again later
 		}
 		aside := fmt.Sprintf("%s.stale-%d-%d", path, os.Getpid(), time.Now().UnixNano())
 		if os.Rename(path, aside) == nil {

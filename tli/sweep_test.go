@@ -3,8 +3,10 @@ package tli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -163,6 +165,26 @@ func TestSweepBaseLock(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".lock"); !os.IsNotExist(err) {
 		t.Errorf("the lock is left behind: %v", err)
+	}
+	// A fresh lock left by a process of this host that no longer runs (a
+	// killed sweep being rerun): taken over at once.
+	lockStale = time.Hour
+	o.Out = t.TempDir()
+	path = baseFile(o.Out, PoolContent)
+	host, _ := os.Hostname()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip("no true command to get a finished pid:", err)
+	}
+	if err := os.WriteFile(path+".lock", []byte(fmt.Sprintf("%s %d\n", host, dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	passes = 0
+	if _, err := sweepBase(context.Background(), m, tok, o, nil, PoolContent, all, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if passes != 1 {
+		t.Errorf("after a dead holder's lock: %d passes, want 1", passes)
 	}
 	// Waiting stops when the context is cancelled.
 	o.Out = t.TempDir()
