@@ -11,7 +11,7 @@ import (
 // LoRAModules are the Linear layers of a Llama-family decoder layer (Llama,
 // Mistral, Qwen2, Qwen3, Gemma) that LoRA can target, named as PEFT names
 // them; Config.LoRAModules gives a model's own list (BLOOM's differ).
-var LoRAModules = llamaModules
+var LoRAModules = slices.Clone(llamaModules)
 
 // AllLoRAModules are the module names of every family, in a fixed order
 // (the order of adapters' parameters): Llama's, then BLOOM's.
