@@ -35,8 +35,14 @@ func DynamicMap() [256]float32 {
 	return out
 }
 
-// linspaceF32 follows torch.linspace for float32 on a CPU: a float32 step,
-// the first half counted up from start and the second half down from end.
+// linspaceF32 follows torch.linspace for float32 on an x86 CPU with AVX2
+// (torch's RangeFactoriesKernel, as built in the torch releases
+// bitsandbytes runs on): a float32 step; element i of the first half is
+// start + step·i and of the second half end − step·(steps−1−i), each one
+// fused multiply-add; but in runs of 16 elements from the front, which torch
+// computes as two vectors of 8, only each vector's first element is computed
+// so and lane j adds j·step to it in float32. Other CPUs' torch builds (AVX-512,
+// NEON) can differ in the last bit of some entries.
 func linspaceF32(start, end float32, steps int) []float32 {
 	out := make([]float32, steps)
 	if steps == 1 {
@@ -45,14 +51,36 @@ func linspaceF32(start, end float32, steps int) []float32 {
 	}
 	step := float32((end - start) / float32(steps-1))
 	half := steps / 2
-	for i := range out {
+	scalar := func(i int) float32 {
 		if i < half {
-			out[i] = float32(start + float32(step*float32(i)))
-		} else {
-			out[i] = float32(end - float32(step*float32(steps-i-1)))
+			return fma32(step, float32(i), start)
+		}
+		return fma32(-step, float32(steps-i-1), end)
+	}
+	const vec = 8
+	i := 0
+	for ; i+2*vec <= steps; i += vec {
+		base := scalar(i)
+		for j := range vec {
+			out[i+j] = float32(base + float32(float32(j)*step))
+		}
+		i += vec
+		base = scalar(i)
+		for j := range vec {
+			out[i+j] = float32(base + float32(float32(j)*step))
 		}
 	}
+	for ; i < steps; i++ {
+		out[i] = scalar(i)
+	}
 	return out
+}
+
+// fma32 is a·b+c rounded once to float32 (the product of two float32 is
+// exact in float64; the sum is rounded to float64 and then to float32,
+// which agrees with a single rounding for the small values used here).
+func fma32(a, b, c float32) float32 {
+	return float32(math.FMA(float64(a), float64(b), float64(c)))
 }
 
 // quantize8 is bitsandbytes' dQuantize<0>: a binary search over a sorted
