@@ -32,9 +32,11 @@
 // bitsandbytes' pure-PyTorch backend (used for CPU quantisation in recent
 // releases) differs in corner cases: it clamps absmax to 1e-38 (a zero
 // block gets the NF4 code of 0, 7), uses torch.bucketize on midpoints of the
-// float32 table (ties also go to the lower code) and does not produce FP4
-// code 8. This package follows the CUDA kernels, which produced the
-// published results and most checkpoints on the Hub.
+// float32 table (ties also go to the lower code, but the midpoints are
+// computed in float32 rather than written as literals) and picks between
+// FP4's two zero codes by torch.argsort's order rather than by sign. This
+// package follows the CUDA kernels, which produced the published results
+// and most checkpoints on the Hub.
 package quant
 
 import (
@@ -393,20 +395,32 @@ func dequantRange(kind Kind, packed []byte, absmax []float32, start, n, blocksiz
 			start, end, n, len(packed), len(absmax)))
 	}
 	cb := Codebook(kind)
+	var table [16]float32
 	for i := start; i < end; {
 		b := i / blocksize
 		hi := min((b+1)*blocksize, end)
+		// The 16 values this block's codes can take, each code·absmax in
+		// float32 rounded to dt: a lookup per element afterwards.
 		s := absmax[b]
-		for ; i < hi; i++ {
-			c := packed[i>>1]
-			if i&1 == 0 {
-				c >>= 4
-			}
-			v := float32(cb[c&15] * s)
-			if dt != F32 {
-				v = dt.Round(v)
-			}
-			dst[i-start] = v
+		for c := range table {
+			table[c] = dt.Round(float32(cb[c] * s))
 		}
+		out := dst[i-start : hi-start]
+		j := 0
+		if i&1 == 1 { // start on a low nibble
+			out[0] = table[packed[i>>1]&15]
+			j = 1
+		}
+		src := packed[(i+j)>>1:]
+		for ; j+1 < len(out); j += 2 {
+			c := src[0]
+			src = src[1:]
+			out[j] = table[c>>4]
+			out[j+1] = table[c&15]
+		}
+		if j < len(out) {
+			out[j] = table[src[0]>>4]
+		}
+		i = hi
 	}
 }
