@@ -3,6 +3,7 @@ module github.com/tli-project/tli
 go 1.26.0
 
 require (
+	github.com/ebitengine/purego v0.11.3
 	github.com/klauspost/cpuid/v2 v2.4.2
 	github.com/nlpodyssey/safetensors v0.0.0-20250209183917-bfb01cc25f7c
 	go.yaml.in/yaml/v3 v3.0.6
