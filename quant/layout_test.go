@@ -205,3 +205,64 @@ func TestImportRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestDouble checks the double quantisation without the Python peer: the
+// dynamic map is sorted, symmetric, holds 0 and 1; the dequantised absmax
+// stays within the map's resolution of the true one.
+func TestDouble(t *testing.T) {
+	dm := DynamicMap()
+	if dm[0] != -dm[254] || dm[255] != 1 || dm[127] != 0 {
+		t.Errorf("dynamic map ends %g %g %g %g", dm[0], dm[127], dm[254], dm[255])
+	}
+	for i := 1; i < 256; i++ {
+		if dm[i] < dm[i-1] {
+			t.Fatalf("dynamic map not sorted at %d", i)
+		}
+	}
+	_, absmax := Quantize(NF4, normalW(5, 64*1000, 0.05), 64)
+	d := QuantizeAbsmax(absmax)
+	if len(d.Q) != 1000 || len(d.Absmax) != 4 || d.Blocksize != 256 {
+		t.Fatalf("double: %d codes, %d nested absmax, blocksize %d", len(d.Q), len(d.Absmax), d.Blocksize)
+	}
+	a, err := d.Dequantize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		// the widest step of the dynamic map near ±1 is about 0.03
+		if e := math.Abs(float64(a[i] - absmax[i])); e > 0.02*float64(d.Absmax[i/256])+1e-7 {
+			t.Errorf("absmax %d: %g double-quantised to %g", i, absmax[i], a[i])
+		}
+	}
+	d.Absmax = d.Absmax[:3]
+	if _, err := d.Dequantize(); err == nil {
+		t.Error("nested absmax of the wrong length accepted")
+	}
+}
+
+// FuzzImport feeds Import arbitrary quant_state JSON and packed sizes; it
+// must refuse or accept without panicking, and what it accepts must be
+// consistent enough to dequantise.
+func FuzzImport(f *testing.F) {
+	f.Add(`{"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [3, 7]}`, 11, 1)
+	f.Add(`{"quant_type": "nf4", "blocksize": 32, "dtype": "float16", "shape": [1, 1]}`, 1, 1)
+	f.Add(`{"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [-3, -7]}`, 11, 1)
+	f.Add(`null`, 0, 0)
+	f.Fuzz(func(t *testing.T, js string, packed, blocks int) {
+		if packed < 0 || packed > 1<<16 || blocks < 0 || blocks > 1<<12 {
+			return
+		}
+		cb := Codebook(NF4)
+		b := map[string]Blob{
+			"x.weight":                               {DType: "U8", Shape: []int{packed, 1}, Data: make([]byte, packed)},
+			"x.weight.absmax":                        f32Blob(make([]float32, blocks)),
+			"x.weight.quant_map":                     f32Blob(cb[:]),
+			"x.weight.quant_state.bitsandbytes__nf4": {DType: "U8", Shape: []int{len(js)}, Data: []byte(js)},
+		}
+		tt, err := Import("x", b)
+		if err != nil {
+			return
+		}
+		tt.Dequantize(make([]float32, tt.Len()))
+	})
+}
