@@ -80,6 +80,29 @@ func TestLavapipe(t *testing.T) {
 	}
 }
 
+// TestSelect resolves --device values on the devices found.
+func TestSelect(t *testing.T) {
+	ds := devices(t)
+	if len(ds) == 0 {
+		peer.Missing(t, "no Vulkan device (apt-get install -y mesa-vulkan-drivers libvulkan1)")
+	}
+	d, err := Select("vulkan")
+	if err != nil || !d.ComputeQueue {
+		t.Fatalf("Select(vulkan) = %v, %v", d, err)
+	}
+	t.Logf("vulkan -> %s", d)
+	if d0, err := Select("vulkan:0"); err != nil || d0.Index != 0 || d0.Name != ds[0].Name {
+		t.Errorf("Select(vulkan:0) = %v, %v", d0, err)
+	}
+	for _, bad := range []string{"vulkan:99", "vulkan:x", "vulkan:-1", "cpu"} {
+		if _, err := Select(bad); err == nil {
+			t.Errorf("Select(%q) succeeded", bad)
+		} else {
+			t.Logf("%s: %v", bad, err)
+		}
+	}
+}
+
 // TestNoLoader checks the error for a missing loader says how to install one.
 func TestNoLoader(t *testing.T) {
 	_, err := openLoaderFrom([]string{"/nonexistent/libvulkan.so.1"})

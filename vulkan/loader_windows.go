@@ -6,32 +6,39 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/windows"
 )
 
 // openLoader opens vulkan-1.dll ($TLI_VULKAN_LOADER first) and returns its
-// vkGetInstanceProcAddr.
+// vkGetInstanceProcAddr. vulkan-1.dll itself is loaded from System32 only
+// (where the GPU driver or the Vulkan Runtime installs it), never from the
+// current folder.
 func openLoader() (uintptr, error) {
-	names := []string{"vulkan-1.dll"}
+	var names []string
 	if p := os.Getenv("TLI_VULKAN_LOADER"); p != "" {
-		names = append([]string{p}, names...)
+		names = append(names, p)
 	}
-	return openLoaderFrom(names)
+	return openLoaderFrom(append(names, "vulkan-1.dll"))
 }
 
 // openLoaderFrom opens the first of names that has vkGetInstanceProcAddr.
 func openLoaderFrom(names []string) (uintptr, error) {
 	var errs []string
 	for _, name := range names {
-		h, err := syscall.LoadLibrary(name)
+		var flags uintptr
+		if !strings.ContainsAny(name, `\/`) {
+			flags = windows.LOAD_LIBRARY_SEARCH_SYSTEM32
+		}
+		h, err := windows.LoadLibraryEx(name, 0, flags)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		sym, err := syscall.GetProcAddress(h, "vkGetInstanceProcAddr")
+		sym, err := windows.GetProcAddress(h, "vkGetInstanceProcAddr")
 		if err != nil || sym == 0 {
 			errs = append(errs, fmt.Sprintf("%s has no vkGetInstanceProcAddr", name))
-			syscall.FreeLibrary(h)
+			windows.FreeLibrary(h)
 			continue
 		}
 		return sym, nil

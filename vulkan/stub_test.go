@@ -24,3 +24,12 @@ func TestStubSaysHowToBuild(t *testing.T) {
 		t.Fatal("the error does not name the build tag")
 	}
 }
+
+func TestStubSelect(t *testing.T) {
+	if _, err := Select("vulkan"); !errors.Is(err, ErrNotBuilt) {
+		t.Fatalf("Select(vulkan) = %v, want ErrNotBuilt", err)
+	}
+	if _, err := Select("cuda"); err == nil || errors.Is(err, ErrNotBuilt) {
+		t.Fatalf("Select(cuda) = %v, want a bad-spec error", err)
+	}
+}

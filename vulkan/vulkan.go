@@ -16,6 +16,7 @@ package vulkan
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -155,4 +156,51 @@ func cString(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// Select returns the device a --device value names: "vulkan" is the best
+// device with a compute queue (discrete, then integrated, virtual, cpu,
+// other; the lowest index among equals), "vulkan:N" is device N. Without
+// the vulkan build tag it returns ErrNotBuilt; without a loader, the
+// loader's error; with no usable device, an error that says so.
+func Select(spec string) (Device, error) {
+	index := -1
+	switch {
+	case spec == "vulkan":
+	case strings.HasPrefix(spec, "vulkan:"):
+		n, err := strconv.Atoi(strings.TrimPrefix(spec, "vulkan:"))
+		if err != nil || n < 0 {
+			return Device{}, fmt.Errorf("--device %q: want vulkan or vulkan:N with N a device index (see tli devices)", spec)
+		}
+		index = n
+	default:
+		return Device{}, fmt.Errorf("--device %q: not a Vulkan device (want vulkan or vulkan:N)", spec)
+	}
+	ds, err := Devices()
+	if err != nil {
+		return Device{}, err
+	}
+	if len(ds) == 0 {
+		return Device{}, errors.New("no Vulkan device found (is a Vulkan driver installed? see tli devices)")
+	}
+	if index >= 0 {
+		if index >= len(ds) {
+			return Device{}, fmt.Errorf("--device %s: no such Vulkan device (found %d: vulkan:0 to vulkan:%d; see tli devices)", spec, len(ds), len(ds)-1)
+		}
+		if !ds[index].ComputeQueue {
+			return Device{}, fmt.Errorf("--device %s: %s has no compute queue", spec, ds[index].Name)
+		}
+		return ds[index], nil
+	}
+	rank := map[string]int{"discrete": 0, "integrated": 1, "virtual": 2, "cpu": 3, "other": 4}
+	best := -1
+	for i, d := range ds {
+		if d.ComputeQueue && (best < 0 || rank[d.Type] < rank[ds[best].Type]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return Device{}, errors.New("no Vulkan device has a compute queue (see tli devices)")
+	}
+	return ds[best], nil
 }
