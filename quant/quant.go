@@ -18,9 +18,11 @@
 //     value (NF4) or of smaller magnitude (FP4). For FP4 the sign bit (8) is
 //     set when scaled < 0, so a tiny negative value gets code 8 (negative
 //     zero); and two FP4 pivots are short literals (0.583333, 0.00260417)
-//     that differ from the true midpoints, so values in a sliver just below
-//     those midpoints go to the larger code. This is not plain
-//     nearest-value rounding, and Quantize reproduces it bit for bit.
+//     that differ from the true midpoints 7/12 and 1/384, so values in the
+//     sliver between a literal and its midpoint go to the farther code
+//     (float32(7/12) to 2/3 rather than 1/2; values just above 1/384 to 0
+//     rather than 1/192). This is not plain nearest-value rounding, and
+//     Quantize reproduces it bit for bit.
 //   - A block whose absmax is 0 scales by +Inf, 0·Inf is NaN, every pivot
 //     comparison is false and the tree returns code 0 (NF4 -1.0, FP4 +0);
 //     dequantised, that is still 0 because absmax is 0.
@@ -134,7 +136,10 @@ func Blocks(n, blocksize int) int { return (n + blocksize - 1) / blocksize }
 func PackedLen(n int) int { return (n + 1) / 2 }
 
 // quantizeNF4 is the dQuantizeNF4 decision tree of bitsandbytes' CUDA
-// kernel: strict comparisons against float32 midpoints.
+// kernel: strict comparisons against float32 midpoints. Go converts each
+// decimal constant to the nearest float32, as a C compiler reads a float
+// literal; rounding through float64 first would move one pivot
+// (0.8614784181118011) by one ulp.
 func quantizeNF4(x float32) byte {
 	if x > 0.03979014977812767 {
 		if x > 0.3893125355243683 {
