@@ -23,6 +23,7 @@ import (
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/llama/tokenizer"
 	"github.com/tli-project/tli/tli"
+	"github.com/tli-project/tli/vulkan"
 )
 
 func init() {
@@ -40,6 +41,7 @@ type modelFlags struct {
 	threads  *int
 	fast     *bool
 	progress *string
+	device   *string // --device: cpu, or vulkan[:N] (refused until the Vulkan path exists)
 }
 
 func addModelFlags(fs interface {
@@ -55,13 +57,14 @@ func addModelFlags(fs interface {
 		threads:  fs.Int("threads", 0, "worker threads (0: all cores)"),
 		fast:     fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
 		progress: fs.String("progress", "auto", "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain, jsonl (one JSON object per update) or none"),
+		device:   fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; the Vulkan compute path is not built yet)"),
 	}
 }
 
 // defaultModelFlags are the model flags' defaults for the checkpoint in dir.
 func defaultModelFlags(dir string) modelFlags {
-	dtype, threads, fast, prog := "f32", 0, false, "auto"
-	return modelFlags{dir: &dir, repo: new(string), resolved: new(bool), dtype: &dtype, threads: &threads, fast: &fast, progress: &prog}
+	dtype, threads, fast, prog, device := "f32", 0, false, "auto", "cpu"
+	return modelFlags{dir: &dir, repo: new(string), resolved: new(bool), dtype: &dtype, threads: &threads, fast: &fast, progress: &prog, device: &device}
 }
 
 // modelUsage is --model's help.
@@ -144,8 +147,31 @@ func (f modelFlags) check() (engine.DType, error) {
 	if !slices.Contains(progressModes, *f.progress) {
 		return 0, usageErrorf("--progress %q: want one of %s", *f.progress, strings.Join(progressModes, ", "))
 	}
+	if err := checkDevice(*f.device); err != nil {
+		return 0, err
+	}
 	progressMode = *f.progress
 	return dt, nil
+}
+
+// checkDevice accepts --device cpu; for vulkan or vulkan:N it says what
+// is missing (the build tag, the loader, the device) or, when the device
+// exists, that tli cannot compute on it yet.
+func checkDevice(spec string) error {
+	if spec == "cpu" {
+		return nil
+	}
+	if spec != "vulkan" && !strings.HasPrefix(spec, "vulkan:") {
+		return usageErrorf("--device %q: want cpu, vulkan or vulkan:N", spec)
+	}
+	d, err := vulkan.Select(spec)
+	if err != nil {
+		if msg := err.Error(); strings.HasPrefix(msg, "--device") {
+			return usageErrorf("%s", msg)
+		}
+		return usageErrorf("--device %s: %v", spec, err)
+	}
+	return usageErrorf("--device %s: found %s, but tli's Vulkan compute path is not built yet; use --device cpu", spec, d.Name)
 }
 
 // checkThreads checks --threads and sets the worker count.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/tli"
+	"github.com/tli-project/tli/vulkan"
 )
 
 // The commands that load a model work on every family: train writes PEFT
@@ -186,5 +187,26 @@ func TestJSONProvenance(t *testing.T) {
 	rep, _ := os.ReadFile(filepath.Join(dir, "eval", "report.md"))
 	if !strings.Contains(string(rep), "## Run") {
 		t.Error("the evaluation's report.md has no Run section")
+	}
+}
+
+// tli devices lists the CPU and says why there is no Vulkan device in a
+// build without the tag; --device takes cpu and refuses the rest in one line.
+func TestDevicesAndDeviceFlag(t *testing.T) {
+	var out bytes.Buffer
+	devicesOut = &out
+	defer func() { devicesOut = os.Stdout }()
+	if code, stderr := tliRun(t, "devices"); code != 0 {
+		t.Fatalf("devices: exit %d: %s", code, stderr)
+	}
+	if !strings.HasPrefix(out.String(), "cpu ") || (!vulkan.Built && !strings.Contains(out.String(), "-tags vulkan")) {
+		t.Errorf("devices printed %q", out.String())
+	}
+	model := testModel(t)
+	mustRun(t, "scan", "--model", model, "--out", filepath.Join(t.TempDir(), "s"), "--layers", "1", "--device", "cpu")
+	for _, c := range []struct{ dev, want string }{{"gpu", `want cpu, vulkan or vulkan:N`}, {"vulkan", "--device vulkan: "}} {
+		if code, stderr := tliRun(t, "scan", "--model", model, "--out", t.TempDir(), "--device", c.dev); code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("--device %s: exit %d, %q", c.dev, code, stderr)
+		}
 	}
 }
