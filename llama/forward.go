@@ -88,13 +88,23 @@ func (m *Model) norm(out, x, w, b []float32, T, d int) {
 // normWeight is the factor an RMSNorm with weight w multiplies by: w, or
 // for Gemma 1 + w (in f32, as GemmaRMSNorm computes it).
 func (m *Model) normWeight(w []float32) []float32 {
-	if !m.Config.arch().NormPlusOne {
+	if !m.Config.arch().NormPlusOne || len(w) == 0 {
 		return w
+	}
+	// Computed once per norm weight, not on every pass.
+	m.plusOneMu.Lock()
+	defer m.plusOneMu.Unlock()
+	if p, ok := m.plusOne[&w[0]]; ok && len(p) == len(w) {
+		return p
 	}
 	out := make([]float32, len(w))
 	for i, v := range w {
 		out[i] = 1 + v
 	}
+	if m.plusOne == nil {
+		m.plusOne = map[*float32][]float32{}
+	}
+	m.plusOne[&w[0]] = out
 	return out
 }
 

@@ -1,6 +1,10 @@
 package llama
 
-import "github.com/tli-project/tli/engine"
+import (
+	"sync"
+
+	"github.com/tli-project/tli/engine"
+)
 
 // Layer holds the weights of one decoder layer. Linear weights are stored as
 // Hugging Face does, [out×in], in f32, bf16 or f16; norm weights are f32.
@@ -60,6 +64,9 @@ type Model struct {
 	storedDType engine.DType // dtype of the checkpoint's embedding
 	closer      func() error // releases memory-mapped shards
 	checks      checks       // weights in mapped shards not yet checked for NaN/Inf
+	// plusOne caches Gemma's 1 + w of each norm weight, by its first element.
+	plusOneMu sync.Mutex
+	plusOne   map[*float32][]float32
 }
 
 // Close releases the memory-mapped checkpoint files that the model's
