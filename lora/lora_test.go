@@ -1,6 +1,7 @@
 package lora
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -625,5 +626,29 @@ func TestMergeCheckpointFamilies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An adapter_config.json as PEFT 0.13 writes it (every key, defaults) is
+// read; the family's modules replace "all-linear" for BLOOM.
+func TestParsePEFTRecent(t *testing.T) {
+	js := `{"alpha_pattern": {}, "auto_mapping": null, "base_model_name_or_path": "org/base", "bias": "none", "eva_config": null, "exclude_modules": null, "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layer_replication": null, "layers_pattern": null, "layers_to_transform": [0, 2], "loftq_config": {}, "lora_alpha": 32, "lora_bias": false, "lora_dropout": 0.05, "megatron_config": null, "megatron_core": "megatron.core", "modules_to_save": null, "peft_type": "LORA", "r": 16, "rank_pattern": {}, "revision": null, "target_modules": ["v_proj", "q_proj"], "task_type": "CAUSAL_LM", "use_dora": false, "use_rslora": true}`
+	c, err := ParsePEFT([]byte(js), "adapter_config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.R != 16 || c.Alpha != 32 || c.BaseModel != "org/base" || !c.UseRSLoRA || fmt.Sprint(c.Layers) != "[0 2]" || fmt.Sprint(c.TargetModules) != "[v_proj q_proj]" {
+		t.Errorf("parsed %+v", c)
+	}
+	all, err := ParsePEFT([]byte(`{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": "all-linear"}`), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bloom, err := llama.ParseConfig([]byte(`{"model_type": "bloom", "hidden_size": 64, "n_head": 4, "n_layer": 2, "vocab_size": 100}`), "bloom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := all.ForModel(bloom).TargetModules; fmt.Sprint(got) != "[query_key_value dense dense_h_to_4h dense_4h_to_h]" {
+		t.Errorf("all-linear on BLOOM: %v", got)
 	}
 }
