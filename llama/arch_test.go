@@ -177,6 +177,10 @@ func TestRealFamilyConfigs(t *testing.T) {
 			}
 		}
 	}
+	// BLOOM's legacy n_embed wins over hidden_size, as BloomConfig reads it.
+	if cfg, err := ParseConfig([]byte(`{"model_type":"bloom","n_embed":64,"hidden_size":32,"n_head":4,"n_layer":2,"vocab_size":100}`), "b"); err != nil || cfg.HiddenSize != 64 || cfg.IntermediateSize != 256 {
+		t.Errorf("bloom n_embed: hidden %d, ffn %d, %v", cfg.HiddenSize, cfg.IntermediateSize, err)
+	}
 	// Qwen2 with use_sliding_window: the window from max_window_layers up.
 	cfg, err := ParseConfig([]byte(`{"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":4,"num_attention_heads":4,"vocab_size":100,"use_sliding_window":true,"sliding_window":16,"max_window_layers":2}`), "q")
 	if err != nil {

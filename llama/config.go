@@ -67,7 +67,8 @@ func ParseConfig(data []byte, name string) (Config, error) {
 	for old, key := range map[string]string{"n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
 		"n_embed": "hidden_size", "layer_norm_epsilon": "rms_norm_eps"} {
 		if v, ok := raw[old]; ok {
-			if _, have := raw[key]; !have {
+			// BloomConfig takes the legacy n_embed over hidden_size.
+			if _, have := raw[key]; !have || old == "n_embed" {
 				raw[key] = v
 			}
 		}
