@@ -159,18 +159,13 @@ func GELU(t *Tape, x *Var) *Var {
 func HeadPart(t *Tape, x *Var, nHeads, parts, part, headDim int) *Var {
 	T := x.Rows
 	y := &Var{Data: t.alloc(T * nHeads * headDim), Rows: T, Cols: nHeads * headDim}
-	for r := 0; r < T*nHeads; r++ {
-		copy(y.Data[r*headDim:(r+1)*headDim], x.Data[(r*parts+part)*headDim:])
-	}
+	engine.HeadPart(y.Data, x.Data, T, nHeads, parts, part, headDim, false)
 	xn := x.node
 	if xn == nil {
 		return y
 	}
 	return t.record(y, func(dy []float32) {
-		g := xn.buf()
-		for r := 0; r < T*nHeads; r++ {
-			engine.Add(g[(r*parts+part)*headDim:(r*parts+part+1)*headDim], dy[r*headDim:(r+1)*headDim])
-		}
+		engine.HeadPart(dy, xn.buf(), T, nHeads, parts, part, headDim, true)
 	})
 }
 

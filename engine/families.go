@@ -196,3 +196,23 @@ func ALiBiSlopes(nHeads int) []float32 {
 	}
 	return slopes
 }
+
+// HeadPart copies part `part` of `parts` from every head of src [rows ×
+// nHeads·parts·headDim], whose rows hold per head its parts one after
+// another (BLOOM's fused query_key_value: 3 parts, q k v), into dst [rows ×
+// nHeads·headDim]; with acc it adds dst's rows back into src's places
+// instead (the backward).
+func HeadPart(dst, src []float32, rows, nHeads, parts, part, headDim int, acc bool) {
+	ParallelFor(rows, func(t int) {
+		for h := 0; h < nHeads; h++ {
+			r := t*nHeads + h
+			s := src[(r*parts+part)*headDim : (r*parts+part+1)*headDim]
+			d := dst[r*headDim : (r+1)*headDim]
+			if acc {
+				Add(s, d)
+			} else {
+				copy(d, s)
+			}
+		}
+	})
+}

@@ -160,21 +160,6 @@ func (m *Model) rope(q, k []float32, T int, cos, sin []float32) {
 	engine.ApplyRope(k, T, c.NumKVHeads, c.HeadDim, cos, sin)
 }
 
-// SplitQKV copies BLOOM's fused projection qkv [T × heads·3·headDim],
-// whose rows hold per head its query, key and value, into q, k and v
-// [T × heads·headDim].
-func SplitQKV(q, k, v, qkv []float32, T, nHeads, headDim int) {
-	engine.ParallelFor(T, func(t int) {
-		for h := 0; h < nHeads; h++ {
-			src := qkv[(t*nHeads+h)*3*headDim:]
-			dst := (t*nHeads + h) * headDim
-			copy(q[dst:dst+headDim], src[:headDim])
-			copy(k[dst:dst+headDim], src[headDim:2*headDim])
-			copy(v[dst:dst+headDim], src[2*headDim:3*headDim])
-		}
-	})
-}
-
 // attentionBlock adds self-attention of layer i to the residual stream h:
 // h += o_proj(attention(rope(q_proj(x)), rope(k_proj(x)), v_proj(x))) with
 // x = input_layernorm(h). Qwen2 adds biases to q, k and v; Qwen3 normalises
@@ -192,7 +177,9 @@ func (m *Model) attentionBlock(i int, h []float32, T int, s *scratch, cos, sin [
 		qkv := s.qkv[:T*3*qd]
 		m.matmul(qkv, x, T, L.QKV, false)
 		engine.AddBias(qkv, L.QKVBias, T, 3*qd)
-		SplitQKV(q, k, v, qkv, T, c.NumHeads, hd)
+		for part, dst := range [][]float32{q, k, v} { // rows [heads, 3, headDim]
+			engine.HeadPart(dst, qkv, T, c.NumHeads, 3, part, hd, false)
+		}
 	} else {
 		m.matmul(q, x, T, L.Q, false)
 		m.matmul(k, x, T, L.K, false)
