@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/tli-project/tli/kernels"
+	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -53,6 +54,7 @@ func runEnv(args []string) error {
 	}
 	fmt.Fprintf(w, "caches   L2 %d KiB per core, last level %s (as the GEMM blocking uses them)\n", e.L2Cache>>10, l3s)
 	fmt.Fprintf(w, "threads  %d (GOMAXPROCS; --threads sets a command's worker pool)\n", e.Threads)
+	fmt.Fprintf(w, "hf cache %s (where --model org/name is looked up)\n", e.HubCache)
 	return nil
 }
 
@@ -71,6 +73,7 @@ type environment struct {
 	L2Cache        int      `json:"l2_cache_bytes"`
 	LastLevelCache int      `json:"last_level_cache_bytes"`
 	Threads        int      `json:"threads"`
+	HubCache       string   `json:"hf_hub_cache"`
 }
 
 func currentEnv() environment {
@@ -91,7 +94,7 @@ func currentEnv() environment {
 	l2, l3 := kernels.CacheSizes()
 	return environment{Version: buildVersion(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, CPU: brand,
 		Cores: runtime.NumCPU(), Features: feats, Kernels: kernels.Path(), KernelsEnv: os.Getenv("TLI_KERNELS"),
-		KernelPaths: kernels.Paths(), L2Cache: l2, LastLevelCache: l3, Threads: runtime.GOMAXPROCS(0)}
+		KernelPaths: kernels.Paths(), L2Cache: l2, LastLevelCache: l3, Threads: runtime.GOMAXPROCS(0), HubCache: llama.HubCache()}
 }
 
 // printJSON writes v as indented JSON and a newline.

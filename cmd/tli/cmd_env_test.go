@@ -12,6 +12,7 @@ import (
 )
 
 func TestEnv(t *testing.T) {
+	t.Setenv("HF_HUB_CACHE", "/data/hf-cache")
 	var buf bytes.Buffer
 	envOut = &buf
 	defer func() { envOut = os.Stdout }()
@@ -24,6 +25,7 @@ func TestEnv(t *testing.T) {
 		"this CPU supports " + strings.Join(kernels.Paths(), ", "),
 		fmt.Sprintf("L2 %d KiB per core", l2>>10),
 		fmt.Sprintf("threads  %d ", runtime.GOMAXPROCS(0)),
+		"hf cache /data/hf-cache ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("tli env output lacks %q:\n%s", want, out)
