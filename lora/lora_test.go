@@ -407,19 +407,7 @@ func TestMerge(t *testing.T) {
 
 func TestMergeCheckpoint(t *testing.T) {
 	dir := synthModel(t, engine.F32)
-	cfg, err := llama.LoadConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(PaperConfig(), cfg, 9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	randomizeB(a, 10)
-	adir := filepath.Join(t.TempDir(), "adapter")
-	if err := a.Save(adir); err != nil {
-		t.Fatal(err)
-	}
+	a, adir := savedAdapter(t, dir)
 	out := filepath.Join(t.TempDir(), "merged")
 	if err := MergeCheckpoint(dir, adir, out, engine.BF16, false); err != nil {
 		t.Fatal(err)
@@ -570,15 +558,7 @@ func TestMergeCheckpointFamilies(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer want.Close()
-			a, err := New(Config{R: 4, Alpha: 8, TargetModules: want.Config.LoRAModules()}, want.Config, 9)
-			if err != nil {
-				t.Fatal(err)
-			}
-			randomizeB(a, 10)
-			adir := filepath.Join(t.TempDir(), "adapter")
-			if err := a.Save(adir); err != nil {
-				t.Fatal(err)
-			}
+			a, adir := savedAdapterWith(t, dir, Config{R: 4, Alpha: 8})
 			out := filepath.Join(t.TempDir(), "merged")
 			if err := MergeCheckpoint(dir, adir, out, engine.F32, false); err != nil {
 				t.Fatal(err)

@@ -44,11 +44,21 @@ func setDTypeKeys(t *testing.T, dir string, keys map[string]any) {
 // every layer of the checkpoint in dir and returns its folder.
 func savedAdapter(t *testing.T, dir string) (*Adapter, string) {
 	t.Helper()
+	return savedAdapterWith(t, dir, PaperConfig())
+}
+
+// savedAdapterWith is savedAdapter with the LoRA configuration c (its
+// TargetModules nil: every module of the checkpoint's family).
+func savedAdapterWith(t *testing.T, dir string, c Config) (*Adapter, string) {
+	t.Helper()
 	cfg, err := llama.LoadConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(PaperConfig(), cfg, 9)
+	if c.TargetModules == nil {
+		c.TargetModules = cfg.LoRAModules()
+	}
+	a, err := New(c, cfg, 9)
 	if err != nil {
 		t.Fatal(err)
 	}
