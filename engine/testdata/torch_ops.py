@@ -6,28 +6,19 @@ stdout (one Python start, as importing torch takes seconds):
   {"op": "gelu", "x": [...]}                -> gelu(x, approximate="tanh") in float32
   {"op": "layernorm", "x": [...], "w": [...], "b": [...] or null,
    "T": T, "d": d, "eps": eps}              -> torch.nn.functional.layer_norm in float32
-The ALiBi slopes are computed line for line as transformers'
-build_alibi_tensor (models/bloom/modeling_bloom.py) does.
+The ALiBi slopes come from the project's PyTorch reference
+(internal/ref/llama_ref.py, bloom_alibi_slopes: build_alibi_tensor's).
 """
 import json
+import os
 import math
 import struct
 import sys
 
 import torch
 
-
-def alibi_slopes(n_head):
-    closest_power_of_2 = 2 ** math.floor(math.log2(n_head))
-    base = torch.tensor(2 ** (-(2 ** -(math.log2(closest_power_of_2) - 3))), dtype=torch.float32)
-    powers = torch.arange(1, 1 + closest_power_of_2, dtype=torch.int32)
-    slopes = torch.pow(base, powers)
-    if closest_power_of_2 != n_head:
-        extra_base = torch.tensor(2 ** (-(2 ** -(math.log2(2 * closest_power_of_2) - 3))), dtype=torch.float32)
-        num_remaining_heads = min(closest_power_of_2, n_head - closest_power_of_2)
-        extra_powers = torch.arange(1, 1 + 2 * num_remaining_heads, 2, dtype=torch.int32)
-        slopes = torch.cat([slopes, torch.pow(extra_base, extra_powers)], dim=0)
-    return slopes
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "internal", "ref"))
+from llama_ref import bloom_alibi_slopes as alibi_slopes  # noqa: E402
 
 
 def bits(t):
