@@ -11,7 +11,6 @@ The ALiBi slopes come from the project's PyTorch reference
 """
 import json
 import os
-import math
 import struct
 import sys
 
