@@ -97,3 +97,48 @@ func Path() string { return path }
 // CacheSizes returns the cache sizes the blocking uses: the per-core L2 and
 // the last-level cache (0 when unknown), in bytes.
 func CacheSizes() (l2, l3 int) { return blockL2, blockL3 }
+
+// Mid values of Q4: the dtype a 4-bit weight was stored in before
+// quantisation, which each dequantised value is rounded to before bf16.
+const (
+	Q4MidF32  = 0 // no rounding
+	Q4MidBF16 = 1 // bf16, round to nearest even
+	Q4MidF16  = 2 // IEEE f16, round to nearest even (with subnormals)
+)
+
+// Q4 describes a 4-bit weight for GemmNTQ4: an n×k matrix quantised flat
+// over its row-major order in blocks of Blocksize elements (a power of two
+// from 32 to 4096) as bitsandbytes does. Packed holds two codes per byte,
+// high nibble first (element e has code Packed[e/2]>>4 when e is even,
+// Packed[e/2]&15 when odd), Absmax[e/Blocksize] is the block's scale and
+// Code the 16 values of the codes (NF4 or FP4). Element e dequantises to
+//
+//	bf16(mid(Code[code(e)] · Absmax[e/Blocksize]))
+//
+// with one float32 multiplication, mid the rounding to the dtype named by
+// Mid (Q4MidF32, Q4MidBF16 or Q4MidF16) and bf16 the rounding to bfloat16,
+// both to nearest even.
+type Q4 struct {
+	Packed    []byte
+	Absmax    []float32
+	Blocksize int
+	Code      *[16]float32
+	Mid       int // Q4MidF32, Q4MidBF16 or Q4MidF16
+}
+
+// GemmNTQ4 computes C = A·Wᵀ (or C += A·Wᵀ when acc): A is m×k with stride
+// lda, W the n×k 4-bit weight w (a Linear weight [out×in]) dequantised to
+// bf16 as Q4 describes, C is m×n with stride ldc. As in GemmNTBF16Fast, A
+// is rounded to bf16 (nearest even) and the products are accumulated in
+// float32: the result is GemmNTBF16Fast's on the dequantised weight, up to
+// the order of the float32 sums. The weight is dequantised in registers
+// (few rows of A) or in cache-sized blocks, never as a whole.
+func GemmNTQ4(m, n, k int, a []float32, lda int, w *Q4, c []float32, ldc int, acc bool) {
+	gemmNTQ4(m, n, k, a, lda, w, c, ldc, acc)
+}
+
+// DequantQ4BF16 writes rows r0 … r1-1 of the 4-bit weight w (k elements a
+// row) into dst as bf16 bits, row-major with stride k.
+func DequantQ4BF16(w *Q4, k, r0, r1 int, dst []uint16) {
+	dequantQ4BF16(w, k, r0, r1, dst)
+}

@@ -1,0 +1,302 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// The code tables of bitsandbytes (copies: package quant holds the real ones
+// and sits above this package).
+var (
+	testNF4 = [16]float32{-1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+		-0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0,
+		0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+		0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1}
+	testFP4 = func() (c [16]float32) {
+		mag := [8]float32{0, 0.0052083333, 0.6666667, 1, 0.33333333, 0.5, 0.16666667, 0.25}
+		for i, v := range mag {
+			c[i], c[i+8] = v, -v
+		}
+		return c
+	}()
+)
+
+const guardByte = 0xa5
+
+// q4Problem is a 4-bit weight inside guarded buffers.
+type q4Problem struct {
+	n, k       int
+	w          Q4
+	pbuf       []byte    // packed with 8 guard bytes each side
+	abuf       []float32 // absmax with 4 NaN guards each side
+	pbuf0      []byte
+	abuf0      []float32
+	extremeAbs bool
+}
+
+func newQ4(rng *rand.Rand, n, k, bs int, code *[16]float32, mid int, extreme bool) *q4Problem {
+	pr := &q4Problem{n: n, k: k}
+	np, nb := (n*k+1)/2, (n*k+bs-1)/bs
+	pr.pbuf = make([]byte, np+16)
+	for i := range pr.pbuf {
+		pr.pbuf[i] = guardByte
+	}
+	for i := 0; i < np; i++ {
+		pr.pbuf[8+i] = byte(rng.Uint32())
+	}
+	pr.abuf = make([]float32, nb+8)
+	for i := range pr.abuf {
+		pr.abuf[i] = guardIn
+	}
+	for i := 0; i < nb; i++ {
+		v := float32(0.01 + rng.Float64()*2)
+		switch rng.IntN(8) {
+		case 0: // f16 subnormal products
+			v = float32(rng.Float64() * 1e-5)
+		case 1: // near f16's largest value
+			v = float32(30000 + rng.Float64()*30000)
+			if extreme {
+				v *= 4 // f16 overflow
+			}
+		case 2:
+			if extreme {
+				v = 0
+			}
+		case 3:
+			if extreme {
+				v = float32(rng.Float64() * 1e-39) // f32 subnormal
+			}
+		}
+		pr.abuf[4+i] = v
+	}
+	pr.w = Q4{Packed: pr.pbuf[8 : 8+np : 8+np], Absmax: pr.abuf[4 : 4+nb : 4+nb], Blocksize: bs, Code: code, Mid: mid}
+	pr.pbuf0 = append([]byte(nil), pr.pbuf...)
+	pr.abuf0 = append([]float32(nil), pr.abuf...)
+	return pr
+}
+
+// ref is element (r, c) of the dequantised weight, by the formula.
+func (pr *q4Problem) ref(r, c int) uint16 {
+	e := r*pr.k + c
+	by := pr.w.Packed[e/2]
+	nib := by >> 4
+	if e%2 == 1 {
+		nib = by & 15
+	}
+	v := pr.w.Code[nib] * pr.w.Absmax[e/pr.w.Blocksize]
+	switch pr.w.Mid {
+	case Q4MidBF16:
+		v = BF16ToF32(F32ToBF16(v))
+	case Q4MidF16:
+		v = F16ToF32(F32ToF16(v))
+	}
+	return F32ToBF16(v)
+}
+
+func (pr *q4Problem) checkInputs(t *testing.T) {
+	t.Helper()
+	for i := range pr.pbuf {
+		if pr.pbuf[i] != pr.pbuf0[i] {
+			t.Fatalf("packed modified at %d", i)
+		}
+	}
+	if !sameBits(pr.abuf, pr.abuf0) {
+		t.Fatal("absmax modified")
+	}
+}
+
+func TestDequantQ4BF16(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 0))
+		for q := 0; q < 300; q++ {
+			n := 1 + rng.IntN(9)
+			k := []int{1, 2, 3, 31, 32, 33, 63, 64, 65, 96, 100, 127, 128, 255, 256, 320, 511, 1024, 1056}[rng.IntN(19)]
+			bs := []int{32, 64, 128, 256, 4096}[rng.IntN(5)]
+			code := &testNF4
+			if q%2 == 1 {
+				code = &testFP4
+			}
+			pr := newQ4(rng, n, k, bs, code, q%3, true)
+			r0 := rng.IntN(n)
+			r1 := r0 + rng.IntN(n-r0+1)
+			cnt := (r1 - r0) * k
+			buf := make([]uint16, cnt+8)
+			for i := range buf {
+				buf[i] = guardBF16
+			}
+			DequantQ4BF16(&pr.w, k, r0, r1, buf[4:4+cnt:4+cnt])
+			pr.checkInputs(t)
+			for i := range buf {
+				if i < 4 || i >= 4+cnt {
+					if buf[i] != guardBF16 {
+						t.Fatalf("n=%d k=%d bs=%d rows %d-%d: wrote outside dst at %d", n, k, bs, r0, r1, i)
+					}
+					continue
+				}
+				e := i - 4
+				r, c := r0+e/k, e%k
+				if want := pr.ref(r, c); buf[i] != want {
+					t.Fatalf("n=%d k=%d bs=%d mid=%d rows %d-%d: W[%d][%d] = %#04x, want %#04x (absmax %g)",
+						n, k, bs, pr.w.Mid, r0, r1, r, c, buf[i], want, pr.w.Absmax[(r*k+c)/bs])
+				}
+			}
+		}
+	})
+}
+
+// checkQ4Gemm runs GemmNTQ4 on one problem and compares with a float64
+// reference.
+func checkQ4Gemm(t *testing.T, rng *rand.Rand, m, n, k, bs int, code *[16]float32, mid int, acc bool) {
+	t.Helper()
+	pr := newQ4(rng, n, k, bs, code, mid, false)
+	a := newMat(rng, m, k, bF32, guardIn)
+	c := newMat(rng, m, n, bF32, guardOut)
+	a0, c0 := a.clone(), c.clone()
+	GemmNTQ4(m, n, k, a.f(), a.ld, &pr.w, c.f(), c.ld, acc)
+	pr.checkInputs(t)
+	if !sameBits(a0.buf, a.buf) {
+		t.Fatal("A modified")
+	}
+	wf := make([]float64, n*k)
+	for r := 0; r < n; r++ {
+		for p := 0; p < k; p++ {
+			wf[r*k+p] = float64(BF16ToF32(pr.ref(r, p)))
+		}
+	}
+	inside := make([]bool, len(c.buf))
+	bad := 0
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			inside[c.off+i*c.ld+j] = true
+			var want, mag float64
+			for p := 0; p < k; p++ {
+				av := float64(BF16ToF32(F32ToBF16(float32(a.at(i, p)))))
+				want += av * wf[j*k+p]
+				mag += math.Abs(av * wf[j*k+p])
+			}
+			if acc {
+				want += c0.at(i, j)
+				mag += math.Abs(c0.at(i, j))
+			}
+			got := c.at(i, j)
+			if math.Abs(got-want) > 4*tolF32*mag+1e-30 && bad < 5 {
+				bad++
+				t.Errorf("%dx%dx%d bs=%d mid=%d acc=%v: C[%d][%d] = %v, want %v (Σ|aw| = %v)", m, n, k, bs, mid, acc, i, j, got, want, mag)
+			}
+		}
+	}
+	for q, v := range c.buf {
+		if !inside[q] && math.Float32bits(v) != math.Float32bits(c0.buf[q]) {
+			t.Fatalf("%dx%dx%d bs=%d: wrote outside C at %d", m, n, k, bs, q)
+		}
+	}
+}
+
+func TestGemmNTQ4(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		for _, par := range []bool{false, true} {
+			if par {
+				SetRunner(goRunner(3))
+				old := setMinWork(1 << 10)
+				defer func() { setMinWork(old); SetRunner(nil) }()
+			}
+			t.Run(fmt.Sprintf("parallel=%v", par), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(12, 0))
+				q := 0
+				for _, m := range []int{1, 2, 3, 4, 5, 17, 80} {
+					for _, k := range []int{1, 2, 31, 32, 33, 64, 65, 96, 100, 160, 256, 257, 512} {
+						bs := []int{32, 64, 128, 256}[rng.IntN(4)]
+						n := 1 + rng.IntN(40)
+						if m*n*k > 1<<19 {
+							n = max(1, (1<<19)/(m*k))
+						}
+						code := &testNF4
+						if q%2 == 1 {
+							code = &testFP4
+						}
+						checkQ4Gemm(t, rng, m, n, k, bs, code, q%3, q%4 >= 2)
+						q++
+					}
+				}
+			})
+		}
+	})
+}
+
+// TestGemmNTQ4Large covers several k blocks and tiles of every width.
+func TestGemmNTQ4Large(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large shapes")
+	}
+	forEachPath(t, func(t *testing.T) {
+		SetRunner(goRunner(2))
+		defer SetRunner(nil)
+		rng := rand.New(rand.NewPCG(13, 0))
+		for q, s := range [][3]int{{80, 70, 1100}, {80, 33, 1088}, {13, 100, 520}, {1, 300, 1024}, {3, 90, 2048}, {130, 40, 300}} {
+			code := &testNF4
+			if q%2 == 1 {
+				code = &testFP4
+			}
+			checkQ4Gemm(t, rng, s[0], s[1], s[2], []int{64, 128, 32}[q%3], code, q%3, q%2 == 0)
+		}
+	})
+}
+
+func TestGemmNTQ4ZeroSizes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 0))
+	for _, s := range [][3]int{{0, 5, 7}, {5, 0, 7}, {5, 7, 0}, {0, 0, 0}} {
+		for _, acc := range []bool{false, true} {
+			checkQ4Gemm(t, rng, s[0], s[1], s[2], 64, &testNF4, 1, acc)
+		}
+	}
+}
+
+// BenchmarkGemmNTQ4 measures GemmNTQ4 on the shapes of an 8B Llama (NF4,
+// blocksize 64, bf16 storage) on two workers, and in the same run
+// GemmNTBF16Fast on the dequantised weight: x-bf16fast is the speed ratio.
+func BenchmarkGemmNTQ4(b *testing.B) {
+	SetRunner(goRunner(2))
+	defer SetRunner(nil)
+	for _, m := range []int{1, 80} {
+		for _, kn := range [][2]int{{4096, 4096}, {4096, 14336}, {14336, 4096}} {
+			k, n := kn[0], kn[1]
+			b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(15, 0))
+				pk := make([]byte, n*k/2)
+				for i := range pk {
+					pk[i] = byte(rng.Uint32())
+				}
+				am := make([]float32, n*k/64)
+				for i := range am {
+					am[i] = float32(0.01 + rng.Float64()*0.1)
+				}
+				w := &Q4{Packed: pk, Absmax: am, Blocksize: 64, Code: &testNF4, Mid: Q4MidBF16}
+				wh := make([]uint16, n*k)
+				DequantQ4BF16(w, k, 0, n, wh)
+				a, c := randF32(m*k), make([]float32, m*n)
+				GemmNTQ4(m, n, k, a, k, w, c, n, false)
+				GemmNTBF16Fast(m, n, k, a, k, wh, k, c, n, false)
+				runtime.GC()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					GemmNTQ4(m, n, k, a, k, w, c, n, false)
+				}
+				b.StopTimer()
+				tq := b.Elapsed()
+				t0 := time.Now()
+				for i := 0; i < b.N; i++ {
+					GemmNTBF16Fast(m, n, k, a, k, wh, k, c, n, false)
+				}
+				tb := time.Since(t0)
+				flop := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+				b.ReportMetric(flop/tq.Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flop/tb.Seconds()/1e9, "bf16fast-GFLOP/s")
+				b.ReportMetric(tb.Seconds()/tq.Seconds(), "x-bf16fast")
+			})
+		}
+	}
+}
