@@ -2,5 +2,55 @@
 
 package kernels
 
+import "golang.org/x/sys/cpu"
+
+// The AVX-512 set: VPERMW and VPERMPS look up 32 and 16 nibbles at a time.
+var q4Z = &q4Set{
+	toBF16: q4BF16Z,
+	toF32:  q4F32Z,
+	dot1:   q4Dot1Z,
+	dot4:   q4Dot4Z,
+	// Measured with BenchmarkGemmNTQ4-style shapes (k = n = 4096, two
+	// threads): the in-register kernel wins up to this many rows of A.
+	smallMax: 8,
+}
+
+// The AVX2 set: two VPERMPS and a blend per 8 nibbles.
+var q4Y = &q4Set{
+	toF32:    q4F32Y,
+	dot1:     q4Dot1Y,
+	dot4:     q4Dot4Y,
+	smallMax: 8,
+}
+
 // q4Kernels returns the 4-bit kernels of the current path.
-func q4Kernels() *q4Set { return q4Generic }
+func q4Kernels() *q4Set {
+	switch {
+	case cur == avx512 && cpu.X86.HasAVX512BW:
+		return q4Z
+	case cur == avx512 || cur == avx2:
+		return q4Y
+	}
+	return q4Generic
+}
+
+//go:noescape
+func q4BF16Z(dst *uint16, packed *byte, absmax, code *float32, e0, n, shift, mid int)
+
+//go:noescape
+func q4F32Z(dst *float32, packed *byte, absmax, code *float32, e0, n, shift, mid int)
+
+//go:noescape
+func q4Dot1Z(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+
+//go:noescape
+func q4Dot4Z(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+
+//go:noescape
+func q4F32Y(dst *float32, packed *byte, absmax, code *float32, e0, n, shift, mid int)
+
+//go:noescape
+func q4Dot1Y(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+
+//go:noescape
+func q4Dot4Y(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
