@@ -26,8 +26,10 @@ type q4Set struct {
 	// toBF16 and toF32 dequantise elements e0 … e0+n-1 (e0 and n multiples
 	// of 32) into dst, as bf16 bits or as their float32 value; packed
 	// points at byte e0/2, absmax and code at element 0.
-	toBF16 func(dst *uint16, packed *byte, absmax, code *float32, e0, n, shift, mid int)
-	toF32  func(dst *float32, packed *byte, absmax, code *float32, e0, n, shift, mid int)
+	// The elements pfd further on (pfd even, 0 for none; the next rows
+	// to dequantise) are prefetched, with their scales.
+	toBF16 func(dst *uint16, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
+	toF32  func(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
 	// dot1 and dot4 write out[i] = Σ_p ap[i][p]·W[p] for 1 or 4 rows of
 	// A' (stride lda bytes, 32-element groups of even then odd elements)
 	// against the k weights e0 … e0+k-1 (e0 and k multiples of 32).
@@ -128,8 +130,8 @@ func q4Put(d16 []uint16, d32 []float32, i int, v uint16) int {
 }
 
 // q4Dequant is q4DequantGo with the path's kernels for the 32-aligned
-// middle.
-func q4Dequant(ks *q4Set, w *Q4, e0, n int, d16 []uint16, d32 []float32) {
+// middle; the n elements from pfe (none if negative) are prefetched.
+func q4Dequant(ks *q4Set, w *Q4, e0, n, pfe int, d16 []uint16, d32 []float32) {
 	fn := ks.toBF16 != nil
 	if d32 != nil {
 		fn = ks.toF32 != nil
@@ -146,10 +148,14 @@ func q4Dequant(ks *q4Set, w *Q4, e0, n int, d16 []uint16, d32 []float32) {
 	if mid > 0 {
 		e := e0 + head
 		shift := log2(w.Blocksize)
+		pfd := 0
+		if pfe > e0 && (pfe-e0)%2 == 0 && (pfe+head+mid)>>1 <= len(w.Packed) {
+			pfd = pfe - e0
+		}
 		if d16 != nil {
-			ks.toBF16(&d16[head], &w.Packed[e>>1], &w.Absmax[0], &w.Code[0], e, mid, shift, w.Mid)
+			ks.toBF16(&d16[head], &w.Packed[e>>1], &w.Absmax[0], &w.Code[0], e, mid, pfd, shift, w.Mid)
 		} else {
-			ks.toF32(&d32[head], &w.Packed[e>>1], &w.Absmax[0], &w.Code[0], e, mid, shift, w.Mid)
+			ks.toF32(&d32[head], &w.Packed[e>>1], &w.Absmax[0], &w.Code[0], e, mid, pfd, shift, w.Mid)
 		}
 	}
 	if tail := n - head - mid; tail > 0 {
@@ -163,7 +169,7 @@ func dequantQ4BF16(w *Q4, k, r0, r1 int, dst []uint16) {
 	}
 	checkQ4(w, r1, k)
 	n := (r1 - r0) * k
-	q4Dequant(q4Kernels(), w, r0*k, n, dst[:n:n], nil)
+	q4Dequant(q4Kernels(), w, r0*k, n, -1, dst[:n:n], nil)
 }
 
 func gemmNTQ4(m, n, k int, a []float32, lda int, w *Q4, c []float32, ldc int, acc bool) {
@@ -417,13 +423,20 @@ func (q *q4Job) run(t int) {
 				r := min(6, jn-jg)
 				row := jb + jg
 				for rq := 0; rq < r; rq++ {
-					seg := wb[rq*kl : (rq+1)*kl]
+					// The same span 6 rows on is prefetched.
+					seg, pfe := wb[rq*kl:(rq+1)*kl], -1
 					if j.pairs {
+						if row+rq+6 < j.n {
+							pfe = (row+rq+6)*q.k + 2*k0
+						}
 						d := unsafe.Slice((*uint16)(unsafe.Pointer(&seg[0])), 2*kl)
-						q4Dequant(q.ks, q.w, (row+rq)*q.k+2*k0, 2*kl, d, nil)
+						q4Dequant(q.ks, q.w, (row+rq)*q.k+2*k0, 2*kl, pfe, d, nil)
 					} else {
+						if row+rq+6 < j.n {
+							pfe = (row+rq+6)*q.k + k0
+						}
 						d := unsafe.Slice((*float32)(unsafe.Pointer(&seg[0])), kl)
-						q4Dequant(q.ks, q.w, (row+rq)*q.k+k0, kl, nil, d)
+						q4Dequant(q.ks, q.w, (row+rq)*q.k+k0, kl, pfe, nil, d)
 					}
 				}
 				bc := unsafe.Pointer(&wb[0])

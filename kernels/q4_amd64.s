@@ -71,22 +71,28 @@
 	VSHUFPS $1, x, x, X13; \
 	VADDSS X13, x, x
 
-// func q4BF16Z(dst *uint16, packed *byte, absmax, code *float32, e0, n, shift, mid int)
-TEXT ·q4BF16Z(SB), NOSPLIT, $0-64
+// func q4BF16Z(dst *uint16, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
+TEXT ·q4BF16Z(SB), NOSPLIT, $0-72
 	MOVQ dst+0(FP), SI
 	MOVQ packed+8(FP), DX
 	MOVQ absmax+16(FP), AX
 	MOVQ code+24(FP), BX
 	MOVQ e0+32(FP), R14
 	MOVQ n+40(FP), R11
-	MOVQ shift+48(FP), CX
-	MOVQ mid+56(FP), R12
+	MOVQ pfd+48(FP), R10
+	MOVQ R10, R9
+	SHRQ $1, R9
+	MOVQ shift+56(FP), CX
+	MOVQ mid+64(FP), R12
 	ADDQ R14, R11
 	ZCONST
 bblock:
 	CMPQ R14, R11
 	JGE bdone
 	BLOCKSTART
+	LEAQ (R14)(R10*1), R8
+	SHRQ CX, R8
+	PREFETCHT0 (AX)(R8*4)
 	ZPRODUCT
 	CMPQ R12, $2
 	JNE bround
@@ -98,6 +104,7 @@ bround:
 bchunk:
 	ZWORDS
 	VMOVDQU32 Z10, (SI)
+	PREFETCHT0 (DX)(R9*1)
 	ADDQ $16, DX
 	ADDQ $64, SI
 	ADDQ $32, R14
@@ -108,22 +115,28 @@ bdone:
 	VZEROUPPER
 	RET
 
-// func q4F32Z(dst *float32, packed *byte, absmax, code *float32, e0, n, shift, mid int)
-TEXT ·q4F32Z(SB), NOSPLIT, $0-64
+// func q4F32Z(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
+TEXT ·q4F32Z(SB), NOSPLIT, $0-72
 	MOVQ dst+0(FP), SI
 	MOVQ packed+8(FP), DX
 	MOVQ absmax+16(FP), AX
 	MOVQ code+24(FP), BX
 	MOVQ e0+32(FP), R14
 	MOVQ n+40(FP), R11
-	MOVQ shift+48(FP), CX
-	MOVQ mid+56(FP), R12
+	MOVQ pfd+48(FP), R10
+	MOVQ R10, R9
+	SHRQ $1, R9
+	MOVQ shift+56(FP), CX
+	MOVQ mid+64(FP), R12
 	ADDQ R14, R11
 	ZCONST
 fblock:
 	CMPQ R14, R11
 	JGE fdone
 	BLOCKSTART
+	LEAQ (R14)(R10*1), R8
+	SHRQ CX, R8
+	PREFETCHT0 (AX)(R8*4)
 	ZPRODUCT
 	CMPQ R12, $2
 	JNE fround
@@ -141,6 +154,7 @@ fchunk:
 	VPMOVZXWD Y12, Z12
 	VPSLLD $16, Z12, Z12
 	VMOVUPS Z12, 64(SI)
+	PREFETCHT0 (DX)(R9*1)
 	ADDQ $16, DX
 	ADDQ $128, SI
 	ADDQ $32, R14
@@ -329,22 +343,28 @@ d4done:
 	VPSLLD $28, idx, idx; \
 	VBLENDVPS idx, t, d, d
 
-// func q4F32Y(dst *float32, packed *byte, absmax, code *float32, e0, n, shift, mid int)
-TEXT ·q4F32Y(SB), NOSPLIT, $0-64
+// func q4F32Y(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
+TEXT ·q4F32Y(SB), NOSPLIT, $0-72
 	MOVQ dst+0(FP), SI
 	MOVQ packed+8(FP), DX
 	MOVQ absmax+16(FP), AX
 	MOVQ code+24(FP), BX
 	MOVQ e0+32(FP), R14
 	MOVQ n+40(FP), R11
-	MOVQ shift+48(FP), CX
-	MOVQ mid+56(FP), R12
+	MOVQ pfd+48(FP), R10
+	MOVQ R10, R9
+	SHRQ $1, R9
+	MOVQ shift+56(FP), CX
+	MOVQ mid+64(FP), R12
 	ADDQ R14, R11
 	YCONST
 yfblock:
 	CMPQ R14, R11
 	JGE yfdone
 	BLOCKSTART
+	LEAQ (R14)(R10*1), R8
+	SHRQ CX, R8
+	PREFETCHT0 (AX)(R8*4)
 	VBROADCASTSS (AX)(R15*4), Y4
 	VMULPS (BX), Y4, Y14
 	VMULPS 32(BX), Y4, Y15
@@ -382,6 +402,7 @@ yfchunk:
 	VMOVUPS Y5, 32(SI)
 	VMOVUPS Y6, 64(SI)
 	VMOVUPS Y7, 96(SI)
+	PREFETCHT0 (DX)(R9*1)
 	ADDQ $16, DX
 	ADDQ $128, SI
 	ADDQ $32, R14
