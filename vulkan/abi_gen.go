@@ -341,3 +341,216 @@ type vkPhysicalDeviceCooperativeMatrixFeaturesKHR struct {
 	cooperativeMatrix                   uint32
 	cooperativeMatrixRobustBufferAccess uint32
 }
+
+type vkDeviceQueueCreateInfo struct {
+	sType            uint32
+	pNext            unsafe.Pointer
+	flags            uint32
+	queueFamilyIndex uint32
+	queueCount       uint32
+	pQueuePriorities unsafe.Pointer
+}
+
+type vkDeviceCreateInfo struct {
+	sType                   uint32
+	pNext                   unsafe.Pointer
+	flags                   uint32
+	queueCreateInfoCount    uint32
+	pQueueCreateInfos       unsafe.Pointer
+	enabledLayerCount       uint32
+	ppEnabledLayerNames     unsafe.Pointer
+	enabledExtensionCount   uint32
+	ppEnabledExtensionNames unsafe.Pointer
+	pEnabledFeatures        unsafe.Pointer
+}
+
+type vkCommandPoolCreateInfo struct {
+	sType            uint32
+	pNext            unsafe.Pointer
+	flags            uint32
+	queueFamilyIndex uint32
+}
+
+type vkCommandBufferAllocateInfo struct {
+	sType              uint32
+	pNext              unsafe.Pointer
+	commandPool        uintptr
+	level              uint32
+	commandBufferCount uint32
+}
+
+type vkCommandBufferBeginInfo struct {
+	sType            uint32
+	pNext            unsafe.Pointer
+	flags            uint32
+	pInheritanceInfo unsafe.Pointer
+}
+
+type vkFenceCreateInfo struct {
+	sType uint32
+	pNext unsafe.Pointer
+	flags uint32
+}
+
+type vkSubmitInfo struct {
+	sType                uint32
+	pNext                unsafe.Pointer
+	waitSemaphoreCount   uint32
+	pWaitSemaphores      unsafe.Pointer
+	pWaitDstStageMask    unsafe.Pointer
+	commandBufferCount   uint32
+	pCommandBuffers      unsafe.Pointer
+	signalSemaphoreCount uint32
+	pSignalSemaphores    unsafe.Pointer
+}
+
+type vkMemoryBarrier struct {
+	sType         uint32
+	pNext         unsafe.Pointer
+	srcAccessMask uint32
+	dstAccessMask uint32
+}
+
+type vkBufferCopy struct {
+	srcOffset uint64
+	dstOffset uint64
+	size      uint64
+}
+
+type vkMemoryAllocateInfo struct {
+	sType           uint32
+	pNext           unsafe.Pointer
+	allocationSize  uint64
+	memoryTypeIndex uint32
+}
+
+type vkMemoryRequirements struct {
+	size           uint64
+	alignment      uint64
+	memoryTypeBits uint32
+}
+
+type vkBufferCreateInfo struct {
+	sType                 uint32
+	pNext                 unsafe.Pointer
+	flags                 uint32
+	size                  uint64
+	usage                 uint32
+	sharingMode           uint32
+	queueFamilyIndexCount uint32
+	pQueueFamilyIndices   unsafe.Pointer
+}
+
+type vkShaderModuleCreateInfo struct {
+	sType    uint32
+	pNext    unsafe.Pointer
+	flags    uint32
+	codeSize uintptr
+	pCode    unsafe.Pointer
+}
+
+type vkDescriptorSetLayoutBinding struct {
+	binding            uint32
+	descriptorType     uint32
+	descriptorCount    uint32
+	stageFlags         uint32
+	pImmutableSamplers unsafe.Pointer
+}
+
+type vkDescriptorSetLayoutCreateInfo struct {
+	sType        uint32
+	pNext        unsafe.Pointer
+	flags        uint32
+	bindingCount uint32
+	pBindings    unsafe.Pointer
+}
+
+type vkPushConstantRange struct {
+	stageFlags uint32
+	offset     uint32
+	size       uint32
+}
+
+type vkPipelineLayoutCreateInfo struct {
+	sType                  uint32
+	pNext                  unsafe.Pointer
+	flags                  uint32
+	setLayoutCount         uint32
+	pSetLayouts            unsafe.Pointer
+	pushConstantRangeCount uint32
+	pPushConstantRanges    unsafe.Pointer
+}
+
+type vkSpecializationMapEntry struct {
+	constantID uint32
+	offset     uint32
+	size       uintptr
+}
+
+type vkSpecializationInfo struct {
+	mapEntryCount uint32
+	pMapEntries   unsafe.Pointer
+	dataSize      uintptr
+	pData         unsafe.Pointer
+}
+
+type vkPipelineShaderStageCreateInfo struct {
+	sType               uint32
+	pNext               unsafe.Pointer
+	flags               uint32
+	stage               uint32
+	module              uintptr
+	pName               unsafe.Pointer
+	pSpecializationInfo unsafe.Pointer
+}
+
+type vkComputePipelineCreateInfo struct {
+	sType              uint32
+	pNext              unsafe.Pointer
+	flags              uint32
+	stage              vkPipelineShaderStageCreateInfo
+	layout             uintptr
+	basePipelineHandle uintptr
+	basePipelineIndex  int32
+}
+
+type vkDescriptorPoolSize struct {
+	type_           uint32
+	descriptorCount uint32
+}
+
+type vkDescriptorPoolCreateInfo struct {
+	sType         uint32
+	pNext         unsafe.Pointer
+	flags         uint32
+	maxSets       uint32
+	poolSizeCount uint32
+	pPoolSizes    unsafe.Pointer
+}
+
+type vkDescriptorSetAllocateInfo struct {
+	sType              uint32
+	pNext              unsafe.Pointer
+	descriptorPool     uintptr
+	descriptorSetCount uint32
+	pSetLayouts        unsafe.Pointer
+}
+
+type vkDescriptorBufferInfo struct {
+	buffer uintptr
+	offset uint64
+	range_ uint64
+}
+
+type vkWriteDescriptorSet struct {
+	sType            uint32
+	pNext            unsafe.Pointer
+	dstSet           uintptr
+	dstBinding       uint32
+	dstArrayElement  uint32
+	descriptorCount  uint32
+	descriptorType   uint32
+	pImageInfo       unsafe.Pointer
+	pBufferInfo      unsafe.Pointer
+	pTexelBufferView unsafe.Pointer
+}

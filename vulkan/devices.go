@@ -72,14 +72,23 @@ func procAddr(instance uintptr, name string) uintptr {
 	return r
 }
 
-// vkError is a failed Vulkan call.
+// vkError is a failed Vulkan call: the call, what it was doing, its VkResult.
 type vkError struct {
 	call string
+	what string // e.g. "allocating a 256 MiB device-local memory block"; may be empty
 	code int32
 }
 
 func (e *vkError) Error() string {
+	if e.what != "" {
+		return fmt.Sprintf("vulkan: %s failed: %s (%s)", e.call, resultName(e.code), e.what)
+	}
 	return fmt.Sprintf("vulkan: %s failed: %s", e.call, resultName(e.code))
+}
+
+// Is makes the driver's out-of-memory results match ErrOutOfMemory.
+func (e *vkError) Is(target error) bool {
+	return target == ErrOutOfMemory && (e.code == vkErrorOutOfHostMemory || e.code == vkErrorOutOfDeviceMemory)
 }
 
 func resultName(c int32) string {
@@ -90,7 +99,8 @@ func resultName(c int32) string {
 		-7: "VK_ERROR_EXTENSION_NOT_PRESENT", -8: "VK_ERROR_FEATURE_NOT_PRESENT",
 		-9: "VK_ERROR_INCOMPATIBLE_DRIVER", -10: "VK_ERROR_TOO_MANY_OBJECTS",
 		-11: "VK_ERROR_FORMAT_NOT_SUPPORTED", -12: "VK_ERROR_FRAGMENTED_POOL",
-		-13: "VK_ERROR_UNKNOWN",
+		-13: "VK_ERROR_UNKNOWN", 1: "VK_NOT_READY", 2: "VK_TIMEOUT",
+		-1000069000: "VK_ERROR_OUT_OF_POOL_MEMORY", -1000161000: "VK_ERROR_FRAGMENTATION",
 	}
 	if n, ok := names[c]; ok {
 		return n
@@ -129,7 +139,7 @@ func newInstance() (*instance, error) {
 	}
 	var loaderVersion uint32
 	if r, _, _ := purego.SyscallN(enumVersion, uintptr(unsafe.Pointer(&loaderVersion))); int32(r) != vkSuccess {
-		return nil, &vkError{"vkEnumerateInstanceVersion", int32(r)}
+		return nil, &vkError{call: "vkEnumerateInstanceVersion", code: int32(r)}
 	}
 	if loaderVersion < apiVersion11 {
 		return nil, fmt.Errorf("the Vulkan loader only supports Vulkan %s; tli needs 1.1 or later", versionString(loaderVersion))
@@ -171,7 +181,7 @@ func newInstance() (*instance, error) {
 	case vkErrorIncompatibleDriver:
 		return nil, errNoDriver
 	default:
-		return nil, &vkError{"vkCreateInstance", int32(r)}
+		return nil, &vkError{call: "vkCreateInstance", code: int32(r)}
 	}
 	for _, f := range []struct {
 		p    *uintptr
@@ -223,7 +233,7 @@ func instanceExtensions() (map[string]bool, error) {
 	for {
 		var n uint32
 		if r, _, _ := purego.SyscallN(fn, 0, uintptr(unsafe.Pointer(&n)), 0); int32(r) != vkSuccess {
-			return nil, &vkError{"vkEnumerateInstanceExtensionProperties", int32(r)}
+			return nil, &vkError{call: "vkEnumerateInstanceExtensionProperties", code: int32(r)}
 		}
 		props := make([]vkExtensionProperties, n+1)
 		r, _, _ := purego.SyscallN(fn, 0, uintptr(unsafe.Pointer(&n)), uintptr(unsafe.Pointer(&props[0])))
@@ -231,7 +241,7 @@ func instanceExtensions() (map[string]bool, error) {
 			continue
 		}
 		if int32(r) != vkSuccess {
-			return nil, &vkError{"vkEnumerateInstanceExtensionProperties", int32(r)}
+			return nil, &vkError{call: "vkEnumerateInstanceExtensionProperties", code: int32(r)}
 		}
 		return extensionNames(props[:n]), nil
 	}
@@ -242,7 +252,7 @@ func (in *instance) deviceExtensions(pd uintptr) (map[string]bool, error) {
 	for {
 		var n uint32
 		if r, _, _ := purego.SyscallN(in.enumerateDeviceExtensionPro, pd, 0, uintptr(unsafe.Pointer(&n)), 0); int32(r) != vkSuccess {
-			return nil, &vkError{"vkEnumerateDeviceExtensionProperties", int32(r)}
+			return nil, &vkError{call: "vkEnumerateDeviceExtensionProperties", code: int32(r)}
 		}
 		props := make([]vkExtensionProperties, n+1)
 		r, _, _ := purego.SyscallN(in.enumerateDeviceExtensionPro, pd, 0, uintptr(unsafe.Pointer(&n)), uintptr(unsafe.Pointer(&props[0])))
@@ -250,7 +260,7 @@ func (in *instance) deviceExtensions(pd uintptr) (map[string]bool, error) {
 			continue
 		}
 		if int32(r) != vkSuccess {
-			return nil, &vkError{"vkEnumerateDeviceExtensionProperties", int32(r)}
+			return nil, &vkError{call: "vkEnumerateDeviceExtensionProperties", code: int32(r)}
 		}
 		return extensionNames(props[:n]), nil
 	}
@@ -264,7 +274,7 @@ func (in *instance) physicalDevices() ([]uintptr, error) {
 			if int32(r) == vkErrorInitializationFailed {
 				return nil, nil // the loader found no usable driver
 			}
-			return nil, &vkError{"vkEnumeratePhysicalDevices", int32(r)}
+			return nil, &vkError{call: "vkEnumeratePhysicalDevices", code: int32(r)}
 		}
 		if n == 0 {
 			return nil, nil
@@ -275,7 +285,7 @@ func (in *instance) physicalDevices() ([]uintptr, error) {
 			continue
 		}
 		if int32(r) != vkSuccess {
-			return nil, &vkError{"vkEnumeratePhysicalDevices", int32(r)}
+			return nil, &vkError{call: "vkEnumeratePhysicalDevices", code: int32(r)}
 		}
 		return pds[:n], nil
 	}

@@ -28,6 +28,15 @@ var ErrNotBuilt = errors.New("this tli was built without Vulkan support: build w
 // library cannot be opened.
 var ErrNoLoader = errors.New("the Vulkan loader (libvulkan) was not found")
 
+// ErrOutOfMemory is wrapped by every error of a request for device memory
+// that cannot be met: the driver's VK_ERROR_OUT_OF_DEVICE_MEMORY or
+// VK_ERROR_OUT_OF_HOST_MEMORY, a request larger than the memory heap, or
+// one past Options.MemoryLimit.
+var ErrOutOfMemory = errors.New("out of device memory")
+
+// ErrClosed is returned by a Context, or one of its buffers, used after Close.
+var ErrClosed = errors.New("vulkan: the device context is closed")
+
 // Device is one Vulkan physical device.
 type Device struct {
 	Index         int    // position in vkEnumeratePhysicalDevices (the N of --device vulkan:N)

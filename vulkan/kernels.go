@@ -1,0 +1,253 @@
+//go:build vulkan && (amd64 || arm64) && (linux || darwin || windows)
+
+package vulkan
+
+import (
+	"fmt"
+	"math"
+)
+
+// The kernels record a dispatch into the Context's command buffer and
+// return; Sync (or a Download) runs them. Each one checks its spans
+// (buffer of this Context, not freed, offset aligned, large enough for the
+// shapes) and its shapes before recording anything. All arithmetic is f32.
+
+// WeightType is the element type of a weight or table buffer.
+type WeightType int
+
+const (
+	F32  WeightType = iota // float32
+	BF16                   // bfloat16 bits (uint16), widened to f32 in the shader
+	F16                    // IEEE half bits (uint16), widened to f32 in the shader
+)
+
+func (w WeightType) String() string {
+	switch w {
+	case F32:
+		return "f32"
+	case BF16:
+		return "bf16"
+	case F16:
+		return "f16"
+	}
+	return fmt.Sprintf("WeightType(%d)", int(w))
+}
+
+// size is the bytes of one element.
+func (w WeightType) size() (uint64, error) {
+	switch w {
+	case F32:
+		return 4, nil
+	case BF16, F16:
+		return 2, nil
+	}
+	return 0, fmt.Errorf("vulkan: unknown weight type %d", int(w))
+}
+
+// elementwiseWG is the workgroup size of the element-wise kernels.
+const elementwiseWG = 256
+
+// dims checks that every shape is positive and that products the shaders
+// index with 32-bit integers stay below 2³².
+func dims(kernel string, products [][]int, named ...any) error {
+	for i := 0; i+1 < len(named); i += 2 {
+		if v := named[i+1].(int); v <= 0 {
+			return fmt.Errorf("vulkan: %s: %s = %d, must be positive", kernel, named[i], v)
+		}
+	}
+	for _, p := range products {
+		t := uint64(1)
+		for _, v := range p {
+			t *= uint64(v)
+			if t >= 1<<32 {
+				return fmt.Errorf("vulkan: %s: shape %v has 2³² elements or more", kernel, p)
+			}
+		}
+	}
+	return nil
+}
+
+// grid lays groups workgroups over x and y of a dispatch (x at most the
+// device's limit; the shaders recover the index as y·numX + x and skip the
+// excess).
+func (c *Context) grid(groups uint64) (uint32, uint32) {
+	maxX := uint64(c.Info.MaxComputeWorkGroupCount[0])
+	if maxX == 0 {
+		maxX = 65535
+	}
+	x := min(groups, maxX)
+	return uint32(x), uint32((groups + x - 1) / x)
+}
+
+// record binds spans, builds or reuses the pipeline and records the dispatch.
+func (c *Context) record(shader string, spec []uint32, spans []Span, need []uint64, push []uint32, x, y uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.in == nil {
+		return ErrClosed
+	}
+	binds := make([]binding, len(spans))
+	for i, s := range spans {
+		b, err := c.bind(s, need[i], fmt.Sprintf("vulkan: %s: operand %d", shader, i))
+		if err != nil {
+			return err
+		}
+		binds[i] = b
+	}
+	p, err := c.pipeline(shader, spec...)
+	if err != nil {
+		return err
+	}
+	return c.dispatch(p, binds, push, x, y, 1)
+}
+
+// gemmTiles picks the tile of the GEMM for m rows: BM, BN, BK, TM, TN. Few
+// rows (decoding, small batches) get shorter tiles so that fewer of the
+// rows computed are padding.
+func (c *Context) gemmTiles(m int) [5]uint32 {
+	t := [5]uint32{64, 64, 16, 4, 4}
+	switch {
+	case m <= 16:
+		t[0], t[3] = 16, 1
+	case m <= 32:
+		t[0], t[3] = 32, 2
+	}
+	for (t[0]/t[3])*(t[1]/t[4]) > c.Info.MaxComputeWorkGroupInvocs && t[4] < t[1] {
+		t[4] *= 2
+	}
+	return t
+}
+
+// GEMM computes out[m×n] = a[m×k]·wᵀ, or out += a·wᵀ when accumulate, with
+// w a Linear layer's weight [n×k] (row j is output feature j) in f32, bf16
+// or f16; a and out are f32 and row-major. Any m, n, k: the edge tiles are
+// masked. Tiles of a and w go through shared memory; accumulation is f32.
+func (c *Context) GEMM(out, a, w Span, m, n, k int, wt WeightType, accumulate bool) error {
+	if err := dims("GEMM", [][]int{{m, k}, {n, k}, {m, n}}, "m", m, "n", n, "k", k); err != nil {
+		return err
+	}
+	es, err := wt.size()
+	if err != nil {
+		return err
+	}
+	t := c.gemmTiles(m)
+	wg := (t[0] / t[3]) * (t[1] / t[4])
+	acc := uint32(0)
+	if accumulate {
+		acc = 1
+	}
+	gx := (uint64(n) + uint64(t[1]) - 1) / uint64(t[1])
+	gy := (uint64(m) + uint64(t[0]) - 1) / uint64(t[0])
+	if gx > math.MaxUint32 || gy > math.MaxUint32 {
+		return fmt.Errorf("vulkan: GEMM: %d×%d tiles is too many", gy, gx)
+	}
+	return c.record("gemm", []uint32{t[0], t[1], t[2], t[3], t[4], uint32(wt), wg},
+		[]Span{out, a, w}, []uint64{4 * uint64(m) * uint64(n), 4 * uint64(m) * uint64(k), es * uint64(n) * uint64(k)},
+		[]uint32{uint32(m), uint32(n), uint32(k), acc}, uint32(gx), uint32(gy))
+}
+
+// RMSNorm normalises rows of x [rows×n]: out = x / sqrt(mean(x²) + eps) · w
+// with w [n] (Llama's RMSNorm). out may be x.
+func (c *Context) RMSNorm(out, x, w Span, rows, n int, eps float32) error {
+	if err := dims("RMSNorm", [][]int{{rows, n}}, "rows", rows, "n", n); err != nil {
+		return err
+	}
+	gx, gy := c.grid(uint64(rows))
+	wg := uint32(256)
+	for wg > c.Info.MaxComputeWorkGroupInvocs {
+		wg /= 2
+	}
+	sz := 4 * uint64(rows) * uint64(n)
+	return c.record("rmsnorm", []uint32{wg}, []Span{out, x, w}, []uint64{sz, sz, 4 * uint64(n)},
+		[]uint32{uint32(rows), uint32(n), math.Float32bits(eps)}, gx, gy)
+}
+
+// elementwise records one of the element-wise kernels over n elements.
+func (c *Context) elementwise(shader string, out, a, b Span, n int) error {
+	if err := dims(shader, [][]int{{n}}, "n", n); err != nil {
+		return err
+	}
+	gx, gy := c.grid((uint64(n) + elementwiseWG - 1) / elementwiseWG)
+	sz := 4 * uint64(n)
+	return c.record(shader, []uint32{elementwiseWG}, []Span{out, a, b}, []uint64{sz, sz, sz}, []uint32{uint32(n), 0}, gx, gy)
+}
+
+// SiLUMul computes out = silu(gate) · up over n elements (the SwiGLU
+// product of a Llama MLP). out may be gate or up.
+func (c *Context) SiLUMul(out, gate, up Span, n int) error {
+	return c.elementwise("silu_mul", out, gate, up, n)
+}
+
+// Add computes out = a + b over n elements (the residual connection). out
+// may be a or b.
+func (c *Context) Add(out, a, b Span, n int) error {
+	return c.elementwise("add", out, a, b, n)
+}
+
+// Rope applies the rotary embedding in place to x [tokens × heads ×
+// headDim], rotate-half convention as Hugging Face Llama: for every head
+// and i < headDim/2, (x[i], x[i+headDim/2]) is rotated by the angle whose
+// cosine and sine are cos[t][i] and sin[t][i], tables [tokens × headDim/2]
+// (the first half of HF's duplicated cos/sin rows). headDim must be even.
+func (c *Context) Rope(x, cos, sin Span, tokens, heads, headDim int) error {
+	if err := dims("Rope", [][]int{{tokens, heads, headDim}}, "tokens", tokens, "heads", heads, "headDim", headDim); err != nil {
+		return err
+	}
+	if headDim%2 != 0 {
+		return fmt.Errorf("vulkan: Rope: headDim = %d, must be even", headDim)
+	}
+	pairs := uint64(tokens) * uint64(heads) * uint64(headDim/2)
+	gx, gy := c.grid((pairs + elementwiseWG - 1) / elementwiseWG)
+	tab := 4 * uint64(tokens) * uint64(headDim/2)
+	return c.record("rope", []uint32{elementwiseWG}, []Span{x, cos, sin}, []uint64{8 * pairs, tab, tab},
+		[]uint32{uint32(tokens), uint32(heads), uint32(headDim), 0}, gx, gy)
+}
+
+// Embed gathers rows of table [vocab × dim] (f32, bf16 or f16) by ids
+// [tokens] (uint32) into out [tokens × dim] (f32). An id ≥ vocab gives a row
+// of zeros: the shader cannot fail, so check ids before when it matters.
+func (c *Context) Embed(out, table, ids Span, tokens, dim, vocab int, wt WeightType) error {
+	if err := dims("Embed", [][]int{{tokens, dim}, {vocab, dim}}, "tokens", tokens, "dim", dim, "vocab", vocab); err != nil {
+		return err
+	}
+	es, err := wt.size()
+	if err != nil {
+		return err
+	}
+	n := uint64(tokens) * uint64(dim)
+	gx, gy := c.grid((n + elementwiseWG - 1) / elementwiseWG)
+	return c.record("embed", []uint32{elementwiseWG, uint32(wt)}, []Span{out, table, ids},
+		[]uint64{4 * n, es * uint64(vocab) * uint64(dim), 4 * uint64(tokens)},
+		[]uint32{uint32(tokens), uint32(dim), uint32(vocab), 0}, gx, gy)
+}
+
+// attentionWG is the workgroup size of Attention: keys scored at a time.
+const attentionWG = 64
+
+// Attention computes causal self-attention over packed sequences: q and out
+// [tokens × nHead × headDim], k and v [tokens × nKV × headDim] (grouped
+// query attention: nHead a multiple of nKV, head h reading KV head
+// h/(nHead/nKV)), offsets [nSeq+1] uint32 token offsets (sequence s is
+// tokens [offsets[s], offsets[s+1]), offsets[0] = 0, offsets[nSeq] =
+// tokens). Token t attends to the tokens of its sequence up to itself with
+// scores q·k/sqrt(headDim) and a softmax in f32; a token outside every
+// sequence attends to itself only.
+func (c *Context) Attention(out, q, k, v, offsets Span, tokens, nSeq, nHead, nKV, headDim int) error {
+	if err := dims("Attention", [][]int{{tokens, nHead, headDim}, {tokens, nKV, headDim}}, "tokens", tokens, "nSeq", nSeq, "nHead", nHead, "nKV", nKV, "headDim", headDim); err != nil {
+		return err
+	}
+	if nHead%nKV != 0 {
+		return fmt.Errorf("vulkan: Attention: nHead = %d is not a multiple of nKV = %d", nHead, nKV)
+	}
+	dpt := uint32((headDim + attentionWG - 1) / attentionWG)
+	if dpt > 8 {
+		return fmt.Errorf("vulkan: Attention: headDim = %d, at most %d", headDim, 8*attentionWG)
+	}
+	gx, gy := c.grid(uint64(tokens) * uint64(nHead))
+	qs := 4 * uint64(tokens) * uint64(nHead) * uint64(headDim)
+	kvs := 4 * uint64(tokens) * uint64(nKV) * uint64(headDim)
+	scale := float32(1 / math.Sqrt(float64(headDim)))
+	return c.record("attention", []uint32{attentionWG, dpt}, []Span{out, q, k, v, offsets},
+		[]uint64{qs, qs, kvs, kvs, 4 * uint64(nSeq+1)},
+		[]uint32{uint32(tokens), uint32(nHead), uint32(nKV), uint32(headDim), uint32(nSeq), math.Float32bits(scale)}, gx, gy)
+}
