@@ -34,6 +34,19 @@ func q4Kernels() *q4Set {
 	return q4Generic
 }
 
+// q4Sets lists the 4-bit kernel sets this CPU runs, for the tests.
+func q4Sets() map[string]*q4Set {
+	x := cpu.X86
+	sets := map[string]*q4Set{"generic": q4Generic}
+	if x.HasAVX2 && x.HasFMA && x.HasF16C {
+		sets["avx2"] = q4Y
+	}
+	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasFMA && x.HasF16C {
+		sets["avx512"] = q4Z
+	}
+	return sets
+}
+
 //go:noescape
 func q4BF16Z(dst *uint16, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
 

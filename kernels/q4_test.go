@@ -148,6 +148,80 @@ func TestDequantQ4BF16(t *testing.T) {
 	})
 }
 
+// TestQ4Kernels checks every kernel set of this CPU directly (the paths do
+// not reach all of them: the AVX-512 path dequantises to bf16 where the CPU
+// has VDPBF16PS), including ranges that start and end anywhere and long
+// rows.
+func TestQ4Kernels(t *testing.T) {
+	for name, ks := range q4Sets() {
+		t.Run(name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(16, 0))
+			for q := 0; q < 200; q++ {
+				k := []int{32, 64, 96, 160, 1024, 4096, 14336}[rng.IntN(7)]
+				n := 1 + rng.IntN(4)
+				bs := []int{32, 64, 128, 256, 4096}[rng.IntN(5)]
+				code := &testNF4
+				if q%2 == 1 {
+					code = &testFP4
+				}
+				pr := newQ4(rng, n, k, bs, code, q%3, true)
+				e0 := rng.IntN(n * k)
+				cnt := rng.IntN(n*k - e0 + 1)
+				pfe := -1
+				if q%3 == 0 {
+					pfe = rng.IntN(n * k)
+				}
+				d16 := make([]uint16, cnt)
+				d32 := make([]float32, cnt)
+				q4Dequant(ks, &pr.w, e0, cnt, pfe, d16, nil)
+				q4Dequant(ks, &pr.w, e0, cnt, pfe, nil, d32)
+				for i := 0; i < cnt; i++ {
+					want := pr.ref((e0+i)/k, (e0+i)%k)
+					if d16[i] != want || math.Float32bits(d32[i]) != uint32(want)<<16 {
+						t.Fatalf("k=%d bs=%d mid=%d e0=%d n=%d: element %d = %#04x / %#08x, want %#04x",
+							k, bs, pr.w.Mid, e0, cnt, e0+i, d16[i], math.Float32bits(d32[i]), want)
+					}
+				}
+				pr.checkInputs(t)
+				// The dot kernels, against the float64 sum, on row r.
+				r := rng.IntN(n)
+				ap := make([]float32, 4*k)
+				for i := range ap {
+					ap[i] = BF16ToF32(F32ToBF16(float32(rng.Float64()*2 - 1)))
+				}
+				for _, nr := range []int{1, 4} {
+					var out [4]float32
+					f := ks.dot1
+					if nr == 4 {
+						f = ks.dot4
+					}
+					if f == nil {
+						q4DotGo(ap, nr, k, k, &pr.w, r*k, out[:nr])
+					} else {
+						f(&ap[0], k*4, &pr.w.Packed[r*k/2], &pr.w.Absmax[0], &pr.w.Code[0], r*k, k, log2(bs), pr.w.Mid, &out[0])
+					}
+					for i := 0; i < nr; i++ {
+						var want, mag float64
+						for g := 0; g < k; g += 32 {
+							for qq := 0; qq < 16; qq++ {
+								for h := 0; h < 2; h++ {
+									wv := float64(BF16ToF32(pr.ref(r, g+2*qq+h)))
+									want += float64(ap[i*k+g+16*h+qq]) * wv
+									mag += math.Abs(float64(ap[i*k+g+16*h+qq]) * wv)
+								}
+							}
+						}
+						got := float64(out[i])
+						if d := math.Abs(got - want); d > 4*tolF32*mag+1e-30 && !math.IsInf(want, 0) || math.IsNaN(got) != math.IsNaN(want) {
+							t.Fatalf("dot%d k=%d bs=%d mid=%d row %d: A'[%d]·W = %v, want %v", nr, k, bs, pr.w.Mid, r, i, out[i], want)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
 // checkQ4Gemm runs GemmNTQ4 on one problem and compares with a float64
 // reference.
 func checkQ4Gemm(t *testing.T, rng *rand.Rand, m, n, k, bs int, code *[16]float32, mid int, acc bool) {
