@@ -30,7 +30,7 @@ type q4Set struct {
 	// to dequantise) are prefetched, with their scales.
 	toBF16 func(dst *uint16, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
 	toF32  func(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
-	// dot1 and dot4 write out[i] = Σ_p ap[i][p]·W[p] for 1 or 4 rows of
+	// dot1 and dot4 (nil: dot1 row by row) write out[i] = Σ_p ap[i][p]·W[p] for 1 or 4 rows of
 	// A' (stride lda bytes, 32-element groups of even then odd elements)
 	// against the k weights e0 … e0+k-1 (e0 and k multiples of 32).
 	dot1, dot4 func(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
@@ -39,7 +39,7 @@ type q4Set struct {
 }
 
 // q4Generic is the pure-Go set.
-var q4Generic = &q4Set{smallMax: 4}
+var q4Generic = &q4Set{smallMax: 1}
 
 func checkQ4(w *Q4, n, k int) {
 	bs := w.Blocksize
@@ -259,7 +259,7 @@ func (j *q4SmJob) run(t int) {
 			sr := sums[(r-r0)*m : (r-r0+1)*m]
 			for i := 0; i < m; {
 				nr := 1
-				if m-i >= 4 {
+				if m-i >= 4 && (j.ks.dot1 == nil || j.ks.dot4 != nil) {
 					nr = 4
 				}
 				if j.ks.dot1 == nil {
