@@ -242,15 +242,16 @@ func (j *q4SmJob) run(t int) {
 	if r0 >= r1 {
 		return
 	}
-	var out [4]float32
 	w, k, m := j.w, j.k, j.m
 	shift := log2(w.Blocksize)
 	// k is cut into spans of kseg; sums holds the partial dot products.
 	// (Spans whose rows of A' stay in L1 made k = 14336 slower: the
 	// weight no longer streams in order.)
 	kseg := k
-	sumBuf := getF32((r1 - r0) * m)
-	sums := *sumBuf
+	// out (the kernels' result) is pooled too: a local array would escape
+	// through the function values.
+	sumBuf := getF32((r1-r0)*m + 4)
+	sums, out := (*sumBuf)[:(r1-r0)*m], (*sumBuf)[(r1-r0)*m:]
 	clear(sums)
 	for k0 := 0; k0 < k; k0 += kseg {
 		kl := min(kseg, k-k0)

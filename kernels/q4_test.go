@@ -382,3 +382,62 @@ func BenchmarkGemmNTQ4(b *testing.B) {
 		}
 	}
 }
+
+// TestGemmNTQ4Streamed covers the streaming stores of C (streamC): the
+// last-level cache is made to look tiny, and C gets rows aligned to 64
+// bytes, still surrounded by guards.
+func TestGemmNTQ4Streamed(t *testing.T) {
+	defer func(old int) { blockL3 = old }(blockL3)
+	blockL3 = 1
+	forEachPath(t, func(t *testing.T) {
+		SetRunner(goRunner(2))
+		old := setMinWork(1 << 10)
+		defer func() { setMinWork(old); SetRunner(nil) }()
+		rng := rand.New(rand.NewPCG(17, 0))
+		for _, s := range [][3]int{{16, 16, 64}, {40, 100, 70}, {80, 48, 320}} {
+			m, n, k := s[0], s[1], s[2]
+			pr := newQ4(rng, n, k, 64, &testNF4, Q4MidBF16, false)
+			a := newMat(rng, m, k, bF32, guardIn)
+			c := alignedMat(rng, m, n, guardOut)
+			c0 := c.clone()
+			GemmNTQ4(m, n, k, a.f(), a.ld, &pr.w, c.f(), c.ld, false)
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					var want, mag float64
+					for p := 0; p < k; p++ {
+						av := float64(BF16ToF32(F32ToBF16(float32(a.at(i, p)))))
+						wv := float64(BF16ToF32(pr.ref(j, p)))
+						want += av * wv
+						mag += math.Abs(av * wv)
+					}
+					if got := c.at(i, j); math.Abs(got-want) > 4*tolF32*mag+1e-30 {
+						t.Fatalf("%v: C[%d][%d] = %v, want %v", s, i, j, got, want)
+					}
+					c0.buf[c.off+i*c.ld+j] = c.buf[c.off+i*c.ld+j]
+				}
+			}
+			if !sameBits(c.buf, c0.buf) {
+				t.Fatalf("%v: wrote outside C", s)
+			}
+		}
+	})
+}
+
+// TestGemmNTQ4NoAllocs checks that steady-state calls reuse their scratch.
+func TestGemmNTQ4NoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	forEachPath(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(18, 0))
+		for _, m := range []int{1, 37} {
+			n, k := 70, 320
+			pr := newQ4(rng, n, k, 64, &testFP4, Q4MidF16, false)
+			a, c := randF32(m*k), make([]float32, m*n)
+			f := func() { GemmNTQ4(m, n, k, a, k, &pr.w, c, n, false) }
+			if allocs := testing.AllocsPerRun(50, f); allocs >= 1 {
+				t.Errorf("m=%d: %v allocations per call", m, allocs)
+			}
+		}
+	})
+}
