@@ -41,6 +41,7 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 	T := x.Rows
 	y := &Var{Data: t.alloc(T * out), Rows: T, Cols: out}
 	engine.MatMulNT(y.Data, x.Data, T, w, false, fast)
+	engine.RoundTo(y.Data, t.Round)
 	xn := x.node
 	if lora == nil {
 		if xn == nil {
@@ -73,9 +74,17 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 	kernels.GemmNT(T, r, in, xd, in, A.Data, in, mid, r, false)
 	u := t.alloc(T * out) // mid·Bᵀ
 	kernels.GemmNT(T, out, r, mid, r, B.Data, r, u, out, false)
+	// PEFT adds the branch to the frozen layer's output; in a rounded dtype
+	// a 4-bit layer's branch is cast to it first (bnb Linear4bit), another
+	// layer's sum is cast once (lora.Linear).
+	q4 := w.DType == engine.Q4
 	for i, v := range u {
-		y.Data[i] += v * lora.Scale
+		u[i] = v * lora.Scale
 	}
+	if q4 {
+		engine.RoundTo(u, t.Round)
+	}
+	engine.AddRounded(y.Data, u, t.Round)
 	return t.record(y, func(dy []float32) {
 		if xn != nil {
 			engine.MatMulNN(xn.buf(), dy, T, w, true, fast)
@@ -84,6 +93,7 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 		for i, v := range dy {
 			du[i] = v * lora.Scale
 		}
+
 		kernels.GemmTN(out, r, T, du, out, mid, r, B.grad(), r, true)
 		dmid := t.alloc(T * r)
 		kernels.GemmNN(T, r, out, du, out, B.Data, r, dmid, r, false)
@@ -109,11 +119,11 @@ func RMSNorm(t *Tape, x *Var, w []float32, eps float32) *Var {
 	y := &Var{Data: t.alloc(T * d), Rows: T, Cols: d}
 	xn, xd := x.node, x.Data
 	if xn == nil {
-		engine.RMSNorm(y.Data, xd, w, T, d, eps, nil)
+		engine.RMSNormRounded(y.Data, xd, w, T, d, eps, t.Round, nil)
 		return y
 	}
 	rstd := t.alloc(T)
-	engine.RMSNorm(y.Data, xd, w, T, d, eps, rstd)
+	engine.RMSNormRounded(y.Data, xd, w, T, d, eps, t.Round, rstd)
 	return t.record(y, func(dy []float32) {
 		engine.RMSNormBackward(xn.buf(), dy, xd, w, rstd, T, d, true)
 	})
@@ -128,10 +138,12 @@ func LayerNorm(t *Tape, x *Var, w, b []float32, eps float32) *Var {
 	xn, xd := x.node, x.Data
 	if xn == nil {
 		engine.LayerNorm(y.Data, xd, w, b, T, d, eps, nil, nil)
+		engine.RoundTo(y.Data, t.Round)
 		return y
 	}
 	mean, rstd := t.alloc(T), t.alloc(T)
 	engine.LayerNorm(y.Data, xd, w, b, T, d, eps, mean, rstd)
+	engine.RoundTo(y.Data, t.Round)
 	return t.record(y, func(dy []float32) {
 		engine.LayerNormBackward(xn.buf(), dy, xd, w, mean, rstd, T, d, true)
 	})
@@ -141,6 +153,7 @@ func LayerNorm(t *Tape, x *Var, w, b []float32, eps float32) *Var {
 func GELU(t *Tape, x *Var) *Var {
 	y := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
 	engine.GELUTanhInPlace(y.Data)
+	engine.RoundTo(y.Data, t.Round)
 	xn, xd := x.node, x.Data
 	if xn == nil {
 		return y
@@ -173,7 +186,7 @@ func HeadPart(t *Tape, x *Var, nHeads, parts, part, headDim int) *Var {
 // [T × nHeads·headDim] with the tables of engine.Rope.Tables.
 func Rope(t *Tape, x *Var, nHeads, headDim int, cos, sin []float32) *Var {
 	y := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
-	engine.ApplyRope(y.Data, x.Rows, nHeads, headDim, cos, sin)
+	engine.ApplyRopeRounded(y.Data, x.Rows, nHeads, headDim, cos, sin, t.Round)
 	xn, T := x.node, x.Rows
 	if xn == nil {
 		return y
@@ -200,10 +213,12 @@ func AttentionWith(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim in
 	qn, kn, vn := q.node, k.node, v.node
 	if qn == nil && kn == nil && vn == nil {
 		engine.AttentionWith(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, nil, opt)
+		engine.RoundTo(y.Data, t.Round)
 		return y
 	}
 	probs := t.alloc(engine.AttentionProbsLen(offsets, nHeads))
 	engine.AttentionWith(y.Data, qd, kd, vd, offsets, nHeads, nKV, headDim, probs, opt)
+	engine.RoundTo(y.Data, t.Round)
 	return t.record(y, func(dy []float32) {
 		dq := t.alloc(len(qd))
 		dk := t.alloc(len(kd))
@@ -222,18 +237,23 @@ func AttentionWith(t *Tape, q, k, v *Var, offsets []int, nHeads, nKV, headDim in
 
 // SiLUMul is silu(gate)·up, element by element (Llama's SwiGLU).
 func SiLUMul(t *Tape, gate, up *Var) *Var {
-	return gatedAct(t, gate, up, engine.SiLUMul, engine.SiLUMulBackward)
+	return gatedAct(t, gate, up, engine.SiLUMul, engine.SiLU, engine.SiLUMulBackward)
 }
 
 // GELUMul is gelu_tanh(gate)·up, element by element (Gemma's GeGLU).
 func GELUMul(t *Tape, gate, up *Var) *Var {
-	return gatedAct(t, gate, up, engine.GELUTanhMul, engine.GELUTanhMulBackward)
+	return gatedAct(t, gate, up, engine.GELUTanhMul, engine.GELUTanh, engine.GELUTanhMulBackward)
 }
 
-// gatedAct is act(gate)·up with the engine's forward and backward of act.
-func gatedAct(t *Tape, gate, up *Var, fwd func(out, gate, up []float32), bwd func(dgate, dup, dy, gate, up []float32)) *Var {
+// gatedAct is act(gate)·up with the engine's forward and backward of act
+// (engine.GatedRounded when the tape rounds).
+func gatedAct(t *Tape, gate, up *Var, fwd func(out, gate, up []float32), act func(float32) float32, bwd func(dgate, dup, dy, gate, up []float32)) *Var {
 	y := &Var{Data: t.alloc(len(gate.Data)), Rows: gate.Rows, Cols: gate.Cols}
-	fwd(y.Data, gate.Data, up.Data)
+	if t.Round != engine.F32 {
+		engine.GatedRounded(y.Data, gate.Data, up.Data, act, t.Round)
+	} else {
+		fwd(y.Data, gate.Data, up.Data)
+	}
 	gd, ud, gn, un := gate.Data, up.Data, gate.node, up.node
 	if gn == nil && un == nil {
 		return y
@@ -256,6 +276,7 @@ func gatedAct(t *Tape, gate, up *Var, fwd func(out, gate, up []float32), bwd fun
 func AddBias(t *Tape, x *Var, b []float32) *Var {
 	y := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
 	engine.AddBias(y.Data, b, x.Rows, x.Cols)
+	engine.RoundTo(y.Data, t.Round)
 	xn := x.node
 	if xn == nil {
 		return y
@@ -268,7 +289,7 @@ func AddBias(t *Tape, x *Var, b []float32) *Var {
 // Add is x + y (the residual connection).
 func Add(t *Tape, x, y *Var) *Var {
 	z := &Var{Data: append([]float32(nil), x.Data...), Rows: x.Rows, Cols: x.Cols}
-	engine.Add(z.Data, y.Data)
+	engine.AddRounded(z.Data, y.Data, t.Round)
 	xn, yn := x.node, y.node
 	if xn == nil && yn == nil {
 		return z

@@ -99,6 +99,12 @@ type node struct {
 // constants runs without being recorded. A tape is used for one forward and
 // one backward.
 type Tape struct {
+	// Round is the dtype the ops round their outputs to, where the
+	// inference forward in that dtype rounds (engine's *Rounded ops): F32
+	// (the default) rounds nothing. Gradients pass through the rounding
+	// unchanged (straight through), so a step's loss is that of the
+	// rounded forward and its gradients those of the unrounded graph.
+	Round engine.DType
 	nodes []node
 	rng   *rand.Rand  // dropout source; nil: dropout off (evaluation)
 	bufs  [][]float32 // buffers handed out by alloc, returned by Release

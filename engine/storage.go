@@ -93,6 +93,8 @@ func (t *Tensor) Bytes() []byte {
 	switch {
 	case t.DType == F32 && len(t.F32) > 0:
 		return unsafe.Slice((*byte)(unsafe.Pointer(&t.F32[0])), 4*len(t.F32))
+	case t.DType == Q4 && t.Q != nil:
+		return t.Q.Packed
 	case t.DType != F32 && len(t.Half) > 0:
 		return unsafe.Slice((*byte)(unsafe.Pointer(&t.Half[0])), 2*len(t.Half))
 	}
@@ -102,6 +104,14 @@ func (t *Tensor) Bytes() []byte {
 // FirstNonFinite returns the flat index of the first NaN or ±Inf element of
 // t, or -1 when every element is finite. It scans in parallel.
 func (t *Tensor) FirstNonFinite() int {
+	if t.DType == Q4 { // codes are finite; a scale may not be
+		for b, v := range t.Q.Absmax {
+			if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
+				return b * t.Q.Blocksize
+			}
+		}
+		return -1
+	}
 	n := t.Numel()
 	const chunk = 1 << 16
 	chunks := (n + chunk - 1) / chunk

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tli-project/tli/kernels"
+	"github.com/tli-project/tli/quant"
 )
 
 // DType is the element type of a tensor.
@@ -15,6 +16,8 @@ const (
 	F32 DType = iota
 	BF16
 	F16
+	// Q4 is a bitsandbytes 4-bit weight (NF4 or FP4), held in Tensor.Q.
+	Q4
 )
 
 func (d DType) String() string {
@@ -25,14 +28,20 @@ func (d DType) String() string {
 		return "bf16"
 	case F16:
 		return "f16"
+	case Q4:
+		return "q4"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
 
-// Size is the number of bytes of one element.
+// Size is the number of bytes of one element (0 for Q4: half a byte plus
+// the block scales).
 func (d DType) Size() int {
-	if d == F32 {
+	switch d {
+	case F32:
 		return 4
+	case Q4:
+		return 0
 	}
 	return 2
 }
@@ -51,14 +60,21 @@ func ParseDType(s string) (DType, error) {
 	return 0, fmt.Errorf("unknown dtype %q (want f32, bf16 or f16)", s)
 }
 
-// Tensor is a dense row-major tensor. Exactly one of F32 (for DType F32) or
-// Half (raw bf16/f16 bits) holds the data. The slices may point into a
-// memory-mapped file; such tensors are read-only.
+// Tensor is a dense row-major tensor. Exactly one of F32 (for DType F32),
+// Half (raw bf16/f16 bits) or Q (a 2-D 4-bit weight, DType Q4) holds the
+// data. The slices may point into a memory-mapped file; such tensors are
+// read-only.
 type Tensor struct {
 	DType DType
 	Shape []int
 	F32   []float32
 	Half  []uint16
+	Q     *quant.Tensor
+}
+
+// FromQuant wraps a 4-bit weight as a [Rows×Cols] tensor of DType Q4.
+func FromQuant(q *quant.Tensor) *Tensor {
+	return &Tensor{DType: Q4, Shape: []int{q.Rows, q.Cols}, Q: q}
 }
 
 // Numel is the number of elements of shape.
@@ -97,6 +113,8 @@ func (t *Tensor) At(i int) float32 {
 		return kernels.BF16ToF32(t.Half[i])
 	case F16:
 		return kernels.F16ToF32(t.Half[i])
+	case Q4:
+		return t.Q.At(i)
 	}
 	return t.F32[i]
 }
@@ -115,6 +133,8 @@ func (t *Tensor) Row(r int, dst []float32) {
 		for i, h := range t.Half[r*c : (r+1)*c] {
 			dst[i] = kernels.F16ToF32(h)
 		}
+	case Q4:
+		t.Q.DequantizeRow(r, dst)
 	}
 }
 
@@ -124,6 +144,10 @@ func (t *Tensor) ToF32() []float32 {
 		return t.F32
 	}
 	out := make([]float32, t.Numel())
+	if t.DType == Q4 {
+		t.Q.Dequantize(out)
+		return out
+	}
 	for i := range out {
 		out[i] = t.At(i)
 	}
@@ -131,10 +155,14 @@ func (t *Tensor) ToF32() []float32 {
 }
 
 // Convert returns the tensor held as dtype d (f32 <-> bf16/f16, rounding to
-// nearest even when narrowing). It returns t itself when already of dtype d.
+// nearest even when narrowing; a Q4 tensor dequantised). It returns t
+// itself when already of dtype d; d may not be Q4 (see quant.NewTensor).
 func (t *Tensor) Convert(d DType) *Tensor {
 	if t.DType == d {
 		return t
+	}
+	if d == Q4 {
+		panic("engine: Convert to Q4: quantise with quant.NewTensor")
 	}
 	out := &Tensor{DType: d, Shape: append([]int(nil), t.Shape...)}
 	n := t.Numel()
@@ -156,10 +184,15 @@ func (t *Tensor) Convert(d DType) *Tensor {
 
 // MatMulNT computes y[m×out] (+)= x[m×in] · Wᵀ where W is a Linear weight
 // [out×in] of any dtype. With fast=true and bf16 weights, activations are
-// rounded to bf16 (PyTorch bf16 semantics).
+// rounded to bf16 (PyTorch bf16 semantics). A Q4 weight computes as
+// bitsandbytes' Linear4bit with compute dtype bf16, whatever fast says: x
+// rounded to bf16, the dequantised weight rounded to bf16, f32 sums, and
+// the product rounded to bf16 before it is added to y.
 func MatMulNT(y []float32, x []float32, m int, w *Tensor, acc, fast bool) {
 	out, in := w.Shape[0], w.Shape[1]
 	switch w.DType {
+	case Q4:
+		matMulQ4(y, x, m, w.Q, acc)
 	case F32:
 		kernels.GemmNT(m, out, in, x, in, w.F32, in, y, out, acc)
 	case BF16:
@@ -177,10 +210,16 @@ func MatMulNT(y []float32, x []float32, m int, w *Tensor, acc, fast bool) {
 // W [out×in]: the backward of MatMulNT with respect to x. With fast=true and
 // bf16 weights it matches PyTorch's bf16 backward: dy is rounded to bf16 and
 // the product runs on bf16 dot products, against a transposed copy of W made
-// on first use and kept (see Transposed).
+// on first use and kept (see Transposed). A Q4 weight is dequantised to
+// bf16 for the call and used the same way (bitsandbytes' MatMul4Bit
+// backward: dy in the compute dtype times the dequantised weight).
 func MatMulNN(dx []float32, dy []float32, m int, w *Tensor, acc, fast bool) {
 	out, in := w.Shape[0], w.Shape[1]
 	switch w.DType {
+	case Q4:
+		d := &Tensor{DType: BF16, Shape: []int{out, in}, Half: make([]uint16, out*in)}
+		w.Q.DequantizeBF16(0, out, d.Half)
+		kernels.GemmNTBF16Fast(m, in, out, dy, out, transposedOnce(d).Half, out, dx, in, acc)
 	case F32:
 		kernels.GemmNN(m, in, out, dy, out, w.F32, in, dx, in, acc)
 	case BF16:

@@ -54,6 +54,38 @@ type Config struct {
 	// ResidualPostNorm is BLOOM's apply_residual_connection_post_layernorm:
 	// the residual added to each block's output is the normed input.
 	ResidualPostNorm bool `json:"apply_residual_connection_post_layernorm"`
+
+	// Quantization is config.json's quantization_config of a checkpoint
+	// saved 4-bit by transformers (nil when absent).
+	Quantization *QuantizationConfig `json:"quantization_config,omitempty"`
+}
+
+// QuantizationConfig is the part of transformers' BitsAndBytesConfig that
+// a 4-bit checkpoint's config.json records and tli reads.
+type QuantizationConfig struct {
+	QuantMethod  string   `json:"quant_method"`
+	LoadIn4bit   bool     `json:"load_in_4bit"`
+	LoadIn8bit   bool     `json:"load_in_8bit"`
+	QuantType    string   `json:"bnb_4bit_quant_type"`
+	ComputeDType string   `json:"bnb_4bit_compute_dtype"`
+	DoubleQuant  bool     `json:"bnb_4bit_use_double_quant"`
+	QuantStorage string   `json:"bnb_4bit_quant_storage,omitempty"`
+	SkipModules  []string `json:"llm_int8_skip_modules,omitempty"`
+}
+
+// check refuses what tli cannot compute the way transformers would.
+func (q *QuantizationConfig) check() error {
+	switch {
+	case q.QuantMethod != "" && q.QuantMethod != "bitsandbytes":
+		return fmt.Errorf("quantization_config: quant_method %q is not supported (tli reads bitsandbytes 4-bit checkpoints)", q.QuantMethod)
+	case q.LoadIn8bit:
+		return fmt.Errorf("quantization_config: load_in_8bit is not supported (tli reads bitsandbytes 4-bit checkpoints)")
+	case !q.LoadIn4bit:
+		return fmt.Errorf("quantization_config: load_in_4bit is not true: not a 4-bit checkpoint tli can read")
+	case q.ComputeDType != "" && q.ComputeDType != "bfloat16":
+		return fmt.Errorf("quantization_config: bnb_4bit_compute_dtype %q is not supported (tli computes 4-bit products in bfloat16)", q.ComputeDType)
+	}
+	return nil
 }
 
 // ParseConfig decodes config.json text; name is used in error messages.
@@ -121,6 +153,15 @@ func ParseConfig(data []byte, name string) (Config, error) {
 			if err := json.Unmarshal(v, p); err != nil {
 				return Config{}, fmt.Errorf("%s: field %q: want a string, got %s", name, k, v)
 			}
+		}
+	}
+	if v, ok := raw["quantization_config"]; ok && string(v) != "null" {
+		c.Quantization = new(QuantizationConfig)
+		if err := json.Unmarshal(v, c.Quantization); err != nil {
+			return Config{}, fmt.Errorf("%s: field \"quantization_config\": %v", name, err)
+		}
+		if err := c.Quantization.check(); err != nil {
+			return Config{}, fmt.Errorf("%s: %v", name, err)
 		}
 	}
 	// transformers >= 4.56 writes dtype instead of torch_dtype; when both

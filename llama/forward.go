@@ -3,6 +3,7 @@ package llama
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/tli-project/tli/engine"
@@ -65,9 +66,39 @@ func (m *Model) getScratch(T int) *scratch {
 
 func putScratch(s *scratch) { scratchPool.Put(s) }
 
-// matmul is y (+)= x·Wᵀ with the model's bf16 mode.
+// matmul is y (+)= x·Wᵀ with the model's bf16 mode. With rounded
+// activations the product is rounded to their dtype, and an accumulation
+// is a residual add rounded again.
 func (m *Model) matmul(y, x []float32, rows int, w *engine.Tensor, acc bool) {
-	engine.MatMulNT(y, x, rows, w, acc, m.FastBF16)
+	m.linear(y, x, rows, w, nil, acc)
+}
+
+// linear is y (+)= x·Wᵀ + b (b may be nil) as a Linear layer computes it
+// in the model's numerics: in f32 one fused product; in bf16 or fp16 the
+// output x·Wᵀ + b rounded once (a 4-bit weight's product is rounded to
+// bf16 first, Linear4bit's compute dtype), and with acc the residual add
+// h + y rounded again.
+func (m *Model) linear(y, x []float32, rows int, w *engine.Tensor, b []float32, acc bool) {
+	a, out := m.act(), w.Shape[0]
+	if a == engine.F32 {
+		engine.MatMulNT(y, x, rows, w, acc, m.FastBF16)
+		if b != nil {
+			engine.AddBias(y, b, rows, out)
+		}
+		return
+	}
+	dst := y[:rows*out]
+	if acc {
+		dst = make([]float32, rows*out)
+	}
+	engine.MatMulNT(dst, x, rows, w, false, m.FastBF16)
+	if b != nil {
+		engine.AddBias(dst, b, rows, out)
+	}
+	m.round(dst)
+	if acc {
+		engine.AddRounded(y[:rows*out], dst, a)
+	}
 }
 
 // attend computes attention outputs att from rotated q, k and v of the
@@ -80,9 +111,15 @@ func (m *Model) norm(out, x, w, b []float32, T, d int) {
 	eps := float32(m.Config.RMSNormEps)
 	if m.Config.arch().LayerNorm {
 		engine.LayerNorm(out, x, w, b, T, d, eps, nil, nil)
+		m.round(out[:T*d]) // F.layer_norm: f32 inside, one rounding
 		return
 	}
-	engine.RMSNorm(out, x, m.normWeight(w), T, d, eps, nil)
+	if m.Config.arch().NormPlusOne { // GemmaRMSNorm: f32 throughout, cast once
+		engine.RMSNorm(out, x, m.normWeight(w), T, d, eps, nil)
+		m.round(out[:T*d])
+		return
+	}
+	engine.RMSNormRounded(out, x, w, T, d, eps, m.act(), nil)
 }
 
 // normWeight is the factor an RMSNorm with weight w multiplies by: w, or
@@ -117,13 +154,20 @@ func (m *Model) embed(h []float32, ids []int) {
 		engine.LayerNorm(h, h, m.EmbedNorm, m.EmbedNormBias, len(ids), d, float32(m.Config.RMSNormEps), nil, nil)
 	}
 	if m.Config.arch().EmbedScale {
+		// torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)
 		sc := float32(math.Sqrt(float64(m.Config.HiddenSize)))
+		if a := m.act(); a != engine.F32 {
+			s := []float32{sc}
+			engine.RoundTo(s, a)
+			sc = s[0]
+		}
 		engine.ParallelFor(len(ids), func(t int) {
 			row := h[t*m.Config.HiddenSize : (t+1)*m.Config.HiddenSize]
 			for i := range row {
 				row[i] *= sc
 			}
 		})
+		m.round(h[:len(ids)*m.Config.HiddenSize])
 	}
 }
 
@@ -147,7 +191,13 @@ func (m *Model) ropeTables(pos []int, maxLen int) (cos, sin []float32) {
 	if m.Rope == nil {
 		return nil, nil
 	}
-	return m.Rope.Tables(pos, maxLen)
+	cos, sin = m.Rope.Tables(pos, maxLen)
+	if m.act() != engine.F32 { // computed in f32, cast to the activations' dtype
+		cos, sin = slices.Clone(cos), slices.Clone(sin)
+		m.round(cos)
+		m.round(sin)
+	}
+	return cos, sin
 }
 
 // rope rotates q and k (nothing for BLOOM).
@@ -155,9 +205,9 @@ func (m *Model) rope(q, k []float32, T int, cos, sin []float32) {
 	if m.Rope == nil {
 		return
 	}
-	c := m.Config
-	engine.ApplyRope(q, T, c.NumHeads, c.HeadDim, cos, sin)
-	engine.ApplyRope(k, T, c.NumKVHeads, c.HeadDim, cos, sin)
+	c, a := m.Config, m.act()
+	engine.ApplyRopeRounded(q, T, c.NumHeads, c.HeadDim, cos, sin, a)
+	engine.ApplyRopeRounded(k, T, c.NumKVHeads, c.HeadDim, cos, sin, a)
 }
 
 // attentionBlock adds self-attention of layer i to the residual stream h:
@@ -175,41 +225,33 @@ func (m *Model) attentionBlock(i int, h []float32, T int, s *scratch, cos, sin [
 	m.norm(x, h, L.AttnNorm, L.AttnNormBias, T, d)
 	if L.QKV != nil {
 		qkv := s.qkv[:T*3*qd]
-		m.matmul(qkv, x, T, L.QKV, false)
-		engine.AddBias(qkv, L.QKVBias, T, 3*qd)
+		m.linear(qkv, x, T, L.QKV, L.QKVBias, false)
 		for part, dst := range [][]float32{q, k, v} { // rows [heads, 3, headDim]
 			engine.HeadPart(dst, qkv, T, c.NumHeads, 3, part, hd, false)
 		}
 	} else {
-		m.matmul(q, x, T, L.Q, false)
-		m.matmul(k, x, T, L.K, false)
-		m.matmul(v, x, T, L.V, false)
-	}
-	if L.QBias != nil {
-		engine.AddBias(q, L.QBias, T, qd)
-		engine.AddBias(k, L.KBias, T, kd)
-		engine.AddBias(v, L.VBias, T, kd)
+		m.linear(q, x, T, L.Q, L.QBias, false)
+		m.linear(k, x, T, L.K, L.KBias, false)
+		m.linear(v, x, T, L.V, L.VBias, false)
 	}
 	if L.QNorm != nil {
-		eps := float32(c.RMSNormEps)
-		engine.RMSNorm(q, q, L.QNorm, T*c.NumHeads, hd, eps, nil)
-		engine.RMSNorm(k, k, L.KNorm, T*c.NumKVHeads, hd, eps, nil)
+		eps, a := float32(c.RMSNormEps), m.act()
+		engine.RMSNormRounded(q, q, L.QNorm, T*c.NumHeads, hd, eps, a, nil)
+		engine.RMSNormRounded(k, k, L.KNorm, T*c.NumKVHeads, hd, eps, a, nil)
 	}
 	m.rope(q, k, T, cos, sin)
 	att(i, q, k, v, o)
+	m.round(o)
 	if L.PostAttnNorm != nil { // Gemma 2: h += post_attention_layernorm(o_proj(att))
 		m.matmul(x, o, T, L.O, false)
 		m.norm(x, x, L.PostAttnNorm, nil, T, d)
-		engine.Add(h, x)
+		engine.AddRounded(h, x, m.act())
 		return
 	}
 	if c.ResidualPostNorm {
 		copy(h, x)
 	}
-	m.matmul(h, o, T, L.O, true)
-	if L.OBias != nil {
-		engine.AddBias(h, L.OBias, T, d)
-	}
+	m.linear(h, o, T, L.O, L.OBias, true)
 }
 
 // mlpBlock adds the gated MLP of layer i to h, mlpChunk rows at a time:
@@ -223,9 +265,9 @@ func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
 	}
 	c, L := m.Config, m.Layers[i]
 	d, ffn := c.HiddenSize, c.IntermediateSize
-	act := engine.SiLUMul
+	act, actFn := engine.SiLUMul, engine.SiLU
 	if c.arch().GELU {
-		act = engine.GELUTanhMul
+		act, actFn = engine.GELUTanhMul, engine.GELUTanh
 	}
 	for r0 := 0; r0 < T; r0 += mlpChunk {
 		n := min(mlpChunk, T-r0)
@@ -234,13 +276,17 @@ func (m *Model) mlpBlock(i int, h []float32, T int, s *scratch) {
 		m.norm(x, hr, L.MLPNorm, nil, n, d)
 		m.matmul(gate, x, n, L.Gate, false)
 		m.matmul(up, x, n, L.Up, false)
-		engine.ParallelFor(n, func(r int) {
-			act(gate[r*ffn:(r+1)*ffn], gate[r*ffn:(r+1)*ffn], up[r*ffn:(r+1)*ffn])
-		})
+		if a := m.act(); a != engine.F32 {
+			engine.GatedRounded(gate, gate, up, actFn, a)
+		} else {
+			engine.ParallelFor(n, func(r int) {
+				act(gate[r*ffn:(r+1)*ffn], gate[r*ffn:(r+1)*ffn], up[r*ffn:(r+1)*ffn])
+			})
+		}
 		if L.PostFFNorm != nil { // Gemma 2: h += post_feedforward_layernorm(down_proj(...))
 			m.matmul(x, gate, n, L.Down, false)
 			m.norm(x, x, L.PostFFNorm, nil, n, d)
-			engine.Add(hr, x)
+			engine.AddRounded(hr, x, m.act())
 			continue
 		}
 		m.matmul(hr, gate, n, L.Down, true)
@@ -256,14 +302,13 @@ func (m *Model) plainMLP(i int, h []float32, T int, s *scratch) {
 		n := min(mlpChunk, T-r0)
 		hr, x, up := h[r0*d:(r0+n)*d], s.x[:n*d], s.up[:n*ffn]
 		m.norm(x, hr, L.MLPNorm, L.MLPNormBias, n, d)
-		m.matmul(up, x, n, L.Up, false)
-		engine.AddBias(up, L.UpBias, n, ffn)
+		m.linear(up, x, n, L.Up, L.UpBias, false)
 		engine.GELUTanhInPlace(up)
+		m.round(up)
 		if c.ResidualPostNorm {
 			copy(hr, x)
 		}
-		m.matmul(hr, up, n, L.Down, true)
-		engine.AddBias(hr, L.DownBias, n, d)
+		m.linear(hr, up, n, L.Down, L.DownBias, true)
 	}
 }
 
@@ -444,7 +489,7 @@ func (m *Model) Logits(h []float32, T int) ([]float32, error) {
 		return nil, fmt.Errorf("llama: Logits: %d values for %d rows of %d", len(h), T, m.Config.HiddenSize)
 	}
 	out := make([]float32, T*m.Config.VocabSize)
-	m.matmul(out, h, T, head, false)
+	m.matmul(out, h, T, head, false) // rounded to the activations' dtype, as lm_head is
 	if sc := float32(m.Config.FinalLogitSoftcapping); sc > 0 { // Gemma 2
 		engine.ParallelFor(T, func(t int) {
 			row := out[t*m.Config.VocabSize : (t+1)*m.Config.VocabSize]

@@ -33,6 +33,12 @@ type LoadOptions struct {
 	// NeedLMHead loads the final norm and the LM head (lm_head.weight, or
 	// the embedding when tied) even when MaxLayer >= 0.
 	NeedLMHead bool
+	// Numerics rounds activations and quantises decoder Linear weights
+	// (see Numerics). With Activations other than F32, every weight is
+	// held in that dtype, as transformers' torch_dtype does, and DType must
+	// be F32 or the same dtype. 4-bit weights of a pre-quantised
+	// checkpoint are loaded as they are, whatever Numerics.Quant says.
+	Numerics Numerics
 }
 
 // AllLayers is LoadOptions.MaxLayer for a full load.
@@ -292,9 +298,26 @@ func (c *checkpoint) missing(name string) error {
 // raw returns the named tensor as stored (pointing into its shard's mapping)
 // and the shard's path.
 func (c *checkpoint) raw(name string) (*engine.Tensor, string, error) {
+	f, stored, err := c.open(name)
+	if err != nil {
+		return nil, f.pathOr(c.dir), err
+	}
+	if info := f.h.Tensors[stored]; info.Int64 || info.Bytes {
+		return nil, f.path, fmt.Errorf("%s: tensor %q is %s; model weights must be F32, BF16 or F16 (or 4-bit with a quant_state beside them)", f.path, stored, info.dtypeName())
+	}
+	t, err := f.tensor(stored)
+	if err != nil {
+		return nil, f.path, err
+	}
+	return t, f.path, nil
+}
+
+// open returns the opened shard holding tensor name and the name the file
+// gives it.
+func (c *checkpoint) open(name string) (*stFile, string, error) {
 	file, ok := c.where[name]
 	if !ok {
-		return nil, c.dir, c.missing(name)
+		return nil, "", c.missing(name)
 	}
 	f := c.files[file]
 	if f == nil {
@@ -302,27 +325,20 @@ func (c *checkpoint) raw(name string) (*engine.Tensor, string, error) {
 		f, err = openSafetensors(filepath.Join(c.dir, file))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, file, fmt.Errorf("%s: shard %s listed for tensor %q is missing", c.dir, file, name)
+				return nil, "", fmt.Errorf("%s: shard %s listed for tensor %q is missing", c.dir, file, name)
 			}
-			return nil, file, err
+			return nil, "", err
 		}
 		c.files[file] = f
 	}
+	stored := name
 	if s, ok := c.stored[name]; ok {
-		name = s
+		stored = s
 	}
-	info, ok := f.h.Tensors[name]
-	if !ok {
-		return nil, f.path, fmt.Errorf("%s: tensor %q, which %s lists in this shard, is not in it", f.path, name, c.index)
+	if _, ok := f.h.Tensors[stored]; !ok {
+		return f, "", fmt.Errorf("%s: tensor %q, which %s lists in this shard, is not in it", f.path, stored, c.index)
 	}
-	if info.Int64 {
-		return nil, f.path, fmt.Errorf("%s: tensor %q is I64; model weights must be F32, BF16 or F16", f.path, name)
-	}
-	t, err := f.tensor(name)
-	if err != nil {
-		return nil, f.path, err
-	}
-	return t, f.path, nil
+	return f, stored, nil
 }
 
 // load returns tensor name checked against shape, held as dtype (converted
@@ -457,6 +473,16 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 	if opts.DType != engine.F32 && opts.DType != engine.BF16 {
 		return nil, fmt.Errorf("llama.Load: weights can be held as f32 or bf16, not %v", opts.DType)
 	}
+	num := opts.Numerics
+	if err := num.Check(); err != nil {
+		return nil, fmt.Errorf("llama.Load: %v", err)
+	}
+	if num.Activations != engine.F32 {
+		if opts.DType != engine.F32 && opts.DType != num.Activations {
+			return nil, fmt.Errorf("llama.Load: weights held as %v with %v activations: the activations' dtype is the weights' dtype", opts.DType, num.Activations)
+		}
+		opts.DType = num.Activations
+	}
 	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
@@ -470,12 +496,13 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := loadFrom(ck, cfg, maxLayer, needHead, opts.DType)
+	m, err := loadFrom(ck, cfg, maxLayer, needHead, opts.DType, num)
 	if err != nil {
 		ck.close()
 		return nil, err
 	}
 	m.Dir = dir
+	m.Numerics = num
 	if ck.pinned {
 		m.closer = ck.close
 	} else {
@@ -484,7 +511,7 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 	return m, nil
 }
 
-func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine.DType) (*Model, error) {
+func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine.DType, num Numerics) (*Model, error) {
 	d, hd := cfg.HiddenSize, cfg.HeadDim
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", filepath.Join(ck.dir, "config.json"), err)
@@ -517,9 +544,20 @@ func loadFrom(ck *checkpoint, cfg Config, maxLayer int, needHead bool, dt engine
 	load := func(w weight, name string, dst any) error {
 		switch p := dst.(type) {
 		case **engine.Tensor:
-			*p, err = ck.load(name, w.shape, dt)
+			linear := w.layer != nil // a decoder layer's Linear weight
+			switch {
+			case linear && ck.quantized(name):
+				*p, err = ck.loadQ4(name, w.shape)
+			case linear && num.Quant != "":
+				*p, err = ck.quantize(name, w.shape, num, dt)
+			default:
+				*p, err = ck.load(name, w.shape, dt)
+			}
 		case *[]float32:
 			*p, err = ck.loadF32(name, w.shape[0])
+			if err == nil {
+				engine.RoundTo(*p, num.Activations) // held in the activations' dtype
+			}
 		}
 		return err
 	}
@@ -758,6 +796,9 @@ func (c *checkpoint) checkConsumed(cfg Config) error {
 	}
 	var extra []string
 	for name := range c.where {
+		if base, ok := quantPart(name); ok && used[base] && c.quantized(base) {
+			continue // a 4-bit weight's scales, code table and state
+		}
 		if !used[name] && !strings.HasSuffix(name, ".rotary_emb.inv_freq") {
 			extra = append(extra, name)
 		}

@@ -55,6 +55,10 @@ type Model struct {
 	// first, as PyTorch's bf16 matmul does (faster; relative errors near
 	// 1e-2). When false, bf16 weights are widened exactly to f32.
 	FastBF16 bool
+	// Numerics is the activation dtype and weight quantisation the model
+	// was loaded with (LoadOptions.Numerics); the forward rounds to
+	// Numerics.Activations where transformers' code would.
+	Numerics Numerics
 
 	// OnLayer, when not nil, is called by Forward before its first layer
 	// (done 0) and after each layer it runs: done of total layers, for a

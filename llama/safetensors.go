@@ -9,11 +9,13 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/nlpodyssey/safetensors"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
+	"github.com/tli-project/tli/quant"
 )
 
 // This file reads and writes safetensors files: an 8-byte little-endian
@@ -41,6 +43,7 @@ type stTensor struct {
 	Name  string
 	DType engine.DType // for float tensors
 	Int64 bool         // an I64 tensor (token ids, offsets), not a float one
+	Bytes bool         // a U8 tensor (4-bit codes, quantisation state)
 	Shape []int
 	Begin int // byte offsets relative to the start of the data section
 	End   int
@@ -115,11 +118,14 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 		size := uint64(2)
 		st, err := safetensors.ParseDType(info.dtype)
 		if err != nil {
-			return nil, fmt.Errorf("%s: tensor %q: unknown dtype %q (want F32, BF16, F16 or I64)", name, tname, info.dtype)
+			return nil, fmt.Errorf("%s: tensor %q: unknown dtype %q (want F32, BF16, F16, I64 or U8)", name, tname, info.dtype)
 		}
+		isBytes := false
 		switch st {
 		case safetensors.I64:
 			isInt, size = true, 8
+		case safetensors.U8:
+			isBytes, size = true, 1
 		case safetensors.F32:
 			dt, size = engine.F32, 4
 		case safetensors.BF16:
@@ -127,7 +133,7 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 		case safetensors.F16:
 			dt = engine.F16
 		default:
-			return nil, fmt.Errorf("%s: tensor %q: unsupported dtype %s (want F32, BF16, F16 or I64)", name, tname, st)
+			return nil, fmt.Errorf("%s: tensor %q: unsupported dtype %s (want F32, BF16, F16, I64 or U8)", name, tname, st)
 		}
 		shape := make([]int, len(info.shape))
 		numel := uint64(1)
@@ -147,7 +153,7 @@ func parseSafetensorsHeader(b []byte, fileSize int64, name string) (*stHeader, e
 			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d, %d] run past the end of the data section (%d bytes): truncated file?",
 				name, tname, beg, end, dataSize)
 		}
-		t := &stTensor{Name: tname, DType: dt, Int64: isInt, Shape: shape, Begin: int(beg), End: int(end)}
+		t := &stTensor{Name: tname, DType: dt, Int64: isInt, Bytes: isBytes, Shape: shape, Begin: int(beg), End: int(end)}
 		h.Tensors[tname] = t
 		list = append(list, t)
 	}
@@ -357,11 +363,32 @@ func (f *stFile) tensor(name string) (*engine.Tensor, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: missing tensor %q", f.path, name)
 	}
-	if t.Int64 {
-		return nil, fmt.Errorf("%s: tensor %q is I64, want F32, BF16 or F16", f.path, name)
+	if t.Int64 || t.Bytes {
+		return nil, fmt.Errorf("%s: tensor %q is %s, want F32, BF16 or F16", f.path, name, t.dtypeName())
 	}
 	b := f.m.Data[f.h.DataStart+t.Begin : f.h.DataStart+t.End]
 	return engine.TensorFromBytes(t.DType, t.Shape, b)
+}
+
+// dtypeName is the safetensors name of t's dtype.
+func (t *stTensor) dtypeName() string {
+	switch {
+	case t.Int64:
+		return "I64"
+	case t.Bytes:
+		return "U8"
+	}
+	return strings.ToUpper(t.DType.String())
+}
+
+// blob returns the named tensor's dtype, shape and bytes (pointing into
+// the mapping), as quant.Import reads them.
+func (f *stFile) blob(name string) (quant.Blob, bool) {
+	t, ok := f.h.Tensors[name]
+	if !ok {
+		return quant.Blob{}, false
+	}
+	return quant.Blob{DType: t.dtypeName(), Shape: t.Shape, Data: f.m.Data[f.h.DataStart+t.Begin : f.h.DataStart+t.End]}, true
 }
 
 // ints returns the named I64 tensor's values and shape.
@@ -383,6 +410,14 @@ func (f *stFile) ints(name string) ([]int64, []int, error) {
 
 func (f *stFile) Close() error { return f.m.Close() }
 
+// pathOr is f's path, or dir when f is nil.
+func (f *stFile) pathOr(dir string) string {
+	if f == nil {
+		return dir
+	}
+	return f.path
+}
+
 // ReadSafetensors reads every float tensor of a safetensors file into
 // memory (the file is closed on return) together with the header's
 // __metadata__ map. Tensors keep their stored dtype (F32, BF16 or F16); I64
@@ -396,8 +431,8 @@ func ReadSafetensors(path string) (map[string]*engine.Tensor, map[string]string,
 	defer f.Close()
 	out := make(map[string]*engine.Tensor, len(f.h.Tensors))
 	for name, info := range f.h.Tensors {
-		if info.Int64 {
-			continue // see ReadSafetensorsInts
+		if info.Int64 || info.Bytes {
+			continue // see ReadSafetensorsInts; U8 tensors are 4-bit weights' parts
 		}
 		t, err := f.tensor(name)
 		if err != nil {
@@ -526,6 +561,7 @@ type stEntry struct {
 	Name  string
 	DType engine.DType
 	Int64 bool // an I64 tensor (DType ignored)
+	Bytes bool // a U8 tensor (DType ignored)
 	Shape []int
 	Write func(w io.Writer) error
 }
@@ -534,6 +570,9 @@ type stEntry struct {
 func (e stEntry) dtypeName() string {
 	if e.Int64 {
 		return "I64"
+	}
+	if e.Bytes {
+		return "U8"
 	}
 	switch e.DType {
 	case engine.BF16:
@@ -549,6 +588,9 @@ func (e stEntry) bytes() int64 {
 	size := int64(e.DType.Size())
 	if e.Int64 {
 		size = 8
+	}
+	if e.Bytes {
+		size = 1
 	}
 	return int64(engine.Numel(e.Shape)) * size
 }

@@ -179,6 +179,7 @@ func (m *Model) ForwardTrain(tape *autograd.Tape, b Batch, targetLayer int, adap
 	nH, nKV, hd := cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
 	eps := float32(cfg.RMSNormEps)
 	fast := m.FastBF16
+	tape.Round = m.act() // the rounding of the inference forward
 
 	emb := make([]float32, T*d)
 	m.embed(emb, b.Tokens)

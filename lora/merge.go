@@ -12,6 +12,7 @@ import (
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/kernels"
 	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/quant"
 )
 
 // Delta returns Scale·B·A [out×in] in f32 for the adapter on (layer, module),
@@ -103,6 +104,8 @@ func mergedAt(w *engine.Tensor, i int, d float32) (merged, delta float32) {
 	case engine.F16:
 		d = kernels.F16ToF32(kernels.F32ToF16(d))
 		return kernels.F16ToF32(kernels.F32ToF16(kernels.F16ToF32(w.Half[i]) + d)), d
+	case engine.Q4:
+		return w.At(i) + d, d
 	}
 	return w.F32[i] + d, d
 }
@@ -123,8 +126,12 @@ func checkMerged(w *engine.Tensor, delta []float32, sign float32) error {
 }
 
 // addDelta returns a new tensor W + sign·Δ in W's dtype; for half dtypes Δ is
-// rounded to that dtype first.
+// rounded to that dtype first. A 4-bit weight is requantised (see
+// requantize).
 func addDelta(w *engine.Tensor, delta []float32, sign float32) *engine.Tensor {
+	if w.DType == engine.Q4 {
+		return requantize(w.Q, delta, sign)
+	}
 	out := &engine.Tensor{DType: w.DType, Shape: append([]int(nil), w.Shape...)}
 	n := w.Numel()
 	switch w.DType {
@@ -147,6 +154,26 @@ func addDelta(w *engine.Tensor, delta []float32, sign float32) *engine.Tensor {
 		}
 	})
 	return out
+}
+
+// requantize merges Δ into a 4-bit weight as PEFT's bnb Linear4bit.merge
+// does: the weight dequantised (in its quant_state dtype) plus the f32 delta
+// makes an f32 weight (PyTorch's type promotion), which is quantised again
+// with the same quant type, block size and double quantisation; its
+// quant_state dtype is then float32.
+func requantize(q *quant.Tensor, delta []float32, sign float32) *engine.Tensor {
+	w := make([]float32, q.Len())
+	q.Dequantize(w)
+	engine.ParallelFor((len(w)+65535)/65536, func(c int) {
+		for i := c * 65536; i < min((c+1)*65536, len(w)); i++ {
+			w[i] += sign * delta[i]
+		}
+	})
+	out, err := quant.NewTensor(q.Kind, w, q.Rows, q.Cols, q.Blocksize, quant.F32, q.Double != nil)
+	if err != nil { // cannot happen: q's own kind and block size
+		panic(err)
+	}
+	return engine.FromQuant(out)
 }
 
 // MergeOptions are MergeCheckpointWith's settings.

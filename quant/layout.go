@@ -143,7 +143,9 @@ type quantState struct {
 // the 2-D shape; the packed weight may be stored as U8 or, with another
 // bnb_4bit_quant_storage, as any dtype holding the same bytes. Every size
 // is checked, and a bad input is refused with an error naming the tensor
-// and the field.
+// and the field. The tensor's Packed shares the weight blob's Data (the
+// codes of a memory-mapped checkpoint are not copied); scales are decoded
+// into new slices.
 func Import(name string, blobs map[string]Blob) (*Tensor, error) {
 	w := name + ".weight"
 	var stateKey string
@@ -227,7 +229,7 @@ func Import(name string, blobs map[string]Blob) (*Tensor, error) {
 	if err := checkBlob(w, pb, size, PackedLen(n)); err != nil {
 		return nil, err
 	}
-	t.Packed = append([]byte(nil), pb.Data[:PackedLen(n)]...)
+	t.Packed = pb.Data[:PackedLen(n)] // shared: a mapped file's codes stay on disk until used
 
 	mb, ok := blobs[w+keyQuantMap]
 	if !ok {

@@ -124,3 +124,35 @@ func dot(a, b []float32) float32 {
 	}
 	return (s0 + s1) + (s2 + s3)
 }
+
+// At returns element i (flat, row-major) of the weight, rounded to t.DType:
+// the value bitsandbytes' dequantize_4bit gives it.
+func (t *Tensor) At(i int) float32 {
+	var v [1]float32
+	dequantRange(t.Kind, t.Packed, t.Absmax, i, t.Len(), t.Blocksize, t.DType, v[:])
+	return v[0]
+}
+
+// panelRows is how many weight rows MulTBF16 dequantises at a time: a
+// panel of 32 rows of 14336 bf16 values is 900 KB, within L2.
+const panelRows = 32
+
+// MulTBF16 computes y (+)= x·Wᵀ as bitsandbytes' Linear4bit does with
+// compute dtype bfloat16, before its output is rounded: x rounded to bf16,
+// W dequantised (rounded to t.DType, then to bf16), products accumulated in
+// float32. x is m×Cols, y m×Rows, both row-major.
+func (t *Tensor) MulTBF16(y, x []float32, m int, acc bool) {
+	if m < 0 || len(x) < m*t.Cols || len(y) < m*t.Rows {
+		panic(fmt.Sprintf("quant: MulTBF16 of %d×%d by %d×%d weight into %d values", m, t.Cols, t.Rows, t.Cols, len(y)))
+	}
+	if m == 0 {
+		return
+	}
+	t.mulTBF16(y, x, m, acc)
+}
+
+// DequantizeBF16 writes rows [r0, r1) of the weight as the bf16 bits the
+// products use (rounded to t.DType, then to bf16) into dst.
+func (t *Tensor) DequantizeBF16(r0, r1 int, dst []uint16) {
+	t.dequantBF16(r0, r1, dst)
+}

@@ -1,0 +1,171 @@
+package llama
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/tli-project/tli/autograd"
+	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/kernels"
+	"github.com/tli-project/tli/quant"
+)
+
+// numericsSettings are the settings the numerics tests load a checkpoint in.
+var numericsSettings = []Numerics{
+	{Activations: engine.F16},
+	{Activations: engine.BF16},
+	{Activations: engine.F16, Quant: "nf4"},
+	{Activations: engine.F16, Quant: "fp4"},
+	{Activations: engine.F32, Quant: "nf4"},
+	{Activations: engine.F16, Quant: "nf4", DoubleQuant: true},
+}
+
+// numericsCheckpoint writes a tiny F32 checkpoint for the numerics tests.
+func numericsCheckpoint(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := Synth(dir, SynthOptions{Shape: "tiny", Layers: 3, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestNumericsLoad checks what Load holds in each setting: 4-bit decoder
+// Linears quantised from the weights rounded to the activations' dtype,
+// the embedding in that dtype, norms rounded to it.
+func TestNumericsLoad(t *testing.T) {
+	dir := numericsCheckpoint(t)
+	ref, err := Load(dir, LoadOptions{MaxLayer: AllLayers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, num := range numericsSettings {
+		m, err := Load(dir, LoadOptions{MaxLayer: AllLayers, Numerics: num})
+		if err != nil {
+			t.Fatalf("%v: %v", num, err)
+		}
+		if m.Embed.DType != num.Activations {
+			t.Errorf("%v: embedding held as %v", num, m.Embed.DType)
+		}
+		for i, v := range m.Layers[1].AttnNorm {
+			r := []float32{ref.Layers[1].AttnNorm[i]}
+			engine.RoundTo(r, num.Activations)
+			if v != r[0] {
+				t.Fatalf("%v: norm weight %d is %v, want %v", num, i, v, r[0])
+			}
+		}
+		q := m.Layers[2].Down
+		if num.Quant == "" {
+			if q.DType != num.Activations {
+				t.Errorf("%v: down_proj held as %v", num, q.DType)
+			}
+			continue
+		}
+		if q.DType != engine.Q4 || q.Q.Kind.String() != num.Quant || q.Q.Blocksize != QuantBlocksize || (q.Q.Double != nil) != num.DoubleQuant {
+			t.Fatalf("%v: down_proj is %v %+v", num, q.DType, q.Q)
+		}
+		w := append([]float32(nil), ref.Layers[2].Down.F32...)
+		engine.RoundTo(w, num.Activations)
+		kind, _ := quant.ParseKind(num.Quant)
+		want, err := quant.NewTensor(kind, w, q.Q.Rows, q.Q.Cols, QuantBlocksize, quantDType(num.Activations), num.DoubleQuant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want.Packed {
+			if want.Packed[i] != q.Q.Packed[i] {
+				t.Fatalf("%v: packed byte %d is %#x, want %#x", num, i, q.Q.Packed[i], want.Packed[i])
+			}
+		}
+		// Quantisation moves the weights, but not by more than half a
+		// code step of the block's scale.
+		for i, v := range w {
+			if d := math.Abs(float64(q.At(i) - v)); d > 0.2*float64(q.Q.Absmax[i/QuantBlocksize])+1e-6 {
+				t.Fatalf("%v: element %d dequantises to %v, was %v", num, i, q.At(i), v)
+			}
+		}
+	}
+}
+
+// TestNumericsForwardTrainMatchesForward checks that the training forward
+// rounds where the inference forward does: hidden_states[k] from
+// ForwardTrain (no adapters) equal Forward's bit for bit in every setting,
+// and every hidden state holds values of the activations' dtype.
+func TestNumericsForwardTrainMatchesForward(t *testing.T) {
+	dir := numericsCheckpoint(t)
+	b := Batch{Tokens: []int{1, 5, 9, 30, 2, 7, 7, 8, 100}, Offsets: []int{0, 4, 9}}
+	for _, num := range numericsSettings {
+		m, err := Load(dir, LoadOptions{MaxLayer: AllLayers, Numerics: num})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := m.HiddenStates(b, []int{0, 1, 2, 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := 0; k <= 3; k++ {
+			for i, v := range hs[k] {
+				r := []float32{v}
+				engine.RoundTo(r, num.Activations)
+				if r[0] != v {
+					t.Fatalf("%v: hidden_states[%d][%d] = %v is not a %v value", num, k, i, v, num.Activations)
+				}
+			}
+			if k == 3 {
+				continue // ForwardTrain stops before the final norm
+			}
+			h, err := m.ForwardTrain(autograd.NewTape(), b, k, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range h.Data {
+				if h.Data[i] != hs[k][i] {
+					t.Fatalf("%v: hidden_states[%d][%d]: ForwardTrain %v, Forward %v", num, k, i, h.Data[i], hs[k][i])
+				}
+			}
+		}
+	}
+}
+
+// TestNumericsQ4Product checks engine.MatMulNT with a 4-bit weight against
+// its definition in float64: x rounded to bf16, the weight dequantised,
+// rounded to its dtype and to bf16, the sum rounded to bf16.
+func TestNumericsQ4Product(t *testing.T) {
+	const m, n, k = 3, 70, 96
+	w := make([]float32, n*k)
+	x := make([]float32, m*k)
+	for i := range w {
+		w[i] = float32(math.Sin(float64(i)*0.37)) * 0.1
+	}
+	for i := range x {
+		x[i] = float32(math.Cos(float64(i) * 0.11))
+	}
+	for _, dt := range []quant.DType{quant.F32, quant.F16, quant.BF16} {
+		q, err := quant.NewTensor(quant.NF4, w, n, k, 64, dt, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y := make([]float32, m*n+3)
+		y[m*n], y[m*n+1], y[m*n+2] = 7, 7, 7
+		engine.MatMulNT(y, x, m, engine.FromQuant(q), false, false)
+		bf := func(v float32) float64 { return float64(kernels.BF16ToF32(kernels.F32ToBF16(v))) }
+		for i := 0; i < m; i++ {
+			for r := 0; r < n; r++ {
+				var s float64
+				for c := 0; c < k; c++ {
+					s += bf(x[i*k+c]) * bf(q.At(r*k+c))
+				}
+				want := bf(float32(s))
+				if got := float64(y[i*n+r]); math.Abs(got-want) > math.Abs(want)*1e-2 || kernels.F32ToBF16(float32(got)) != kernels.F32ToBF16(float32(got)) {
+					t.Fatalf("%v: y[%d][%d] = %v, want %v", dt, i, r, got, want)
+				}
+				if g := y[i*n+r]; kernels.BF16ToF32(kernels.F32ToBF16(g)) != g {
+					t.Fatalf("%v: y[%d][%d] = %v is not a bf16 value", dt, i, r, g)
+				}
+			}
+		}
+		if y[m*n] != 7 || y[m*n+2] != 7 {
+			t.Fatalf("guard values overwritten")
+		}
+	}
+}
