@@ -489,7 +489,7 @@ func (m *Model) Logits(h []float32, T int) ([]float32, error) {
 		return nil, fmt.Errorf("llama: Logits: %d values for %d rows of %d", len(h), T, m.Config.HiddenSize)
 	}
 	out := make([]float32, T*m.Config.VocabSize)
-	m.matmul(out, h, T, head, false) // rounded to the activations' dtype, as lm_head is
+	m.matmul(out, h, T, head, false)                           // rounded to the activations' dtype, as lm_head is
 	if sc := float32(m.Config.FinalLogitSoftcapping); sc > 0 { // Gemma 2
 		engine.ParallelFor(T, func(t int) {
 			row := out[t*m.Config.VocabSize : (t+1)*m.Config.VocabSize]
