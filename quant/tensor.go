@@ -133,9 +133,6 @@ func (t *Tensor) At(i int) float32 {
 	return v[0]
 }
 
-// panelRows is how many weight rows MulTBF16 dequantises at a time: a
-// panel of 32 rows of 14336 bf16 values is 900 KB, within L2.
-const panelRows = 32
 
 // MulTBF16 computes y (+)= x·Wᵀ as bitsandbytes' Linear4bit does with
 // compute dtype bfloat16, before its output is rounded: x rounded to bf16,
