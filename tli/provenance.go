@@ -65,14 +65,19 @@ func (b Build) String() string {
 // build, the model (its folder or repo id, family and how its weights were
 // held), every training setting, and how long each phase took.
 type Provenance struct {
-	Schema   int                `json:"schema"`
-	Build    Build              `json:"tli"`
-	Model    string             `json:"model"`
-	Family   string             `json:"model_type,omitempty"`
-	DType    string             `json:"dtype,omitempty"`
-	Settings map[string]any     `json:"settings,omitempty"`
-	Seconds  map[string]float64 `json:"seconds,omitempty"`
-	Date     string             `json:"date,omitempty"`
+	Schema int    `json:"schema"`
+	Build  Build  `json:"tli"`
+	Model  string `json:"model"`
+	Family string `json:"model_type,omitempty"`
+	DType  string `json:"dtype,omitempty"`
+	// Numerics is the model's numeric setting (llama.Numerics: "f32",
+	// "nf4 weights, fp16 activations"), and EvalNumerics the evaluation
+	// model's where it differs (the published setting evaluates in FP4).
+	Numerics     string             `json:"numerics,omitempty"`
+	EvalNumerics string             `json:"eval_numerics,omitempty"`
+	Settings     map[string]any     `json:"settings,omitempty"`
+	Seconds      map[string]float64 `json:"seconds,omitempty"`
+	Date         string             `json:"date,omitempty"`
 }
 
 // NewProvenance starts the provenance of results computed with m, named
@@ -84,7 +89,7 @@ func NewProvenance(m *llama.Model, model string) *Provenance {
 		dtype = m.Embed.DType.String()
 	}
 	return &Provenance{Schema: SchemaVersion, Build: ThisBuild(), Model: model, Family: m.Config.Family(), DType: dtype,
-		Settings: map[string]any{}, Seconds: map[string]float64{}, Date: now().Format(time.RFC3339)}
+		Numerics: m.Numerics.String(), Settings: map[string]any{}, Seconds: map[string]float64{}, Date: now().Format(time.RFC3339)}
 }
 
 // trainSettings lists every training hyperparameter of o by its flag name.

@@ -606,6 +606,13 @@ func WriteReportMarkdown(path string, r Report) error {
 			fmt.Fprintf(&b, ", weights held as %s", pv.DType)
 		}
 		b.WriteString("\n")
+		if pv.Numerics != "" && pv.Numerics != "f32" || pv.EvalNumerics != "" {
+			fmt.Fprintf(&b, "- numerics: %s", pv.Numerics)
+			if pv.EvalNumerics != "" {
+				fmt.Fprintf(&b, "; evaluation: %s, the adapter merged into the 4-bit weights (requantised)", pv.EvalNumerics)
+			}
+			b.WriteString("\n")
+		}
 		if len(pv.Settings) > 0 {
 			keys := make([]string, 0, len(pv.Settings))
 			for k := range pv.Settings {

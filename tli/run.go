@@ -327,6 +327,11 @@ type RunOptions struct {
 	// layer for ScanPooling and EvalPooling (a sweep computes them once);
 	// otherwise Run embeds them.
 	Base GroupVectors
+	// EvalModel, when not nil, is the model the evaluation embeds with,
+	// before and after merging the adapter (the published evaluation
+	// loaded the model in FP4 while the scan and training used NF4); its
+	// "before" vectors are then its own, not the scan's. nil: the model.
+	EvalModel *llama.Model
 	// SkipScanFiles leaves out scan/ (a sweep writes the scan once, beside
 	// its cells).
 	SkipScanFiles bool
@@ -469,7 +474,12 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 	if err := os.MkdirAll(evalDir, 0o755); err != nil {
 		return res, err
 	}
-	ev, err := Evaluate(m, tok, a, o.Groups, all, report, o.EvalPooling, base)
+	em, before := m, base
+	if o.EvalModel != nil {
+		em, before = o.EvalModel, nil
+		res.Prov.EvalNumerics = em.Numerics.String()
+	}
+	ev, err := Evaluate(em, tok, a, o.Groups, all, report, o.EvalPooling, before)
 	if err != nil {
 		return res, err
 	}

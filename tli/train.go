@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tli-project/tli/autograd"
+	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/lora"
@@ -565,4 +566,20 @@ func Step(tape *autograd.Tape, m *llama.Model, tok Encoder, adapters llama.Adapt
 	}
 	tape.Release()
 	return res, nil
+}
+
+// The published numerics (the paper's scripts load the model with
+// transformers' BitsAndBytesConfig and no torch_dtype, so everything not
+// quantised is float16): the scan and training in NF4, the evaluation in
+// FP4 (bitsandbytes' default quant_type) with the adapter merged into the
+// 4-bit weights.
+var (
+	PaperScanNumerics = llama.Numerics{Activations: engine.F16, Quant: "nf4"}
+	PaperEvalNumerics = llama.Numerics{Activations: engine.F16, Quant: "fp4"}
+)
+
+// PaperBanner is the line --paper-compat prints: what the published
+// setting is and where this stage stands in it.
+func PaperBanner(stage string) string {
+	return fmt.Sprintf("paper-compat (%s): the published setting: scan and training with NF4 weights and fp16 activations, pooling the mean with BOS; evaluation with FP4 weights and fp16 activations, the adapter merged into the 4-bit weights (requantised), content pooling", stage)
 }

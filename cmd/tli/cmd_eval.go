@@ -44,7 +44,7 @@ func runEval(args []string) error {
 	controlFlag := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
 	layersFlag := fs.String("layers", "", "layers to report, K,K,... (default: the adapter's training layer and the final layer)")
 	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content (BOS/EOS left out), mean or last")
-	paper := fs.Bool("paper-compat", false, "pool as the published evaluation did (content: BOS/EOS left out)")
+	paper := fs.Bool("paper-compat", false, "the published evaluation: content pooling (BOS/EOS left out), FP4 weights and fp16 activations, the adapter merged into the 4-bit weights")
 	out := fs.String("out", "", "output folder: results.csv, summary.json, plots")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	trainCat := fs.String("train-category", "", "evaluate only the trained pairs of this word class (the list's category column)")
@@ -62,6 +62,10 @@ func runEval(args []string) error {
 	p, err := poolingFlag(*pooling, setFlagNames(fs), *paper, tli.PoolContent)
 	if err != nil {
 		return err
+	}
+	if *paper {
+		mf.paper = &tli.PaperEvalNumerics
+		fmt.Fprintln(os.Stderr, tli.PaperBanner("eval"))
 	}
 	groups, err := groupsFrom(*pairsFlag, *controlFlag, *trainCat, *controlCat)
 	if err != nil {

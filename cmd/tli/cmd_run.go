@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/tli-project/tli/internal/atomicfs"
+	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -25,6 +26,9 @@ type runOptions struct {
 	inputs []atomicfs.Input // flags naming files --out may not touch
 	out    string
 	force  bool
+	// evalNumerics, when not nil, loads a second model in this setting for
+	// the evaluation (--paper-compat: FP4).
+	evalNumerics *llama.Numerics
 }
 
 func runRun(args []string) error {
@@ -58,14 +62,17 @@ func runRun(args []string) error {
 	}
 	// Pooling of each stage: one choice for all, or the published ones.
 	scanPool, evalPool := opts.Pooling, opts.Pooling
+	var evalNum *llama.Numerics
 	if *tf.paperCompat {
 		scanPool, evalPool = tli.PoolMean, tli.PoolContent
+		mf.paper, evalNum = &tli.PaperScanNumerics, &tli.PaperEvalNumerics
+		fmt.Println(tli.PaperBanner("run"))
 	}
 	groups, err := groupsFrom(*tf.pairs, *control, *tf.trainCategory, *controlCat)
 	if err != nil {
 		return err
 	}
-	return pipeline(runOptions{mf: mf, out: *out, force: *force,
+	return pipeline(runOptions{mf: mf, out: *out, force: *force, evalNumerics: evalNum,
 		inputs: []atomicfs.Input{{Flag: "--pairs", Path: *tf.pairs}, {Flag: "--control", Path: *control}},
 		run: tli.RunOptions{Train: opts, AutoLayer: *tf.layer == "auto", ScanPooling: scanPool, EvalPooling: evalPool, EvalScope: scope,
 			Groups: groups, InitAdapter: *tf.initAdapter, Resume: *tf.resume, PairsName: pairsName(*tf.pairs, "embedded training list"),
@@ -103,6 +110,16 @@ func pipeline(o runOptions) error {
 	defer m.Close()
 	if err := checkGroupsTokenize(o.run.Groups, tok); err != nil {
 		return err
+	}
+	if o.evalNumerics != nil {
+		dt, _ := o.mf.check()
+		em, err := o.mf.loadModel(dt, cfg.NumLayers, *o.evalNumerics)
+		if err != nil {
+			return err
+		}
+		defer em.Close()
+		layerProgress(em)
+		o.run.EvalModel = em
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -39,7 +39,7 @@ func runScan(args []string) error {
 	out := fs.String("out", "", "output folder: scan.csv, scan.json, scan.png")
 	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content (BOS/EOS left out), mean (all tokens) or last")
 	layersFlag := fs.String("layers", "all", "layers to scan: all or K,K,...")
-	paper := fs.Bool("paper-compat", false, "pool as the published scan did (mean with BOS included)")
+	paper := fs.Bool("paper-compat", false, "the published scan: mean pooling with BOS included, NF4 weights and fp16 activations")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	asJSON := fs.Bool("json", false, "print scan.json on stdout instead of the table")
 	if err := parseFlags(fs, args); err != nil {
@@ -51,6 +51,10 @@ func runScan(args []string) error {
 	p, err := poolingFlag(*pooling, setFlagNames(fs), *paper, tli.PoolMean)
 	if err != nil {
 		return err
+	}
+	if *paper {
+		mf.paper = &tli.PaperScanNumerics
+		fmt.Fprintln(os.Stderr, tli.PaperBanner("scan"))
 	}
 	pairs, err := readPairs("--pairs", *pairsFlag, tli.DefaultTrainPairs())
 	if err != nil {

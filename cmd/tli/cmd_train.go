@@ -53,7 +53,7 @@ func addTrainFlags(fs *flag.FlagSet) trainFlags {
 		initAdapter:   fs.String("init-adapter", "", "start from this PEFT adapter folder instead of a fresh init"),
 		maxSteps:      fs.Int("max-steps", 0, "stop after N optimiser steps and make N the schedule's total"),
 		resume:        fs.String("resume", "", "continue a run from its checkpoint folder (OUT/checkpoint or OUT/epoch_K)"),
-		paperCompat:   fs.Bool("paper-compat", false, "use the published pooling (mean over all tokens, BOS included)"),
+		paperCompat:   fs.Bool("paper-compat", false, "the published setting: mean pooling with BOS included, NF4 weights and fp16 activations (run: the evaluation in FP4, content pooling)"),
 		trainCategory: fs.String("train-category", "", "train only on the pairs of this word class (the list's category column; tli pairs --freedict fills it: n, v, adj, ...)"),
 		baseModelID:   fs.String("base-model-id", "", baseModelIDUsage),
 	}
@@ -162,6 +162,10 @@ func runTrain(args []string) error {
 		return err
 	}
 	opts.OutDir = *out
+	if *tf.paperCompat {
+		mf.paper = &tli.PaperScanNumerics
+		fmt.Fprintln(os.Stderr, tli.PaperBanner("train"))
+	}
 	_, err = trainModel(mf, tf, opts, pairs)
 	if err != nil && os.IsNotExist(statErr) {
 		os.Remove(*out) // only removes it if still empty

@@ -42,6 +42,12 @@ type modelFlags struct {
 	fast     *bool
 	progress *string
 	device   *string // --device: cpu, or vulkan[:N] (refused until the Vulkan path exists)
+	// --activations, --quant, --double-quant: the numeric setting.
+	activations, quant *string
+	doubleQuant        *bool
+	// paper, when not nil, is the published setting --paper-compat chose
+	// for this command, which the numeric flags may not contradict.
+	paper *llama.Numerics
 }
 
 func addModelFlags(fs interface {
@@ -50,21 +56,25 @@ func addModelFlags(fs interface {
 	Bool(string, bool, string) *bool
 }, dtype string) modelFlags {
 	return modelFlags{
-		dir:      fs.String("model", "", modelUsage),
-		repo:     new(string),
-		resolved: new(bool),
-		dtype:    fs.String("dtype", dtype, "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
-		threads:  fs.Int("threads", 0, "worker threads (0: all cores)"),
-		fast:     fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
-		progress: fs.String("progress", "auto", "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain, jsonl (one JSON object per update) or none"),
-		device:   fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; the Vulkan compute path is not built yet)"),
+		dir:         fs.String("model", "", modelUsage),
+		repo:        new(string),
+		resolved:    new(bool),
+		dtype:       fs.String("dtype", dtype, "how weights are held in memory: f32 or bf16 (bf16 halves memory; products stay f32)"),
+		threads:     fs.Int("threads", 0, "worker threads (0: all cores)"),
+		fast:        fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
+		progress:    fs.String("progress", "auto", "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain, jsonl (one JSON object per update) or none"),
+		device:      fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; the Vulkan compute path is not built yet)"),
+		activations: fs.String("activations", "f32", "dtype of the residual stream and every op's output, and of the weights before any quantisation (transformers' torch_dtype): f32 (exact), bf16 or fp16 (the published setting)"),
+		quant:       fs.String("quant", "", "quantise every decoder Linear weight at load as bitsandbytes 4-bit: nf4 or fp4 (blocksize 64, products in bf16); a checkpoint saved 4-bit needs none"),
+		doubleQuant: fs.Bool("double-quant", false, "with --quant: quantise the block scales too (bnb_4bit_use_double_quant)"),
 	}
 }
 
 // defaultModelFlags are the model flags' defaults for the checkpoint in dir.
 func defaultModelFlags(dir string) modelFlags {
-	dtype, threads, fast, prog, device := "f32", 0, false, "auto", "cpu"
-	return modelFlags{dir: &dir, repo: new(string), resolved: new(bool), dtype: &dtype, threads: &threads, fast: &fast, progress: &prog, device: &device}
+	dtype, threads, fast, prog, device, act := "f32", 0, false, "auto", "cpu", "f32"
+	return modelFlags{dir: &dir, repo: new(string), resolved: new(bool), dtype: &dtype, threads: &threads, fast: &fast, progress: &prog, device: &device,
+		activations: &act, quant: new(string), doubleQuant: new(bool)}
 }
 
 // modelUsage is --model's help.
@@ -150,8 +160,45 @@ func (f modelFlags) check() (engine.DType, error) {
 	if err := checkDevice(*f.device); err != nil {
 		return 0, err
 	}
+	if _, err := f.numerics(); err != nil {
+		return 0, err
+	}
 	progressMode = *f.progress
 	return dt, nil
+}
+
+// numerics is the numeric setting of --activations, --quant and
+// --double-quant, or the published one --paper-compat chose (which the
+// numeric flags, --dtype and --fast may not contradict).
+func (f modelFlags) numerics() (llama.Numerics, error) {
+	if f.paper != nil {
+		if *f.activations != "f32" || *f.quant != "" || *f.doubleQuant || *f.dtype != "f32" || *f.fast {
+			return llama.Numerics{}, usageErrorf("--paper-compat sets the numerics (%s); drop --activations, --quant, --double-quant, --dtype and --fast, or --paper-compat", *f.paper)
+		}
+		return *f.paper, nil
+	}
+	var n llama.Numerics
+	switch *f.activations {
+	case "f32":
+		n.Activations = engine.F32
+	case "bf16":
+		n.Activations = engine.BF16
+	case "fp16", "f16":
+		n.Activations = engine.F16
+	default:
+		return n, usageErrorf("--activations %q: want f32, bf16 or fp16", *f.activations)
+	}
+	if *f.quant != "" && *f.quant != "nf4" && *f.quant != "fp4" {
+		return n, usageErrorf("--quant %q: want nf4 or fp4", *f.quant)
+	}
+	n.Quant, n.DoubleQuant = *f.quant, *f.doubleQuant
+	if n.DoubleQuant && n.Quant == "" {
+		return n, usageErrorf("--double-quant needs --quant nf4 or fp4")
+	}
+	if n.Activations != engine.F32 && (*f.dtype != "f32" || *f.fast) {
+		return n, usageErrorf("--activations %s holds the weights in %s and rounds every product; drop --dtype and --fast", *f.activations, *f.activations)
+	}
+	return n, nil
 }
 
 // checkDevice accepts --device cpu; for vulkan or vulkan:N it says what
@@ -194,13 +241,30 @@ func (f modelFlags) load(maxLayer int) (*llama.Model, *tokenizer.Tokenizer, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	m, err := llama.Load(*f.dir, llama.LoadOptions{DType: dt, MaxLayer: maxLayer})
+	num, err := f.numerics()
 	if err != nil {
 		return nil, nil, err
 	}
-	m.FastBF16 = *f.fast
+	m, err := f.loadModel(dt, maxLayer, num)
+	if err != nil {
+		return nil, nil, err
+	}
 	layerProgress(m)
 	return m, tok, nil
+}
+
+// loadModel opens the checkpoint with the layers up to maxLayer in the
+// numeric setting num.
+func (f modelFlags) loadModel(dt engine.DType, maxLayer int, num llama.Numerics) (*llama.Model, error) {
+	if num.Quant != "" || num.Activations != engine.F32 {
+		fmt.Fprintf(os.Stderr, "loading %s with %s\n", f.name(), num)
+	}
+	m, err := llama.Load(*f.dir, llama.LoadOptions{DType: dt, MaxLayer: maxLayer, Numerics: num})
+	if err != nil {
+		return nil, err
+	}
+	m.FastBF16 = *f.fast
+	return m, nil
 }
 
 // maxThreads bounds --threads: far more workers than cores only cost
