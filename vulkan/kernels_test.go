@@ -173,7 +173,7 @@ func halfToFloat(h uint16) float32 {
 func TestGEMM(t *testing.T) {
 	c := openContext(t, Options{})
 	rng := rand.New(rand.NewPCG(5, 6))
-	shapes := [][3]int{{1, 1, 1}, {1, 7, 3}, {3, 5, 7}, {16, 64, 16}, {17, 33, 65}, {32, 64, 32}, {33, 65, 17}, {64, 64, 64}, {80, 130, 257}, {130, 70, 40}}
+	shapes := [][3]int{{1, 1, 1}, {1, 7, 3}, {3, 5, 7}, {16, 64, 16}, {17, 33, 65}, {32, 64, 32}, {33, 65, 17}, {64, 64, 64}, {80, 130, 257}, {128, 64, 20}, {130, 70, 40}}
 	for _, wt := range []WeightType{F32, BF16, F16} {
 		for _, s := range shapes {
 			for _, accumulate := range []bool{false, true} {

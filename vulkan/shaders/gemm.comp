@@ -9,7 +9,7 @@
 
 layout(constant_id = 0) const uint BM = 64;
 layout(constant_id = 1) const uint BN = 64;
-layout(constant_id = 2) const uint BK = 16;
+layout(constant_id = 2) const uint BK = 16; // even
 layout(constant_id = 3) const uint TM = 4;
 layout(constant_id = 4) const uint TN = 4;
 layout(constant_id = 5) const uint WTYPE = 0;
@@ -36,6 +36,14 @@ float weight(uint idx) {
     return unpackHalf2x16(h).x;
 }
 
+// widen2 widens the two 16-bit weights of a word (low half first).
+vec2 widen2(uint w) {
+    if (WTYPE == 1u) {
+        return vec2(uintBitsToFloat(w << 16), uintBitsToFloat(w & 0xffff0000u));
+    }
+    return unpackHalf2x16(w);
+}
+
 void main() {
     const uint WG = (BM / TM) * (BN / TN);
     const uint RS = BM / TM; // row stride of an invocation's outputs
@@ -58,10 +66,24 @@ void main() {
             uint gr = row0 + r, gk = k0 + kk;
             As[kk * BM + r] = (gr < p.m && gk < p.k) ? A[gr * p.k + gk] : 0.0;
         }
-        for (uint e = lid; e < BN * BK; e += WG) {
-            uint c = e / BK, kk = e % BK;
-            uint gc = col0 + c, gk = k0 + kk;
-            Ws[kk * BN + c] = (gc < p.n && gk < p.k) ? weight(gc * p.k + gk) : 0.0;
+        if (WTYPE != 0u && (p.k & 1u) == 0u) {
+            // 16-bit weights, k even: a word holds two weights of one row.
+            for (uint e = lid; e < BN * BK / 2; e += WG) {
+                uint c = e / (BK / 2), kk = 2u * (e % (BK / 2));
+                uint gc = col0 + c, gk = k0 + kk;
+                vec2 v = vec2(0.0);
+                if (gc < p.n && gk < p.k) {
+                    v = widen2(W[(gc * p.k + gk) >> 1]);
+                }
+                Ws[kk * BN + c] = v.x;
+                Ws[(kk + 1u) * BN + c] = v.y;
+            }
+        } else {
+            for (uint e = lid; e < BN * BK; e += WG) {
+                uint c = e / BK, kk = e % BK;
+                uint gc = col0 + c, gk = k0 + kk;
+                Ws[kk * BN + c] = (gc < p.n && gk < p.k) ? weight(gc * p.k + gk) : 0.0;
+            }
         }
         barrier();
         for (uint kk = 0; kk < BK; kk++) {
