@@ -169,3 +169,55 @@ func TestNumericsQ4Product(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeCheckpointRoundTrip checks that a checkpoint written by
+// QuantizeCheckpoint loads back (pre-quantised, Numerics without Quant)
+// with the very weights and hidden states of quantising at load.
+func TestQuantizeCheckpointRoundTrip(t *testing.T) {
+	dir := numericsCheckpoint(t)
+	b := Batch{Tokens: []int{1, 5, 9, 30, 2, 7, 7, 8, 100}, Offsets: []int{0, 4, 9}}
+	for _, num := range []Numerics{
+		{Activations: engine.F16, Quant: "nf4"},
+		{Activations: engine.F16, Quant: "fp4", DoubleQuant: true},
+		{Activations: engine.BF16, Quant: "nf4"},
+	} {
+		out := filepath.Join(t.TempDir(), "q")
+		if err := QuantizeCheckpoint(dir, out, num, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(filepath.Join(out, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := cfg.Quantization; q == nil || q.QuantType != num.Quant || q.DoubleQuant != num.DoubleQuant || cfg.TorchDType != TorchDTypeName(num.Activations) {
+			t.Fatalf("%v: config %+v %q", num, cfg.Quantization, cfg.TorchDType)
+		}
+		want, err := Load(dir, LoadOptions{MaxLayer: AllLayers, Numerics: num})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Load(out, LoadOptions{MaxLayer: AllLayers, Numerics: Numerics{Activations: num.Activations}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Layers[1].Up.DType != engine.Q4 || got.Embed.DType != num.Activations {
+			t.Fatalf("%v: loaded back as %v, embedding %v", num, got.Layers[1].Up.DType, got.Embed.DType)
+		}
+		hw, err := want.HiddenStates(b, []int{1, 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hg, err := got.HiddenStates(b, []int{1, 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []int{1, 3} {
+			for i := range hw[k] {
+				if hw[k][i] != hg[k][i] {
+					t.Fatalf("%v: hidden_states[%d][%d]: %v from the 4-bit checkpoint, %v quantised at load", num, k, i, hg[k][i], hw[k][i])
+				}
+			}
+		}
+		got.Close()
+	}
+}

@@ -3,11 +3,14 @@ package llama
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
+	"github.com/tli-project/tli/quant"
 )
 
 // DefaultShardBytes is the largest weights file WriteCheckpointWeights
@@ -28,15 +31,56 @@ const IndexFile = "model.safetensors.index.json"
 // file). Every file carries metadata. A model.safetensors or index of the
 // other layout left in dir is removed.
 func WriteCheckpointWeights(dir string, tensors []NamedTensor, metadata map[string]string, shardBytes int64) error {
-	entries := make([]stEntry, len(tensors))
-	for i, nt := range tensors {
+	var entries []stEntry
+	for _, nt := range tensors {
+		if nt.Tensor != nil && nt.Tensor.DType == engine.Q4 {
+			es, err := quantEntries(nt)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, es...)
+			continue
+		}
 		e, err := floatEntry(filepath.Join(dir, "model.safetensors"), nt)
 		if err != nil {
 			return err
 		}
-		entries[i] = e
+		entries = append(entries, e)
 	}
 	return writeShards(dir, entries, metadata, shardBytes)
+}
+
+// quantEntries are the tensors transformers saves for a 4-bit weight named
+// nt.Name ("….weight"): the packed codes, the scales, the code table and the
+// quant_state (quant.Export), in that order.
+func quantEntries(nt NamedTensor) ([]stEntry, error) {
+	base := strings.TrimSuffix(nt.Name, ".weight")
+	blobs, err := quant.Export(base, nt.Tensor.Q)
+	if err != nil {
+		return nil, err
+	}
+	w := base + ".weight"
+	var entries []stEntry
+	for _, key := range append([]string{w}, quantKeys(w)...) {
+		b, ok := blobs[key]
+		if !ok {
+			continue
+		}
+		e := stEntry{Name: key, Shape: b.Shape, Write: func(wr io.Writer) error {
+			_, err := wr.Write(b.Data)
+			return err
+		}}
+		switch b.DType {
+		case "U8":
+			e.Bytes = true
+		case "F32":
+			e.DType = engine.F32
+		default:
+			return nil, fmt.Errorf("%s: 4-bit part of dtype %s", key, b.DType)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
 }
 
 // writeShards is WriteCheckpointWeights for entries whose data are

@@ -1,12 +1,9 @@
 package lora
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/atomicfs"
@@ -262,6 +259,10 @@ func MergeCheckpointWith(modelDir, adapterDir, outDir string, opts MergeOptions)
 	// anything is written: an f16 output overflows above 65504.
 	var list []llama.NamedTensor
 	add := func(name string, t *engine.Tensor, adapted bool) error {
+		if t.DType == engine.Q4 { // a 4-bit checkpoint stays 4-bit (requantised where merged)
+			list = append(list, llama.NamedTensor{Name: name, Tensor: t})
+			return nil
+		}
 		c := t.Convert(dtype)
 		if c != t {
 			if i := c.FirstNonFinite(); i >= 0 {
@@ -288,7 +289,7 @@ func MergeCheckpointWith(modelDir, adapterDir, outDir string, opts MergeOptions)
 	}
 	defer out.Abort()
 	tmp := out.Path()
-	if err := copyExtras(modelDir, tmp, dtype); err != nil {
+	if err := llama.CopyCheckpointExtras(modelDir, tmp, dtype, nil); err != nil {
 		return 0, err
 	}
 	if err := llama.WriteCheckpointWeights(tmp, list, map[string]string{"format": "pt"}, opts.ShardBytes); err != nil {
@@ -298,45 +299,4 @@ func MergeCheckpointWith(modelDir, adapterDir, outDir string, opts MergeOptions)
 		return 0, fmt.Errorf("lora: %w", err)
 	}
 	return dtype, nil
-}
-
-// copyExtras copies every file of src except the weights into dst, setting
-// the dtype in config.json: torch_dtype and dtype when it had either, else
-// torch_dtype.
-func copyExtras(src, dst string, dtype engine.DType) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || strings.HasSuffix(name, ".safetensors") || name == "model.safetensors.index.json" {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(src, name))
-		if err != nil {
-			return err
-		}
-		if name == "config.json" {
-			var cfg map[string]json.RawMessage
-			if err := json.Unmarshal(data, &cfg); err != nil {
-				return fmt.Errorf("%s: %v", filepath.Join(src, name), err)
-			}
-			name := json.RawMessage(`"` + llama.TorchDTypeName(dtype) + `"`)
-			_, hasTorch := cfg["torch_dtype"]
-			_, hasNew := cfg["dtype"]
-			cfg["torch_dtype"] = name
-			if hasTorch || hasNew {
-				cfg["dtype"] = name
-			}
-			if data, err = json.MarshalIndent(cfg, "", "  "); err != nil {
-				return err
-			}
-			data = append(data, '\n')
-		}
-		if err := atomicfs.WriteFile(filepath.Join(dst, name), data); err != nil {
-			return err
-		}
-	}
-	return nil
 }
