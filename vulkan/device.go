@@ -118,11 +118,12 @@ type Context struct {
 	family uint32
 	fn     deviceFuncs
 
-	cmdPool   uintptr
-	cmd       uintptr // the one primary command buffer
-	fence     uintptr
-	recording bool
-	submits   int // completed submissions, for tests
+	cmdPool    uintptr
+	cmd        uintptr // the one primary command buffer
+	fence      uintptr
+	recording  bool
+	submits    int // completed submissions, for tests
+	dispatches int // recorded dispatches, for tests
 
 	mem memory
 
@@ -132,6 +133,10 @@ type Context struct {
 	setsUsed int
 
 	deferred []*Buffer // freed while the pending command buffer may use them
+
+	// rangeLimit is the most bytes one descriptor may bind
+	// (maxStorageBufferRange; tests lower it to exercise the splitting).
+	rangeLimit uint64
 
 	// live counts the Vulkan objects this Context holds, by kind; trace,
 	// when not nil, records every destroy in order (tests).
@@ -154,7 +159,7 @@ func Open(d Device, opt Options) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Context{Info: d, opt: opt, in: in, family: uint32(d.ComputeQueueFamily),
+	c := &Context{Info: d, opt: opt, in: in, family: uint32(d.ComputeQueueFamily), rangeLimit: uint64(d.MaxStorageBufferRange),
 		modules: map[string]uintptr{}, pipes: map[pipeKey]*pipeline{}, live: map[string]int{"instance": 1}}
 	if err := c.open(d); err != nil {
 		c.close()
@@ -172,6 +177,9 @@ func (c *Context) open(d Device) error {
 		return fmt.Errorf("vulkan: open vulkan:%d (%s): the device is gone (found %d devices)", d.Index, d.Name, len(pds))
 	}
 	c.pd = pds[d.Index]
+	if c.rangeLimit == 0 {
+		c.rangeLimit = 1 << 27 // the minimum the specification allows
+	}
 	if now, err := c.in.describe(d.Index, c.pd); err != nil {
 		return err
 	} else if now.Name != d.Name {
@@ -221,9 +229,6 @@ func (c *Context) open(d Device) error {
 		b := cstr(f.name)
 		*f.p, _, _ = purego.SyscallN(getDPA, c.dev, uintptr(unsafe.Pointer(&b[0])))
 		if *f.p == 0 {
-			if f.name == "vkDestroyDevice" {
-				return fmt.Errorf("vulkan: vkGetDeviceProcAddr has no %s", f.name)
-			}
 			return fmt.Errorf("vulkan: the device %s has no %s", d.Name, f.name)
 		}
 	}
@@ -306,8 +311,10 @@ func (c *Context) close() error {
 		if c.recording {
 			err = c.syncLocked()
 		}
-		if r, _, _ := purego.SyscallN(c.fn.deviceWaitIdle, c.dev); int32(r) != vkSuccess && err == nil {
-			err = &vkError{call: "vkDeviceWaitIdle", what: "waiting for the device before closing it", code: int32(r)}
+		if c.fn.deviceWaitIdle != 0 { // 0 when Open failed while loading the functions
+			if r, _, _ := purego.SyscallN(c.fn.deviceWaitIdle, c.dev); int32(r) != vkSuccess && err == nil {
+				err = &vkError{call: "vkDeviceWaitIdle", what: "waiting for the device before closing it", code: int32(r)}
+			}
 		}
 		c.deferred = nil
 		c.mem.release(c)
@@ -325,7 +332,11 @@ func (c *Context) close() error {
 		c.destroy(c.fn.destroyFence, &c.fence, "fence")
 		c.cmd = 0 // freed with its pool
 		c.destroy(c.fn.destroyCommandPool, &c.cmdPool, "commandPool")
-		purego.SyscallN(c.fn.destroyDevice, c.dev, 0)
+		destroyDevice := c.fn.destroyDevice
+		if destroyDevice == 0 {
+			destroyDevice = procAddr(c.in.handle, "vkDestroyDevice")
+		}
+		purego.SyscallN(destroyDevice, c.dev, 0)
 		c.dev = 0
 		c.live["device"]--
 		if c.trace != nil {

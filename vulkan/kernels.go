@@ -122,6 +122,9 @@ func (c *Context) gemmTiles(m int) [5]uint32 {
 // w a Linear layer's weight [n×k] (row j is output feature j) in f32, bf16
 // or f16; a and out are f32 and row-major. Any m, n, k: the edge tiles are
 // masked. Tiles of a and w go through shared memory; accumulation is f32.
+// Operands larger than one binding may be (maxStorageBufferRange: 128 MiB
+// on lavapipe, 1 GiB on some Intel GPUs) are split into blocks of rows of
+// a and w, one dispatch per block.
 func (c *Context) GEMM(out, a, w Span, m, n, k int, wt WeightType, accumulate bool) error {
 	if err := dims("GEMM", [][]int{{m, k}, {n, k}, {m, n}}, "m", m, "n", n, "k", k); err != nil {
 		return err
@@ -130,20 +133,77 @@ func (c *Context) GEMM(out, a, w Span, m, n, k int, wt WeightType, accumulate bo
 	if err != nil {
 		return err
 	}
-	t := c.gemmTiles(m)
-	wg := (t[0] / t[3]) * (t[1] / t[4])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.in == nil {
+		return ErrClosed
+	}
+	M, N, K := uint64(m), uint64(n), uint64(k)
+	for _, op := range []struct {
+		s    Span
+		need uint64
+		name string
+	}{{out, 4 * M * N, "out"}, {a, 4 * M * K, "a"}, {w, es * N * K, "w"}} {
+		if err := c.check(op.s, op.need, "vulkan: GEMM: "+op.name); err != nil {
+			return err
+		}
+	}
 	acc := uint32(0)
 	if accumulate {
 		acc = 1
 	}
-	gx := (uint64(n) + uint64(t[1]) - 1) / uint64(t[1])
-	gy := (uint64(m) + uint64(t[0]) - 1) / uint64(t[0])
-	if gx > math.MaxUint32 || gy > math.MaxUint32 {
-		return fmt.Errorf("vulkan: GEMM: %d×%d tiles is too many", gy, gx)
+	mc, nc, err := c.blocks(M, N, 4*max(K, N), es*K, "GEMM")
+	if err != nil {
+		return err
 	}
-	return c.record("gemm", []uint32{t[0], t[1], t[2], t[3], t[4], uint32(wt), wg},
-		[]Span{out, a, w}, []uint64{4 * uint64(m) * uint64(n), 4 * uint64(m) * uint64(k), es * uint64(n) * uint64(k)},
-		[]uint32{uint32(m), uint32(n), uint32(k), acc}, uint32(gx), uint32(gy))
+	for i0 := uint64(0); i0 < M; i0 += mc {
+		mm := min(mc, M-i0)
+		t := c.gemmTiles(int(mm))
+		p, err := c.pipeline("gemm", t[0], t[1], t[2], t[3], t[4], uint32(wt), (t[0]/t[3])*(t[1]/t[4]))
+		if err != nil {
+			return err
+		}
+		ab, aBase, err := c.sub(a, 4*i0*K, 4*mm*K, 4, "vulkan: GEMM: a")
+		if err != nil {
+			return err
+		}
+		cb, cBase, err := c.sub(out, 4*i0*N, 4*mm*N, 4, "vulkan: GEMM: out")
+		if err != nil {
+			return err
+		}
+		for j0 := uint64(0); j0 < N; j0 += nc {
+			nn := min(nc, N-j0)
+			wb, wBase, err := c.sub(w, es*j0*K, es*nn*K, es, "vulkan: GEMM: w")
+			if err != nil {
+				return err
+			}
+			gx := (nn + uint64(t[1]) - 1) / uint64(t[1])
+			gy := (mm + uint64(t[0]) - 1) / uint64(t[0])
+			push := []uint32{uint32(mm), uint32(nn), uint32(K), acc, uint32(N), aBase, wBase, cBase + uint32(j0)}
+			if err := c.dispatch(p, []binding{cb, ab, wb}, push, uint32(gx), uint32(gy), 1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// blocks splits rows × cols (rows of rowBytes bytes in one operand, cols of
+// colBytes in another) into blocks whose bindings fit in rangeLimit,
+// multiples of 64 when split.
+func (c *Context) blocks(rows, cols, rowBytes, colBytes uint64, kernel string) (uint64, uint64, error) {
+	budget := c.rangeLimit - min(c.rangeLimit, c.mem.minAlign+8) // room for aligning a piece down
+	rc, cc := min(rows, budget/rowBytes), min(cols, budget/colBytes)
+	if rc == 0 || cc == 0 {
+		return 0, 0, fmt.Errorf("vulkan: %s: one row of an operand is larger than the device's maxStorageBufferRange (%s)", kernel, byteSize(c.rangeLimit))
+	}
+	if rc < rows && rc > 64 {
+		rc &^= 63
+	}
+	if cc < cols && cc > 64 {
+		cc &^= 63
+	}
+	return rc, cc, nil
 }
 
 // RMSNorm normalises rows of x [rows×n]: out = x / sqrt(mean(x²) + eps) · w
@@ -205,7 +265,9 @@ func (c *Context) Rope(x, cos, sin Span, tokens, heads, headDim int) error {
 
 // Embed gathers rows of table [vocab × dim] (f32, bf16 or f16) by ids
 // [tokens] (uint32) into out [tokens × dim] (f32). An id ≥ vocab gives a row
-// of zeros: the shader cannot fail, so check ids before when it matters.
+// of zeros: the shader cannot fail, so check ids before when it matters. A
+// table larger than one binding may be is gathered from in pieces of rows,
+// one dispatch each.
 func (c *Context) Embed(out, table, ids Span, tokens, dim, vocab int, wt WeightType) error {
 	if err := dims("Embed", [][]int{{tokens, dim}, {vocab, dim}}, "tokens", tokens, "dim", dim, "vocab", vocab); err != nil {
 		return err
@@ -214,11 +276,44 @@ func (c *Context) Embed(out, table, ids Span, tokens, dim, vocab int, wt WeightT
 	if err != nil {
 		return err
 	}
-	n := uint64(tokens) * uint64(dim)
-	gx, gy := c.grid((n + elementwiseWG - 1) / elementwiseWG)
-	return c.record("embed", []uint32{elementwiseWG, uint32(wt)}, []Span{out, table, ids},
-		[]uint64{4 * n, es * uint64(vocab) * uint64(dim), 4 * uint64(tokens)},
-		[]uint32{uint32(tokens), uint32(dim), uint32(vocab), 0}, gx, gy)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.in == nil {
+		return ErrClosed
+	}
+	T, D, V := uint64(tokens), uint64(dim), uint64(vocab)
+	ob, err := c.bind(out, 4*T*D, "vulkan: Embed: out")
+	if err != nil {
+		return err
+	}
+	ib, err := c.bind(ids, 4*T, "vulkan: Embed: ids")
+	if err != nil {
+		return err
+	}
+	if err := c.check(table, es*V*D, "vulkan: Embed: table"); err != nil {
+		return err
+	}
+	vc, _, err := c.blocks(V, 1, es*D, 1, "Embed")
+	if err != nil {
+		return err
+	}
+	p, err := c.pipeline("embed", elementwiseWG, uint32(wt))
+	if err != nil {
+		return err
+	}
+	gx, gy := c.grid((T*D + elementwiseWG - 1) / elementwiseWG)
+	for v0 := uint64(0); v0 < V; v0 += vc {
+		vn := min(vc, V-v0)
+		tb, tBase, err := c.sub(table, es*v0*D, es*vn*D, es, "vulkan: Embed: table")
+		if err != nil {
+			return err
+		}
+		push := []uint32{uint32(T), uint32(D), uint32(V), uint32(v0), uint32(vn), tBase}
+		if err := c.dispatch(p, []binding{ob, tb, ib}, push, gx, gy, 1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // attentionWG is the workgroup size of Attention: keys scored at a time.

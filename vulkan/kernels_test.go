@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -177,44 +178,78 @@ func TestGEMM(t *testing.T) {
 	for _, wt := range []WeightType{F32, BF16, F16} {
 		for _, s := range shapes {
 			for _, accumulate := range []bool{false, true} {
-				m, n, k := s[0], s[1], s[2]
-				name := fmt.Sprintf("%s/%dx%dx%d/acc=%v", wt, m, n, k, accumulate)
-				a := randF32(rng, m*k, -1, 1)
-				wStored, w := randWeights(rng, n*k, wt)
-				var c0 []float32
-				if accumulate {
-					c0 = randF32(rng, m*n, -2, 2)
-				}
-				ga := newGuarded(t, c, 4*m*k, a)
-				es, _ := wt.size()
-				gw := newGuarded(t, c, int(es)*n*k, wStored)
-				gc := newGuarded(t, c, 4*m*n, c0)
-				if err := c.GEMM(gc.span(), ga.span(), gw.span(), m, n, k, wt, accumulate); err != nil {
-					t.Fatal(err)
-				}
-				got := gc.f32(t)
-				ref := make([]float64, m*n)
-				scale := make([]float64, m*n)
-				for i := range m {
-					for j := range n {
-						var sum, abs float64
-						for kk := range k {
-							p := float64(a[i*k+kk]) * float64(w[j*k+kk])
-							sum += p
-							abs += math.Abs(p)
-						}
-						if accumulate {
-							sum += float64(c0[i*n+j])
-							abs += math.Abs(float64(c0[i*n+j]))
-						}
-						ref[i*n+j], scale[i*n+j] = sum, abs
-					}
-				}
-				compare(t, name, got, ref, scale)
+				checkGEMM(t, c, rng, s[0], s[1], s[2], wt, accumulate)
 			}
 		}
 	}
 	t.Logf("pipelines built: %d", c.Live()["pipeline"])
+}
+
+// TestSplitBindings lowers the binding limit so that GEMM and Embed split
+// their operands into pieces bound at unaligned element offsets (odd ones
+// for 16-bit weights), and checks a too-large row is an error.
+func TestSplitBindings(t *testing.T) {
+	c := openContext(t, Options{})
+	c.rangeLimit = 4096
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, wt := range []WeightType{F32, BF16, F16} {
+		for _, f := range []func(){
+			func() { checkGEMM(t, c, rng, 37, 150, 33, wt, true) },
+			func() { checkGEMM(t, c, rng, 70, 9, 40, wt, false) },
+			func() { checkEmbed(t, c, rng, 50, 101, wt) },
+		} {
+			before := c.dispatches
+			f()
+			if c.dispatches-before < 3 {
+				t.Errorf("%s: %d dispatches, the operands were not split", wt, c.dispatches-before)
+			}
+		}
+	}
+	a, _ := c.Alloc(1 << 16)
+	c.rangeLimit = 64
+	if err := c.GEMM(a.All(), a.All(), a.All(), 1, 1, 100, F32, false); err == nil || !strings.Contains(err.Error(), "maxStorageBufferRange") {
+		t.Errorf("a 400-byte row under a 64-byte limit: %v", err)
+	} else {
+		t.Log(err)
+	}
+}
+
+// checkGEMM runs one GEMM between guards and compares it with float64.
+func checkGEMM(t *testing.T, c *Context, rng *rand.Rand, m, n, k int, wt WeightType, accumulate bool) {
+	t.Helper()
+	name := fmt.Sprintf("%s/%dx%dx%d/acc=%v", wt, m, n, k, accumulate)
+	a := randF32(rng, m*k, -1, 1)
+	wStored, w := randWeights(rng, n*k, wt)
+	var c0 []float32
+	if accumulate {
+		c0 = randF32(rng, m*n, -2, 2)
+	}
+	ga := newGuarded(t, c, 4*m*k, a)
+	es, _ := wt.size()
+	gw := newGuarded(t, c, int(es)*n*k, wStored)
+	gc := newGuarded(t, c, 4*m*n, c0)
+	if err := c.GEMM(gc.span(), ga.span(), gw.span(), m, n, k, wt, accumulate); err != nil {
+		t.Fatal(err)
+	}
+	got := gc.f32(t)
+	ref := make([]float64, m*n)
+	scale := make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var sum, abs float64
+			for kk := range k {
+				p := float64(a[i*k+kk]) * float64(w[j*k+kk])
+				sum += p
+				abs += math.Abs(p)
+			}
+			if accumulate {
+				sum += float64(c0[i*n+j])
+				abs += math.Abs(float64(c0[i*n+j]))
+			}
+			ref[i*n+j], scale[i*n+j] = sum, abs
+		}
+	}
+	compare(t, name, got, ref, scale)
 }
 
 // TestRMSNorm checks rows of several widths, out of place and in place.
@@ -345,33 +380,39 @@ func TestRope(t *testing.T) {
 }
 
 // TestEmbed gathers rows of f32, bf16 and f16 tables, with an odd width
-// (rows starting mid-word) and an id out of range (a row of zeros).
+// (rows starting mid-word) and ids out of range (rows of zeros).
 func TestEmbed(t *testing.T) {
 	c := openContext(t, Options{})
 	rng := rand.New(rand.NewPCG(13, 14))
-	const vocab = 50
 	for _, wt := range []WeightType{F32, BF16, F16} {
 		for _, dim := range []int{1, 3, 64, 129} {
-			stored, table := randWeights(rng, vocab*dim, wt)
-			ids := []uint32{0, 49, 7, 7, 50, 1 << 31, 13}
-			es, _ := wt.size()
-			gt := newGuarded(t, c, int(es)*vocab*dim, stored)
-			gi := newGuarded(t, c, 4*len(ids), ids)
-			out := newGuarded(t, c, 4*len(ids)*dim, nil)
-			if err := c.Embed(out.span(), gt.span(), gi.span(), len(ids), dim, vocab, wt); err != nil {
-				t.Fatal(err)
+			checkEmbed(t, c, rng, 50, dim, wt)
+		}
+	}
+}
+
+// checkEmbed gathers rows of a random table between guards; the values
+// must be the table's exactly.
+func checkEmbed(t *testing.T, c *Context, rng *rand.Rand, vocab, dim int, wt WeightType) {
+	t.Helper()
+	stored, table := randWeights(rng, vocab*dim, wt)
+	ids := []uint32{0, uint32(vocab - 1), 7, 7, uint32(vocab), 1 << 31, 13, 30, 45}
+	es, _ := wt.size()
+	gt := newGuarded(t, c, int(es)*vocab*dim, stored)
+	gi := newGuarded(t, c, 4*len(ids), ids)
+	out := newGuarded(t, c, 4*len(ids)*dim, nil)
+	if err := c.Embed(out.span(), gt.span(), gi.span(), len(ids), dim, vocab, wt); err != nil {
+		t.Fatal(err)
+	}
+	got := out.f32(t)
+	for tk, id := range ids {
+		for j := range dim {
+			want := float32(0)
+			if id < uint32(vocab) {
+				want = table[int(id)*dim+j]
 			}
-			got := out.f32(t)
-			for tk, id := range ids {
-				for j := range dim {
-					want := float32(0)
-					if id < vocab {
-						want = table[int(id)*dim+j]
-					}
-					if g := got[tk*dim+j]; math.Float32bits(g) != math.Float32bits(want) {
-						t.Fatalf("%s dim %d: token %d (id %d) element %d = %v, want %v", wt, dim, tk, id, j, g, want)
-					}
-				}
+			if g := got[tk*dim+j]; math.Float32bits(g) != math.Float32bits(want) {
+				t.Fatalf("%s dim %d: token %d (id %d) element %d = %v, want %v", wt, dim, tk, id, j, g, want)
 			}
 		}
 	}

@@ -27,12 +27,12 @@ type shaderInfo struct {
 // shaderInfos lists every shader of shaders/ (TestShadersListed checks the
 // list against the directory).
 var shaderInfos = map[string]shaderInfo{
-	"gemm":      {bindings: 3, push: 16},
+	"gemm":      {bindings: 3, push: 32},
 	"rmsnorm":   {bindings: 3, push: 12},
 	"silu_mul":  {bindings: 3, push: 8},
 	"add":       {bindings: 3, push: 8},
 	"rope":      {bindings: 3, push: 16},
-	"embed":     {bindings: 3, push: 16},
+	"embed":     {bindings: 3, push: 24},
 	"attention": {bindings: 5, push: 24},
 }
 
@@ -163,31 +163,54 @@ func (b *Buffer) U16(i, n int) Span { return Span{b, 2 * i, 2 * n} }
 // U32 is n uint32 from element i (bytes [4i, 4i+4n)).
 func (b *Buffer) U32(i, n int) Span { return Span{b, 4 * i, 4 * n} }
 
-// binding is a checked span: need bytes from off of buffer buf.
+// binding is a checked range of a buffer, as bound to a descriptor.
 type binding struct {
 	buf       uintptr
 	off, size uint64
 }
 
-// bind checks that s is a live span of c holding at least need bytes and
-// returns the range to bind (need rounded up to 4, as shaders read 16-bit
-// data as 32-bit words).
-func (c *Context) bind(s Span, need uint64, name string) (binding, error) {
+// check checks that s is a live span of c, aligned, holding at least need
+// bytes.
+func (c *Context) check(s Span, need uint64, name string) error {
 	switch {
 	case s.B == nil:
-		return binding{}, fmt.Errorf("%s: no buffer", name)
+		return fmt.Errorf("%s: no buffer", name)
 	case s.B.c != c:
-		return binding{}, fmt.Errorf("%s: the buffer belongs to another device context", name)
+		return fmt.Errorf("%s: the buffer belongs to another device context", name)
 	case s.B.freed:
-		return binding{}, fmt.Errorf("%s: the buffer was freed", name)
+		return fmt.Errorf("%s: the buffer was freed", name)
 	case s.Off < 0 || s.Len < 0 || uint64(s.Off)+uint64(s.Len) > s.B.size:
-		return binding{}, fmt.Errorf("%s: bytes [%d, %d) are outside the buffer (%d bytes)", name, s.Off, s.Off+s.Len, s.B.size)
+		return fmt.Errorf("%s: bytes [%d, %d) are outside the buffer (%d bytes)", name, s.Off, s.Off+s.Len, s.B.size)
 	case uint64(s.Off)%c.mem.minAlign != 0:
-		return binding{}, fmt.Errorf("%s: offset %d is not a multiple of the device's storage buffer alignment (%d)", name, s.Off, c.mem.minAlign)
+		return fmt.Errorf("%s: offset %d is not a multiple of the device's storage buffer alignment (%d)", name, s.Off, c.mem.minAlign)
 	case uint64(s.Len) < need:
-		return binding{}, fmt.Errorf("%s: %d bytes, the kernel needs %d", name, s.Len, need)
+		return fmt.Errorf("%s: %d bytes, the kernel needs %d", name, s.Len, need)
 	}
-	return binding{s.B.buf, uint64(s.Off), min(alignUp(max(need, 4), 4), s.B.size-uint64(s.Off))}, nil
+	return nil
+}
+
+// sub binds bytes [off, off+n) of the checked span s: the descriptor
+// starts at the aligned offset at or below, and base is the distance from
+// there to the range in elements of elem bytes (the shader adds it to its
+// indices). The bound size is rounded up to 4 bytes (shaders read 16-bit
+// data as 32-bit words) and must stay within maxStorageBufferRange.
+func (c *Context) sub(s Span, off, n, elem uint64, name string) (binding, uint32, error) {
+	start := uint64(s.Off) + off
+	aligned := start - start%c.mem.minAlign
+	size := min(alignUp(max(start+n-aligned, 4), 4), s.B.size-aligned)
+	if size > c.rangeLimit {
+		return binding{}, 0, fmt.Errorf("%s: %s bound, past the device's maxStorageBufferRange (%s)", name, byteSize(size), byteSize(c.rangeLimit))
+	}
+	return binding{s.B.buf, aligned, size}, uint32((start - aligned) / elem), nil
+}
+
+// bind checks s and binds its first need bytes.
+func (c *Context) bind(s Span, need uint64, name string) (binding, error) {
+	if err := c.check(s, need, name); err != nil {
+		return binding{}, err
+	}
+	b, _, err := c.sub(s, 0, need, 4, name)
+	return b, err
 }
 
 // dispatch records one dispatch of p over groups (x, y, z) workgroups with
@@ -234,6 +257,7 @@ func (c *Context) dispatch(p *pipeline, binds []binding, push []uint32, x, y, z 
 		purego.SyscallN(c.fn.cmdPushConstants, c.cmd, p.layout, shaderStageCompute, 0, uintptr(4*len(push)), uintptr(unsafe.Pointer(&push[0])))
 	}
 	purego.SyscallN(c.fn.cmdDispatch, c.cmd, uintptr(x), uintptr(y), uintptr(z))
+	c.dispatches++
 	c.barrier()
 	return nil
 }

@@ -19,7 +19,10 @@ layout(std430, binding = 0) buffer Cbuf { float C[]; };
 layout(std430, binding = 1) readonly buffer Abuf { float A[]; };
 layout(std430, binding = 2) readonly buffer Wbuf { uint W[]; };
 
-layout(push_constant) uniform Push { uint m, n, k, accumulate; } p;
+// A, W and C start at element aBase, wBase and cBase of their bindings (a
+// large operand is bound in pieces, at aligned offsets); C's rows are ldc
+// apart (the host splits n into column blocks of one C).
+layout(push_constant) uniform Push { uint m, n, k, accumulate, ldc, aBase, wBase, cBase; } p;
 
 shared float As[BK * BM];
 shared float Ws[BK * BN];
@@ -64,16 +67,16 @@ void main() {
         for (uint e = lid; e < BM * BK; e += WG) {
             uint r = e / BK, kk = e % BK;
             uint gr = row0 + r, gk = k0 + kk;
-            As[kk * BM + r] = (gr < p.m && gk < p.k) ? A[gr * p.k + gk] : 0.0;
+            As[kk * BM + r] = (gr < p.m && gk < p.k) ? A[p.aBase + gr * p.k + gk] : 0.0;
         }
-        if (WTYPE != 0u && (p.k & 1u) == 0u) {
-            // 16-bit weights, k even: a word holds two weights of one row.
+        if (WTYPE != 0u && ((p.k | p.wBase) & 1u) == 0u) {
+            // 16-bit weights, k and wBase even: a word holds two weights of one row.
             for (uint e = lid; e < BN * BK / 2; e += WG) {
                 uint c = e / (BK / 2), kk = 2u * (e % (BK / 2));
                 uint gc = col0 + c, gk = k0 + kk;
                 vec2 v = vec2(0.0);
                 if (gc < p.n && gk < p.k) {
-                    v = widen2(W[(gc * p.k + gk) >> 1]);
+                    v = widen2(W[(p.wBase + gc * p.k + gk) >> 1]);
                 }
                 Ws[kk * BN + c] = v.x;
                 Ws[(kk + 1u) * BN + c] = v.y;
@@ -82,7 +85,7 @@ void main() {
             for (uint e = lid; e < BN * BK; e += WG) {
                 uint c = e / BK, kk = e % BK;
                 uint gc = col0 + c, gk = k0 + kk;
-                Ws[kk * BN + c] = (gc < p.n && gk < p.k) ? weight(gc * p.k + gk) : 0.0;
+                Ws[kk * BN + c] = (gc < p.n && gk < p.k) ? weight(p.wBase + gc * p.k + gk) : 0.0;
             }
         }
         barrier();
@@ -110,10 +113,11 @@ void main() {
             uint c = col0 + tc + j * CS;
             if (c < p.n) {
                 float v = acc[i * TN + j];
+                uint ci = p.cBase + r * p.ldc + c;
                 if (p.accumulate != 0u) {
-                    v += C[r * p.n + c];
+                    v += C[ci];
                 }
-                C[r * p.n + c] = v;
+                C[ci] = v;
             }
         }
     }
