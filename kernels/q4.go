@@ -17,19 +17,20 @@ package kernels
 
 import (
 	"fmt"
+	"math/bits"
 	"sync"
 	"unsafe"
 )
 
 // q4Set is one path's 4-bit kernels; nil entries use the Go versions.
 type q4Set struct {
-	// toBF16 and toF32 dequantise elements e0 … e0+n-1 (e0 and n multiples
-	// of 32) into dst, as bf16 bits or as their float32 value; packed
-	// points at byte e0/2, absmax and code at element 0.
-	// The elements pfd further on (pfd even, 0 for none; the next rows
-	// to dequantise) are prefetched, with their scales.
-	toBF16 func(dst *uint16, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
-	toF32  func(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
+	// toBF16 and toF32 dequantise rows runs of n elements, ldw apart,
+	// from e0 on (e0, n and ldw multiples of 32) into dst (n apart), as
+	// bf16 bits or as their float32 value; packed, absmax and code point
+	// at element 0. The same runs pfd elements on (pfd even, 0 for none:
+	// the next rows to dequantise) are prefetched, with their scales.
+	toBF16 func(dst *uint16, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+	toF32  func(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
 	// dot1 and dot4 (nil: dot1 row by row) write out[i] = Σ_p ap[i][p]·W[p] for 1 or 4 rows of
 	// A' (stride lda bytes, 32-element groups of even then odd elements)
 	// against the k weights e0 … e0+k-1 (e0 and k multiples of 32).
@@ -58,13 +59,8 @@ func checkQ4(w *Q4, n, k int) {
 	}
 }
 
-func log2(x int) int {
-	s := 0
-	for 1<<s < x {
-		s++
-	}
-	return s
-}
+// log2 is the exponent of a power of two.
+func log2(x int) int { return bits.TrailingZeros(uint(x)) }
 
 // q4Round is a dequantised value's bf16 bits: v rounded to the stored dtype
 // (mid), then to bf16.
@@ -130,8 +126,8 @@ func q4Put(d16 []uint16, d32 []float32, i int, v uint16) int {
 }
 
 // q4Dequant is q4DequantGo with the path's kernels for the 32-aligned
-// middle; the n elements from pfe (none if negative) are prefetched.
-func q4Dequant(ks *q4Set, w *Q4, e0, n, pfe int, d16 []uint16, d32 []float32) {
+// middle.
+func q4Dequant(ks *q4Set, w *Q4, e0, n int, d16 []uint16, d32 []float32) {
 	fn := ks.toBF16 != nil
 	if d32 != nil {
 		fn = ks.toF32 != nil
@@ -146,20 +142,47 @@ func q4Dequant(ks *q4Set, w *Q4, e0, n, pfe int, d16 []uint16, d32 []float32) {
 	}
 	mid := (n - head) &^ 31
 	if mid > 0 {
-		e := e0 + head
-		shift := log2(w.Blocksize)
-		pfd := 0
-		if pfe > e0 && (pfe-e0)%2 == 0 && (pfe+head+mid)>>1 <= len(w.Packed) {
-			pfd = pfe - e0
-		}
+		e, shift := e0+head, log2(w.Blocksize)
 		if d16 != nil {
-			ks.toBF16(&d16[head], &w.Packed[e>>1], &w.Absmax[0], &w.Code[0], e, mid, pfd, shift, w.Mid)
+			ks.toBF16(&d16[head], &w.Packed[0], &w.Absmax[0], &w.Code[0], e, mid, 1, 0, 0, shift, w.Mid)
 		} else {
-			ks.toF32(&d32[head], &w.Packed[e>>1], &w.Absmax[0], &w.Code[0], e, mid, pfd, shift, w.Mid)
+			ks.toF32(&d32[head], &w.Packed[0], &w.Absmax[0], &w.Code[0], e, mid, 1, 0, 0, shift, w.Mid)
 		}
 	}
 	if tail := n - head - mid; tail > 0 {
 		q4DequantGo(w, e0+head+mid, tail, d16[min(head+mid, len(d16)):], d32[min(head+mid, len(d32)):])
+	}
+}
+
+// q4DequantRows dequantises rows runs of n elements, ldw apart, from e0 on
+// into d16 or d32 (n apart), prefetching the same runs pfd elements on
+// (when they exist).
+func q4DequantRows(ks *q4Set, w *Q4, e0, n, rows, ldw, pfd int, d16 []uint16, d32 []float32) {
+	fn := ks.toBF16 != nil
+	if d32 != nil {
+		fn = ks.toF32 != nil
+	}
+	if !fn || e0%32 != 0 || n%32 != 0 || ldw%32 != 0 || n == 0 || rows == 0 {
+		for q := 0; q < rows; q++ {
+			if d16 != nil {
+				q4Dequant(ks, w, e0+q*ldw, n, d16[q*n:(q+1)*n], nil)
+			} else {
+				q4Dequant(ks, w, e0+q*ldw, n, nil, d32[q*n:(q+1)*n])
+			}
+		}
+		return
+	}
+	last := e0 + (rows-1)*ldw + n // one past the last element
+	if pfd < 0 || pfd%2 != 0 || last+pfd > 2*len(w.Packed) {
+		pfd = 0
+	}
+	_ = w.Packed[(last-1)>>1]
+	if d16 != nil {
+		_ = d16[rows*n-1]
+		ks.toBF16(&d16[0], &w.Packed[0], &w.Absmax[0], &w.Code[0], e0, n, rows, ldw, pfd, log2(w.Blocksize), w.Mid)
+	} else {
+		_ = d32[rows*n-1]
+		ks.toF32(&d32[0], &w.Packed[0], &w.Absmax[0], &w.Code[0], e0, n, rows, ldw, pfd, log2(w.Blocksize), w.Mid)
 	}
 }
 
@@ -169,7 +192,7 @@ func dequantQ4BF16(w *Q4, k, r0, r1 int, dst []uint16) {
 	}
 	checkQ4(w, r1, k)
 	n := (r1 - r0) * k
-	q4Dequant(q4Kernels(), w, r0*k, n, -1, dst[:n:n], nil)
+	q4Dequant(q4Kernels(), w, r0*k, n, dst[:n:n], nil)
 }
 
 func gemmNTQ4(m, n, k int, a []float32, lda int, w *Q4, c []float32, ldc int, acc bool) {
@@ -444,22 +467,13 @@ func (q *q4Job) run(t int) {
 			for jg := 0; jg < jn; jg += 6 {
 				r := min(6, jn-jg)
 				row := jb + jg
-				for rq := 0; rq < r; rq++ {
-					// The same span 6 rows on is prefetched.
-					seg, pfe := wb[rq*kl:(rq+1)*kl], -1
-					if j.pairs {
-						if row+rq+6 < j.n {
-							pfe = (row+rq+6)*q.k + 2*k0
-						}
-						d := unsafe.Slice((*uint16)(unsafe.Pointer(&seg[0])), 2*kl)
-						q4Dequant(q.ks, q.w, (row+rq)*q.k+2*k0, 2*kl, pfe, d, nil)
-					} else {
-						if row+rq+6 < j.n {
-							pfe = (row+rq+6)*q.k + k0
-						}
-						d := unsafe.Slice((*float32)(unsafe.Pointer(&seg[0])), kl)
-						q4Dequant(q.ks, q.w, (row+rq)*q.k+k0, kl, pfe, nil, d)
-					}
+				// The same span 6 rows on is prefetched.
+				if j.pairs {
+					d := unsafe.Slice((*uint16)(unsafe.Pointer(&wb[0])), r*2*kl)
+					q4DequantRows(q.ks, q.w, row*q.k+2*k0, 2*kl, r, q.k, 6*q.k, d, nil)
+				} else {
+					d := unsafe.Slice((*float32)(unsafe.Pointer(&wb[0])), r*kl)
+					q4DequantRows(q.ks, q.w, row*q.k+k0, kl, r, q.k, 6*q.k, nil, d)
 				}
 				bc := unsafe.Pointer(&wb[0])
 				rs, ps := uintptr(kl*4), uintptr(4)

@@ -4,7 +4,7 @@
 
 // 4-bit weight kernels (see q4.go). Common registers:
 //	AX absmax, BX code, CX shift (log2 blocksize), DX packed (byte e/2),
-//	R12 mid, R14 element index e, R11 end, R13 end of the current block's
+//	R12 mid (rows left in the dequantisers), R14 element index e, R11 end, R13 end of the current block's
 //	run, R15 block index.
 // Per block the 16 values code[i]·absmax are rounded to f16 (mid 2: bf16
 // rounding for mid 1 is the same as the final one) and to bf16 (nearest
@@ -71,30 +71,38 @@
 	VSHUFPS $1, x, x, X13; \
 	VADDSS X13, x, x
 
-// func q4BF16Z(dst *uint16, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
-TEXT ·q4BF16Z(SB), NOSPLIT, $0-72
+// func q4BF16Z(dst *uint16, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+//
+// Rows rows of n elements, ldw apart, from e0 on; packed is element 0.
+TEXT ·q4BF16Z(SB), NOSPLIT, $0-88
 	MOVQ dst+0(FP), SI
-	MOVQ packed+8(FP), DX
 	MOVQ absmax+16(FP), AX
 	MOVQ code+24(FP), BX
-	MOVQ e0+32(FP), R14
-	MOVQ n+40(FP), R11
-	MOVQ pfd+48(FP), R10
+	MOVQ e0+32(FP), DI
+	MOVQ rows+48(FP), R12
+	MOVQ pfd+64(FP), R10
 	MOVQ R10, R9
 	SHRQ $1, R9
-	MOVQ shift+56(FP), CX
-	MOVQ mid+64(FP), R12
-	ADDQ R14, R11
+	MOVQ shift+72(FP), CX
 	ZCONST
+	TESTQ R12, R12
+	JEQ bdone
+bblockrow:
+	MOVQ DI, R14
+	MOVQ n+40(FP), R11
+	ADDQ R14, R11
+	MOVQ R14, DX
+	SHRQ $1, DX
+	ADDQ packed+8(FP), DX
 bblock:
 	CMPQ R14, R11
-	JGE bdone
+	JGE bdonenext
 	BLOCKSTART
 	LEAQ (R14)(R10*1), R8
 	SHRQ CX, R8
 	PREFETCHT0 (AX)(R8*4)
 	ZPRODUCT
-	CMPQ R12, $2
+	CMPQ mid+80(FP), $2
 	JNE bround
 	ZF16
 bround:
@@ -111,34 +119,46 @@ bchunk:
 	CMPQ R14, R13
 	JLT bchunk
 	JMP bblock
+bdonenext:
+	ADDQ ldw+56(FP), DI
+	DECQ R12
+	JNZ bblockrow
 bdone:
 	VZEROUPPER
 	RET
 
-// func q4F32Z(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
-TEXT ·q4F32Z(SB), NOSPLIT, $0-72
+// func q4F32Z(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+//
+// Rows rows of n elements, ldw apart, from e0 on; packed is element 0.
+TEXT ·q4F32Z(SB), NOSPLIT, $0-88
 	MOVQ dst+0(FP), SI
-	MOVQ packed+8(FP), DX
 	MOVQ absmax+16(FP), AX
 	MOVQ code+24(FP), BX
-	MOVQ e0+32(FP), R14
-	MOVQ n+40(FP), R11
-	MOVQ pfd+48(FP), R10
+	MOVQ e0+32(FP), DI
+	MOVQ rows+48(FP), R12
+	MOVQ pfd+64(FP), R10
 	MOVQ R10, R9
 	SHRQ $1, R9
-	MOVQ shift+56(FP), CX
-	MOVQ mid+64(FP), R12
-	ADDQ R14, R11
+	MOVQ shift+72(FP), CX
 	ZCONST
+	TESTQ R12, R12
+	JEQ fdone
+fblockrow:
+	MOVQ DI, R14
+	MOVQ n+40(FP), R11
+	ADDQ R14, R11
+	MOVQ R14, DX
+	SHRQ $1, DX
+	ADDQ packed+8(FP), DX
 fblock:
 	CMPQ R14, R11
-	JGE fdone
+	JGE fdonenext
 	BLOCKSTART
 	LEAQ (R14)(R10*1), R8
 	SHRQ CX, R8
 	PREFETCHT0 (AX)(R8*4)
 	ZPRODUCT
-	CMPQ R12, $2
+	CMPQ mid+80(FP), $2
 	JNE fround
 	ZF16
 fround:
@@ -161,6 +181,10 @@ fchunk:
 	CMPQ R14, R13
 	JLT fchunk
 	JMP fblock
+fdonenext:
+	ADDQ ldw+56(FP), DI
+	DECQ R12
+	JNZ fblockrow
 fdone:
 	VZEROUPPER
 	RET
@@ -347,24 +371,32 @@ d4done:
 	VPSLLD $28, idx, idx; \
 	VBLENDVPS idx, t, d, d
 
-// func q4F32Y(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
-TEXT ·q4F32Y(SB), NOSPLIT, $0-72
+// func q4F32Y(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+//
+// Rows rows of n elements, ldw apart, from e0 on; packed is element 0.
+TEXT ·q4F32Y(SB), NOSPLIT, $0-88
 	MOVQ dst+0(FP), SI
-	MOVQ packed+8(FP), DX
 	MOVQ absmax+16(FP), AX
 	MOVQ code+24(FP), BX
-	MOVQ e0+32(FP), R14
-	MOVQ n+40(FP), R11
-	MOVQ pfd+48(FP), R10
+	MOVQ e0+32(FP), DI
+	MOVQ rows+48(FP), R12
+	MOVQ pfd+64(FP), R10
 	MOVQ R10, R9
 	SHRQ $1, R9
-	MOVQ shift+56(FP), CX
-	MOVQ mid+64(FP), R12
-	ADDQ R14, R11
+	MOVQ shift+72(FP), CX
 	YCONST
+	TESTQ R12, R12
+	JEQ yfdone
+yfblockrow:
+	MOVQ DI, R14
+	MOVQ n+40(FP), R11
+	ADDQ R14, R11
+	MOVQ R14, DX
+	SHRQ $1, DX
+	ADDQ packed+8(FP), DX
 yfblock:
 	CMPQ R14, R11
-	JGE yfdone
+	JGE yfdonenext
 	BLOCKSTART
 	LEAQ (R14)(R10*1), R8
 	SHRQ CX, R8
@@ -372,7 +404,7 @@ yfblock:
 	VBROADCASTSS (AX)(R15*4), Y4
 	VMULPS (BX), Y4, Y14
 	VMULPS 32(BX), Y4, Y15
-	CMPQ R12, $2
+	CMPQ mid+80(FP), $2
 	JNE yfround
 	YF16(Y14)
 	YF16(Y15)
@@ -413,6 +445,10 @@ yfchunk:
 	CMPQ R14, R13
 	JLT yfchunk
 	JMP yfblock
+yfdonenext:
+	ADDQ ldw+56(FP), DI
+	DECQ R12
+	JNZ yfblockrow
 yfdone:
 	VZEROUPPER
 	RET

@@ -23,7 +23,7 @@ func q4Sets() map[string]*q4Set {
 }
 
 //go:noescape
-func q4F32N(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
+func q4F32N(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
 
 //go:noescape
 func q4Dot1N(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)

@@ -98,23 +98,31 @@
 	WORD $0x4e4f3b86 /* zip1 v6.8h, v28.8h, v15.8h */; \
 	WORD $0x4e4f7b87 /* zip2 v7.8h, v28.8h, v15.8h */
 
-// func q4F32N(dst *float32, packed *byte, absmax, code *float32, e0, n, pfd, shift, mid int)
-TEXT ·q4F32N(SB), NOSPLIT, $0-72
+// func q4F32N(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+//
+// Rows rows of n elements, ldw apart, from e0 on; packed is element 0.
+TEXT ·q4F32N(SB), NOSPLIT, $0-88
 	MOVD dst+0(FP), R0
-	MOVD packed+8(FP), R1
 	MOVD absmax+16(FP), R2
 	MOVD code+24(FP), R3
-	MOVD e0+32(FP), R4
-	MOVD n+40(FP), R5
-	MOVD pfd+48(FP), R6
-	MOVD shift+56(FP), R7
-	MOVD mid+64(FP), R8
-	ADD R4, R5, R5
+	MOVD e0+32(FP), R13
+	MOVD rows+48(FP), R14
+	MOVD ldw+56(FP), R15
+	MOVD pfd+64(FP), R6
+	MOVD shift+72(FP), R7
+	MOVD mid+80(FP), R8
 	LSR $1, R6, R12
 	SETUP
+	CBZ R14, fdone
+frow:
+	MOVD R13, R4
+	MOVD n+40(FP), R5
+	ADD R4, R5, R5
+	MOVD packed+8(FP), R1
+	ADD R4>>1, R1, R1
 fblock:
 	CMP R5, R4
-	BGE fdone
+	BGE fnext
 	BLOCKSTART
 	ADD R4, R6, R11
 	LSR R7, R11, R11
@@ -142,6 +150,10 @@ fchunk:
 	CMP R10, R4
 	BLT fchunk
 	B fblock
+fnext:
+	ADD R15, R13, R13
+	SUBS $1, R14, R14
+	BNE frow
 fdone:
 	RET
 

@@ -167,14 +167,32 @@ func TestQ4Kernels(t *testing.T) {
 				pr := newQ4(rng, n, k, bs, code, q%3, true)
 				e0 := rng.IntN(n * k)
 				cnt := rng.IntN(n*k - e0 + 1)
-				pfe := -1
-				if q%3 == 0 {
-					pfe = rng.IntN(n * k)
-				}
 				d16 := make([]uint16, cnt)
 				d32 := make([]float32, cnt)
-				q4Dequant(ks, &pr.w, e0, cnt, pfe, d16, nil)
-				q4Dequant(ks, &pr.w, e0, cnt, pfe, nil, d32)
+				if q%3 == 0 {
+					// Whole rows: runs of cnt from e0 in every row
+					// that has them.
+					e0 = e0 % k
+					cnt = min(cnt, k-e0)
+					if q%2 == 0 {
+						e0, cnt = e0&^31, cnt&^31
+					}
+					rows := n
+					d16, d32 = make([]uint16, rows*cnt), make([]float32, rows*cnt)
+					q4DequantRows(ks, &pr.w, e0, cnt, rows, k, 2*k*rng.IntN(3), d16, nil)
+					q4DequantRows(ks, &pr.w, e0, cnt, rows, k, 2*k*rng.IntN(3), nil, d32)
+					for i := range d16 {
+						want := pr.ref(i/max(cnt, 1), e0+i%cnt)
+						if d16[i] != want || math.Float32bits(d32[i]) != uint32(want)<<16 {
+							t.Fatalf("rows: k=%d bs=%d mid=%d e0=%d n=%d: element %d of row %d = %#04x / %#08x, want %#04x",
+								k, bs, pr.w.Mid, e0, cnt, e0+i%cnt, i/cnt, d16[i], math.Float32bits(d32[i]), want)
+						}
+					}
+					pr.checkInputs(t)
+					continue
+				}
+				q4Dequant(ks, &pr.w, e0, cnt, d16, nil)
+				q4Dequant(ks, &pr.w, e0, cnt, nil, d32)
 				for i := 0; i < cnt; i++ {
 					want := pr.ref((e0+i)/k, (e0+i)%k)
 					if d16[i] != want || math.Float32bits(d32[i]) != uint32(want)<<16 {
