@@ -17,6 +17,7 @@ import (
 	"github.com/tli-project/tli/internal/atomicfs"
 	"github.com/tli-project/tli/kernels"
 	"github.com/tli-project/tli/llama/tokenizer"
+	"github.com/tli-project/tli/quant"
 )
 
 // SynthOptions describes a synthetic checkpoint: a model of a known shape
@@ -56,6 +57,14 @@ type SynthOptions struct {
 	// tokenizer's added tokens, else 1 and 2 for "tiny", Llama 3's ids
 	// otherwise).
 	BOS, EOS []int
+	// Quant, "nf4" or "fp4", writes the decoder Linears straight in the
+	// 4-bit layout transformers saves (random codes, uniform over the 16
+	// values — for NF4, whose codes are quantiles of a normal, that is a
+	// normal weight — and block scales near the largest of 64 normal draws
+	// of the weight's deviation), with a quantization_config; the other
+	// weights are then F16. A model far larger than memory as F32 (the
+	// 70B shape) fits a disk this way.
+	Quant string
 }
 
 // SynthTokenizer, when not nil, makes tokenizer.json and
@@ -77,7 +86,7 @@ kusoma kuandika kwenda kuja kupenda kulala kukimbia mji kijiji nchi ziwa mlima m
 language model word injection lexical target english swahili dictionary translation`)
 
 // SynthShapes are the shapes Synth knows.
-var SynthShapes = []string{"tiny", "llama3.2-1b", "llama3-8b", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2", "tiny-bloom"}
+var SynthShapes = []string{"tiny", "llama3.2-1b", "llama3-8b", "llama3-70b", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma", "tiny-gemma2", "tiny-bloom"}
 
 // SynthConfig returns the config of the checkpoint opts describes.
 func SynthConfig(opts SynthOptions) (Config, error) {
@@ -131,6 +140,11 @@ func SynthConfig(opts SynthOptions) (Config, error) {
 		c.BOSTokenID, c.EOSTokenID = []int{128000}, []int{128001, 128008, 128009}
 	case "llama3-8b":
 		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.IntermediateSize, c.VocabSize = 4096, 32, 32, 8, 14336, 128256
+		c.MaxPositionEmbeddings = 131072
+		c.RopeScaling = engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
+		c.BOSTokenID, c.EOSTokenID = []int{128000}, []int{128001, 128008, 128009}
+	case "llama3-70b":
+		c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKVHeads, c.IntermediateSize, c.VocabSize = 8192, 80, 64, 8, 28672, 128256
 		c.MaxPositionEmbeddings = 131072
 		c.RopeScaling = engine.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
 		c.BOSTokenID, c.EOSTokenID = []int{128000}, []int{128001, 128008, 128009}
@@ -235,6 +249,9 @@ func (c Config) ConfigJSON() ([]byte, error) {
 	}
 	if c.TorchDType == "" {
 		m["torch_dtype"] = "float32"
+	}
+	if c.Quantization != nil {
+		m["quantization_config"] = c.Quantization
 	}
 	if a.GELU {
 		m["hidden_act"] = "gelu_pytorch_tanh"
@@ -417,6 +434,59 @@ func (s synthTensor) writer(seed uint64, dt engine.DType) func(io.Writer) error 
 	}
 }
 
+// quantEntries are the tensors of a 4-bit Linear weight (see
+// SynthOptions.Quant), streamed: random codes, block scales of the
+// weight's deviation times 2.2-2.6, the code table, the quant_state.
+func (s synthTensor) quantEntries(seed uint64, kind quant.Kind) []stEntry {
+	h := fnv.New64a()
+	h.Write([]byte(s.name))
+	key := h.Sum64()
+	rows, cols := s.shape[0], s.shape[1]
+	n := rows * cols
+	blocks := quant.Blocks(n, QuantBlocksize)
+	meta := &quant.Tensor{Kind: kind, Blocksize: QuantBlocksize, Rows: rows, Cols: cols, DType: quant.F16}
+	blob := func(name string, b quant.Blob) stEntry {
+		e := stEntry{Name: name, Shape: b.Shape, Bytes: b.DType == "U8", Write: func(w io.Writer) error {
+			_, err := w.Write(b.Data)
+			return err
+		}}
+		if b.DType == "F32" {
+			e.DType = engine.F32
+		}
+		return e
+	}
+	return []stEntry{
+		{Name: s.name, Shape: []int{quant.PackedLen(n), 1}, Bytes: true, Write: func(w io.Writer) error {
+			const chunk = 1 << 24
+			buf := make([]byte, chunk)
+			for off, i := 0, uint64(0); off < quant.PackedLen(n); off, i = off+chunk, i+1 {
+				b := buf[:min(chunk, quant.PackedLen(n)-off)]
+				engine.ParallelFor((len(b)+4095)/4096, func(j int) {
+					r := rand.New(rand.NewPCG(seed, key+i<<20+uint64(j)))
+					for k := j * 4096; k < min(len(b), (j+1)*4096); k++ {
+						b[k] = byte(r.Uint32())
+					}
+				})
+				if _, err := w.Write(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{Name: s.name + ".absmax", DType: engine.F32, Shape: []int{blocks}, Write: func(w io.Writer) error {
+			r := rand.New(rand.NewPCG(seed, key^0xab5))
+			buf := make([]byte, 4*blocks)
+			for b := range blocks {
+				binary.LittleEndian.PutUint32(buf[4*b:], math.Float32bits(float32(s.std*(2.2+0.4*r.Float64()))))
+			}
+			_, err := w.Write(buf)
+			return err
+		}},
+		blob(s.name+".quant_map", quant.QuantMapBlob(kind)),
+		blob(s.name+".quant_state.bitsandbytes__"+kind.String(), quant.StateBlob(meta)),
+	}
+}
+
 // Synth writes a synthetic checkpoint to dir in Hugging Face layout:
 // config.json, generation_config.json, model.safetensors (or shards with
 // model.safetensors.index.json when larger than opts.ShardBytes), and
@@ -428,6 +498,17 @@ func (s synthTensor) writer(seed uint64, dt engine.DType) func(io.Writer) error 
 func Synth(dir string, opts SynthOptions) error {
 	if opts.DType > engine.F16 {
 		return fmt.Errorf("synth: unknown dtype %v", opts.DType)
+	}
+	var kind quant.Kind
+	if opts.Quant != "" {
+		var err error
+		if kind, err = quant.ParseKind(opts.Quant); err != nil {
+			return fmt.Errorf("synth: %v", err)
+		}
+		if opts.DType == engine.BF16 {
+			return fmt.Errorf("synth: a 4-bit checkpoint holds its other weights as f16 (transformers' default for 4-bit); bf16 was asked")
+		}
+		opts.DType = engine.F16
 	}
 	tokJSON, tokCfg := opts.TokenizerJSON, opts.TokenizerConfigJSON
 	vocab := opts.Vocab
@@ -459,6 +540,10 @@ func Synth(dir string, opts SynthOptions) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if opts.Quant != "" {
+		c.Quantization = &QuantizationConfig{QuantMethod: "bitsandbytes", LoadIn4bit: true, QuantType: opts.Quant,
+			ComputeDType: "bfloat16", QuantStorage: "uint8"}
+	}
 	cj, err := c.ConfigJSON()
 	if err != nil {
 		return err
@@ -489,7 +574,12 @@ func Synth(dir string, opts SynthOptions) error {
 	}
 
 	var entries []stEntry
+	embed := c.arch().Names.Embed + ".weight"
 	for _, st := range synthTensors(c) {
+		if opts.Quant != "" && len(st.shape) == 2 && st.name != embed && st.name != "lm_head.weight" {
+			entries = append(entries, st.quantEntries(opts.Seed, kind)...)
+			continue
+		}
 		entries = append(entries, stEntry{Name: st.name, DType: opts.DType, Shape: st.shape, Write: st.writer(opts.Seed, opts.DType)})
 	}
 	return writeShards(dir, entries, map[string]string{"format": "pt"}, opts.ShardBytes)

@@ -49,28 +49,46 @@ func Export(name string, t *Tensor) (map[string]Blob, error) {
 	out := map[string]Blob{
 		w: {DType: "U8", Shape: []int{len(t.Packed), 1}, Data: append([]byte(nil), t.Packed...)},
 	}
-	cb := Codebook(t.Kind)
-	qm := cb[:]
-	if t.Kind == FP4 {
-		qm = append([]float32(nil), qm...)
-		qm[8] = 0 // torch.tensor(..., -0, ...) of a Python int is +0
-	}
-	out[w+keyQuantMap] = f32Blob(qm)
-	var js strings.Builder
-	fmt.Fprintf(&js, `{"quant_type": %q, "blocksize": %d, "dtype": %q, "shape": [%d, %d]`,
-		t.Kind.String(), t.Blocksize, t.DType.String(), t.Rows, t.Cols)
+	out[w+keyQuantMap] = QuantMapBlob(t.Kind)
 	if d := t.Double; d != nil {
 		out[w+keyAbsmax] = Blob{DType: "U8", Shape: []int{len(d.Q)}, Data: append([]byte(nil), d.Q...)}
 		out[w+keyNestedAbsmax] = f32Blob(d.Absmax)
 		out[w+keyNestedMap] = f32Blob(d.Code[:])
-		fmt.Fprintf(&js, `, "nested_blocksize": %d, "nested_dtype": "float32", "nested_offset": %s`,
-			d.Blocksize, pyFloat(float64(d.Offset)))
 	} else {
 		out[w+keyAbsmax] = f32Blob(t.Absmax)
 	}
-	js.WriteString("}")
-	out[w+keyQuantState+t.Kind.String()] = Blob{DType: "U8", Shape: []int{js.Len()}, Data: []byte(js.String())}
+	out[w+keyQuantState+t.Kind.String()] = StateBlob(t)
 	return out, nil
+}
+
+// QuantMapBlob is the quant_map tensor of a kind: its 16 code values (FP4's
+// value 8 as +0, as torch.tensor of bitsandbytes' Python list holds it).
+func QuantMapBlob(kind Kind) Blob {
+	cb := Codebook(kind)
+	qm := cb[:]
+	if kind == FP4 {
+		qm = append([]float32(nil), qm...)
+		qm[8] = 0 // torch.tensor(..., -0, ...) of a Python int is +0
+	}
+	return f32Blob(qm)
+}
+
+// StateBlob is the quant_state.bitsandbytes__<kind> tensor of t: the JSON
+// of QuantState's non-tensor fields as Python's json.dumps writes them, in
+// their order (quant_type, blocksize, dtype, shape, and with double
+// quantisation nested_blocksize, nested_dtype, nested_offset). Only t's
+// kind, block size, dtype, shape and Double's block size and offset are
+// read.
+func StateBlob(t *Tensor) Blob {
+	var js strings.Builder
+	fmt.Fprintf(&js, `{"quant_type": %q, "blocksize": %d, "dtype": %q, "shape": [%d, %d]`,
+		t.Kind.String(), t.Blocksize, t.DType.String(), t.Rows, t.Cols)
+	if d := t.Double; d != nil {
+		fmt.Fprintf(&js, `, "nested_blocksize": %d, "nested_dtype": "float32", "nested_offset": %s`,
+			d.Blocksize, pyFloat(float64(d.Offset)))
+	}
+	js.WriteString("}")
+	return Blob{DType: "U8", Shape: []int{js.Len()}, Data: []byte(js.String())}
 }
 
 // check verifies the sizes of t's fields against each other.

@@ -28,6 +28,7 @@ func runSynth(args []string) error {
 	tok := fs.String("tokenizer", "", "tokenizer.json to copy into the checkpoint (tokenizer_config.json beside it is copied too)")
 	seed := fs.Uint64("seed", 1, "random seed of the weights")
 	shard := fs.Int64("shard-bytes", 0, "largest shard size in bytes (0: 5 GB)")
+	q := fs.String("quant", "", "write the decoder Linears straight in bitsandbytes' 4-bit layout: nf4 or fp4 (random codes; the other weights f16), as a pre-quantised checkpoint; llama3-70b needs it (280 GB in f32)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,7 +39,13 @@ func runSynth(args []string) error {
 	if err != nil {
 		return usageErrorf("--dtype: %v", err)
 	}
-	opts := llama.SynthOptions{Shape: *shape, Layers: *layers, DType: dt, Seed: *seed, ShardBytes: *shard}
+	if *q != "" && *q != "nf4" && *q != "fp4" {
+		return usageErrorf("--quant %q: want nf4 or fp4", *q)
+	}
+	if *q != "" && dt != engine.F32 && dt != engine.F16 {
+		return usageErrorf("--quant: the other weights of a 4-bit checkpoint are f16; drop --dtype %s", *dtype)
+	}
+	opts := llama.SynthOptions{Shape: *shape, Layers: *layers, DType: dt, Seed: *seed, ShardBytes: *shard, Quant: *q}
 	if *tok != "" {
 		if opts.TokenizerJSON, err = os.ReadFile(*tok); err != nil {
 			return fmt.Errorf("--tokenizer: %w", err)
@@ -62,7 +69,11 @@ func runSynth(args []string) error {
 	if err := synthInto(*out, *force, opts); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s checkpoint (%s) to %s\n", *shape, dt, *out)
+	what := dt.String()
+	if *q != "" {
+		what = *q + " decoder weights, f16 otherwise"
+	}
+	fmt.Printf("wrote %s checkpoint (%s) to %s\n", *shape, what, *out)
 	return nil
 }
 
