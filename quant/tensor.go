@@ -133,7 +133,6 @@ func (t *Tensor) At(i int) float32 {
 	return v[0]
 }
 
-
 // MulTBF16 computes y (+)= x·Wᵀ as bitsandbytes' Linear4bit does with
 // compute dtype bfloat16, before its output is rounded: x rounded to bf16,
 // W dequantised (rounded to t.DType, then to bf16), products accumulated in
