@@ -51,14 +51,14 @@
 	VPANDD Z27, Z20, Z20
 
 // ZWORDS: from 16 bytes at DX, Z10 = the 32 bf16 values of their nibbles
-// in element order (table in Y31).
+// in element order (table in Y31): word 2i of the index is byte i >> 4,
+// word 2i+1 byte i & 15 (VPTERNLOGD 0xf8: Z11 | Z10 & Z26).
 #define ZWORDS \
 	VPMOVZXBD (DX), Z10; \
 	VPSRLD $4, Z10, Z11; \
 	VPSLLD $16, Z10, Z10; \
-	VPANDD Z26, Z10, Z10; \
-	VPORD Z11, Z10, Z10; \
-	VPERMW Z31, Z10, Z10
+	VPTERNLOGD $0xf8, Z26, Z10, Z11; \
+	VPERMW Z31, Z11, Z10
 
 // HSUMZ: x = the sum of z's 16 lanes (clobbers Z13).
 #define HSUMZ(z, y, x) \
