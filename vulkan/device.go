@@ -190,6 +190,15 @@ func (c *Context) open(d Device) error {
 	*prio = 1
 	qci := &vkDeviceQueueCreateInfo{sType: stDeviceQueueCreateInfo, queueFamilyIndex: c.family, queueCount: 1, pQueuePriorities: unsafe.Pointer(prio)}
 	dci := &vkDeviceCreateInfo{sType: stDeviceCreateInfo, queueCreateInfoCount: 1, pQueueCreateInfos: unsafe.Pointer(qci)}
+	exts, err := c.in.deviceExtensions(c.pd)
+	if err != nil {
+		return err
+	}
+	if exts["VK_KHR_portability_subset"] { // MoltenVK: must be enabled when offered
+		name := cstr("VK_KHR_portability_subset")
+		names := []unsafe.Pointer{unsafe.Pointer(&name[0])}
+		dci.enabledExtensionCount, dci.ppEnabledExtensionNames = 1, unsafe.Pointer(&names[0])
+	}
 	create := procAddr(c.in.handle, "vkCreateDevice")
 	getDPA := procAddr(c.in.handle, "vkGetDeviceProcAddr")
 	if create == 0 || getDPA == 0 {

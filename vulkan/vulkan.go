@@ -7,10 +7,21 @@
 // against libc, so the default build (no tag) keeps tli one static binary and
 // every function here returns ErrNotBuilt.
 //
-// This first brick enumerates the physical devices: Devices reports each
-// one's name, type, driver, API version, device-local memory, compute queue,
-// subgroup size and the shader arithmetic it supports (fp16, int8, bf16,
-// integer dot product, cooperative matrices).
+// Devices reports each physical device's name, type, driver, API version,
+// device-local memory, compute queue, subgroup size and the shader
+// arithmetic it supports (fp16, int8, bf16, integer dot product,
+// cooperative matrices); Select resolves a --device value.
+//
+// Open turns a device into a Context, the compute path (device.go): one
+// compute queue, a command buffer that kernels record into and Sync
+// submits, device memory suballocated from a few large blocks (memory.go:
+// Alloc, Buffer.Upload/Download, Free; exhaustion is an error wrapping
+// ErrOutOfMemory), compute pipelines built from the embedded SPIR-V with
+// specialization constants and cached (pipeline.go), and the kernels
+// (kernels.go): tiled GEMM with f32, bf16 or f16 weights, RMSNorm, SiLU·mul,
+// residual add, rotary embedding, embedding gather and causal attention
+// over packed sequences. The shaders are GLSL in shaders/, compiled by go
+// generate (generate.go). Close destroys everything the Context made.
 package vulkan
 
 import (
