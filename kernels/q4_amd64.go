@@ -62,6 +62,9 @@ func q4Dot1Z(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, sh
 func q4Dot4Z(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
 
 //go:noescape
+func q4BF16Y(dst *uint16, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+
+//go:noescape
 func q4F32Y(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
 
 //go:noescape

@@ -453,6 +453,94 @@ yfdone:
 	VZEROUPPER
 	RET
 
+// func q4BF16Y(dst *uint16, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+//
+// Rows rows of n elements, ldw apart, from e0 on; packed is element 0.
+TEXT ·q4BF16Y(SB), NOSPLIT, $0-88
+	MOVQ dst+0(FP), SI
+	MOVQ absmax+16(FP), AX
+	MOVQ code+24(FP), BX
+	MOVQ e0+32(FP), DI
+	MOVQ rows+48(FP), R12
+	MOVQ pfd+64(FP), R10
+	MOVQ R10, R9
+	SHRQ $1, R9
+	MOVQ shift+72(FP), CX
+	YCONST
+	TESTQ R12, R12
+	JEQ ybdone
+ybblockrow:
+	MOVQ DI, R14
+	MOVQ n+40(FP), R11
+	ADDQ R14, R11
+	MOVQ R14, DX
+	SHRQ $1, DX
+	ADDQ packed+8(FP), DX
+ybblock:
+	CMPQ R14, R11
+	JGE ybdonenext
+	BLOCKSTART
+	LEAQ (R14)(R10*1), R8
+	SHRQ CX, R8
+	PREFETCHT0 (AX)(R8*4)
+	VBROADCASTSS (AX)(R15*4), Y4
+	VMULPS (BX), Y4, Y14
+	VMULPS 32(BX), Y4, Y15
+	CMPQ mid+80(FP), $2
+	JNE ybround
+	YF16(Y14)
+	YF16(Y15)
+ybround:
+	YROUND(Y14)
+	YROUND(Y15)
+ybchunk:
+	// 8 elements per 4 bytes: qword i = byte i, made into the dword
+	// indices (hi, lo).
+	VPMOVZXBQ (DX), Y0
+	VPMOVZXBQ 4(DX), Y1
+	VPMOVZXBQ 8(DX), Y2
+	VPMOVZXBQ 12(DX), Y3
+	VPSRLQ $4, Y0, Y4
+	VPSLLQ $32, Y0, Y0
+	VPOR Y4, Y0, Y0
+	VPSRLQ $4, Y1, Y4
+	VPSLLQ $32, Y1, Y1
+	VPOR Y4, Y1, Y1
+	VPSRLQ $4, Y2, Y4
+	VPSLLQ $32, Y2, Y2
+	VPOR Y4, Y2, Y2
+	VPSRLQ $4, Y3, Y4
+	VPSLLQ $32, Y3, Y3
+	VPOR Y4, Y3, Y3
+	YLOOK(Y0, Y4, Y8)
+	YLOOK(Y1, Y5, Y8)
+	YLOOK(Y2, Y6, Y8)
+	YLOOK(Y3, Y7, Y8)
+	VPSRLD $16, Y4, Y4
+	VPSRLD $16, Y5, Y5
+	VPSRLD $16, Y6, Y6
+	VPSRLD $16, Y7, Y7
+	VPACKUSDW Y5, Y4, Y4
+	VPACKUSDW Y7, Y6, Y6
+	VPERMQ $0xd8, Y4, Y4
+	VPERMQ $0xd8, Y6, Y6
+	VMOVDQU Y4, (SI)
+	VMOVDQU Y6, 32(SI)
+	PREFETCHT0 (DX)(R9*1)
+	ADDQ $16, DX
+	ADDQ $64, SI
+	ADDQ $32, R14
+	CMPQ R14, R13
+	JLT ybchunk
+	JMP ybblock
+ybdonenext:
+	ADDQ ldw+56(FP), DI
+	DECQ R12
+	JNZ ybblockrow
+ybdone:
+	VZEROUPPER
+	RET
+
 // HSUMY: x = the sum of y's 8 lanes (clobbers X13).
 #define HSUMY(y, x) \
 	VEXTRACTF128 $1, y, X13; \

@@ -157,6 +157,71 @@ fnext:
 fdone:
 	RET
 
+// func q4BF16N(dst *uint16, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
+//
+// Rows rows of n elements, ldw apart, from e0 on; packed is element 0.
+TEXT ·q4BF16N(SB), NOSPLIT, $0-88
+	MOVD dst+0(FP), R0
+	MOVD absmax+16(FP), R2
+	MOVD code+24(FP), R3
+	MOVD e0+32(FP), R13
+	MOVD rows+48(FP), R14
+	MOVD ldw+56(FP), R15
+	MOVD pfd+64(FP), R6
+	MOVD shift+72(FP), R7
+	MOVD mid+80(FP), R8
+	LSR $1, R6, R12
+	SETUP
+	CBZ R14, bdone
+brow:
+	MOVD R13, R4
+	MOVD n+40(FP), R5
+	ADD R4, R5, R5
+	MOVD packed+8(FP), R1
+	ADD R4>>1, R1, R1
+bblock:
+	CMP R5, R4
+	BGE bnext
+	BLOCKSTART
+	ADD R4, R6, R11
+	LSR R7, R11, R11
+	ADD R11<<2, R2, R11
+	PRFM (R11), PLDL1KEEP
+	PRODUCT
+	CMP $2, R8
+	BNE bround
+	F16
+bround:
+	PLANES
+bchunk:
+	ADD R12, R1, R11
+	PRFM (R11), PLDL1KEEP
+	VLD1.P 16(R1), [V10.B16]
+	WORD $0x6f0c054b /* ushr v11.16b, v10.16b, #4 */
+	WORD $0x4e3b1d4a /* and v10.16b, v10.16b, v27.16b */
+	WORD $0x4e0a396c /* zip1 v12.16b, v11.16b, v10.16b */
+	WORD $0x4e0a796d /* zip2 v13.16b, v11.16b, v10.16b */
+	WORD $0x4e0c0208 /* tbl v8.16b, {v16.16b}, v12.16b */
+	WORD $0x4e0c0229 /* tbl v9.16b, {v17.16b}, v12.16b */
+	WORD $0x4e09390e /* zip1 v14.16b, v8.16b, v9.16b */
+	WORD $0x4e09790f /* zip2 v15.16b, v8.16b, v9.16b */
+	VST1.P [V14.B16, V15.B16], 32(R0)
+	WORD $0x4e0d0208 /* tbl v8.16b, {v16.16b}, v13.16b */
+	WORD $0x4e0d0229 /* tbl v9.16b, {v17.16b}, v13.16b */
+	WORD $0x4e09390e /* zip1 v14.16b, v8.16b, v9.16b */
+	WORD $0x4e09790f /* zip2 v15.16b, v8.16b, v9.16b */
+	VST1.P [V14.B16, V15.B16], 32(R0)
+	ADD $32, R4, R4
+	CMP R10, R4
+	BLT bchunk
+	B bblock
+bnext:
+	ADD R15, R13, R13
+	SUBS $1, R14, R14
+	BNE brow
+bdone:
+	RET
+
 // func q4Dot1N(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
 TEXT ·q4Dot1N(SB), NOSPLIT, $0-80
 	MOVD a+0(FP), R0
