@@ -17,9 +17,10 @@ var q4Z = &q4Set{
 
 // The AVX2 set: two VPERMPS and a blend per 8 nibbles.
 var q4Y = &q4Set{
-	toF32: q4F32Y,
-	dot1:  q4Dot1Y,
-	dot4:  q4Dot4Y,
+	toBF16: q4BF16Y,
+	toF32:  q4F32Y,
+	dot1:   q4Dot1Y,
+	dot4:   q4Dot4Y,
 	// 2.3-2.8× the blocked driver at m = 2-4, 1.1-1.3× at 6-12, 0.8× at
 	// 16 (k = n = 4096, two threads).
 	smallMax: 12,
