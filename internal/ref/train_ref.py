@@ -29,6 +29,20 @@ CLI (the Go parity test calls it):
         step k uses batches[k % len(batches)].
         OUT: "losses" [steps] (f32), "grad.<key>" the gradients of the first
         step, and "<key>" the adapter weights after the last step (f32).
+
+    Also: --quant none|nf4|fp4 (default none), --activations f32|bf16|fp16
+    (default f32), --blocksize N (default 64): the base model under
+    llama_ref.py's published numerics (see its docstring; the defaults are
+    the plain reference, bit for bit). The LoRA branch of an adapted Linear
+    is then lora = (dropout(x) @ A^T @ B^T) * scale in float64 from the f32
+    adapter values A, B (x the Linear's float64, A-valued input), added as
+    PEFT does: on a 4-bit base (bnb Linear4bit LoRA, output cast to the
+    input dtype) out = rnd(base_out + rnd(lora, A), A); on a plain base
+    (lora.Linear, result cast back) out = rnd(base_out + lora, A). Every
+    rnd() is straight-through (x + (rnd(x) - x).detach()): the losses are
+    those of the rounded forward, the gradients those of the unrounded
+    graph. Pooling, normalize, similarity and loss are float64; the adapter,
+    its gradients and AdamW stay float32.
 """
 import argparse
 import json
@@ -74,7 +88,25 @@ def load_adapter(dir):
 
 
 def install_lora(model, adapters, scale, dropout):
-    """Route llama_ref.linear through the LoRA branch for adapted weights."""
+    """Route llama_ref.linear through the LoRA branch for adapted weights
+    (plain reference), or set llama_ref.lora_branch (published numerics:
+    the branch (dropout(x) @ A^T @ B^T) * scale in float64 from the f32
+    adapter values, which llama_ref.n_linear adds to the base output with
+    PEFT's roundings)."""
+    if model.get("numerics") is not None:
+        by_path = {path: ab for (layer, module, path), ab in adapters.items()}
+
+        def branch(path, x):
+            ab = by_path.get(path)
+            if ab is None:
+                return None
+            a, b = ab
+            if dropout:
+                x = F.dropout(x, dropout)
+            return torch.matmul(torch.matmul(x, a.to(torch.float64).T), b.to(torch.float64).T) * scale
+
+        llama_ref.lora_branch = branch
+        return
     by_weight = {}
     for (layer, module, path), (a, b) in adapters.items():
         w = model["w"][path + ".weight"]
@@ -126,11 +158,15 @@ def main():
     ap.add_argument("--request", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quant", default="none", choices=["none", "nf4", "fp4"])
+    ap.add_argument("--activations", default="f32", choices=["f32", "bf16", "fp16"])
+    ap.add_argument("--blocksize", type=int, default=64)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     with open(a.request) as f:
         req = json.load(f)
-    model = llama_ref.load_model(a.model, torch.float32)
+    model = llama_ref.load_model(a.model, torch.float32, quant=a.quant, activations=a.activations,
+                                 blocksize=a.blocksize)
     cfg, adapters = load_adapter(a.adapter)
     r, alpha = cfg["r"], cfg["lora_alpha"]
     scale = alpha / (r ** 0.5) if cfg.get("use_rslora") else alpha / r
