@@ -25,6 +25,13 @@ func refScript() string { return filepath.Join(peer.Root(), "internal", "ref", "
 // With the last layer requested, out[s][-1] holds the reference's logits.
 func refForward(t *testing.T, dir string, seqs [][]int, layers []int, dtype string) [][]map[int][]float32 {
 	t.Helper()
+	return refForwardArgs(t, dir, seqs, layers, "--dtype", dtype)
+}
+
+// refForwardArgs is refForward with the reference's options given as
+// command-line arguments.
+func refForwardArgs(t *testing.T, dir string, seqs [][]int, layers []int, args ...string) [][]map[int][]float32 {
+	t.Helper()
 	py := peer.Torch(t)
 	tmp := t.TempDir()
 	req, _ := json.Marshal(map[string]any{"seqs": seqs, "layers": layers, "logits": true})
@@ -32,7 +39,7 @@ func refForward(t *testing.T, dir string, seqs [][]int, layers []int, dtype stri
 	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, refScript(), "forward", "--model", dir, "--request", reqPath, "--out", outPath, "--dtype", dtype)
+	cmd := exec.Command(py, append([]string{refScript(), "forward", "--model", dir, "--request", reqPath, "--out", outPath}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("reference forward: %v\n%s", err, out)
 	}

@@ -44,6 +44,8 @@ package quant
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Kind is a 4-bit code: NF4 (NormalFloat, quantiles of a normal
@@ -271,7 +273,30 @@ func QuantizeInto(kind Kind, packed []byte, absmax []float32, w []float32, block
 		panic(fmt.Sprintf("quant: QuantizeInto of %d values needs %d bytes and %d absmax, have %d and %d",
 			n, PackedLen(n), Blocks(n, blocksize), len(packed), len(absmax)))
 	}
-	for b := 0; b*blocksize < n; b++ {
+	// Blocks are independent: share them among up to GOMAXPROCS
+	// goroutines when there are many (an 8B model has 10⁸ of them).
+	blocks := Blocks(n, blocksize)
+	if workers := min(runtime.GOMAXPROCS(0), blocks/4096); workers > 1 {
+		var wg sync.WaitGroup
+		per := (blocks + workers - 1) / workers
+		for b0 := 0; b0 < blocks; b0 += per {
+			b1 := min(b0+per, blocks)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				quantizeBlocks(kind, packed, absmax, w, blocksize, b0, b1)
+			}()
+		}
+		wg.Wait()
+		return
+	}
+	quantizeBlocks(kind, packed, absmax, w, blocksize, 0, blocks)
+}
+
+// quantizeBlocks quantises blocks [b0, b1) of w.
+func quantizeBlocks(kind Kind, packed []byte, absmax []float32, w []float32, blocksize, b0, b1 int) {
+	n := len(w)
+	for b := b0; b < b1; b++ {
 		lo := b * blocksize
 		hi := min(lo+blocksize, n)
 		var m float32

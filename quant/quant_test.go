@@ -263,3 +263,27 @@ func TestBitsandbytesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeParallel checks that a weight large enough to be split among
+// goroutines quantises exactly as block-by-block in one.
+func TestQuantizeParallel(t *testing.T) {
+	w := make([]float32, 64*20000+6)
+	for i := range w {
+		w[i] = float32(math.Sin(float64(i)*0.731)) * float32(1+i%7)
+	}
+	for _, kind := range []Kind{NF4, FP4} {
+		packed, absmax := Quantize(kind, w, 64)
+		p2, a2 := make([]byte, len(packed)), make([]float32, len(absmax))
+		quantizeBlocks(kind, p2, a2, w, 64, 0, len(a2))
+		for i := range packed {
+			if packed[i] != p2[i] {
+				t.Fatalf("%v: byte %d: %#x split, %#x serial", kind, i, packed[i], p2[i])
+			}
+		}
+		for i := range absmax {
+			if absmax[i] != a2[i] {
+				t.Fatalf("%v: absmax %d differs", kind, i)
+			}
+		}
+	}
+}

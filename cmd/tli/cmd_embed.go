@@ -170,7 +170,7 @@ func runEmbed(args []string) error {
 		}
 	}
 	meta := map[string]string{"model": mf.name(), "pooling": *pooling, "dtype": dt.String(), "words": strconv.Itoa(len(words)),
-		"normalized": strconv.FormatBool(*normalize)}
+		"normalized": strconv.FormatBool(*normalize), "numerics": m.Numerics.String()}
 	switch format {
 	case "json":
 		err = writeEmbedJSON(*out, words, seqs, layers, outs, rows, d, meta)
