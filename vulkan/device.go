@@ -83,7 +83,7 @@ type Options struct {
 type deviceFuncs struct {
 	destroyDevice, getDeviceQueue, deviceWaitIdle, queueSubmit                           uintptr
 	createCommandPool, destroyCommandPool, allocateCommandBuffers                        uintptr
-	beginCommandBuffer, endCommandBuffer, resetCommandBuffer                             uintptr
+	beginCommandBuffer, endCommandBuffer, resetCommandPool                               uintptr
 	createFence, destroyFence, waitForFences, resetFences                                uintptr
 	allocateMemory, freeMemory, mapMemory, unmapMemory                                   uintptr
 	createBuffer, destroyBuffer, getBufferMemoryRequirements, bindBufferMemory           uintptr
@@ -217,7 +217,7 @@ func (c *Context) open(d Device) error {
 		{&c.fn.createCommandPool, "vkCreateCommandPool"}, {&c.fn.destroyCommandPool, "vkDestroyCommandPool"},
 		{&c.fn.allocateCommandBuffers, "vkAllocateCommandBuffers"},
 		{&c.fn.beginCommandBuffer, "vkBeginCommandBuffer"}, {&c.fn.endCommandBuffer, "vkEndCommandBuffer"},
-		{&c.fn.resetCommandBuffer, "vkResetCommandBuffer"},
+		{&c.fn.resetCommandPool, "vkResetCommandPool"},
 		{&c.fn.createFence, "vkCreateFence"}, {&c.fn.destroyFence, "vkDestroyFence"},
 		{&c.fn.waitForFences, "vkWaitForFences"}, {&c.fn.resetFences, "vkResetFences"},
 		{&c.fn.allocateMemory, "vkAllocateMemory"}, {&c.fn.freeMemory, "vkFreeMemory"},
@@ -246,7 +246,7 @@ func (c *Context) open(d Device) error {
 		return fmt.Errorf("vulkan: vkGetDeviceQueue returned no queue for family %d on %s", c.family, d.Name)
 	}
 
-	pci := &vkCommandPoolCreateInfo{sType: stCommandPoolCreateInfo, flags: poolResetCommandBuffer, queueFamilyIndex: c.family}
+	pci := &vkCommandPoolCreateInfo{sType: stCommandPoolCreateInfo, queueFamilyIndex: c.family} // reset whole (one buffer)
 	if err := c.create(c.fn.createCommandPool, unsafe.Pointer(pci), &c.cmdPool, "commandPool", "vkCreateCommandPool", "creating the command pool"); err != nil {
 		return err
 	}
@@ -420,14 +420,14 @@ func (c *Context) syncLocked() error {
 	}
 	c.recording = false
 	if err := check(purego.SyscallN(c.fn.endCommandBuffer, c.cmd))("vkEndCommandBuffer", "finishing the recorded commands"); err != nil {
-		purego.SyscallN(c.fn.resetCommandBuffer, c.cmd, 0)
+		purego.SyscallN(c.fn.resetCommandPool, c.dev, c.cmdPool, 0)
 		return err
 	}
 	cmd := new(uintptr)
 	*cmd = c.cmd
 	si := &vkSubmitInfo{sType: stSubmitInfo, commandBufferCount: 1, pCommandBuffers: unsafe.Pointer(cmd)}
 	if err := check(purego.SyscallN(c.fn.queueSubmit, c.queue, 1, uintptr(unsafe.Pointer(si)), c.fence))("vkQueueSubmit", "submitting the recorded commands"); err != nil {
-		purego.SyscallN(c.fn.resetCommandBuffer, c.cmd, 0)
+		purego.SyscallN(c.fn.resetCommandPool, c.dev, c.cmdPool, 0)
 		return err
 	}
 	fence := new(uintptr)
@@ -440,7 +440,7 @@ func (c *Context) syncLocked() error {
 	if err := check(purego.SyscallN(c.fn.resetFences, c.dev, 1, uintptr(unsafe.Pointer(fence))))("vkResetFences", "resetting the submission fence"); err != nil {
 		return err
 	}
-	if err := check(purego.SyscallN(c.fn.resetCommandBuffer, c.cmd, 0))("vkResetCommandBuffer", "resetting the command buffer"); err != nil {
+	if err := check(purego.SyscallN(c.fn.resetCommandPool, c.dev, c.cmdPool, 0))("vkResetCommandPool", "resetting the command buffer"); err != nil {
 		return err
 	}
 	if c.setsUsed > 0 {
