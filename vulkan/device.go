@@ -100,9 +100,9 @@ type deviceFuncs struct {
 // compute queue, its command buffer and fence, the device-memory
 // suballocator and the compiled pipelines. Kernels (GEMM, RMSNorm, ...)
 // record into the Context's command buffer; Sync submits what was recorded
-// and waits for it, and Download syncs by itself. A Context is safe for use
-// by one goroutine at a time (its methods take a lock, but the order of
-// recorded kernels is the caller's).
+// and waits for it, and Download syncs by itself. Every method takes the
+// Context's lock, so goroutines may share it, but kernels run in the order
+// they were recorded: ordering them is the callers' business.
 //
 // Device is taken by the physical-device description (Devices, Select), so
 // the opened device is called Context.
