@@ -1,12 +1,15 @@
 package llama
 
 import (
+	"encoding/binary"
 	"math"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
+	"github.com/tli-project/tli/internal/peer"
 	"github.com/tli-project/tli/kernels"
 	"github.com/tli-project/tli/quant"
 )
@@ -301,6 +304,108 @@ func TestNumericsParity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		compareLayers(t, num.String(), b, cfg.HiddenSize, layers, hs, ref[0], 1e-2)
+		compareRounded(t, num.String(), b, cfg.HiddenSize, layers, hs, ref[0])
 	}
+}
+
+// compareRounded checks hidden states computed with rounded products: the
+// RMS of the difference within 1e-2 of the layer's RMS (the issue's
+// bound), and no element off by more than 3e-2 of it. A bf16 product
+// summed in another order than the reference's float64 sum rounds, now
+// and then, to the neighbouring bf16 value (2⁻⁸ relative), and such flips
+// travel down the layers: the bound on single elements leaves room for a
+// few of them.
+func compareRounded(t *testing.T, name string, b Batch, d int, layers []int, got map[int][]float32, ref []map[int][]float32) {
+	t.Helper()
+	for _, k := range layers {
+		var ss, se, worst float64
+		var n int
+		for s := range ref {
+			g, r := got[k][b.Offsets[s]*d:b.Offsets[s+1]*d], ref[s][k]
+			for i := range r {
+				e := float64(g[i]) - float64(r[i])
+				ss += float64(r[i]) * float64(r[i])
+				se += e * e
+				worst = math.Max(worst, math.Abs(e))
+				n++
+			}
+		}
+		rms := math.Sqrt(ss / float64(n))
+		rel, maxRel := math.Sqrt(se/float64(n))/rms, worst/rms
+		t.Logf("%s: hidden_states[%d]: rms|go-ref| = %.3g·rms, max = %.3g·rms", name, k, rel, maxRel)
+		if !(rel <= 1e-2) || !(maxRel <= 3e-2) {
+			t.Errorf("%s: hidden_states[%d]: rms|go-ref| = %.3g·rms, max %.3g·rms; want <= 1e-2 and 3e-2", name, k, rel, maxRel)
+		}
+	}
+}
+
+// TestNumericsQuantizeParity compares the 4-bit codes and block scales of
+// every decoder Linear, quantised at load, with the reference's
+// restatement of bitsandbytes' quantisation (llama_ref.py quantize), bit
+// for bit, and the hidden states of our pre-quantised checkpoint read by
+// the reference with ours.
+func TestNumericsQuantizeParity(t *testing.T) {
+	py := peer.Torch(t)
+	dir := numericsCheckpoint(t)
+	for _, num := range []Numerics{{Activations: engine.F16, Quant: "nf4"}, {Activations: engine.F16, Quant: "fp4"}} {
+		out := filepath.Join(t.TempDir(), "codes.safetensors")
+		cmd := exec.Command(py, append([]string{refScript(), "quantize", "--model", dir, "--out", out}, numericsArgs(num)...)...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("reference quantize: %v\n%s", err, b)
+		}
+		f, err := openSafetensors(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Load(dir, LoadOptions{MaxLayer: AllLayers, Numerics: num})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, w := range m.Weights() {
+			if w.Tensor.DType != engine.Q4 {
+				continue
+			}
+			n++
+			pk, ok := f.blob(w.Name)
+			ab, ok2 := f.blob(w.Name + ".absmax")
+			if !ok || !ok2 {
+				t.Fatalf("%v: the reference wrote no %s codes or absmax", num, w.Name)
+			}
+			q := w.Tensor.Q
+			if string(pk.Data) != string(q.Packed) {
+				t.Errorf("%v: %s: packed codes differ", num, w.Name)
+			}
+			for i, v := range q.Absmax {
+				if got := math.Float32frombits(binary.LittleEndian.Uint32(ab.Data[4*i:])); got != v {
+					t.Fatalf("%v: %s: absmax %d is %v, reference %v", num, w.Name, i, v, got)
+				}
+			}
+		}
+		f.Close()
+		if n != 7*m.Config.NumLayers {
+			t.Fatalf("%v: %d 4-bit weights", num, n)
+		}
+	}
+	// Our pre-quantised checkpoint, read by the reference as transformers
+	// would read it.
+	q := filepath.Join(t.TempDir(), "q")
+	num := Numerics{Activations: engine.F16, Quant: "nf4"}
+	if err := QuantizeCheckpoint(dir, q, num, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := LoadConfig(filepath.Join(q, "config.json"))
+	seqs := testSeqs(cfg.VocabSize, 3, 11)
+	b := Batch{Tokens: append(append([]int(nil), seqs[0]...), seqs[1]...), Offsets: []int{0, 3, 14}}
+	layers := allLayers(cfg.NumLayers)
+	ref := refForwardArgs(t, q, seqs, layers, "--activations", "fp16")
+	m, err := Load(q, LoadOptions{MaxLayer: AllLayers, Numerics: Numerics{Activations: engine.F16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := m.HiddenStates(b, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareRounded(t, "pre-quantised nf4", b, cfg.HiddenSize, layers, hs, ref[0])
 }
