@@ -91,18 +91,46 @@ type parityRun struct {
 	steps int
 }
 
+// parityTol are the relative errors trainParity allows: losses, first-step
+// gradients, final adapters; num is the numeric setting trained in.
+type parityTol struct {
+	loss, grad, param float64
+	num               llama.Numerics
+}
+
+// exactTol is the f32 setting's.
+var exactTol = parityTol{loss: 1e-4, grad: 1e-4, param: 1e-3}
+
+// TestTrainParityPaperNumerics is TestTrainParityTorch in the published
+// numerics (NF4 weights, fp16 activations; the reference rounds at the
+// same points, in float64, with gradients passed straight through the
+// rounding). Products rounded to bf16 in another summation order flip a
+// value to its bf16 neighbour now and then, so the losses agree to 1e-3
+// and the gradients and adapters less closely than in f32.
+func TestTrainParityPaperNumerics(t *testing.T) {
+	py := peer.Torch(t)
+	trainParityWith(t, py, "tiny", []string{"q_proj", "v_proj"}, 4, []parityRun{{"all", 10}},
+		parityTol{loss: 1e-3, grad: 2e-2, param: 2e-2, num: PaperScanNumerics})
+}
+
 // trainParity trains in Go and in PyTorch on a 3-layer synthetic
 // checkpoint of the shape, at layer 2, with LoRA on targets (nil: every
 // module of the family), words of
 // 1..maxTokens tokens after BOS, and compares losses, first-step
 // gradients and final adapters.
 func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int, runs []parityRun) {
+	trainParityWith(t, py, shape, targets, maxTokens, runs, exactTol)
+}
+
+// trainParityWith is trainParity in the numeric setting and with the
+// tolerances of tol.
+func trainParityWith(t *testing.T, py, shape string, targets []string, maxTokens int, runs []parityRun, tol parityTol) {
 	tmp := t.TempDir()
 	modelDir := filepath.Join(tmp, "model")
 	if err := llama.Synth(modelDir, llama.SynthOptions{Shape: shape, Layers: 3, Seed: 21}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := llama.Load(modelDir, llama.LoadOptions{DType: engine.F32, MaxLayer: 2})
+	m, err := llama.Load(modelDir, llama.LoadOptions{DType: engine.F32, MaxLayer: 2, Numerics: tol.num})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +175,16 @@ func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int
 		if err := os.WriteFile(reqPath, reqJSON, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(py, filepath.Join(peer.Root(), "internal", "ref", "train_ref.py"),
-			"--model", modelDir, "--adapter", adapterDir, "--request", reqPath, "--out", outPath)
+		args := []string{filepath.Join(peer.Root(), "internal", "ref", "train_ref.py"),
+			"--model", modelDir, "--adapter", adapterDir, "--request", reqPath, "--out", outPath}
+		if tol.num.Quant != "" || tol.num.Activations != engine.F32 {
+			q := tol.num.Quant
+			if q == "" {
+				q = "none"
+			}
+			args = append(args, "--quant", q, "--activations", map[engine.DType]string{engine.F32: "f32", engine.BF16: "bf16", engine.F16: "fp16"}[tol.num.Activations])
+		}
+		cmd := exec.Command(py, args...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("train_ref.py: %v\n%s", err, out)
 		}
@@ -181,7 +217,7 @@ func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int
 			}
 			e := math.Abs(loss-want) / math.Abs(want)
 			worstLoss = math.Max(worstLoss, e)
-			if e > 1e-4 {
+			if e > tol.loss {
 				t.Errorf("%s: step %d: loss %v, PyTorch %v (relative error %.2g)", c.pool, step, loss, want, e)
 			}
 			if step == 0 {
@@ -198,7 +234,7 @@ func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int
 					}
 					e := relErr(p.Grad, g)
 					worstGrad = math.Max(worstGrad, e)
-					if e > 1e-4 {
+					if e > tol.grad {
 						t.Errorf("%s: gradient of %s: relative error %.2g", c.pool, p.Name, e)
 					}
 				}
@@ -209,7 +245,7 @@ func trainParity(t *testing.T, py, shape string, targets []string, maxTokens int
 		for _, p := range a.Params() {
 			e := relErr(p.Data, ref[p.Name])
 			worstParam = math.Max(worstParam, e)
-			if e > 1e-3 {
+			if e > tol.param {
 				t.Errorf("%s: final %s: relative error %.2g", c.pool, p.Name, e)
 			}
 			if p.Name == lora.KeyA(2, "q_proj") {
