@@ -59,6 +59,8 @@ type checkpoint struct {
 	// copyAll makes load copy tensors out of the mapping even when no
 	// conversion is needed (for the small norm weights).
 	copyAll bool
+	// scratch is the f32 buffer weights are quantised from.
+	scratch []float32
 	// deferred collects the tensors load left in a mapped shard without
 	// reading them; loadFrom hands them to the model (see Model.verify).
 	deferred []pendingCheck
@@ -367,8 +369,6 @@ func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine
 		}
 		return t, nil
 	}
-	// Convert (or copy) a slice at a time: check it, convert it, and let its
-	// mapped pages go, so the resident set grows by the converted size only.
 	out := &engine.Tensor{DType: dtype, Shape: append([]int(nil), t.Shape...)}
 	n := t.Numel()
 	if dtype == engine.F32 {
@@ -376,6 +376,19 @@ func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine
 	} else {
 		out.Half = make([]uint16, n)
 	}
+	if err := c.convert(out, t, path, name); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// convert writes stored tensor t (named name, in the shard at path) into
+// out, of the same shape, converting a slice at a time: each slice is
+// checked for NaN/Inf, converted, and its mapped pages let go, so the
+// resident set grows by the converted size only.
+func (c *checkpoint) convert(out, t *engine.Tensor, path, name string) error {
+	f := c.files[c.where[name]]
+	n := t.Numel()
 	const slice = 1 << 22
 	for lo := 0; lo < n; lo += slice {
 		hi := min(lo+slice, n)
@@ -386,12 +399,12 @@ func (c *checkpoint) load(name string, shape []int, dtype engine.DType) (*engine
 			part.Half = t.Half[lo:hi]
 		}
 		if i := part.FirstNonFinite(); i >= 0 {
-			return nil, nonFiniteError(path, name, &engine.Tensor{DType: t.DType, Shape: t.Shape, F32: t.F32, Half: t.Half})
+			return nonFiniteError(path, name, &engine.Tensor{DType: t.DType, Shape: t.Shape, F32: t.F32, Half: t.Half})
 		}
 		convertInto(out, lo, part)
 		f.m.Release(part.Bytes())
 	}
-	return out, nil
+	return nil
 }
 
 // convertInto writes the elements of src, converted to dst's dtype, into
@@ -497,6 +510,7 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	m, err := loadFrom(ck, cfg, maxLayer, needHead, opts.DType, num)
+	ck.scratch = nil // the model may keep ck (to close its shards), not this
 	if err != nil {
 		ck.close()
 		return nil, err

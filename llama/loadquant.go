@@ -80,11 +80,22 @@ func (c *checkpoint) quantize(name string, shape []int, num Numerics, dt engine.
 	if err != nil {
 		return nil, err
 	}
-	saved := c.copyAll
-	c.copyAll = true // a copy in f32 we may overwrite
-	w, err := c.load(name, shape, engine.F32)
-	c.copyAll = saved
+	t, path, err := c.raw(name)
 	if err != nil {
+		return nil, err
+	}
+	if !sameShape(t.Shape, shape) {
+		return nil, fmt.Errorf("%s: tensor %q has shape %v, config.json implies %v", path, name, t.Shape, shape)
+	}
+	// The f32 copy goes into one buffer reused for every weight: a new one
+	// per weight would let the heap grow to twice the quantised model
+	// before the collector runs.
+	n := t.Numel()
+	if cap(c.scratch) < n {
+		c.scratch = make([]float32, n)
+	}
+	w := engine.FromF32(c.scratch[:n], n)
+	if err := c.convert(w, t, path, name); err != nil {
 		return nil, err
 	}
 	engine.RoundTo(w.F32, dt)
