@@ -31,10 +31,14 @@ type q4Set struct {
 	// the next rows to dequantise) are prefetched, with their scales.
 	toBF16 func(dst *uint16, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
 	toF32  func(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
-	// dot1 and dot4 (nil: dot1 row by row) write out[i] = Σ_p ap[i][p]·W[p] for 1 or 4 rows of
-	// A' (stride lda bytes, 32-element groups of even then odd elements)
-	// against the k weights e0 … e0+k-1 (e0 and k multiples of 32).
-	dot1, dot4 func(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+	// dot1 and dot4 (nil: dot1 row by row) write out[i] = Σ_p A[i][p]·W[p]
+	// for 1 or 4 rows of A (stride lda bytes) against the k weights e0 …
+	// e0+k-1 (e0 and k multiples of 32). A is rounded to bf16 and held as
+	// float32 in groups of 32 elements, the 16 even then the 16 odd ones
+	// (the high and the low nibbles of 16 bytes), or with bf16A as bf16
+	// bits in natural order.
+	dot1, dot4 func(a unsafe.Pointer, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+	bf16A      bool
 	// smallMax is the most rows of A for which q4Small beats q4Swapped.
 	smallMax int
 }
@@ -233,14 +237,31 @@ var q4SmJobs = sync.Pool{New: func() any {
 }}
 
 func q4Small(ks *q4Set, m, n, k int, a []float32, lda int, w *Q4, c []float32, ldc int, acc bool) {
+	// A rounded to bf16 once: bf16 bits (bf16A) or float32 in the
+	// even/odd order of the kernels, in a buffer of m·k words either way.
 	buf := getF32(m * k)
 	ap := *buf
-	for i := 0; i < m; i++ {
-		src, dst := a[i*lda:i*lda+k], ap[i*k:(i+1)*k]
-		for g := 0; g < k; g += 32 {
-			for q := 0; q < 16; q++ {
-				dst[g+q] = BF16ToF32(F32ToBF16(src[g+2*q]))
-				dst[g+16+q] = BF16ToF32(F32ToBF16(src[g+2*q+1]))
+	if ks.bf16A {
+		ah := unsafe.Slice((*uint16)(unsafe.Pointer(&ap[0])), m*k)
+		for i := 0; i < m; i++ {
+			src, dst := a[i*lda:i*lda+k], ah[i*k:(i+1)*k]
+			p := 0
+			if cur.roundBF16 != nil {
+				p = k &^ 15
+				cur.roundBF16(&dst[0], &src[0], p)
+			}
+			for ; p < k; p++ {
+				dst[p] = F32ToBF16(src[p])
+			}
+		}
+	} else {
+		for i := 0; i < m; i++ {
+			src, dst := a[i*lda:i*lda+k], ap[i*k:(i+1)*k]
+			for g := 0; g < k; g += 32 {
+				for q := 0; q < 16; q++ {
+					dst[g+q] = BF16ToF32(F32ToBF16(src[g+2*q]))
+					dst[g+16+q] = BF16ToF32(F32ToBF16(src[g+2*q+1]))
+				}
 			}
 		}
 	}
@@ -266,6 +287,10 @@ func (j *q4SmJob) run(t int) {
 		return
 	}
 	w, k, m := j.w, j.k, j.m
+	elem := 4 // bytes per element of A
+	if j.ks.bf16A {
+		elem = 2
+	}
 	shift := log2(w.Blocksize)
 	// k is cut into spans of kseg; sums holds the partial dot products.
 	// (Spans whose rows of A' stay in L1 made k = 14336 slower: the
@@ -293,7 +318,13 @@ func (j *q4SmJob) run(t int) {
 					if nr == 4 {
 						f = j.ks.dot4
 					}
-					f(&j.ap[i*k+k0], k*4, &w.Packed[e0>>1], &w.Absmax[0], &w.Code[0], e0, kl, shift, w.Mid, &out[0])
+					var ap unsafe.Pointer
+					if j.ks.bf16A {
+						ap = unsafe.Add(unsafe.Pointer(&j.ap[0]), 2*(i*k+k0))
+					} else {
+						ap = unsafe.Pointer(&j.ap[i*k+k0])
+					}
+					f(ap, k*elem, &w.Packed[e0>>1], &w.Absmax[0], &w.Code[0], e0, kl, shift, w.Mid, &out[0])
 				}
 				for q := 0; q < nr; q++ {
 					sr[i+q] += out[q]

@@ -335,6 +335,138 @@ d4done:
 	VZEROUPPER
 	RET
 
+// ZWORDS16: ZWORDS for the 16 bytes at 16(DX), into Z12 (clobbers Z13).
+#define ZWORDS16 \
+	VPMOVZXBD 16(DX), Z12; \
+	VPSRLD $4, Z12, Z13; \
+	VPSLLD $16, Z12, Z12; \
+	VPTERNLOGD $0xf8, Z26, Z12, Z13; \
+	VPERMW Z31, Z13, Z12
+
+// ZTABLEW: Y31 = the bf16 values of block R15 (words).
+#define ZTABLEW \
+	VPSRLD $16, Z20, Z20; \
+	VPMOVDW Z20, Y31
+
+// The small-m kernels for CPUs with AVX512_BF16: A as bf16 in natural
+// order (rows lda bytes apart), the weight as bf16 words (ZWORDS), one
+// VDPBF16PS per 32 elements and row, as GemmNTBF16Fast computes (the Go
+// assembler lacks VDPBF16PS: BYTE encodings).
+
+// func q4DotB1Z(a unsafe.Pointer, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+TEXT ·q4DotB1Z(SB), NOSPLIT, $0-80
+	MOVQ a+0(FP), SI
+	MOVQ packed+16(FP), DX
+	MOVQ absmax+24(FP), AX
+	MOVQ code+32(FP), BX
+	MOVQ e0+40(FP), R14
+	MOVQ k+48(FP), R11
+	MOVQ shift+56(FP), CX
+	MOVQ mid+64(FP), R12
+	MOVQ out+72(FP), DI
+	ADDQ R14, R11
+	ZCONST
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+e1block:
+	CMPQ R14, R11
+	JGE e1done
+	BLOCKSTART
+	PREFETCHT0 128(AX)(R15*4)
+	ZPRODUCT
+	CMPQ R12, $2
+	JNE e1round
+	ZF16
+e1round:
+	ZBF16
+	ZTABLEW
+	LEAQ 64(R14), R8
+	CMPQ R8, R13
+	JGT e1chunk
+e1pair:
+	PREFETCHT0 1024(DX)
+	ZWORDS
+	ZWORDS16
+	BYTE $0x62; BYTE $0xF2; BYTE $0x2E; BYTE $0x48; BYTE $0x52; BYTE $0x06 // VDPBF16PS (SI), Z10, Z0
+	BYTE $0x62; BYTE $0xF2; BYTE $0x1E; BYTE $0x48; BYTE $0x52; BYTE $0x4E; BYTE $0x01 // VDPBF16PS 64(SI), Z12, Z1
+	ADDQ $32, DX
+	ADDQ $128, SI
+	ADDQ $64, R14
+	LEAQ 64(R14), R8
+	CMPQ R8, R13
+	JLE e1pair
+	CMPQ R14, R13
+	JGE e1block
+e1chunk:
+	ZWORDS
+	BYTE $0x62; BYTE $0xF2; BYTE $0x2E; BYTE $0x48; BYTE $0x52; BYTE $0x06 // VDPBF16PS (SI), Z10, Z0
+	ADDQ $16, DX
+	ADDQ $64, SI
+	ADDQ $32, R14
+	JMP e1block
+e1done:
+	VADDPS Z1, Z0, Z0
+	HSUMZ(Z0, Y0, X0)
+	MOVSS X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q4DotB4Z(a unsafe.Pointer, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+TEXT ·q4DotB4Z(SB), NOSPLIT, $0-80
+	MOVQ a+0(FP), SI
+	MOVQ lda+8(FP), R9
+	MOVQ packed+16(FP), DX
+	MOVQ absmax+24(FP), AX
+	MOVQ code+32(FP), BX
+	MOVQ e0+40(FP), R14
+	MOVQ k+48(FP), R11
+	MOVQ shift+56(FP), CX
+	MOVQ mid+64(FP), R12
+	MOVQ out+72(FP), DI
+	LEAQ (R9)(R9*2), R10
+	ADDQ R14, R11
+	ZCONST
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+e4block:
+	CMPQ R14, R11
+	JGE e4done
+	BLOCKSTART
+	PREFETCHT0 128(AX)(R15*4)
+	ZPRODUCT
+	CMPQ R12, $2
+	JNE e4round
+	ZF16
+e4round:
+	ZBF16
+	ZTABLEW
+e4chunk:
+	PREFETCHT0 1024(DX)
+	ZWORDS
+	BYTE $0x62; BYTE $0xF2; BYTE $0x2E; BYTE $0x48; BYTE $0x52; BYTE $0x06 // VDPBF16PS (SI), Z10, Z0
+	BYTE $0x62; BYTE $0xB2; BYTE $0x2E; BYTE $0x48; BYTE $0x52; BYTE $0x0C; BYTE $0x0E // VDPBF16PS (SI)(R9*1), Z10, Z1
+	BYTE $0x62; BYTE $0xB2; BYTE $0x2E; BYTE $0x48; BYTE $0x52; BYTE $0x14; BYTE $0x4E // VDPBF16PS (SI)(R9*2), Z10, Z2
+	BYTE $0x62; BYTE $0xB2; BYTE $0x2E; BYTE $0x48; BYTE $0x52; BYTE $0x1C; BYTE $0x16 // VDPBF16PS (SI)(R10*1), Z10, Z3
+	ADDQ $16, DX
+	ADDQ $64, SI
+	ADDQ $32, R14
+	CMPQ R14, R13
+	JLT e4chunk
+	JMP e4block
+e4done:
+	HSUMZ(Z0, Y0, X0)
+	HSUMZ(Z1, Y1, X1)
+	HSUMZ(Z2, Y2, X2)
+	HSUMZ(Z3, Y3, X3)
+	MOVSS X0, (DI)
+	MOVSS X1, 4(DI)
+	MOVSS X2, 8(DI)
+	MOVSS X3, 12(DI)
+	VZEROUPPER
+	RET
+
 // ---------------------------------------------------------------- AVX2
 // The 16 values are two tables of 8 (Y14 codes 0-7, Y15 codes 8-15); a
 // lookup is two VPERMPS and a blend on bit 3 of the index.

@@ -2,6 +2,8 @@
 
 package kernels
 
+import "unsafe"
+
 // The NEON set: TBL on byte planes of the 16 values of a block.
 var q4N = &q4Set{
 	toBF16:   q4BF16N,
@@ -30,4 +32,4 @@ func q4BF16N(dst *uint16, packed *byte, absmax, code *float32, e0, n, rows, ldw,
 func q4F32N(dst *float32, packed *byte, absmax, code *float32, e0, n, rows, ldw, pfd, shift, mid int)
 
 //go:noescape
-func q4Dot1N(a *float32, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)
+func q4Dot1N(a unsafe.Pointer, lda int, packed *byte, absmax, code *float32, e0, k, shift, mid int, out *float32)

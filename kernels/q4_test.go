@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // The code tables of bitsandbytes (copies: package quant holds the real ones
@@ -201,11 +202,19 @@ func TestQ4Kernels(t *testing.T) {
 					}
 				}
 				pr.checkInputs(t)
-				// The dot kernels, against the float64 sum, on row r.
+				// The dot kernels, against the float64 sum, on row r: A
+				// (4 rows, rounded to bf16) in the layout of the set.
 				r := rng.IntN(n)
+				an := make([]float32, 4*k)
+				for i := range an {
+					an[i] = BF16ToF32(F32ToBF16(float32(rng.Float64()*2 - 1)))
+				}
 				ap := make([]float32, 4*k)
-				for i := range ap {
-					ap[i] = BF16ToF32(F32ToBF16(float32(rng.Float64()*2 - 1)))
+				ah := make([]uint16, 4*k)
+				for i := range an {
+					ah[i] = F32ToBF16(an[i])
+					g, q := i&^31, i&31
+					ap[g+q%2*16+q/2] = an[i]
 				}
 				for _, nr := range []int{1, 4} {
 					var out [4]float32
@@ -216,25 +225,24 @@ func TestQ4Kernels(t *testing.T) {
 							continue
 						}
 					}
-					if f == nil {
+					switch {
+					case f == nil:
 						q4DotGo(ap, nr, k, k, &pr.w, r*k, out[:nr])
-					} else {
-						f(&ap[0], k*4, &pr.w.Packed[r*k/2], &pr.w.Absmax[0], &pr.w.Code[0], r*k, k, log2(bs), pr.w.Mid, &out[0])
+					case ks.bf16A:
+						f(unsafe.Pointer(&ah[0]), k*2, &pr.w.Packed[r*k/2], &pr.w.Absmax[0], &pr.w.Code[0], r*k, k, log2(bs), pr.w.Mid, &out[0])
+					default:
+						f(unsafe.Pointer(&ap[0]), k*4, &pr.w.Packed[r*k/2], &pr.w.Absmax[0], &pr.w.Code[0], r*k, k, log2(bs), pr.w.Mid, &out[0])
 					}
 					for i := 0; i < nr; i++ {
 						var want, mag float64
-						for g := 0; g < k; g += 32 {
-							for qq := 0; qq < 16; qq++ {
-								for h := 0; h < 2; h++ {
-									wv := float64(BF16ToF32(pr.ref(r, g+2*qq+h)))
-									want += float64(ap[i*k+g+16*h+qq]) * wv
-									mag += math.Abs(float64(ap[i*k+g+16*h+qq]) * wv)
-								}
-							}
+						for p := 0; p < k; p++ {
+							wv := float64(BF16ToF32(pr.ref(r, p)))
+							want += float64(an[i*k+p]) * wv
+							mag += math.Abs(float64(an[i*k+p]) * wv)
 						}
 						got := float64(out[i])
 						if d := math.Abs(got - want); d > 4*tolF32*mag+1e-30 && !math.IsInf(want, 0) || math.IsNaN(got) != math.IsNaN(want) {
-							t.Fatalf("dot%d k=%d bs=%d mid=%d row %d: A'[%d]·W = %v, want %v", nr, k, bs, pr.w.Mid, r, i, out[i], want)
+							t.Fatalf("dot%d k=%d bs=%d mid=%d row %d: A[%d]·W = %v, want %v", nr, k, bs, pr.w.Mid, r, i, out[i], want)
 						}
 					}
 				}
