@@ -23,11 +23,11 @@ var q4Z = &q4Set{
 // and multiply with VDPBF16PS (half of A's bytes, one instruction per 32
 // products).
 var q4ZB = &q4Set{
-	toBF16:   q4BF16Z,
-	toF32:    q4F32Z,
-	dot1:     q4DotB1Z,
-	dot4:     q4DotB4Z,
-	bf16A:    true,
+	toBF16: q4BF16Z,
+	toF32:  q4F32Z,
+	dot1:   q4DotB1Z,
+	dot4:   q4DotB4Z,
+	bf16A:  true,
 	// Against the blocked driver (two threads, k = 4096 and 14336, n =
 	// 4096): 4.7-5.5× at m = 1, 2.7-3.1× at 2-4, 1.4-1.6× at 6-8, 0.86-0.96×
 	// at 12. With A as bf16 it is 1.0-1.2× the f32-A kernels at m = 1 and
