@@ -13,7 +13,9 @@ package kernels
 //     the packed weight with the dequantisation in registers (a 16-entry
 //     table per block, looked up per nibble), against A rounded to bf16 once
 //     and stored per 32 elements as the 16 even then the 16 odd ones (the
-//     high and the low nibbles of 16 bytes).
+//     high and the low nibbles of 16 bytes). On CPUs with AVX512_BF16, A is
+//     kept as bf16 and the weight looked up as bf16 words for VDPBF16PS,
+//     which, as in GemmNTBF16Fast, treats bf16 subnormals as zero.
 
 import (
 	"fmt"
