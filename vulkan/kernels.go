@@ -126,6 +126,11 @@ func (c *Context) gemmTiles(m int) [5]uint32 {
 // on lavapipe, 1 GiB on some Intel GPUs) are split into blocks of rows of
 // a and w, one dispatch per block.
 func (c *Context) GEMM(out, a, w Span, m, n, k int, wt WeightType, accumulate bool) error {
+	return c.gemmNT(out, a, w, m, n, k, wt, 1, accumulate)
+}
+
+// gemmNT is GEMM with out (+)= alpha·a·wᵀ.
+func (c *Context) gemmNT(out, a, w Span, m, n, k int, wt WeightType, alpha float32, accumulate bool) error {
 	if err := dims("GEMM", [][]int{{m, k}, {n, k}, {m, n}}, "m", m, "n", n, "k", k); err != nil {
 		return err
 	}
@@ -179,7 +184,7 @@ func (c *Context) GEMM(out, a, w Span, m, n, k int, wt WeightType, accumulate bo
 			}
 			gx := (nn + uint64(t[1]) - 1) / uint64(t[1])
 			gy := (mm + uint64(t[0]) - 1) / uint64(t[0])
-			push := []uint32{uint32(mm), uint32(nn), uint32(K), acc, uint32(N), aBase, wBase, cBase + uint32(j0)}
+			push := []uint32{uint32(mm), uint32(nn), uint32(K), acc, uint32(N), aBase, wBase, cBase + uint32(j0), math.Float32bits(alpha)}
 			if err := c.dispatch(p, []binding{cb, ab, wb}, push, uint32(gx), uint32(gy), 1); err != nil {
 				return err
 			}
@@ -209,17 +214,42 @@ func (c *Context) blocks(rows, cols, rowBytes, colBytes uint64, kernel string) (
 // RMSNorm normalises rows of x [rows×n]: out = x / sqrt(mean(x²) + eps) · w
 // with w [n] (Llama's RMSNorm). out may be x.
 func (c *Context) RMSNorm(out, x, w Span, rows, n int, eps float32) error {
+	return c.rmsNorm(out, x, w, Span{}, rows, n, eps)
+}
+
+// RMSNormSave is RMSNorm that also writes the reciprocal RMS of every row,
+// 1/sqrt(mean(x²) + eps), to rrms [rows] (f32): the saved value
+// RMSNormBackward takes.
+func (c *Context) RMSNormSave(out, rrms, x, w Span, rows, n int, eps float32) error {
+	if rrms.B == nil {
+		return fmt.Errorf("vulkan: RMSNormSave: rrms: no buffer")
+	}
+	return c.rmsNorm(out, x, w, rrms, rows, n, eps)
+}
+
+// rmsNorm records RMSNorm, saving the reciprocal RMS when rrms has a buffer.
+func (c *Context) rmsNorm(out, x, w, rrms Span, rows, n int, eps float32) error {
 	if err := dims("RMSNorm", [][]int{{rows, n}}, "rows", rows, "n", n); err != nil {
 		return err
 	}
 	gx, gy := c.grid(uint64(rows))
+	sz := 4 * uint64(rows) * uint64(n)
+	save, rsz := uint32(1), 4*uint64(rows)
+	if rrms.B == nil { // the shader does not touch binding 3: bind x there
+		save, rrms, rsz = 0, x, sz
+	}
+	return c.record("rmsnorm", []uint32{c.rowWG(), save}, []Span{out, x, w, rrms}, []uint64{sz, sz, 4 * uint64(n), rsz},
+		[]uint32{uint32(rows), uint32(n), math.Float32bits(eps)}, gx, gy)
+}
+
+// rowWG is the workgroup size of the kernels that reduce a row in shared
+// memory: 256, or less on a device that does not allow as many.
+func (c *Context) rowWG() uint32 {
 	wg := uint32(256)
 	for wg > c.Info.MaxComputeWorkGroupInvocs {
 		wg /= 2
 	}
-	sz := 4 * uint64(rows) * uint64(n)
-	return c.record("rmsnorm", []uint32{wg}, []Span{out, x, w}, []uint64{sz, sz, 4 * uint64(n)},
-		[]uint32{uint32(rows), uint32(n), math.Float32bits(eps)}, gx, gy)
+	return wg
 }
 
 // elementwise records one of the element-wise kernels over n elements.
@@ -250,17 +280,30 @@ func (c *Context) Add(out, a, b Span, n int) error {
 // cosine and sine are cos[t][i] and sin[t][i], tables [tokens × headDim/2]
 // (the first half of HF's duplicated cos/sin rows). headDim must be even.
 func (c *Context) Rope(x, cos, sin Span, tokens, heads, headDim int) error {
-	if err := dims("Rope", [][]int{{tokens, heads, headDim}}, "tokens", tokens, "heads", heads, "headDim", headDim); err != nil {
+	return c.rope("Rope", x, cos, sin, tokens, heads, headDim, 0)
+}
+
+// RopeBackward is the backward of Rope, in place on the gradient dx [tokens
+// × heads × headDim]: the rotation is orthogonal, so its gradient is the
+// gradient rotated by the opposite angle (sin negated), with the same
+// tables.
+func (c *Context) RopeBackward(dx, cos, sin Span, tokens, heads, headDim int) error {
+	return c.rope("RopeBackward", dx, cos, sin, tokens, heads, headDim, 1)
+}
+
+// rope records the rotation, by the opposite angle when inverse is 1.
+func (c *Context) rope(kernel string, x, cos, sin Span, tokens, heads, headDim int, inverse uint32) error {
+	if err := dims(kernel, [][]int{{tokens, heads, headDim}}, "tokens", tokens, "heads", heads, "headDim", headDim); err != nil {
 		return err
 	}
 	if headDim%2 != 0 {
-		return fmt.Errorf("vulkan: Rope: headDim = %d, must be even", headDim)
+		return fmt.Errorf("vulkan: %s: headDim = %d, must be even", kernel, headDim)
 	}
 	pairs := uint64(tokens) * uint64(heads) * uint64(headDim/2)
 	gx, gy := c.grid((pairs + elementwiseWG - 1) / elementwiseWG)
 	tab := 4 * uint64(tokens) * uint64(headDim/2)
 	return c.record("rope", []uint32{elementwiseWG}, []Span{x, cos, sin}, []uint64{8 * pairs, tab, tab},
-		[]uint32{uint32(tokens), uint32(heads), uint32(headDim), 0}, gx, gy)
+		[]uint32{uint32(tokens), uint32(heads), uint32(headDim), inverse}, gx, gy)
 }
 
 // Embed gathers rows of table [vocab × dim] (f32, bf16 or f16) by ids

@@ -27,18 +27,27 @@ type shaderInfo struct {
 // shaderInfos lists every shader of shaders/ (TestShadersListed checks the
 // list against the directory).
 var shaderInfos = map[string]shaderInfo{
-	"gemm":      {bindings: 3, push: 32},
-	"rmsnorm":   {bindings: 3, push: 12},
-	"silu_mul":  {bindings: 3, push: 8},
-	"add":       {bindings: 3, push: 8},
-	"rope":      {bindings: 3, push: 16},
-	"embed":     {bindings: 3, push: 24},
-	"attention": {bindings: 5, push: 24},
+	"gemm":              {bindings: 3, push: 36},
+	"gemm_kn":           {bindings: 3, push: 44},
+	"rmsnorm":           {bindings: 4, push: 12},
+	"rmsnorm_back":      {bindings: 5, push: 12},
+	"silu_mul":          {bindings: 3, push: 8},
+	"silu_mul_back":     {bindings: 5, push: 8},
+	"add":               {bindings: 3, push: 8},
+	"rope":              {bindings: 3, push: 16},
+	"embed":             {bindings: 3, push: 24},
+	"attention":         {bindings: 5, push: 24},
+	"attention_back_q":  {bindings: 7, push: 24},
+	"attention_back_kv": {bindings: 8, push: 24},
+	"mean_pool":         {bindings: 4, push: 16},
+	"mean_pool_back":    {bindings: 4, push: 16},
+	"l2norm":            {bindings: 2, push: 12},
+	"l2norm_back":       {bindings: 3, push: 12},
 }
 
 const (
 	descriptorSetsPerPool = 256 // dispatches per submission before Sync recycles the sets
-	maxBindings           = 5
+	maxBindings           = 8
 	maxSpec               = 8
 )
 

@@ -1,5 +1,5 @@
 #version 450
-// Tiled GEMM: C[m×n] (+)= A[m×k]·Wᵀ with W a Linear weight [n×k].
+// Tiled GEMM: C[m×n] (+)= alpha·A[m×k]·Wᵀ with W a Linear weight [n×k].
 // W is read as 32-bit words: f32 (WTYPE 0) or pairs of bf16 (1) / f16 (2),
 // widened to f32 here, so no 16-bit storage feature is needed. Each
 // workgroup computes a BM×BN tile of C through BK-wide slices of A and W
@@ -22,7 +22,7 @@ layout(std430, binding = 2) readonly buffer Wbuf { uint W[]; };
 // A, W and C start at element aBase, wBase and cBase of their bindings (a
 // large operand is bound in pieces, at aligned offsets); C's rows are ldc
 // apart (the host splits n into column blocks of one C).
-layout(push_constant) uniform Push { uint m, n, k, accumulate, ldc, aBase, wBase, cBase; } p;
+layout(push_constant) uniform Push { uint m, n, k, accumulate, ldc, aBase, wBase, cBase; float alpha; } p;
 
 shared float As[BK * BM];
 shared float Ws[BK * BN];
@@ -112,7 +112,7 @@ void main() {
         for (uint j = 0; j < TN; j++) {
             uint c = col0 + tc + j * CS;
             if (c < p.n) {
-                float v = acc[i * TN + j];
+                float v = p.alpha * acc[i * TN + j];
                 uint ci = p.cBase + r * p.ldc + c;
                 if (p.accumulate != 0u) {
                     v += C[ci];

@@ -3,6 +3,8 @@
 // x is [tokens × heads × headDim]; for each head and i < headDim/2 the pair
 // (x[i], x[i+half]) becomes (x[i]·c − x[i+half]·s, x[i+half]·c + x[i]·s)
 // with c = cos[t][i], s = sin[t][i] from [tokens × headDim/2] tables.
+// With inverse != 0 the angle is negated (s → −s): the rotation's inverse,
+// which is also its backward (the gradient is rotated back).
 // One invocation per pair; pairs are laid over x and y of the dispatch.
 
 layout(constant_id = 0) const uint WG = 256;
@@ -12,7 +14,7 @@ layout(std430, binding = 0) buffer Xbuf { float X[]; };
 layout(std430, binding = 1) readonly buffer Cbuf { float Cos[]; };
 layout(std430, binding = 2) readonly buffer Sbuf { float Sin[]; };
 
-layout(push_constant) uniform Push { uint tokens, heads, headDim, pad; } p;
+layout(push_constant) uniform Push { uint tokens, heads, headDim, inverse; } p;
 
 void main() {
     uint half_ = p.headDim / 2;
@@ -25,7 +27,7 @@ void main() {
     uint t = th / p.heads;
     uint base = th * p.headDim;
     float c = Cos[t * half_ + i];
-    float s = Sin[t * half_ + i];
+    float s = p.inverse != 0u ? -Sin[t * half_ + i] : Sin[t * half_ + i];
     float x1 = X[base + i];
     float x2 = X[base + i + half_];
     X[base + i] = x1 * c - x2 * s;
