@@ -347,6 +347,7 @@ func (in *instance) describe(index int, pd uintptr) (Device, error) {
 		MaxComputeWorkGroupCount:  lim.maxComputeWorkGroupCount,
 		MaxStorageBufferRange:     lim.maxStorageBufferRange,
 		MaxPushConstantsSize:      lim.maxPushConstantsSize,
+		MaxStorageBuffersPerStage: lim.maxPerStageDescriptorStorageBuffers,
 		MaxMemoryAllocationCount:  lim.maxMemoryAllocationCount,
 		MinStorageBufferAlign:     lim.minStorageBufferOffsetAlignment,
 	}

@@ -94,14 +94,17 @@ func (c *Context) pipeline(name string, spec ...uint32) (*pipeline, error) {
 	if len(spec) > maxSpec {
 		return nil, fmt.Errorf("vulkan: shader %s: %d specialization constants, at most %d", name, len(spec), maxSpec)
 	}
+	info, ok := shaderInfos[name]
+	if !ok {
+		return nil, fmt.Errorf("vulkan: no shader %s", name)
+	}
+	if lim := c.Info.MaxStorageBuffersPerStage; uint32(info.bindings) > lim {
+		return nil, fmt.Errorf("vulkan: shader %s binds %d storage buffers, the device allows %d per shader stage (maxPerStageDescriptorStorageBuffers)", name, info.bindings, lim)
+	}
 	key := pipeKey{shader: name, nspec: len(spec)}
 	copy(key.spec[:], spec)
 	if p, ok := c.pipes[key]; ok {
 		return p, nil
-	}
-	info, ok := shaderInfos[name]
-	if !ok {
-		return nil, fmt.Errorf("vulkan: no shader %s", name)
 	}
 	mod, err := c.module(name)
 	if err != nil {

@@ -292,15 +292,21 @@ type attnGrad struct {
 // attentionGradRef computes the gradients of causal packed attention (as
 // Attention) with the softmax's Jacobian: P = softmax(s), dP_j = dout·v_j,
 // dS_j = P_j·(dP_j − Σ_i P_i·dP_i), dq = scale·Σ dS_j·k_j, dk_j +=
-// scale·dS_j·q, dv_j += P_j·dout.
-func attentionGradRef(q, k, v, dout []float32, offsets []uint32, nHead, nKV, hd int) attnGrad {
-	tokens := int(offsets[len(offsets)-1])
+// scale·dS_j·q, dv_j += P_j·dout. A token outside every sequence attends
+// to itself only.
+func attentionGradRef(q, k, v, dout []float32, offsets []uint32, tokens, nHead, nKV, hd int) attnGrad {
 	g := attnGrad{make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v)), make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))}
 	sc := 1 / math.Sqrt(float64(hd))
 	group := nHead / nKV
-	for s := range len(offsets) - 1 {
-		st := int(offsets[s])
-		for t := st; t < int(offsets[s+1]) && t < tokens; t++ {
+	for t := range tokens {
+		st := t // a token outside every sequence attends to itself
+		for s := range len(offsets) - 1 {
+			if int(offsets[s]) <= t && t < int(offsets[s+1]) {
+				st = int(offsets[s])
+				break
+			}
+		}
+		{
 			for h := range nHead {
 				kh := h / group
 				qb := (t*nHead + h) * hd
@@ -349,9 +355,8 @@ func attentionGradRef(q, k, v, dout []float32, offsets []uint32, nHead, nKV, hd 
 
 // runAttentionBackward runs AttentionBackward between guards and returns
 // dq, dk, dv.
-func runAttentionBackward(t *testing.T, c *Context, q, k, v, dout []float32, offsets []uint32, nHead, nKV, hd int) (dq, dk, dv []float32) {
+func runAttentionBackward(t *testing.T, c *Context, q, k, v, dout []float32, offsets []uint32, tokens, nHead, nKV, hd int) (dq, dk, dv []float32) {
 	t.Helper()
-	tokens := int(offsets[len(offsets)-1])
 	gq, gk, gv, gdo := newGuarded(t, c, 4*len(q), q), newGuarded(t, c, 4*len(k), k), newGuarded(t, c, 4*len(v), v), newGuarded(t, c, 4*len(dout), dout)
 	goff := newGuarded(t, c, 4*len(offsets), offsets)
 	gdq, gdk, gdv := newGuarded(t, c, 4*len(q), nil), newGuarded(t, c, 4*len(k), nil), newGuarded(t, c, 4*len(v), nil)
@@ -365,23 +370,36 @@ func runAttentionBackward(t *testing.T, c *Context, q, k, v, dout []float32, off
 
 // TestAttentionBackward checks dq, dk and dv against the float64 softmax
 // Jacobian over three packed sequences (one longer than a workgroup's
-// chunk of keys and queries) with grouped-query heads.
+// chunk of keys and queries) with grouped-query heads, and with tokens
+// after the last sequence (attending to themselves only). It also checks
+// that a device allowing fewer storage buffers per stage than the kernel
+// binds gets an error, not a broken pipeline.
 func TestAttentionBackward(t *testing.T) {
 	c := openContext(t, Options{})
 	rng := rand.New(rand.NewPCG(43, 44))
 	for _, cfg := range []struct{ nHead, nKV, hd int }{{4, 2, 64}, {2, 2, 16}, {6, 1, 80}, {1, 1, 1}, {2, 1, 130}} {
 		offsets := []uint32{0, 5, 6, 76, 150}
 		tokens := int(offsets[len(offsets)-1])
+		if cfg.nHead == 1 {
+			tokens += 3 // tokens outside every sequence
+		}
 		q := randF32(rng, tokens*cfg.nHead*cfg.hd, -1, 1)
 		k := randF32(rng, tokens*cfg.nKV*cfg.hd, -1, 1)
 		v := randF32(rng, tokens*cfg.nKV*cfg.hd, -1, 1)
 		dout := randF32(rng, tokens*cfg.nHead*cfg.hd, -1, 1)
-		dq, dk, dv := runAttentionBackward(t, c, q, k, v, dout, offsets, cfg.nHead, cfg.nKV, cfg.hd)
-		g := attentionGradRef(q, k, v, dout, offsets, cfg.nHead, cfg.nKV, cfg.hd)
-		name := fmt.Sprintf("heads %d/%d headDim %d", cfg.nHead, cfg.nKV, cfg.hd)
+		dq, dk, dv := runAttentionBackward(t, c, q, k, v, dout, offsets, tokens, cfg.nHead, cfg.nKV, cfg.hd)
+		g := attentionGradRef(q, k, v, dout, offsets, tokens, cfg.nHead, cfg.nKV, cfg.hd)
+		name := fmt.Sprintf("heads %d/%d headDim %d tokens %d", cfg.nHead, cfg.nKV, cfg.hd, tokens)
 		compare(t, "dq "+name, dq, g.dq, g.sq)
 		compare(t, "dk "+name, dk, g.dk, g.sk)
 		compare(t, "dv "+name, dv, g.dv, g.sv)
+	}
+	c.Info.MaxStorageBuffersPerStage = 7
+	defer func() { c.Info.MaxStorageBuffersPerStage = 8 }()
+	b, _ := c.Alloc(1 << 12)
+	err := c.AttentionBackward(b.All(), b.All(), b.All(), b.All(), b.All(), b.All(), b.All(), b.All(), b.All(), 1, 1, 1, 1, 1)
+	if err == nil || !strings.Contains(err.Error(), "maxPerStageDescriptorStorageBuffers") {
+		t.Errorf("8 bindings on a device allowing 7: %v", err)
 	}
 }
 
@@ -398,7 +416,7 @@ func TestAttentionBackwardFD(t *testing.T) {
 	k := randF32(rng, tokens*nKV*hd, -1, 1)
 	v := randF32(rng, tokens*nKV*hd, -1, 1)
 	dout := randF32(rng, tokens*nHead*hd, -1, 1)
-	dq, dk, dv := runAttentionBackward(t, c, q, k, v, dout, offsets, nHead, nKV, hd)
+	dq, dk, dv := runAttentionBackward(t, c, q, k, v, dout, offsets, tokens, nHead, nKV, hd)
 	gq, gk, gv := newGuarded(t, c, 4*len(q), q), newGuarded(t, c, 4*len(k), k), newGuarded(t, c, 4*len(v), v)
 	goff, out := newGuarded(t, c, 4*len(offsets), offsets), newGuarded(t, c, 4*len(q), nil)
 	loss := func() float64 {

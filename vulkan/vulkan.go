@@ -88,6 +88,7 @@ type Device struct {
 	MaxComputeWorkGroupCount  [3]uint32 // maxComputeWorkGroupCount
 	MaxStorageBufferRange     uint32    // maxStorageBufferRange, bytes
 	MaxPushConstantsSize      uint32    // maxPushConstantsSize, bytes
+	MaxStorageBuffersPerStage uint32    // maxPerStageDescriptorStorageBuffers (AttentionBackward binds 8)
 	MaxMemoryAllocationCount  uint32    // maxMemoryAllocationCount
 	MinStorageBufferAlign     uint64    // minStorageBufferOffsetAlignment, bytes
 }
