@@ -55,6 +55,7 @@ func TestSplitBindingsBackward(t *testing.T) {
 		func() { checkGEMMKN(t, c, rng, 70, 11, 301, F16, false, true) },
 		func() { checkGEMMKN(t, c, rng, 9, 13, 150, F32, true, false) },
 		func() { checkGEMMKN(t, c, rng, 300, 3, 40, F32, true, true) },
+		func() { checkGEMMKN(t, c, rng, 70, 40, 5, F32, true, true) }, // blocks of out's rows: columns of a from an offset
 	} {
 		before := c.dispatches
 		f()
