@@ -517,6 +517,9 @@ func Load(dir string, opts LoadOptions) (*Model, error) {
 	}
 	m.Dir = dir
 	m.Numerics = num
+	// Activations rounded to bf16 enter every product as bf16 values:
+	// the bf16 dot products give the same sums, faster.
+	m.FastBF16 = num.Activations == engine.BF16
 	if ck.pinned {
 		m.closer = ck.close
 	} else {

@@ -263,7 +263,7 @@ func (f modelFlags) loadModel(dt engine.DType, maxLayer int, num llama.Numerics)
 	if err != nil {
 		return nil, err
 	}
-	m.FastBF16 = *f.fast
+	m.FastBF16 = m.FastBF16 || *f.fast
 	return m, nil
 }
 
