@@ -3,7 +3,6 @@ package engine
 import (
 	"math"
 
-	"github.com/tli-project/tli/kernels"
 	"github.com/tli-project/tli/quant"
 )
 
@@ -122,13 +121,46 @@ func AddRounded(dst, x []float32, dt DType) {
 }
 
 // rounder returns the function rounding a float32 to dt (the identity for
-// F32).
+// F32): the value a tensor of dt would hold, as float32.
 func rounder(dt DType) func(float32) float32 {
 	switch dt {
 	case BF16:
-		return func(v float32) float32 { return kernels.BF16ToF32(kernels.F32ToBF16(v)) }
+		return roundBF16
 	case F16:
-		return func(v float32) float32 { return kernels.F16ToF32(kernels.F32ToF16(v)) }
+		return roundF16
 	}
 	return func(v float32) float32 { return v }
+}
+
+// roundBF16 is BF16ToF32(F32ToBF16(v)) without the round trip through bits.
+func roundBF16(v float32) float32 {
+	u := math.Float32bits(v)
+	if u&0x7fffffff > 0x7f800000 { // NaN: quiet, as F32ToBF16
+		return math.Float32frombits((u | 0x00400000) & 0xffff0000)
+	}
+	u += 0x7fff + (u>>16)&1
+	return math.Float32frombits(u & 0xffff0000)
+}
+
+// roundF16 is F16ToF32(F32ToF16(v)) in a few operations: normal f16
+// values round the float32 mantissa at bit 13 (nearest even), subnormal
+// ones to a multiple of 2⁻²⁴, and from 65520 up (halfway to 2¹⁶) the value
+// overflows to ±Inf.
+func roundF16(v float32) float32 {
+	u := math.Float32bits(v)
+	a := u & 0x7fffffff
+	switch {
+	case a >= 0x7f800000: // Inf, NaN
+		if a > 0x7f800000 {
+			return math.Float32frombits(u | 0x00400000) // quiet NaN
+		}
+		return v
+	case a >= 0x477ff000: // |v| >= 65520
+		return math.Float32frombits(u&0x80000000 | 0x7f800000)
+	case a >= 0x38800000: // |v| >= 2⁻¹⁴: a normal f16
+		u += 0xfff + (u>>13)&1
+		return math.Float32frombits(u & 0xffffe000)
+	}
+	// Subnormal f16: nearest multiple of 2⁻²⁴ (exact in float32 here).
+	return float32(math.RoundToEven(float64(v)*(1<<24))) / (1 << 24)
 }
