@@ -391,7 +391,7 @@ type specJSON struct {
 	Version int               `json:"version"`
 }
 
-func (o SweepOptions) specBytes(cells []Cell) ([]byte, error) {
+func (o SweepOptions) specBytes(cells []Cell, num llama.Numerics) ([]byte, error) {
 	base := map[string]string{}
 	for _, a := range SweepAxes {
 		base[a.Name] = a.Get(o.Spec.Base)
@@ -399,6 +399,9 @@ func (o SweepOptions) specBytes(cells []Cell) ([]byte, error) {
 	b := o.Spec.Base.Train
 	sj := specJSON{Model: o.Model, Pairs: o.Pairs, Base: base, Axes: o.Spec.Axes, Version: 1,
 		Fixed: map[string]any{"batch": b.Batch, "warmup": b.Warmup, "dropout": b.LoRA.Dropout, "shuffle": b.Shuffle, "max_steps": b.MaxSteps, "eval_layers": string(o.evalScope())}}
+	if n := num.String(); n != "f32" { // the base vectors depend on it (absent from older specs: f32)
+		sj.Fixed["numerics"] = n
+	}
 	for _, c := range cells {
 		sj.Cells = append(sj.Cells, c.Name)
 	}
@@ -452,7 +455,7 @@ func Sweep(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions) (ra
 			return nil, nil, fmt.Errorf("cell %s: %w", c.Name, err)
 		}
 	}
-	spec, err := o.specBytes(cells)
+	spec, err := o.specBytes(cells, m.Numerics)
 	if err != nil {
 		return nil, nil, err
 	}
