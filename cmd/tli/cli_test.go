@@ -98,7 +98,13 @@ func readCSV(t *testing.T, path string) [][]string {
 // cosine of each pair at layer k with content pooling, in float64.
 func refCosines(t *testing.T, model string, pairs []tli.Pair, k int) []float64 {
 	t.Helper()
-	m, err := llama.Load(model, llama.LoadOptions{DType: engine.F32, MaxLayer: k})
+	return refCosinesWith(t, model, pairs, k, llama.Numerics{})
+}
+
+// refCosinesWith is refCosines with the model loaded in numeric setting num.
+func refCosinesWith(t *testing.T, model string, pairs []tli.Pair, k int, num llama.Numerics) []float64 {
+	t.Helper()
+	m, err := llama.Load(model, llama.LoadOptions{DType: engine.F32, MaxLayer: k, Numerics: num})
 	if err != nil {
 		t.Fatal(err)
 	}

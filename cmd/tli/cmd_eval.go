@@ -64,8 +64,9 @@ func runEval(args []string) error {
 		return err
 	}
 	if *paper {
-		mf.paper = &tli.PaperEvalNumerics
-		fmt.Fprintln(os.Stderr, tli.PaperBanner("eval"))
+		if err := mf.usePaper(tli.PaperEvalNumerics, "eval"); err != nil {
+			return err
+		}
 	}
 	groups, err := groupsFrom(*pairsFlag, *controlFlag, *trainCat, *controlCat)
 	if err != nil {

@@ -65,8 +65,10 @@ func runRun(args []string) error {
 	var evalNum *llama.Numerics
 	if *tf.paperCompat {
 		scanPool, evalPool = tli.PoolMean, tli.PoolContent
-		mf.paper, evalNum = &tli.PaperScanNumerics, &tli.PaperEvalNumerics
-		fmt.Println(tli.PaperBanner("run"))
+		evalNum = &tli.PaperEvalNumerics
+		if err := mf.usePaper(tli.PaperScanNumerics, "run"); err != nil {
+			return err
+		}
 	}
 	groups, err := groupsFrom(*tf.pairs, *control, *tf.trainCategory, *controlCat)
 	if err != nil {

@@ -53,8 +53,9 @@ func runScan(args []string) error {
 		return err
 	}
 	if *paper {
-		mf.paper = &tli.PaperScanNumerics
-		fmt.Fprintln(os.Stderr, tli.PaperBanner("scan"))
+		if err := mf.usePaper(tli.PaperScanNumerics, "scan"); err != nil {
+			return err
+		}
 	}
 	pairs, err := readPairs("--pairs", *pairsFlag, tli.DefaultTrainPairs())
 	if err != nil {

@@ -163,8 +163,10 @@ func runTrain(args []string) error {
 	}
 	opts.OutDir = *out
 	if *tf.paperCompat {
-		mf.paper = &tli.PaperScanNumerics
-		fmt.Fprintln(os.Stderr, tli.PaperBanner("train"))
+		if err := mf.usePaper(tli.PaperScanNumerics, "train"); err != nil {
+			os.Remove(*out) // only removes it if still empty
+			return err
+		}
 	}
 	_, err = trainModel(mf, tf, opts, pairs)
 	if err != nil && os.IsNotExist(statErr) {

@@ -167,6 +167,18 @@ func (f modelFlags) check() (engine.DType, error) {
 	return dt, nil
 }
 
+// usePaper makes --paper-compat's setting num the numerics of this
+// command's model, refusing numeric flags that contradict it, and prints
+// the published setting's banner on stderr.
+func (f *modelFlags) usePaper(num llama.Numerics, stage string) error {
+	f.paper = &num
+	if _, err := f.numerics(); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, tli.PaperBanner(stage))
+	return nil
+}
+
 // numerics is the numeric setting of --activations, --quant and
 // --double-quant, or the published one --paper-compat chose (which the
 // numeric flags, --dtype and --fast may not contradict).
