@@ -88,7 +88,8 @@ func TensorFromBytes(dt DType, shape []int, b []byte) (*Tensor, error) {
 }
 
 // Bytes returns the tensor's data as little-endian bytes (a view, not a
-// copy, on the little-endian machines tli targets).
+// copy, on the little-endian machines tli targets); for a Q4 tensor, its
+// packed codes.
 func (t *Tensor) Bytes() []byte {
 	switch {
 	case t.DType == F32 && len(t.F32) > 0:
