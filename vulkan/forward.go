@@ -23,7 +23,7 @@ import (
 // with x = post_attention_layernorm(h); the final norm. Qwen2's q/k/v
 // biases are added by a GEMM of a column of ones with the bias (exact: 1·b
 // added to the product), Qwen3's q_norm and k_norm are RMSNorm over rows of
-// head_dim.
+// head_dim. A model larger than the device memory is streamed (see Upload).
 
 // Model is a llama.Model's weights uploaded to a device once.
 type Model struct {
@@ -42,6 +42,18 @@ type Model struct {
 	owned  []*Buffer // every weight buffer, for Close
 	act    *activations
 	host   []float32 // a downloaded hidden state
+
+	// Streaming (see Upload): loaded says which layers the host model had
+	// loaded; a loaded layer with no deviceLayer is uploaded from src into
+	// the slot's buffers (slotW: Linear weights, slotV: vectors, in
+	// deviceLayer's order) when a Forward reaches it; hostEmbed, when not
+	// nil, is the embedding gathered on the host.
+	loaded       []bool
+	src          *llama.Model
+	slot         *slot
+	slotW, slotV [7]*Buffer
+	slotLayer    int // the layer in the slot, -1 when none
+	hostEmbed    *engine.Tensor
 }
 
 // weightBuf is a Linear or embedding weight on the device.
@@ -206,10 +218,18 @@ func weightBytes(m *llama.Model) uint64 {
 // device, in the dtype they are held in (f32, bf16 or f16). A model using
 // a feature the device forward does not implement (see unsupported: Gemma,
 // Gemma 2, BLOOM, sliding windows, 4-bit weights, activations other than
-// f32, FastBF16) is refused with an error naming it. Weights that do not
-// fit the device memory (the heap, or Options.MemoryLimit) are an error
-// wrapping ErrOutOfMemory; nothing stays allocated then. Weights read from
+// f32, FastBF16) is refused with an error naming it. Weights read from
 // memory-mapped shards are checked for NaN/Inf first (llama.Model.Verify).
+//
+// When the weights and the activations of StreamReserveTokens tokens do
+// not fit the device memory together (the heap, or Options.MemoryLimit),
+// Upload streams: the embedding stays on the host
+// (Forward gathers its rows there), room is kept for the activations of
+// StreamReserveTokens tokens, as many decoder layers as fit stay on the
+// device and the others are uploaded into one layer's worth of buffers
+// each time a Forward reaches them (Streamed says how many); m must then
+// stay open while the Model is used. When not even that fits, the error
+// wraps ErrOutOfMemory and says so; nothing stays allocated then.
 func Upload(c *Context, m *llama.Model) (*Model, error) {
 	if c == nil || m == nil {
 		return nil, errors.New("vulkan: Upload: nil context or model")
@@ -218,8 +238,8 @@ func Upload(c *Context, m *llama.Model) (*Model, error) {
 		return nil, fmt.Errorf("vulkan: the device forward does not implement %s; run this model on the CPU", f)
 	}
 	cfg := m.Config
-	if cfg.HiddenSize <= 0 || cfg.NumHeads <= 0 || cfg.NumKVHeads <= 0 || cfg.HeadDim <= 0 || cfg.NumHeads%cfg.NumKVHeads != 0 {
-		return nil, fmt.Errorf("vulkan: Upload: invalid shape (hidden %d, %d heads, %d KV heads, head_dim %d)", cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim)
+	if cfg.HiddenSize <= 0 || cfg.NumHeads <= 0 || cfg.NumKVHeads <= 0 || cfg.HeadDim <= 0 || cfg.NumHeads%cfg.NumKVHeads != 0 || len(m.Layers) != cfg.NumLayers {
+		return nil, fmt.Errorf("vulkan: Upload: invalid shape (hidden %d, %d heads, %d KV heads, head_dim %d, %d of %d layers)", cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim, len(m.Layers), cfg.NumLayers)
 	}
 	if err := m.Verify(); err != nil {
 		return nil, err
@@ -238,91 +258,345 @@ func Upload(c *Context, m *llama.Model) (*Model, error) {
 	if closed {
 		return nil, ErrClosed
 	}
-	if avail := limit - min(limit, allocated) + free; need > avail {
-		return nil, fmt.Errorf("vulkan: Upload: the model's weights (%s) do not fit the device memory (%s available of %s; streaming the layers is not implemented): %w",
-			byteSize(need), byteSize(avail), byteSize(limit), ErrOutOfMemory)
-	}
+	avail := limit - min(limit, allocated) + free
 
-	dm := &Model{c: c, cfg: cfg, rope: m.Rope, eps: float32(cfg.RMSNormEps), layers: make([]*deviceLayer, len(m.Layers))}
-	fail := func(err error) (*Model, error) {
-		dm.Close()
+	dm := &Model{c: c, cfg: cfg, rope: m.Rope, eps: float32(cfg.RMSNormEps), layers: make([]*deviceLayer, len(m.Layers)), loaded: make([]bool, len(m.Layers)), slotLayer: -1}
+	for i, L := range m.Layers {
+		dm.loaded[i] = L != nil
+		dm.biases = dm.biases || (L != nil && (L.QBias != nil || L.KBias != nil || L.VBias != nil))
+	}
+	if need+dm.actBytes(min(StreamReserveTokens, cfg.MaxContext())) <= avail {
+		err := dm.uploadAll(m)
+		if err == nil {
+			return dm, nil
+		}
+		dm.release()
+		if !errors.Is(err, ErrOutOfMemory) {
+			return nil, fmt.Errorf("vulkan: Upload: %w", err)
+		}
+		// Fragmentation: fall back to streaming.
+	}
+	if err := dm.uploadStreaming(m); err != nil {
+		dm.release()
 		if errors.Is(err, ErrOutOfMemory) {
-			return nil, fmt.Errorf("vulkan: Upload: the model's weights (%s) do not fit the device memory (limit %s): %w", byteSize(need), byteSize(limit), err)
+			return nil, fmt.Errorf("vulkan: Upload: the model's weights (%s) do not fit the device memory (%s available of %s), nor does one layer streamed at a time beside the final norm and the activations of %d tokens: %w",
+				byteSize(need), byteSize(avail), byteSize(limit), StreamReserveTokens, err)
 		}
 		return nil, fmt.Errorf("vulkan: Upload: %w", err)
 	}
-	vector := func(v []float32) (*Buffer, error) {
-		if v == nil {
-			return nil, nil
-		}
-		b, err := c.Alloc(4 * len(v))
-		if err != nil {
-			return nil, err
-		}
-		dm.owned = append(dm.owned, b)
-		return b, b.UploadF32(0, v)
-	}
-	tensor := func(t *engine.Tensor) (weightBuf, error) {
-		wt, err := weightType(t)
-		if err != nil {
-			return weightBuf{}, err
-		}
-		b, err := c.Alloc(int(tensorBytes(t)))
-		if err != nil {
-			return weightBuf{}, err
-		}
-		dm.owned = append(dm.owned, b)
-		if wt == F32 {
-			err = b.UploadF32(0, t.F32[:t.Numel()])
-		} else {
-			err = b.UploadU16(0, t.Half[:t.Numel()])
-		}
-		return weightBuf{b, wt}, err
-	}
+	return dm, nil
+}
+
+// StreamReserveTokens is the batch size whose activations a streaming
+// Upload keeps room for before it makes layers resident.
+var StreamReserveTokens = 512
+
+// Streamed is the number of loaded decoder layers that do not stay on the
+// device (uploaded by every Forward that reaches them); 0 when the whole
+// model fits.
+func (dm *Model) Streamed() int {
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
+	return dm.streamedLocked()
+}
+
+// uploadAll makes every loaded weight resident.
+func (dm *Model) uploadAll(m *llama.Model) error {
 	var err error
 	if m.Embed != nil {
-		if dm.embed, err = tensor(m.Embed); err != nil {
-			return fail(err)
+		var own []*Buffer
+		dm.embed, err = dm.tensor(m.Embed, &own)
+		dm.owned = append(dm.owned, own...)
+		if err != nil {
+			return err
 		}
 	}
-	if dm.norm, err = vector(m.Norm); err != nil {
-		return fail(err)
+	if dm.norm, err = dm.vector(m.Norm); err != nil {
+		return err
+	}
+	for i, L := range m.Layers {
+		if L != nil {
+			if dm.layers[i], err = dm.uploadLayer(i, L); err != nil {
+				return err
+			}
+		}
+	}
+	return dm.c.Sync()
+}
+
+// uploadStreaming keeps the embedding on the host, allocates the final
+// norm, one streaming slot and the activations of StreamReserveTokens
+// tokens, then makes layers resident in order while they fit.
+func (dm *Model) uploadStreaming(m *llama.Model) error {
+	if m.Embed == nil {
+		return errors.New("the embedding is not loaded")
+	}
+	dm.hostEmbed = m.Embed
+	dm.src = m
+	var err error
+	if dm.norm, err = dm.vector(m.Norm); err != nil {
+		return err
+	}
+	if dm.slot, err = dm.allocSlot(m); err != nil {
+		return err
+	}
+	T := min(StreamReserveTokens, dm.cfg.MaxContext())
+	if _, err := dm.ensure(T, 1); err != nil {
+		return err
 	}
 	for i, L := range m.Layers {
 		if L == nil {
 			continue
 		}
-		dl := &deviceLayer{}
-		for _, p := range []struct {
-			dst *weightBuf
-			t   *engine.Tensor
-		}{{&dl.q, L.Q}, {&dl.k, L.K}, {&dl.v, L.V}, {&dl.o, L.O}, {&dl.gate, L.Gate}, {&dl.up, L.Up}, {&dl.down, L.Down}} {
-			if *p.dst, err = tensor(p.t); err != nil {
-				return fail(err)
+		if dm.layers[i], err = dm.uploadLayer(i, L); err != nil {
+			if errors.Is(err, ErrOutOfMemory) {
+				break // the rest is streamed
+			}
+			return err
+		}
+	}
+	if dm.slot != nil && dm.streamedLocked() == 0 { // everything fitted after all
+		for _, b := range dm.slot.bufs {
+			b.Free()
+		}
+		dm.slot, dm.slotW, dm.slotV = nil, [7]*Buffer{}, [7]*Buffer{}
+	}
+	return dm.c.Sync()
+}
+
+func (dm *Model) streamedLocked() int {
+	n := 0
+	for i, ok := range dm.loaded {
+		if ok && dm.layers[i] == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// vector allocates and uploads an f32 vector (nil for nil).
+func (dm *Model) vector(v []float32) (*Buffer, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := dm.c.Alloc(4 * len(v))
+	if err != nil {
+		return nil, err
+	}
+	dm.owned = append(dm.owned, b)
+	return b, b.UploadF32(0, v)
+}
+
+// tensor allocates a buffer for t, appends it to own and uploads t.
+func (dm *Model) tensor(t *engine.Tensor, own *[]*Buffer) (weightBuf, error) {
+	wt, err := weightType(t)
+	if err != nil {
+		return weightBuf{}, err
+	}
+	b, err := dm.c.Alloc(int(tensorBytes(t)))
+	if err != nil {
+		return weightBuf{}, err
+	}
+	*own = append(*own, b)
+	w := weightBuf{b, wt}
+	return w, fill(w.b, t)
+}
+
+// fill uploads t into b.
+func fill(b *Buffer, t *engine.Tensor) error {
+	if t.DType == engine.F32 {
+		return b.UploadF32(0, t.F32[:t.Numel()])
+	}
+	return b.UploadU16(0, t.Half[:t.Numel()])
+}
+
+// layerTensors are a layer's Linear weights, in deviceLayer's order.
+func layerTensors(L *llama.Layer) []*engine.Tensor {
+	return []*engine.Tensor{L.Q, L.K, L.V, L.O, L.Gate, L.Up, L.Down}
+}
+
+func (dl *deviceLayer) weights() []*weightBuf {
+	return []*weightBuf{&dl.q, &dl.k, &dl.v, &dl.o, &dl.gate, &dl.up, &dl.down}
+}
+
+func layerVectors(L *llama.Layer) [][]float32 {
+	return [][]float32{L.AttnNorm, L.MLPNorm, L.QBias, L.KBias, L.VBias, L.QNorm, L.KNorm}
+}
+
+func (dl *deviceLayer) vectors() []**Buffer {
+	return []**Buffer{&dl.attnNorm, &dl.mlpNorm, &dl.qBias, &dl.kBias, &dl.vBias, &dl.qNorm, &dl.kNorm}
+}
+
+// checkLayer checks the weights a layer must have.
+func checkLayer(i int, L *llama.Layer) error {
+	if L.AttnNorm == nil || L.MLPNorm == nil {
+		return fmt.Errorf("layer %d has no input_layernorm or post_attention_layernorm weight", i)
+	}
+	if (L.QNorm == nil) != (L.KNorm == nil) {
+		return fmt.Errorf("layer %d has only one of q_norm and k_norm", i)
+	}
+	return nil
+}
+
+// uploadLayer makes layer i resident; on failure nothing of it stays
+// allocated.
+func (dm *Model) uploadLayer(i int, L *llama.Layer) (*deviceLayer, error) {
+	if err := checkLayer(i, L); err != nil {
+		return nil, err
+	}
+	dl := &deviceLayer{}
+	var own []*Buffer
+	err := func() error {
+		for j, t := range layerTensors(L) {
+			w, err := dm.tensor(t, &own)
+			if err != nil {
+				return err
+			}
+			*dl.weights()[j] = w
+		}
+		for j, v := range layerVectors(L) {
+			if v == nil {
+				continue
+			}
+			b, err := dm.c.Alloc(4 * len(v))
+			if err != nil {
+				return err
+			}
+			own = append(own, b)
+			*dl.vectors()[j] = b
+			if err := b.UploadF32(0, v); err != nil {
+				return err
 			}
 		}
-		for _, p := range []struct {
-			dst **Buffer
-			v   []float32
-		}{{&dl.attnNorm, L.AttnNorm}, {&dl.mlpNorm, L.MLPNorm}, {&dl.qBias, L.QBias}, {&dl.kBias, L.KBias}, {&dl.vBias, L.VBias},
-			{&dl.qNorm, L.QNorm}, {&dl.kNorm, L.KNorm}} {
-			if *p.dst, err = vector(p.v); err != nil {
-				return fail(err)
-			}
+		return nil
+	}()
+	if err != nil {
+		for _, b := range own {
+			b.Free()
 		}
-		if dl.attnNorm == nil || dl.mlpNorm == nil {
-			return fail(fmt.Errorf("layer %d has no input_layernorm or post_attention_layernorm weight", i))
-		}
-		if (dl.qNorm == nil) != (dl.kNorm == nil) {
-			return fail(fmt.Errorf("layer %d has only one of q_norm and k_norm", i))
-		}
-		dm.biases = dm.biases || dl.qBias != nil || dl.kBias != nil || dl.vBias != nil
-		dm.layers[i] = dl
+		return nil, err
 	}
-	if err := c.Sync(); err != nil {
-		return fail(err)
+	dm.owned = append(dm.owned, own...)
+	return dl, nil
+}
+
+// slot is one layer's worth of device buffers that streamed layers are
+// uploaded into, each sized for the largest of its tensor over the layers.
+type slot struct {
+	dl   deviceLayer
+	bufs []*Buffer
+}
+
+// allocSlot allocates the streaming slot for m's loaded layers (nil when
+// none is loaded).
+func (dm *Model) allocSlot(m *llama.Model) (*slot, error) {
+	var wbytes [7]uint64
+	var vlen [7]int
+	some := false
+	for i, L := range m.Layers {
+		if L == nil {
+			continue
+		}
+		if err := checkLayer(i, L); err != nil {
+			return nil, err
+		}
+		some = true
+		for j, t := range layerTensors(L) {
+			wbytes[j] = max(wbytes[j], tensorBytes(t))
+		}
+		for j, v := range layerVectors(L) {
+			vlen[j] = max(vlen[j], len(v))
+		}
 	}
-	return dm, nil
+	if !some {
+		return nil, nil
+	}
+	s := &slot{}
+	alloc := func(n int) (*Buffer, error) {
+		b, err := dm.c.Alloc(n)
+		if err == nil {
+			s.bufs = append(s.bufs, b)
+			dm.owned = append(dm.owned, b)
+		}
+		return b, err
+	}
+	for j, n := range wbytes {
+		b, err := alloc(int(n))
+		if err != nil {
+			return nil, err
+		}
+		dm.slotW[j] = b
+	}
+	for j, n := range vlen {
+		if n == 0 {
+			continue
+		}
+		b, err := alloc(4 * n)
+		if err != nil {
+			return nil, err
+		}
+		dm.slotV[j] = b
+	}
+	return s, nil
+}
+
+// stream uploads layer i of the host model into the slot (Upload first
+// waits for the recorded kernels, which may read the slot's previous
+// layer) and returns it.
+func (dm *Model) stream(i int) (*deviceLayer, error) {
+	if dm.slotLayer == i { // still there from the last pass
+		return &dm.slot.dl, nil
+	}
+	dm.slotLayer = -1
+	L := dm.src.Layers[i]
+	if L == nil {
+		return nil, fmt.Errorf("layer %d is no longer loaded in the host model", i)
+	}
+	s := &dm.slot.dl
+	*s = deviceLayer{}
+	for j, t := range layerTensors(L) {
+		wt, err := weightType(t)
+		if err != nil {
+			return nil, err
+		}
+		b := dm.slotW[j]
+		if tensorBytes(t) > uint64(b.Size()) {
+			return nil, fmt.Errorf("layer %d changed shape since Upload", i)
+		}
+		if err := fill(b, t); err != nil {
+			return nil, err
+		}
+		*s.weights()[j] = weightBuf{b, wt}
+	}
+	for j, v := range layerVectors(L) {
+		if v == nil {
+			continue
+		}
+		b := dm.slotV[j]
+		if b == nil || 4*len(v) > b.Size() {
+			return nil, fmt.Errorf("layer %d changed shape since Upload", i)
+		}
+		if err := b.UploadF32(0, v); err != nil {
+			return nil, err
+		}
+		*s.vectors()[j] = b
+	}
+	dm.slotLayer = i
+	return s, nil
+}
+
+// release frees every buffer of the model (not marking it closed).
+func (dm *Model) release() {
+	if dm.act != nil {
+		dm.act.free()
+		dm.act = nil
+	}
+	for _, b := range dm.owned {
+		b.Free()
+	}
+	dm.owned, dm.norm, dm.embed, dm.host, dm.slot, dm.src, dm.hostEmbed = nil, nil, weightBuf{}, nil, nil, nil, nil
+	dm.slotW, dm.slotV, dm.slotLayer = [7]*Buffer{}, [7]*Buffer{}, -1
+	clear(dm.layers)
 }
 
 // Close frees the model's device buffers (weights and activations). The
@@ -334,15 +608,21 @@ func (dm *Model) Close() error {
 		return nil
 	}
 	dm.closed = true
-	if dm.act != nil {
-		dm.act.free()
-		dm.act = nil
-	}
-	for _, b := range dm.owned {
-		b.Free()
-	}
-	dm.owned, dm.layers, dm.norm, dm.embed, dm.host = nil, nil, nil, weightBuf{}, nil
+	dm.release()
 	return nil
+}
+
+// actBytes is about what ensure allocates for T tokens (T sequences at
+// most), alignment aside.
+func (dm *Model) actBytes(T int) uint64 {
+	cfg := dm.cfg
+	t := uint64(T)
+	qd, kd := uint64(cfg.NumHeads*cfg.HeadDim), uint64(cfg.NumKVHeads*cfg.HeadDim)
+	n := 2*t*uint64(cfg.HiddenSize) + 2*t*qd + 2*t*kd + 2*uint64(min(T, maxMLPRows))*uint64(cfg.IntermediateSize) + 2*t + 1 + t*uint64(cfg.HeadDim)
+	if dm.biases {
+		n += t
+	}
+	return 4 * n
 }
 
 // maxMLPRows bounds the rows of one MLP chunk (its gate and up buffers).
@@ -354,11 +634,15 @@ func (dm *Model) ensure(T, nSeq int) (*activations, error) {
 	if a := dm.act; a != nil && a.tokens >= T && a.seqs >= nSeq {
 		return a, nil
 	}
+	c, cfg := dm.c, dm.cfg
 	if dm.act != nil {
 		dm.act.free()
 		dm.act = nil
+		if err := c.Sync(); err != nil { // the frees wait for recorded kernels
+			return nil, err
+		}
 	}
-	c, cfg := dm.c, dm.cfg
+	nSeq = max(nSeq, T) // room for as many sequences as tokens: offsets are small
 	d, qd, kd, ffn := cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim, cfg.IntermediateSize
 	if w := max(d, qd); 4*uint64(T)*uint64(w) > c.rangeLimit {
 		return nil, fmt.Errorf("vulkan: Forward: a batch of %d tokens needs activations of %s in one binding, more than the device's maxStorageBufferRange (%s): split the batch",
@@ -403,7 +687,7 @@ func (dm *Model) ensure(T, nSeq int) (*activations, error) {
 	if err != nil {
 		a.free()
 		if errors.Is(err, ErrOutOfMemory) {
-			return nil, fmt.Errorf("vulkan: Forward: the activations of a batch of %d tokens do not fit the device memory beside the weights: %w", T, err)
+			return nil, fmt.Errorf("vulkan: the activations of a batch of %d tokens do not fit the device memory beside the weights: %w", T, err)
 		}
 		return nil, fmt.Errorf("vulkan: Forward: %w", err)
 	}
@@ -465,11 +749,11 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 	if dm.closed {
 		return fmt.Errorf("vulkan: Forward on a closed Model: %w", ErrClosed)
 	}
-	if dm.embed.b == nil {
+	if dm.embed.b == nil && dm.hostEmbed == nil {
 		return fmt.Errorf("vulkan: the embedding was not loaded")
 	}
 	for i := 0; i < top; i++ {
-		if dm.layers[i] == nil {
+		if !dm.loaded[i] {
 			return fmt.Errorf("vulkan: hidden state %d needs layer %d, which was not loaded (see llama.LoadOptions.MaxLayer)", top, i)
 		}
 	}
@@ -522,7 +806,12 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 	if a.ones != nil {
 		ones = a.ones.F32(0, T)
 	}
-	if err := c.Embed(h, dm.embed.span(), a.ids.U32(0, T), T, d, cfg.VocabSize, dm.embed.wt); err != nil {
+	if dm.hostEmbed != nil { // streaming: the embedding stays on the host
+		engine.Embed(host, dm.hostEmbed, b.Tokens)
+		if err := a.h.UploadF32(0, host); err != nil {
+			return fmt.Errorf("vulkan: Forward: %w", err)
+		}
+	} else if err := c.Embed(h, dm.embed.span(), a.ids.U32(0, T), T, d, cfg.VocabSize, dm.embed.wt); err != nil {
 		return err
 	}
 	if want[0] {
@@ -531,11 +820,16 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 		}
 	}
 	for i := 0; i < top; i++ {
-		if err := dm.layer(dm.layers[i], a, T, nSeq, h, x, q, k, v, att, cosS, sinS, ones); err != nil {
+		L := dm.layers[i]
+		if L == nil {
+			if L, err = dm.stream(i); err != nil {
+				return fmt.Errorf("vulkan: streaming layer %d: %w", i, err)
+			}
+		}
+		if err := dm.layer(L, a, T, nSeq, h, x, q, k, v, att, cosS, sinS, ones); err != nil {
 			return fmt.Errorf("vulkan: layer %d: %w", i, err)
 		}
 		// MLP, in chunks of rows.
-		L := dm.layers[i]
 		if err := c.RMSNorm(x, h, L.mlpNorm.All(), T, d, dm.eps); err != nil {
 			return err
 		}

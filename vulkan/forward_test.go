@@ -167,6 +167,9 @@ func TestForwardMatchesCPU(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			b := randomBatch(rng, m.Config.VocabSize, 1, 5, 0, 33, 70)
 			start := time.Now()
+			if n := dm.Streamed(); n != 0 {
+				t.Errorf("%d layers streamed", n)
+			}
 			worst := compareForward(t, m, dm, b, allLayers(m.Config.NumLayers))
 			if tc.small {
 				if dm.act.mlpRows != 64 {
@@ -250,8 +253,12 @@ func TestForwardOutOfMemory(t *testing.T) {
 		t.Errorf("%d buffers left", n)
 	}
 
-	// Measure what the weights take, then allow a little more: the upload
-	// fits, a long batch's activations do not.
+	// Measure what the weights take, then allow a little more: the weights
+	// fit but not beside the activations of StreamReserveTokens tokens, so
+	// Upload streams a layer; a long batch's activations do not fit.
+	saved := StreamReserveTokens
+	StreamReserveTokens = 16
+	defer func() { StreamReserveTokens = saved }()
 	c2 := openContext(t, Options{})
 	dm, err := Upload(c2, m)
 	if err != nil {
@@ -265,6 +272,9 @@ func TestForwardOutOfMemory(t *testing.T) {
 		t.Fatalf("Upload with %d bytes of room: %v", used+8<<10, err)
 	}
 	defer dm.Close()
+	if n := dm.Streamed(); n == 0 {
+		t.Errorf("no layer streamed with %d bytes of room", used+8<<10)
+	}
 	b := randomBatch(rand.New(rand.NewPCG(1, 2)), m.Config.VocabSize, 500)
 	err = dm.Forward(b, []int{1}, func(int, []float32) error { return nil })
 	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "activations") {
@@ -275,6 +285,58 @@ func TestForwardOutOfMemory(t *testing.T) {
 	b = randomBatch(rand.New(rand.NewPCG(1, 2)), m.Config.VocabSize, 2)
 	if err := dm.Forward(b, []int{4}, func(int, []float32) error { return nil }); err != nil {
 		t.Fatalf("Forward of 2 tokens after the failure: %v", err)
+	}
+}
+
+// TestForwardStreaming uploads a model into less memory than its weights
+// take: the embedding stays on the host, some layers are streamed through
+// one slot, and every hidden state still matches the CPU forward, for f32
+// and bf16 weights, on repeated passes.
+func TestForwardStreaming(t *testing.T) {
+	saved := StreamReserveTokens
+	StreamReserveTokens = 128
+	defer func() { StreamReserveTokens = saved }()
+	for _, dt := range []engine.DType{engine.F32, engine.BF16} {
+		t.Run(dt.String(), func(t *testing.T) {
+			m := synthModel(t, t.TempDir(), llama.SynthOptions{Shape: "tiny", DType: dt, Seed: 3}, llama.LoadOptions{MaxLayer: llama.AllLayers, DType: dt})
+			// Room for the weights less the embedding (kept on the host)
+			// and one and a half layers, beside the activations: the
+			// streaming slot takes one more layer, so one of four stays
+			// resident and three are streamed.
+			need := weightBytes(m)
+			L := m.Layers[0]
+			var layer uint64
+			for _, w := range layerTensors(L) {
+				layer += tensorBytes(w)
+			}
+			limit := need - tensorBytes(m.Embed) - layer*3/2 + (&Model{cfg: m.Config}).actBytes(StreamReserveTokens)
+			c := openContext(t, Options{MemoryLimit: int64(limit)})
+			dm, err := Upload(c, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm.Close()
+			n := dm.Streamed()
+			if n != 3 {
+				t.Fatalf("%d of %d layers streamed, want 3", n, m.Config.NumLayers)
+			}
+			rng := rand.New(rand.NewPCG(5, 6))
+			b := randomBatch(rng, m.Config.VocabSize, 1, 5, 33, 70)
+			worst := 0.0
+			for range 2 {
+				worst = max(worst, compareForward(t, m, dm, b, allLayers(m.Config.NumLayers)))
+			}
+			// Only up to a resident layer: no streaming needed.
+			worst = max(worst, compareForward(t, m, dm, randomBatch(rng, m.Config.VocabSize, 7), []int{1}))
+			allocated, used := c.MemoryInUse()
+			t.Logf("%s weights %s under a limit of %s: %d of %d layers streamed, %s allocated, %s used; worst max error / RMS %.2e",
+				dt, byteSize(need), byteSize(limit), n, m.Config.NumLayers, byteSize(allocated), byteSize(used), worst)
+			// A batch whose activations do not fit is an error that says so.
+			err = dm.Forward(randomBatch(rng, m.Config.VocabSize, 400), []int{4}, func(int, []float32) error { return nil })
+			if !errors.Is(err, ErrOutOfMemory) {
+				t.Errorf("400 tokens: %v, want ErrOutOfMemory", err)
+			}
+		})
 	}
 }
 

@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-// TestValidationLayer runs the device, memory and kernel tests again in a
-// child process under the Khronos validation layer with synchronization
-// validation, and fails on any error it reports (API misuse, missing
+// TestValidationLayer runs the device, memory, kernel and forward tests
+// again in a child process under the Khronos validation layer with
+// synchronization validation, and fails on any error it reports (API misuse, missing
 // barriers, objects left at vkDestroyDevice). It skips when the layer is
 // not installed (Debian/Ubuntu: apt-get install vulkan-validationlayers).
 func TestValidationLayer(t *testing.T) {
@@ -38,7 +38,7 @@ khronos_validation.enables = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDA
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^Test(OpenClose|UploadDownload|Exhaustion|DeferredFree|ManyDispatches|GEMM|SplitBindings|RMSNorm|Elementwise|Rope|Embed|Attention|GEMMNN|GEMMTN|SplitBindingsBackward|RMSNormBackward|SiLUMulBackward|RopeBackward|AttentionBackward|AttentionBackwardFD|MeanPool|L2Norm|LoRA)$", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run=^Test(OpenClose|UploadDownload|Exhaustion|DeferredFree|ManyDispatches|GEMM|SplitBindings|RMSNorm|Elementwise|Rope|Embed|Attention|GEMMNN|GEMMTN|SplitBindingsBackward|RMSNormBackward|SiLUMulBackward|RopeBackward|AttentionBackward|AttentionBackwardFD|MeanPool|L2Norm|LoRA|ForwardMatchesCPU|ForwardStreaming|ForwardContract)$", "-test.v")
 	cmd.Env = append(os.Environ(), "TLI_VULKAN_CHILD=1", "VK_INSTANCE_LAYERS=VK_LAYER_KHRONOS_validation", "VK_LAYER_SETTINGS_PATH="+settings)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -55,7 +55,7 @@ khronos_validation.enables = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDA
 	if t.Failed() {
 		t.Logf("child output:\n%s", out)
 	}
-	for _, name := range []string{"TestGEMM", "TestAttentionBackward", "TestLoRA"} {
+	for _, name := range []string{"TestGEMM", "TestAttentionBackward", "TestLoRA", "TestForwardMatchesCPU", "TestForwardContract"} {
 		if !strings.Contains(string(out), "--- PASS: "+name+" ") {
 			t.Fatalf("the child did not run %s:\n%s", name, out)
 		}
