@@ -223,13 +223,13 @@ func weightBytes(m *llama.Model) uint64 {
 //
 // When the weights and the activations of StreamReserveTokens tokens do
 // not fit the device memory together (the heap, or Options.MemoryLimit),
-// Upload streams: the embedding stays on the host
-// (Forward gathers its rows there), room is kept for the activations of
-// StreamReserveTokens tokens, as many decoder layers as fit stay on the
-// device and the others are uploaded into one layer's worth of buffers
-// each time a Forward reaches them (Streamed says how many); m must then
-// stay open while the Model is used. When not even that fits, the error
-// wraps ErrOutOfMemory and says so; nothing stays allocated then.
+// Upload streams: the embedding stays on the host (Forward gathers its
+// rows there and uploads them), room is kept for those activations, as
+// many decoder layers as fit stay on the device and the others are
+// uploaded into one layer's worth of buffers each time a Forward reaches
+// them (Streamed says how many); m must then stay open while the Model is
+// used. When not even that fits, the error wraps ErrOutOfMemory and says
+// so; nothing stays allocated then.
 func Upload(c *Context, m *llama.Model) (*Model, error) {
 	if c == nil || m == nil {
 		return nil, errors.New("vulkan: Upload: nil context or model")
@@ -274,7 +274,10 @@ func Upload(c *Context, m *llama.Model) (*Model, error) {
 		if !errors.Is(err, ErrOutOfMemory) {
 			return nil, fmt.Errorf("vulkan: Upload: %w", err)
 		}
-		// Fragmentation: fall back to streaming.
+		// Fragmentation: fall back to streaming, once the frees are done.
+		if err := c.Sync(); err != nil {
+			return nil, fmt.Errorf("vulkan: Upload: %w", err)
+		}
 	}
 	if err := dm.uploadStreaming(m); err != nil {
 		dm.release()
