@@ -164,6 +164,12 @@ func (t *Tensor) Convert(d DType) *Tensor {
 	if d == Q4 {
 		panic("engine: Convert to Q4: quantise with quant.NewTensor")
 	}
+	if t.DType == Q4 { // dequantise once, then narrow
+		t = FromF32(t.ToF32(), t.Shape...)
+		if d == F32 {
+			return t
+		}
+	}
 	out := &Tensor{DType: d, Shape: append([]int(nil), t.Shape...)}
 	n := t.Numel()
 	if d == F32 {

@@ -101,8 +101,6 @@ func mergedAt(w *engine.Tensor, i int, d float32) (merged, delta float32) {
 	case engine.F16:
 		d = kernels.F16ToF32(kernels.F32ToF16(d))
 		return kernels.F16ToF32(kernels.F32ToF16(kernels.F16ToF32(w.Half[i]) + d)), d
-	case engine.Q4:
-		return w.At(i) + d, d
 	}
 	return w.F32[i] + d, d
 }
@@ -112,6 +110,9 @@ func finite(v float32) bool { return math.Float32bits(v)&0x7f800000 != 0x7f80000
 // checkMerged returns an error naming the first element of W + sign·Δ that
 // is not finite in W's dtype after rounding.
 func checkMerged(w *engine.Tensor, delta []float32, sign float32) error {
+	if w.DType == engine.Q4 { // dequantised once, not element by element
+		w = engine.FromF32(w.ToF32(), w.Shape...)
+	}
 	for i, d := range delta {
 		if v, dr := mergedAt(w, i, sign*d); !finite(v) {
 			cols := w.Shape[len(w.Shape)-1]

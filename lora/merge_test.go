@@ -10,6 +10,7 @@ import (
 
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/quant"
 )
 
 // setDTypeKeys rewrites dir/config.json with the given dtype keys (a nil
@@ -213,5 +214,62 @@ func TestMergeCheckpointDTypeKeys(t *testing.T) {
 				t.Errorf("merged checkpoint stores %v (%v), want %v", d, err, c.want)
 			}
 		})
+	}
+}
+
+// TestMergeQuantized checks the merge into 4-bit weights as PEFT's bnb
+// Linear4bit.merge computes it: the weight dequantised in its quant_state
+// dtype plus the f32 delta, quantised again with the same type and block
+// size and quant_state dtype float32; and that merging into a checkpoint
+// written 4-bit (tli quantize) writes a 4-bit checkpoint holding exactly
+// those weights.
+func TestMergeQuantized(t *testing.T) {
+	dir := synthModel(t, engine.F32)
+	num := llama.Numerics{Activations: engine.F16, Quant: "fp4"}
+	a, adir := savedAdapter(t, dir)
+	m, err := llama.Load(dir, llama.LoadOptions{MaxLayer: llama.AllLayers, Numerics: num})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := m.Layers[1].Q
+	if err := a.Merge(m); err != nil {
+		t.Fatal(err)
+	}
+	got := m.Layers[1].Q
+	if got.DType != engine.Q4 || got.Q.Kind != quant.FP4 || got.Q.DType != quant.F32 || got.Q.Blocksize != llama.QuantBlocksize {
+		t.Fatalf("merged q_proj: %v %+v", got.DType, got.Q)
+	}
+	w := before.ToF32()
+	for i, d := range a.Delta(1, "q_proj") {
+		w[i] += d
+	}
+	want, err := quant.NewTensor(quant.FP4, w, got.Q.Rows, got.Q.Cols, llama.QuantBlocksize, quant.F32, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want.Packed) != string(got.Q.Packed) {
+		t.Fatal("merged codes differ from requantising W + Δ")
+	}
+	for i := range want.Absmax {
+		if want.Absmax[i] != got.Q.Absmax[i] {
+			t.Fatalf("merged absmax %d differs", i)
+		}
+	}
+
+	q := filepath.Join(t.TempDir(), "q")
+	if err := llama.QuantizeCheckpoint(dir, q, num, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "merged")
+	if _, err := MergeCheckpointWith(q, adir, out, MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mm, err := llama.Load(out, llama.LoadOptions{MaxLayer: llama.AllLayers, Numerics: llama.Numerics{Activations: engine.F16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Close()
+	if w := mm.Layers[1].Q; w.DType != engine.Q4 || string(w.Q.Packed) != string(got.Q.Packed) {
+		t.Fatalf("the merged 4-bit checkpoint's q_proj is %v and differs from the in-memory merge", w.DType)
 	}
 }
