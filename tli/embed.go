@@ -29,6 +29,16 @@ type Vectors map[Pooling]map[int][][]float32
 type ModelEmbedder struct {
 	Model *llama.Model
 	Tok   Encoder
+	// Device, when not nil, runs the forward instead of Model (a Vulkan
+	// device holding Model's weights); nil: the CPU.
+	Device Forwarder
+}
+
+// Forwarder runs a model's forward as llama.Model.Forward does: the
+// hidden states of the packed batch b asked for in layers, each passed to
+// fn in increasing order. *llama.Model is one; a device's model is another.
+type Forwarder interface {
+	Forward(b llama.Batch, layers []int, fn func(layer int, h []float32) error) error
 }
 
 // Tokenize encodes every word with special tokens and returns the packed
@@ -68,7 +78,11 @@ func (e *ModelEmbedder) Embed(words []string, layers []int, poolings []Pooling) 
 		out[p] = make(map[int][][]float32, len(layers))
 	}
 	d := e.Model.Config.HiddenSize
-	err = e.Model.Forward(b, layers, func(layer int, h []float32) error {
+	var f Forwarder = e.Model
+	if e.Device != nil {
+		f = e.Device
+	}
+	err = f.Forward(b, layers, func(layer int, h []float32) error {
 		for _, p := range poolings {
 			vecs, err := PoolRows(h, d, b.Offsets, special, p)
 			if err != nil {

@@ -35,6 +35,7 @@ func init() {
 func runEmbed(args []string) error {
 	fs := newFlagSet("embed", "--model DIR --words WORDS.json --layers all|K,K,... --pooling content|mean|last|none --out FILE.safetensors [--dtype f32|bf16] [--fast] [--threads N]")
 	mf := addModelFlags(fs, "f32")
+	mf.onDevice = true
 	wordsPath := fs.String("words", "", "JSON file holding a list of strings, or a text file with one word per line; - reads standard input")
 	layersFlag := fs.String("layers", "all", "hidden_states to write: all, or a comma-separated list (0 = embeddings, num_hidden_layers = after the final norm)")
 	pooling := fs.String("pooling", string(tli.PoolContent), "content (special tokens left out), mean (all tokens, BOS/EOS included), last (last token) or none (every token)")
@@ -102,6 +103,15 @@ func runEmbed(args []string) error {
 		return err
 	}
 	defer m.Close()
+	var fwd tli.Forwarder = m
+	dev, closeDev, err := mf.forwarder(m)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
+	if dev != nil {
+		fwd = dev
+	}
 
 	// Tokenize; every word is one sequence.
 	seqs := make([][]int, len(words))
@@ -138,7 +148,7 @@ func runEmbed(args []string) error {
 			w1++
 		}
 		b := llama.NewBatch(seqs[w0:w1])
-		err := m.Forward(b, layers, func(k int, h []float32) error {
+		err := fwd.Forward(b, layers, func(k int, h []float32) error {
 			dst := outs[k]
 			if *pooling == "none" {
 				copy(dst[int(offsets[w0])*d:], h[:b.Offsets[b.NumSeqs()]*d])

@@ -35,6 +35,7 @@ func runScan(args []string) error {
 	fs := newFlagSet("scan", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
+	mf.onDevice = true
 	pairsFlag := fs.String("pairs", "", "pairs to scan (default: the embedded training list)")
 	out := fs.String("out", "", "output folder: scan.csv, scan.json, scan.png")
 	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content (BOS/EOS left out), mean (all tokens) or last")
@@ -88,8 +89,13 @@ func runScan(args []string) error {
 	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
 		return err
 	}
+	dev, closeDev, err := mf.forwarder(m)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
 	start := time.Now()
-	res, _, err := tli.Scan(&tli.ModelEmbedder{Model: m, Tok: tok}, pairs, layers, p)
+	res, _, err := tli.Scan(&tli.ModelEmbedder{Model: m, Tok: tok, Device: dev}, pairs, layers, p)
 	if err != nil {
 		return err
 	}

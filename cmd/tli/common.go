@@ -48,6 +48,9 @@ type modelFlags struct {
 	// paper, when not nil, is the published setting --paper-compat chose
 	// for this command, which the numeric flags may not contradict.
 	paper *llama.Numerics
+	// onDevice is set by the commands whose forward runs on a Vulkan
+	// device (scan, embed); the others refuse --device vulkan.
+	onDevice bool
 }
 
 func addModelFlags(fs interface {
@@ -63,7 +66,7 @@ func addModelFlags(fs interface {
 		threads:     fs.Int("threads", 0, "worker threads (0: all cores)"),
 		fast:        fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
 		progress:    fs.String("progress", "auto", "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain, jsonl (one JSON object per update) or none"),
-		device:      fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; the Vulkan compute path is not built yet)"),
+		device:      fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; scan and embed, in a -tags vulkan build)"),
 		activations: fs.String("activations", "f32", "dtype of the residual stream and every op's output, and of the weights before any quantisation (transformers' torch_dtype): f32 (exact), bf16 or fp16 (the published setting)"),
 		quant:       fs.String("quant", "", "quantise every decoder Linear weight at load as bitsandbytes 4-bit: nf4 or fp4 (blocksize 64, products in bf16); a checkpoint saved 4-bit needs none"),
 		doubleQuant: fs.Bool("double-quant", false, "with --quant: quantise the block scales too (bnb_4bit_use_double_quant)"),
@@ -157,7 +160,7 @@ func (f modelFlags) check() (engine.DType, error) {
 	if !slices.Contains(progressModes, *f.progress) {
 		return 0, usageErrorf("--progress %q: want one of %s", *f.progress, strings.Join(progressModes, ", "))
 	}
-	if err := checkDevice(*f.device); err != nil {
+	if err := checkDevice(*f.device, f.onDevice); err != nil {
 		return 0, err
 	}
 	if _, err := f.numerics(); err != nil {
@@ -215,8 +218,9 @@ func (f modelFlags) numerics() (llama.Numerics, error) {
 
 // checkDevice accepts --device cpu; for vulkan or vulkan:N it says what
 // is missing (the build tag, the loader, the device) or, when the device
-// exists, that tli cannot compute on it yet.
-func checkDevice(spec string) error {
+// exists, accepts it for a command whose forward runs there (supported)
+// and says that the others cannot compute on it yet.
+func checkDevice(spec string, supported bool) error {
 	if spec == "cpu" {
 		return nil
 	}
@@ -230,7 +234,20 @@ func checkDevice(spec string) error {
 		}
 		return usageErrorf("--device %s: %v", spec, err)
 	}
-	return usageErrorf("--device %s: found %s, but tli's Vulkan compute path is not built yet; use --device cpu", spec, d.Name)
+	if supported {
+		return nil
+	}
+	return usageErrorf("--device %s: found %s, but this command cannot run on Vulkan yet (scan and embed can); use --device cpu", spec, d.Name)
+}
+
+// forwarder returns what runs m's forward: the Vulkan device --device
+// names (m's weights uploaded once), or nil for the CPU; close releases
+// the device.
+func (f modelFlags) forwarder(m *llama.Model) (tli.Forwarder, func() error, error) {
+	if *f.device == "cpu" {
+		return nil, func() error { return nil }, nil
+	}
+	return openForwarder(*f.device, m)
 }
 
 // checkThreads checks --threads and sets the worker count.

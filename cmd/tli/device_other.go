@@ -1,0 +1,15 @@
+//go:build !vulkan
+
+package main
+
+import (
+	"fmt"
+
+	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/tli"
+)
+
+// openForwarder: this build has no Vulkan path (checkDevice says so first).
+func openForwarder(spec string, m *llama.Model) (tli.Forwarder, func() error, error) {
+	return nil, nil, fmt.Errorf("--device %s: this tli was built without -tags vulkan", spec)
+}
