@@ -78,8 +78,10 @@ func TestGEMMTable(t *testing.T) {
 		t.Fatalf("no tli path column in %v", main.head)
 	}
 	torch := max(num(main, "torch matmul"), num(main, "torch oneDNN"))
-	// Rates are printed rounded to whole GFLOP/s.
-	if r := num(main, "tli/torch"); math.Abs(r-tli/torch) > 0.01+1/torch {
+	// Rates are printed rounded to whole GFLOP/s: each is off by up to 0.5,
+	// which moves tli/torch by up to 0.5/torch + 0.5·tli/torch² (a lot when
+	// a loaded machine gives torch few GFLOP/s).
+	if r := num(main, "tli/torch"); math.Abs(r-tli/torch) > 0.01+0.5/torch+0.5*tli/(torch*torch) {
 		t.Errorf("tli/torch = %v, rates give %v/%v = %.3f", r, tli, torch, tli/torch)
 	}
 	gen, ok := tables["generic vs gonum"]
