@@ -58,15 +58,13 @@ func Linear(t *Tape, x *Var, w *engine.Tensor, lora *LoRA, fast bool) *Var {
 	// Dropout on the adapter's input, as torch.nn.Dropout: keep with
 	// probability 1−p and scale kept values by 1/(1−p).
 	xd, mask := x.Data, []float32(nil)
-	if t.rng != nil && lora.Dropout > 0 {
-		p := lora.Dropout
-		keep := 1 / (1 - p)
+	if t.drop != nil && lora.Dropout > 0 {
 		mask = t.alloc(len(x.Data))
 		xd = t.alloc(len(x.Data))
+		t.drop.Mask(mask, lora.Dropout)
 		for i, v := range x.Data {
-			if t.rng.Float32() >= p {
-				mask[i] = keep
-				xd[i] = v * keep
+			if mask[i] != 0 {
+				xd[i] = v * mask[i]
 			}
 		}
 	}

@@ -106,7 +106,7 @@ type Tape struct {
 	// rounded forward and its gradients those of the unrounded graph.
 	Round engine.DType
 	nodes []node
-	rng   *rand.Rand  // dropout source; nil: dropout off (evaluation)
+	drop  *Dropout    // dropout source; nil: dropout off (evaluation)
 	bufs  [][]float32 // buffers handed out by alloc, returned by Release
 }
 
@@ -116,8 +116,34 @@ func NewTape() *Tape { return &Tape{} }
 // SetDropoutSeed turns dropout on, drawing masks from a PCG generator seeded
 // with seed. Masks are drawn serially in forward order, so they depend only on
 // the seed and the sequence of ops, never on the thread count.
-func (t *Tape) SetDropoutSeed(seed uint64) {
-	t.rng = rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+func (t *Tape) SetDropoutSeed(seed uint64) { t.drop = NewDropout(seed) }
+
+// SetDropout draws the dropout masks from d (nil: dropout off).
+func (t *Tape) SetDropout(d *Dropout) { t.drop = d }
+
+// Dropout draws the masks of torch.nn.Dropout from a PCG generator, one
+// uniform float32 per element, serially: the masks of a forward depend only
+// on the seed and the order of the draws. A tape draws one mask per LoRA
+// input in forward order (Linear); a device's forward that draws the same
+// sizes in the same order from the same seed drops the same elements.
+type Dropout struct{ rng *rand.Rand }
+
+// NewDropout returns the dropout source Tape.SetDropoutSeed(seed) uses.
+func NewDropout(seed uint64) *Dropout {
+	return &Dropout{rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+}
+
+// Mask fills mask with the next len(mask) draws: 1/(1−p) where an element
+// is kept (probability 1−p), 0 where it is dropped.
+func (d *Dropout) Mask(mask []float32, p float32) {
+	keep := 1 / (1 - p)
+	for i := range mask {
+		if d.rng.Float32() >= p {
+			mask[i] = keep
+		} else {
+			mask[i] = 0
+		}
+	}
 }
 
 // Len is the number of recorded ops not yet run backward.
@@ -141,6 +167,12 @@ func (t *Tape) Backward(loss *Var) error {
 		return fmt.Errorf("autograd: the loss does not depend on any trainable parameter")
 	}
 	loss.node.buf()[0] = 1
+	return t.backward()
+}
+
+// backward runs the recorded ops in reverse, each from the gradient
+// accumulated in its output's slot.
+func (t *Tape) backward() error {
 	for i := len(t.nodes) - 1; i >= 0; i-- {
 		n := t.nodes[i]
 		t.nodes[i] = node{}
@@ -151,6 +183,22 @@ func (t *Tape) Backward(loss *Var) error {
 	}
 	t.nodes = t.nodes[:0]
 	return nil
+}
+
+// BackwardFrom runs the backward from v, a tracked Var whose gradient is
+// grad (len(v.Data) values; a loss computed elsewhere, from v's values,
+// gave it), adding the gradients of every parameter v depends on to
+// Param.Grad as Backward does. It lets a step's loss be computed on
+// another tape, or on the host while v came from a device.
+func (t *Tape) BackwardFrom(v *Var, grad []float32) error {
+	if v == nil || len(grad) != len(v.Data) {
+		return fmt.Errorf("autograd: BackwardFrom needs a gradient of the Var's size")
+	}
+	if v.node == nil {
+		return fmt.Errorf("autograd: the loss does not depend on any trainable parameter")
+	}
+	copy(v.node.buf(), grad)
+	return t.backward()
 }
 
 // Input returns p as a tracked Rows×Cols Var sharing p.Data: gradients that

@@ -52,10 +52,9 @@ func BenchmarkTLIStep(b *testing.B) {
 			for i := range seqs {
 				seqs[i] = []int{0, 10 + i, 100 + i, 1000 + i, 2000 + i}
 			}
+			sm := &tli.CPUStep{Model: m}
 			step := func() {
-				tape := autograd.NewTape()
-				tape.SetDropoutSeed(1)
-				if _, err := tli.Step(tape, m, idEncoder{}, a.Adapters(), seqs, 2, tli.PoolMean, 0.4); err != nil {
+				if _, err := tli.Step(sm, idEncoder{}, a.Adapters(), seqs, 2, tli.PoolMean, 0.4, autograd.NewDropout(1)); err != nil {
 					b.Fatal(err)
 				}
 				opt.Step(a.Params(), 2e-4)

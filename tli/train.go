@@ -40,6 +40,9 @@ type TrainOptions struct {
 	InitAdapter *lora.Adapter
 	// OutDir receives epoch_K/, final/, checkpoint/ and train_log.jsonl.
 	OutDir string
+	// Device, when not nil, runs the model's part of every step (a
+	// Vulkan device holding the model's weights); nil: the CPU.
+	Device StepModel `json:"-"`
 }
 
 // PaperTrainOptions returns the published configuration: layer 2, 5 epochs,
@@ -289,6 +292,7 @@ func Train(ctx context.Context, m *llama.Model, tok Encoder, pairs []Pair, opts 
 // adapter, or resumed from a checkpoint), step, save.
 type trainer struct {
 	m        *llama.Model
+	sm       StepModel // where the steps run: opts.Device or the CPU
 	tok      Encoder
 	opts     TrainOptions
 	ids      [][]int // token ids of pair i's words at 2i (Swahili) and 2i+1 (English)
@@ -306,8 +310,11 @@ type trainer struct {
 
 // prepareTrainer tokenises every word once and counts the run's steps.
 func prepareTrainer(m *llama.Model, tok Encoder, pairs []Pair, opts TrainOptions) (*trainer, error) {
-	t := &trainer{m: m, tok: tok, opts: opts, ids: make([][]int, 0, 2*len(pairs)),
+	t := &trainer{m: m, sm: opts.Device, tok: tok, opts: opts, ids: make([][]int, 0, 2*len(pairs)),
 		logPath: filepath.Join(opts.OutDir, "train_log.jsonl")}
+	if t.sm == nil {
+		t.sm = &CPUStep{Model: m}
+	}
 	for i, p := range pairs {
 		for _, w := range []string{p.Source, p.Target} {
 			ids := tok.Encode(w, true)
@@ -399,11 +406,11 @@ func (t *trainer) step(idx []int) (rec StepLog, ok bool, err error) {
 	for _, i := range idx {
 		seqs = append(seqs, t.ids[2*i+1])
 	}
-	tape := autograd.NewTape()
+	var drop *autograd.Dropout
 	if opts.LoRA.Dropout > 0 {
-		tape.SetDropoutSeed(opts.Seed*0x9e3779b97f4a7c15 + uint64(t.st.Step))
+		drop = autograd.NewDropout(opts.Seed*0x9e3779b97f4a7c15 + uint64(t.st.Step))
 	}
-	res, err := Step(tape, t.m, t.tok, t.adapters, seqs, opts.Layer, opts.Pooling, float32(opts.Margin))
+	res, err := Step(t.sm, t.tok, t.adapters, seqs, opts.Layer, opts.Pooling, float32(opts.Margin), drop)
 	if err != nil {
 		return rec, false, err
 	}
@@ -517,17 +524,75 @@ type StepResult struct {
 	Loss, PosSim, HardNegSim float64
 }
 
+// A StepModel is where the model's part of a TLI step runs: the forward of
+// a batch to the target layer with the adapters and the masked mean
+// pooling of each sequence, then, given the gradient of the pooled
+// vectors, the backward into the adapters' gradients. Step, the loss
+// between the two, is written once against it. CPUStep is the CPU's; a
+// Vulkan device's model is another (cmd/tli, -tags vulkan).
+type StepModel interface {
+	// PoolForward runs the packed batch b to hidden_states[layer] with
+	// the adapters (dropout on their inputs drawn from drop, in
+	// ForwardTrain's order; nil: off) and returns the mean of each
+	// sequence's rows whose mask is true (nil: all rows) [S×d].
+	PoolForward(b llama.Batch, mask []bool, layer int, adapters llama.Adapters, drop *autograd.Dropout) ([]float32, error)
+	// PoolBackward adds to the adapters' parameter gradients those that
+	// follow from dpooled [S×d], the gradient of the last PoolForward's
+	// result, and releases what that forward kept.
+	PoolBackward(dpooled []float32) error
+}
+
+// CPUStep is the StepModel of the CPU: llama.Model.ForwardTrain and
+// autograd.MeanPool on a tape, whose backward starts from the pooled
+// vectors' gradient.
+type CPUStep struct {
+	Model  *llama.Model
+	tape   *autograd.Tape
+	pooled *autograd.Var
+}
+
+// PoolForward implements StepModel.
+func (c *CPUStep) PoolForward(b llama.Batch, mask []bool, layer int, adapters llama.Adapters, drop *autograd.Dropout) ([]float32, error) {
+	c.release()
+	c.tape = autograd.NewTape()
+	c.tape.SetDropout(drop)
+	h, err := c.Model.ForwardTrain(c.tape, b, layer, adapters)
+	if err != nil {
+		c.release()
+		return nil, err
+	}
+	if c.pooled, err = autograd.MeanPool(c.tape, h, b.Offsets, mask); err != nil {
+		c.release()
+		return nil, err
+	}
+	return c.pooled.Data, nil
+}
+
+// PoolBackward implements StepModel.
+func (c *CPUStep) PoolBackward(dpooled []float32) error {
+	if c.tape == nil {
+		return fmt.Errorf("PoolBackward without a PoolForward")
+	}
+	defer c.release()
+	return c.tape.BackwardFrom(c.pooled, dpooled)
+}
+
+func (c *CPUStep) release() {
+	if c.tape != nil {
+		c.tape.Release()
+	}
+	c.tape, c.pooled = nil, nil
+}
+
 // Step runs the TLI loss forward and backward on one batch: seqs holds the n
-// Swahili token sequences followed by their n English ones. Gradients are
-// added to the adapters' parameters; the optimiser step is the caller's.
-// The tape's buffers are released for the next step before Step returns.
-func Step(tape *autograd.Tape, m *llama.Model, tok Encoder, adapters llama.Adapters, seqs [][]int, layer int, p Pooling, margin float32) (StepResult, error) {
+// Swahili token sequences followed by their n English ones. The model's part
+// runs on sm; the pooled vectors' L2 normalisation, their similarities and
+// the triplet loss (a few n×d values) on the host. Gradients are added to
+// the adapters' parameters; the optimiser step is the caller's. drop, when
+// not nil, is the step's dropout source.
+func Step(sm StepModel, tok Encoder, adapters llama.Adapters, seqs [][]int, layer int, p Pooling, margin float32, drop *autograd.Dropout) (StepResult, error) {
 	n := len(seqs) / 2
 	b := llama.NewBatch(seqs)
-	h, err := m.ForwardTrain(tape, b, layer, adapters)
-	if err != nil {
-		return StepResult{}, err
-	}
 	var mask []bool
 	switch p {
 	case PoolContent:
@@ -541,11 +606,15 @@ func Step(tape *autograd.Tape, m *llama.Model, tok Encoder, adapters llama.Adapt
 			mask[b.Offsets[s+1]-1] = true
 		}
 	}
-	pooled, err := autograd.MeanPool(tape, h, b.Offsets, mask)
+	pooledData, err := sm.PoolForward(b, mask, layer, adapters, drop)
 	if err != nil {
 		return StepResult{}, err
 	}
-	pooled = autograd.L2Normalize(tape, pooled, 1e-12)
+	d := len(pooledData) / len(seqs)
+	pooledParam := &autograd.Param{Name: "pooled", Rows: len(seqs), Cols: d, Data: pooledData}
+	tape := autograd.NewTape()
+	defer tape.Release()
+	pooled := autograd.L2Normalize(tape, autograd.Input(tape, pooledParam), 1e-12)
 	sim := autograd.MatMulNT(tape, autograd.SliceRows(tape, pooled, 0, n), autograd.SliceRows(tape, pooled, n, 2*n))
 	loss := autograd.TripletMargin(tape, sim, margin)
 	res := StepResult{Loss: float64(loss.Data[0])}
@@ -564,7 +633,9 @@ func Step(tape *autograd.Tape, m *llama.Model, tok Encoder, adapters llama.Adapt
 	if err := tape.Backward(loss); err != nil {
 		return StepResult{}, err
 	}
-	tape.Release()
+	if err := sm.PoolBackward(pooledParam.Grad); err != nil {
+		return StepResult{}, err
+	}
 	return res, nil
 }
 

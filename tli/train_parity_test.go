@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/internal/peer"
 	"github.com/tli-project/tli/llama"
@@ -206,7 +205,7 @@ func trainParityWith(t *testing.T, py, shape string, targets []string, maxTokens
 			if c.pool == "content" {
 				pool = PoolContent
 			}
-			res, err := Step(autograd.NewTape(), m, bosOnly{}, a.Adapters(), append(append([][]int{}, b.SW...), b.EN...), req.TargetLayer, pool, float32(req.Margin))
+			res, err := Step(&CPUStep{Model: m}, bosOnly{}, a.Adapters(), append(append([][]int{}, b.SW...), b.EN...), req.TargetLayer, pool, float32(req.Margin), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
