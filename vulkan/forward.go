@@ -41,7 +41,8 @@ type Model struct {
 	closed bool
 	owned  []*Buffer // every weight buffer, for Close
 	act    *activations
-	host   []float32 // a downloaded hidden state
+	host   []float32  // a downloaded hidden state
+	step   *stepState // a training step between PoolForward and PoolBackward
 
 	// Streaming (see Upload): loaded says which layers the host model had
 	// loaded; a loaded layer with no deviceLayer is uploaded from src into
@@ -590,6 +591,7 @@ func (dm *Model) stream(i int) (*deviceLayer, error) {
 
 // release frees every buffer of the model (not marking it closed).
 func (dm *Model) release() {
+	dm.endStep()
 	if dm.act != nil {
 		dm.act.free()
 		dm.act = nil

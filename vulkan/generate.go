@@ -19,6 +19,7 @@ package vulkan
 //go:generate glslc --target-env=vulkan1.1 -O -o shaders/l2norm_back.spv shaders/l2norm_back.comp
 //go:generate glslc --target-env=vulkan1.1 -O -o shaders/mean_pool.spv shaders/mean_pool.comp
 //go:generate glslc --target-env=vulkan1.1 -O -o shaders/mean_pool_back.spv shaders/mean_pool_back.comp
+//go:generate glslc --target-env=vulkan1.1 -O -o shaders/mul.spv shaders/mul.comp
 //go:generate glslc --target-env=vulkan1.1 -O -o shaders/rmsnorm.spv shaders/rmsnorm.comp
 //go:generate glslc --target-env=vulkan1.1 -O -o shaders/rmsnorm_back.spv shaders/rmsnorm_back.comp
 //go:generate glslc --target-env=vulkan1.1 -O -o shaders/rope.spv shaders/rope.comp

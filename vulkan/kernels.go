@@ -274,6 +274,12 @@ func (c *Context) Add(out, a, b Span, n int) error {
 	return c.elementwise("add", out, a, b, n)
 }
 
+// Mul computes out = a · b over n elements (a dropout mask applied). out
+// may be a or b.
+func (c *Context) Mul(out, a, b Span, n int) error {
+	return c.elementwise("mul", out, a, b, n)
+}
+
 // Rope applies the rotary embedding in place to x [tokens × heads ×
 // headDim], rotate-half convention as Hugging Face Llama: for every head
 // and i < headDim/2, (x[i], x[i+headDim/2]) is rotated by the angle whose

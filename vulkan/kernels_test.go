@@ -290,7 +290,7 @@ func TestRMSNorm(t *testing.T) {
 	}
 }
 
-// TestElementwise checks SiLU·mul and the residual add, out of place and in
+// TestElementwise checks SiLU·mul, the residual add and Mul, out of place and in
 // place, on lengths around the workgroup size.
 func TestElementwise(t *testing.T) {
 	c := openContext(t, Options{})
@@ -333,6 +333,28 @@ func TestElementwise(t *testing.T) {
 				scale[i] = math.Abs(float64(a[i])) + math.Abs(float64(b[i]))
 			}
 			compare(t, fmt.Sprintf("add n=%d in-place=%v", n, inPlace), out.f32(t), ref, scale)
+
+			// Mul, as dropout uses it: a mask of 0 and 1/(1−p).
+			mk := make([]float32, n)
+			for i := range mk {
+				if rng.Float32() >= 0.1 {
+					mk[i] = 1 / 0.9
+				}
+			}
+			ga = newGuarded(t, c, 4*n, a)
+			gm := newGuarded(t, c, 4*n, mk)
+			out = ga
+			if !inPlace {
+				out = newGuarded(t, c, 4*n, nil)
+			}
+			if err := c.Mul(out.span(), ga.span(), gm.span(), n); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				ref[i] = float64(a[i]) * float64(mk[i])
+				scale[i] = math.Abs(ref[i])
+			}
+			compare(t, fmt.Sprintf("mul n=%d in-place=%v", n, inPlace), out.f32(t), ref, scale)
 		}
 	}
 }

@@ -34,6 +34,7 @@ var shaderInfos = map[string]shaderInfo{
 	"silu_mul":          {bindings: 3, push: 8},
 	"silu_mul_back":     {bindings: 5, push: 8},
 	"add":               {bindings: 3, push: 8},
+	"mul":               {bindings: 3, push: 8},
 	"rope":              {bindings: 3, push: 16},
 	"embed":             {bindings: 3, push: 24},
 	"attention":         {bindings: 5, push: 24},
