@@ -34,6 +34,18 @@ type ModelEmbedder struct {
 	Device Forwarder
 }
 
+// A Device holds a model's weights on an accelerator (a Vulkan GPU) and
+// runs there what the pipeline's stages ask of the model: the forward
+// (scan, embed, evaluation) and the model's part of a training step.
+// Refresh uploads again the layers whose weights changed in place on the
+// host (Evaluate merges the adapter into them, then puts the originals
+// back).
+type Device interface {
+	Forwarder
+	StepModel
+	Refresh(m *llama.Model, layers []int) error
+}
+
 // Forwarder runs a model's forward as llama.Model.Forward does: the
 // hidden states of the packed batch b asked for in layers, each passed to
 // fn in increasing order. *llama.Model is one; a device's model is another.

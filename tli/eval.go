@@ -11,18 +11,31 @@ import (
 // EmbedAdapted embeds the groups with the adapter merged into m in memory
 // (W' = W + scale·B·A), and restores m's original weights afterwards, even
 // on error. The merged weights are heap copies: a memory-mapped base
-// checkpoint is never written.
-func EmbedAdapted(m *llama.Model, tok Encoder, a *lora.Adapter, groups []Group, layers []int, poolings []Pooling) (GroupVectors, error) {
+// checkpoint is never written. With dev (holding m's weights; nil: the
+// CPU) the merged layers are uploaded there for the pass, and the
+// originals again afterwards.
+func EmbedAdapted(m *llama.Model, dev Device, tok Encoder, a *lora.Adapter, groups []Group, layers []int, poolings []Pooling) (_ GroupVectors, err error) {
 	saved := make([]llama.Layer, len(m.Layers))
 	for i, l := range m.Layers {
 		if l != nil {
 			saved[i] = *l
 		}
 	}
+	var merged []int // the layers the adapter changes
+	for i := range a.Layers {
+		if i < len(m.Layers) && m.Layers[i] != nil && len(a.Layers[i]) > 0 {
+			merged = append(merged, i)
+		}
+	}
 	defer func() {
 		for i, l := range m.Layers {
 			if l != nil {
 				*l = saved[i]
+			}
+		}
+		if dev != nil {
+			if rerr := dev.Refresh(m, merged); rerr != nil && err == nil {
+				err = fmt.Errorf("restoring the device's weights: %w", rerr)
 			}
 		}
 	}()
@@ -38,7 +51,14 @@ func EmbedAdapted(m *llama.Model, tok Encoder, a *lora.Adapter, groups []Group, 
 	if err := loaded.Merge(m); err != nil {
 		return nil, err
 	}
-	return EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, groups, layers, poolings)
+	e := &ModelEmbedder{Model: m, Tok: tok}
+	if dev != nil {
+		if err := dev.Refresh(m, merged); err != nil {
+			return nil, err
+		}
+		e.Device = dev
+	}
+	return EmbedGroups(e, groups, layers, poolings)
 }
 
 // Compare summarises, for every layer and group, the per-pair cosines

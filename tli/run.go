@@ -115,18 +115,18 @@ type Evaluation struct {
 // Evaluate embeds the groups with the base model (unless before already
 // holds them for pooling p: then only its layers in all are kept) and with
 // adapter a merged, at every layer of all, and summarises the layers of
-// report.
-func Evaluate(m *llama.Model, tok Encoder, a *lora.Adapter, groups []Group, all, report []int, p Pooling, before GroupVectors) (*Evaluation, error) {
+// report. dev, when not nil, holds m's weights and runs the forwards.
+func Evaluate(m *llama.Model, dev Device, tok Encoder, a *lora.Adapter, groups []Group, all, report []int, p Pooling, before GroupVectors) (*Evaluation, error) {
 	if before != nil && before[p] != nil {
 		before = before.Subset(p, all)
 	} else {
 		var err error
-		before, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, groups, all, []Pooling{p})
+		before, err = EmbedGroups(embedder(m, dev, tok), groups, all, []Pooling{p})
 		if err != nil {
 			return nil, fmt.Errorf("base model: %w", err)
 		}
 	}
-	after, err := EmbedAdapted(m, tok, a, groups, all, []Pooling{p})
+	after, err := EmbedAdapted(m, dev, tok, a, groups, all, []Pooling{p})
 	if err != nil {
 		return nil, fmt.Errorf("adapted model: %w", err)
 	}
@@ -332,6 +332,10 @@ type RunOptions struct {
 	// loaded the model in FP4 while the scan and training used NF4); its
 	// "before" vectors are then its own, not the scan's. nil: the model.
 	EvalModel *llama.Model
+	// Device, when not nil, holds the model's weights and runs the scan,
+	// the training steps and the evaluation (not that of an EvalModel,
+	// which runs on the CPU); nil: the CPU.
+	Device Device
 	// SkipScanFiles leaves out scan/ (a sweep writes the scan once, beside
 	// its cells).
 	SkipScanFiles bool
@@ -405,7 +409,7 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		if base == nil || base[p] == nil {
 			fmt.Fprintf(w, "== scan: %d + %d pairs, layers 0..%d, %s pooling\n", len(o.Groups[0].Pairs), groupLen(o.Groups, 1), cfg.NumLayers, o.ScanPooling)
 			var err error
-			if base, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, pools); err != nil {
+			if base, err = EmbedGroups(embedder(m, o.Device, tok), o.Groups, all, pools); err != nil {
 				return nil, err
 			}
 			break
@@ -446,6 +450,9 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 			o.OnStep(l)
 		}
 	}
+	if o.Device != nil {
+		res.Train.Device = o.Device
+	}
 	a, err := TrainPrepared(ctx, m, tok, o.Groups[0].Pairs, &res.Train, o.InitAdapter, o.Resume, o.OnTrainStart, onStep)
 	res.TrainSeconds = time.Since(start).Seconds()
 	res.Prov.Seconds["train"] = res.TrainSeconds
@@ -474,12 +481,12 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 	if err := os.MkdirAll(evalDir, 0o755); err != nil {
 		return res, err
 	}
-	em, before := m, base
+	em, edev, before := m, o.Device, base
 	if o.EvalModel != nil {
-		em, before = o.EvalModel, nil
+		em, edev, before = o.EvalModel, nil, nil
 		res.Prov.EvalNumerics = em.Numerics.String()
 	}
-	ev, err := Evaluate(em, tok, a, o.Groups, all, report, o.EvalPooling, before)
+	ev, err := Evaluate(em, edev, tok, a, o.Groups, all, report, o.EvalPooling, before)
 	if err != nil {
 		return res, err
 	}
@@ -514,6 +521,15 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 		return res, err
 	}
 	return res, nil
+}
+
+// embedder embeds with m, on dev when not nil.
+func embedder(m *llama.Model, dev Device, tok Encoder) *ModelEmbedder {
+	e := &ModelEmbedder{Model: m, Tok: tok}
+	if dev != nil {
+		e.Device = dev
+	}
+	return e
 }
 
 // cmpScope is scope, EvalAll when unset.

@@ -368,6 +368,9 @@ type SweepOptions struct {
 	// means EvalToTrain: a cell's result is read at its training layer, and
 	// the adapted pass stops there.
 	EvalScope EvalScope
+	// Device, when not nil, holds the model's weights and runs the base
+	// vectors and every cell (see RunOptions.Device); nil: the CPU.
+	Device Device
 }
 
 func (o SweepOptions) evalScope() EvalScope {
@@ -551,7 +554,7 @@ func sweepBase(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions,
 			continue
 		}
 		fmt.Fprintf(w, "== base model vectors: %d + %d pairs, layers 0..%d, %s pooling\n", len(o.Groups[0].Pairs), groupLen(o.Groups, 1), m.Config.NumLayers, p)
-		gv, err = EmbedGroups(&ModelEmbedder{Model: m, Tok: tok}, o.Groups, all, []Pooling{p})
+		gv, err = EmbedGroups(embedder(m, o.Device, tok), o.Groups, all, []Pooling{p})
 		if err == nil {
 			err = saveBase(path, gv, p, o.Groups, all)
 		}
@@ -833,7 +836,7 @@ func runCell(ctx context.Context, m *llama.Model, tok Encoder, o SweepOptions, c
 	res, err := Run(ctx, m, tok, RunOptions{
 		Train: c.Train, ScanPooling: c.Train.Pooling, EvalPooling: c.Train.Pooling, EvalScope: o.evalScope(), Groups: groups,
 		Out: d.Path(), OutName: cellName, Model: o.Model, PairsName: o.Pairs, Base: base, SkipScanFiles: true,
-		Commands: []string{"tli sweep cell " + c.Name}, OnStep: o.OnStep,
+		Commands: []string{"tli sweep cell " + c.Name}, OnStep: o.OnStep, Device: o.Device,
 	})
 	if err != nil {
 		if IsInterrupted(err) {

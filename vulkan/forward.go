@@ -915,3 +915,53 @@ func (dm *Model) layer(L *deviceLayer, a *activations, T, nSeq int, h, x, q, k, 
 	}
 	return c.GEMM(h, att, L.o.span(), T, d, qd, L.o.wt, true)
 }
+
+// Refresh uploads again the Linear weights and vectors of the given
+// decoder layers from m, the model the Model was uploaded from, after
+// they changed in place on the host (an adapter merged into them for an
+// evaluation, or the original weights put back): shapes and dtypes must be
+// those of Upload. A streamed layer is read from m whenever a pass reaches
+// it, so only its cached copy is dropped.
+func (dm *Model) Refresh(m *llama.Model, layers []int) error {
+	dm.mu.Lock()
+	defer dm.mu.Unlock()
+	if dm.closed {
+		return fmt.Errorf("vulkan: Refresh on a closed Model: %w", ErrClosed)
+	}
+	dm.endStep()
+	dm.slotLayer = -1
+	for _, i := range layers {
+		if i < 0 || i >= len(dm.layers) || i >= len(m.Layers) {
+			return fmt.Errorf("vulkan: Refresh: layer %d does not exist", i)
+		}
+		dl, L := dm.layers[i], m.Layers[i]
+		if dl == nil {
+			continue // streamed (or not loaded)
+		}
+		if L == nil {
+			return fmt.Errorf("vulkan: Refresh: layer %d is no longer loaded in the host model", i)
+		}
+		for j, t := range layerTensors(L) {
+			w := dl.weights()[j]
+			wt, err := weightType(t)
+			if err != nil || wt != w.wt || tensorBytes(t) != uint64(w.b.Size()) {
+				return fmt.Errorf("vulkan: Refresh: layer %d changed shape or dtype since Upload", i)
+			}
+			if err := fill(w.b, t); err != nil {
+				return fmt.Errorf("vulkan: Refresh: %w", err)
+			}
+		}
+		for j, v := range layerVectors(L) {
+			b := *dl.vectors()[j]
+			if (b == nil) != (v == nil) || (b != nil && 4*len(v) != b.Size()) {
+				return fmt.Errorf("vulkan: Refresh: layer %d changed shape since Upload", i)
+			}
+			if b != nil {
+				if err := b.UploadF32(0, v); err != nil {
+					return fmt.Errorf("vulkan: Refresh: %w", err)
+				}
+			}
+		}
+	}
+	return nil
+}

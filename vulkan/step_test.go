@@ -12,6 +12,7 @@ import (
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
 	"github.com/tli-project/tli/llama"
+	"github.com/tli-project/tli/lora"
 	"github.com/tli-project/tli/tli"
 )
 
@@ -333,5 +334,115 @@ func TestStepContract(t *testing.T) {
 	}
 	if _, err := dm.PoolForward(b, nil, 2, ad, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("PoolForward after Close: %v", err)
+	}
+}
+
+// wordEnc is a tli.Encoder of the tests: BOS (id 0), then one id per byte
+// of the word.
+type wordEnc struct{ vocab int }
+
+func (e wordEnc) Encode(w string, _ bool) []int {
+	ids := []int{0}
+	for _, c := range []byte(w) {
+		ids = append(ids, 1+int(c)%(e.vocab-1))
+	}
+	return ids
+}
+func (wordEnc) IsSpecial(id int) bool { return id == 0 }
+
+// TestEvaluateOnDevice evaluates an adapter (tli.Evaluate: the base model's
+// vectors, then the adapter merged and its layers uploaded again) on the
+// device and on the CPU: every vector within 1e-4 of its RMS, the summary
+// means within 1e-5; afterwards the device holds the original weights
+// again (its forward matches the CPU's base model), for resident and
+// streamed layers, f32 and bf16 weights.
+func TestEvaluateOnDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		dt     engine.DType
+		stream bool
+	}{{"f32", engine.F32, false}, {"bf16", engine.BF16, false}, {"f32-streamed", engine.F32, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := synthModel(t, t.TempDir(), llama.SynthOptions{Shape: "tiny", DType: tc.dt, Seed: 4}, llama.LoadOptions{MaxLayer: llama.AllLayers, DType: tc.dt})
+			opt := Options{}
+			if tc.stream {
+				saved := StreamReserveTokens
+				StreamReserveTokens = 128
+				defer func() { StreamReserveTokens = saved }()
+				var layer uint64
+				for _, w := range layerTensors(m.Layers[0]) {
+					layer += tensorBytes(w)
+				}
+				opt.MemoryLimit = int64(weightBytes(m) - tensorBytes(m.Embed) - layer*3/2 + (&Model{cfg: m.Config}).actBytes(StreamReserveTokens))
+			}
+			c := openContext(t, opt)
+			dm, err := Upload(c, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm.Close()
+			if tc.stream && dm.Streamed() == 0 {
+				t.Fatal("no layer streamed")
+			}
+			cfg := lora.Config{R: 4, Alpha: 8, TargetModules: []string{"q_proj", "v_proj", "down_proj"}}
+			a, err := lora.New(cfg, m.Config, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(4, 4))
+			for _, p := range a.Params() {
+				for i := range p.Data {
+					p.Data[i] = float32(rng.NormFloat64()) * 0.2
+				}
+			}
+			words := []string{"maji", "water", "moto", "fire", "nyumba", "house", "mti", "tree", "jua", "sun"}
+			var pairs []tli.Pair
+			for i := 0; i+1 < len(words); i += 2 {
+				pairs = append(pairs, tli.Pair{Source: words[i], Target: words[i+1]})
+			}
+			groups := []tli.Group{{Name: "trained", Pairs: pairs[:3]}, {Name: "control", Pairs: pairs[3:]}}
+			enc := wordEnc{m.Config.VocabSize}
+			layers := []int{0, 2, 4}
+			want, err := tli.Evaluate(m, nil, enc, a, groups, layers, layers, tli.PoolContent, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tli.Evaluate(m, dm, enc, a, groups, layers, layers, tli.PoolContent, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := 0.0
+			for _, vs := range []struct {
+				name      string
+				got, want tli.GroupVectors
+			}{{"before", got.Before, want.Before}, {"after", got.After, want.After}} {
+				for _, l := range layers {
+					for g, w := range vs.want[tli.PoolContent][l] {
+						d := vs.got[tli.PoolContent][l][g]
+						for side, wv := range [][][]float32{w.Src, w.Tgt} {
+							dv := [][][]float32{d.Src, d.Tgt}[side]
+							for i := range wv {
+								e := relErr(dv[i], wv[i])
+								worst = max(worst, e)
+								if e > 1e-4 {
+									t.Errorf("%s %s layer %d vector %d: max error / RMS %.3g", vs.name, g, l, i, e)
+								}
+							}
+						}
+					}
+				}
+			}
+			for i, g := range want.Summary.Groups {
+				h := got.Summary.Groups[i]
+				if math.Abs(g.MeanPost-h.MeanPost) > 1e-5 || math.Abs(g.MeanPre-h.MeanPre) > 1e-5 {
+					t.Errorf("%s layer %d: means %.7f → %.7f on the device, %.7f → %.7f on the CPU", g.Group, g.Layer, h.MeanPre, h.MeanPost, g.MeanPre, g.MeanPost)
+				}
+			}
+			if d := want.Summary.Groups[len(want.Summary.Groups)-1]; math.Abs(d.MeanPost-d.MeanPre) < 1e-4 {
+				t.Fatalf("the adapter changes nothing at layer %d (%.6f → %.6f): the test checks nothing", d.Layer, d.MeanPre, d.MeanPost)
+			}
+			compareForward(t, m, dm, randomBatch(rng, m.Config.VocabSize, 4, 7), allLayers(m.Config.NumLayers))
+			t.Logf("%s: worst vector max error / RMS %.2e", tc.name, worst)
+		})
 	}
 }

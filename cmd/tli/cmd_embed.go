@@ -104,7 +104,7 @@ func runEmbed(args []string) error {
 	}
 	defer m.Close()
 	var fwd tli.Forwarder = m
-	dev, closeDev, err := mf.forwarder(m)
+	dev, closeDev, err := mf.openDevice(m)
 	if err != nil {
 		return err
 	}

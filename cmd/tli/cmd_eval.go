@@ -39,6 +39,7 @@ func runEval(args []string) error {
 	fs := newFlagSet("eval", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
+	mf.onDevice = true
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder (e.g. OUT/final of tli train)")
 	pairsFlag := fs.String("pairs", "", "trained pairs (default: the embedded training list)")
 	controlFlag := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
@@ -116,8 +117,13 @@ func runEval(args []string) error {
 	if err := checkGroupsTokenize(groups, tok); err != nil {
 		return err
 	}
+	dev, closeDev, err := mf.openDevice(m)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
 	start := time.Now()
-	r, err := tli.Evaluate(m, tok, a, groups, report, report, p, nil)
+	r, err := tli.Evaluate(m, dev, tok, a, groups, report, report, p, nil)
 	if err != nil {
 		return err
 	}

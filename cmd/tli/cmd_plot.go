@@ -18,6 +18,7 @@ func runPlot(args []string) error {
 	fs := newFlagSet("plot", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
+	mf.onDevice = true
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder: also draw the maps after training")
 	pairsFlag := fs.String("pairs", "", "pairs to draw (default: the embedded training list)")
 	layer := fs.Int("layer", 2, "layer whose embeddings are drawn")
@@ -74,8 +75,17 @@ func runPlot(args []string) error {
 		return err
 	}
 	defer m.Close()
+	dev, closeDev, err := mf.openDevice(m)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
 	groups := []tli.Group{{Name: "pairs", Pairs: pairs}}
-	before, err := tli.EmbedGroups(&tli.ModelEmbedder{Model: m, Tok: tok}, groups, []int{*layer}, []tli.Pooling{p})
+	e := &tli.ModelEmbedder{Model: m, Tok: tok}
+	if dev != nil {
+		e.Device = dev
+	}
+	before, err := tli.EmbedGroups(e, groups, []int{*layer}, []tli.Pooling{p})
 	if err != nil {
 		return err
 	}
@@ -85,7 +95,7 @@ func runPlot(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--adapter: %w", err)
 		}
-		if after, err = tli.EmbedAdapted(m, tok, a, groups, []int{*layer}, []tli.Pooling{p}); err != nil {
+		if after, err = tli.EmbedAdapted(m, dev, tok, a, groups, []int{*layer}, []tli.Pooling{p}); err != nil {
 			return err
 		}
 	}

@@ -35,6 +35,7 @@ func runRun(args []string) error {
 	fs := newFlagSet("run", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
+	mf.onDevice = true
 	tf := addTrainFlags(fs)
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
 	out := fs.String("out", "", "output folder: scan/, train/, eval/, report.md")
@@ -123,10 +124,18 @@ func pipeline(o runOptions) error {
 		layerProgress(em)
 		o.run.EvalModel = em
 	}
+	dev, closeDev, err := o.mf.openDevice(m)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tr := newTrainReporter(filepath.Join(o.out, "train"))
 	ro := o.run
+	if dev != nil {
+		ro.Device = dev
+	}
 	ro.Out, ro.OutName, ro.Model, ro.Stdout, ro.OnTrainStart, ro.OnStep = st.Path(), o.out, o.mf.name(), os.Stdout, tr.start, tr.step
 	_, err = tli.Run(ctx, m, tok, ro)
 	err = tr.finish(err)

@@ -89,7 +89,7 @@ func runScan(args []string) error {
 	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
 		return err
 	}
-	dev, closeDev, err := mf.forwarder(m)
+	dev, closeDev, err := mf.openDevice(m)
 	if err != nil {
 		return err
 	}

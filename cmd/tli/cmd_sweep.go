@@ -29,6 +29,7 @@ func runSweep(args []string) error {
 	fs := newFlagSet("sweep", "--model DIR --out DIR [--layer 2,10,31] [--rank 4,16,64] [--seed 1,2,3] [...] [--shard I/N | --shards N]")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
+	mf.onDevice = true
 	out := fs.String("out", "", "sweep folder, shared by every shard: sweep-spec.json, scan-POOLING/, cells/NAME/, then sweep.csv")
 	pairs := fs.String("pairs", "", "training pairs (default: the embedded list of 623 pairs)")
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
@@ -168,6 +169,11 @@ func runSweep(args []string) error {
 	if err := checkGroupsTokenize(groups, tok); err != nil {
 		return err
 	}
+	dev, closeDev, err := mf.openDevice(m)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	say := textOut(*asJSON)
@@ -177,7 +183,7 @@ func runSweep(args []string) error {
 			fmt.Fprintf(say, "\n== %s: %s\n", *preset, p.name)
 		}
 		if *prepare {
-			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: mf.name(), Stdout: say, Prepare: true, EvalScope: scope,
+			if _, _, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{Spec: p.spec, Groups: groups, Out: p.out, Model: mf.name(), Stdout: say, Prepare: true, EvalScope: scope, Device: dev,
 				Pairs: pairsName(*pairs, "embedded training list") + " / " + pairsName(*control, "embedded control list")}); err != nil {
 				return optionError(err)
 			}
@@ -185,7 +191,7 @@ func runSweep(args []string) error {
 			results[p.name] = json.RawMessage(`{"prepared":true}`)
 			continue
 		}
-		res, err := sweepPart(ctx, m, tok, p.spec, p.cells, groups, p.out, shard, source, scope, mf.name(),
+		res, err := sweepPart(ctx, m, dev, tok, p.spec, p.cells, groups, p.out, shard, source, scope, mf.name(),
 			pairsName(*pairs, "embedded training list")+" / "+pairsName(*control, "embedded control list"), say)
 		if err != nil {
 			return err
@@ -205,7 +211,7 @@ func runSweep(args []string) error {
 // sweepPart runs this process's shard of one grid and, when it ran every
 // cell, gathers it. It returns the JSON --json prints: sweep.json, or the
 // cells the shard ran and skipped.
-func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, spec tli.SweepSpec, cells []tli.Cell, groups []tli.Group,
+func sweepPart(ctx context.Context, m *llama.Model, dev tli.Device, tok *tokenizer.Tokenizer, spec tli.SweepSpec, cells []tli.Cell, groups []tli.Group,
 	out string, shard tli.Shard, source string, scope tli.EvalScope, model, pairs string, say io.Writer) (json.RawMessage, error) {
 	mine := 0
 	for _, c := range cells {
@@ -218,7 +224,7 @@ func sweepPart(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, sp
 	cellsProg := newPhase(os.Stderr, "sweep", "cell", mine)
 	n := 0
 	ran, skipped, err := tli.Sweep(ctx, m, tok, tli.SweepOptions{
-		Spec: spec, Groups: groups, Out: out, Shard: shard, Model: model, Stdout: say, Pairs: pairs, EvalScope: scope,
+		Spec: spec, Groups: groups, Out: out, Shard: shard, Model: model, Stdout: say, Pairs: pairs, EvalScope: scope, Device: dev,
 		OnCell: func(c tli.Cell, done bool) {
 			if done {
 				if prog != nil {

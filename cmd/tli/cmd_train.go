@@ -119,6 +119,7 @@ var errInterrupted = errors.New("interrupted")
 func runTrain(args []string) error {
 	fs := newFlagSet("train", "")
 	mf := addModelFlags(fs, "f32")
+	mf.onDevice = true
 	tf := addTrainFlags(fs)
 	out := fs.String("out", "", "output folder: epoch_K/ and final/ adapters (PEFT format), checkpoint/, train_log.jsonl")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
@@ -204,6 +205,14 @@ func trainModel(mf modelFlags, tf trainFlags, opts tli.TrainOptions, pairs []tli
 	defer m.Close()
 	if err := checkPairsTokenize("--pairs", pairs, tok); err != nil {
 		return nil, err
+	}
+	dev, closeDev, err := mf.openDevice(m)
+	if err != nil {
+		return nil, err
+	}
+	defer closeDev()
+	if dev != nil {
+		opts.Device = dev
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -41,15 +41,16 @@ type modelFlags struct {
 	threads  *int
 	fast     *bool
 	progress *string
-	device   *string // --device: cpu, or vulkan[:N] (refused until the Vulkan path exists)
+	device   *string // --device: cpu, or vulkan[:N] (a -tags vulkan build)
 	// --activations, --quant, --double-quant: the numeric setting.
 	activations, quant *string
 	doubleQuant        *bool
 	// paper, when not nil, is the published setting --paper-compat chose
 	// for this command, which the numeric flags may not contradict.
 	paper *llama.Numerics
-	// onDevice is set by the commands whose forward runs on a Vulkan
-	// device (scan, embed); the others refuse --device vulkan.
+	// onDevice is set by the commands that run on a Vulkan device (scan,
+	// embed, train, eval, run, sweep, plot); the others refuse --device
+	// vulkan.
 	onDevice bool
 }
 
@@ -66,7 +67,7 @@ func addModelFlags(fs interface {
 		threads:     fs.Int("threads", 0, "worker threads (0: all cores)"),
 		fast:        fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
 		progress:    fs.String("progress", "auto", "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain, jsonl (one JSON object per update) or none"),
-		device:      fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; scan and embed, in a -tags vulkan build)"),
+		device:      fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; scan, embed, train, eval, run, sweep and plot, in a -tags vulkan build)"),
 		activations: fs.String("activations", "f32", "dtype of the residual stream and every op's output, and of the weights before any quantisation (transformers' torch_dtype): f32 (exact), bf16 or fp16 (the published setting)"),
 		quant:       fs.String("quant", "", "quantise every decoder Linear weight at load as bitsandbytes 4-bit: nf4 or fp4 (blocksize 64, products in bf16); a checkpoint saved 4-bit needs none"),
 		doubleQuant: fs.Bool("double-quant", false, "with --quant: quantise the block scales too (bnb_4bit_use_double_quant)"),
@@ -237,17 +238,16 @@ func checkDevice(spec string, supported bool) error {
 	if supported {
 		return nil
 	}
-	return usageErrorf("--device %s: found %s, but this command cannot run on Vulkan yet (scan and embed can); use --device cpu", spec, d.Name)
+	return usageErrorf("--device %s: found %s, but this command runs on the CPU only (scan, embed, train, eval, run, sweep and plot run on Vulkan); use --device cpu", spec, d.Name)
 }
 
-// forwarder returns what runs m's forward: the Vulkan device --device
-// names (m's weights uploaded once), or nil for the CPU; close releases
-// the device.
-func (f modelFlags) forwarder(m *llama.Model) (tli.Forwarder, func() error, error) {
+// openDevice returns the Vulkan device --device names holding m's weights
+// (uploaded once), or nil for the CPU; close releases the device.
+func (f modelFlags) openDevice(m *llama.Model) (tli.Device, func() error, error) {
 	if *f.device == "cpu" {
 		return nil, func() error { return nil }, nil
 	}
-	return openForwarder(*f.device, m)
+	return openDevice(*f.device, m)
 }
 
 // checkThreads checks --threads and sets the worker count.

@@ -9,7 +9,7 @@ import (
 	"github.com/tli-project/tli/tli"
 )
 
-// openForwarder: this build has no Vulkan path (checkDevice says so first).
-func openForwarder(spec string, m *llama.Model) (tli.Forwarder, func() error, error) {
+// openDevice: this build has no Vulkan path (checkDevice says so first).
+func openDevice(spec string, m *llama.Model) (tli.Device, func() error, error) {
 	return nil, nil, fmt.Errorf("--device %s: this tli was built without -tags vulkan", spec)
 }

@@ -10,9 +10,9 @@ import (
 	"github.com/tli-project/tli/vulkan"
 )
 
-// openForwarder uploads m's weights to the Vulkan device spec names and
-// returns its forward and what releases the device.
-func openForwarder(spec string, m *llama.Model) (tli.Forwarder, func() error, error) {
+// openDevice uploads m's weights to the Vulkan device spec names and
+// returns it (its forward and training step) and what releases it.
+func openDevice(spec string, m *llama.Model) (tli.Device, func() error, error) {
 	d, err := vulkan.Select(spec)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--device %s: %w", spec, err)

@@ -204,10 +204,11 @@ func TestDevicesAndDeviceFlag(t *testing.T) {
 	}
 	model := testModel(t)
 	mustRun(t, "scan", "--model", model, "--out", filepath.Join(t.TempDir(), "s"), "--layers", "1", "--device", "cpu")
-	// train has no Vulkan path in any build (scan and embed have one with
-	// -tags vulkan: TestDevicesVulkanScan).
+	// probe has no Vulkan path in any build (scan, embed, train, eval,
+	// run, sweep and plot have one with -tags vulkan:
+	// TestDevicesVulkanScan, TestDevicesVulkanTrainRun).
 	for _, c := range []struct{ dev, want string }{{"gpu", `want cpu, vulkan or vulkan:N`}, {"vulkan", "--device vulkan: "}} {
-		if code, stderr := tliRun(t, "train", "--model", model, "--out", t.TempDir(), "--device", c.dev); code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+		if code, stderr := tliRun(t, "probe", "--model", model, "--prompt", "maji", "--device", c.dev); code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("--device %s: exit %d, %q", c.dev, code, stderr)
 		}
 	}
