@@ -1,8 +1,10 @@
-// Times llama.cpp's forward (the prebuilt CPU binaries of the npm package
-// node-llama-cpp) on GGUF files, for bench/forward_llamacpp_test.go.
+// Times llama.cpp's forward (the prebuilt binaries of the npm package
+// node-llama-cpp: CPU, or its Vulkan build) on GGUF files, for
+// bench/forward_llamacpp_test.go and bench/vulkan_test.go.
 // Usage: node llamacpp_forward.mjs NODE_MODULES < request.json
 // The request is {"models": [paths], "lengths": [token counts], "reps": n,
-// "threads": n}; the reply is {"seconds": {path: {length: [s per rep]}}}.
+// "threads": n, "gpu": false or "vulkan"}; the reply is {"seconds": {path:
+// {length: [s per rep]}}, "gpu": the backend used, "devices": [names]}.
 // Each rep evaluates one sequence of `length` tokens (ids 1..length) from an
 // empty context without generating, in one batch, as a prompt is processed.
 import {readFileSync} from "node:fs";
@@ -12,10 +14,11 @@ import {pathToFileURL} from "node:url";
 const modules = process.argv[2];
 const {getLlama, LlamaLogLevel} = await import(pathToFileURL(join(modules, "node-llama-cpp", "dist", "index.js")).href);
 const req = JSON.parse(readFileSync(0, "utf8"));
-const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.error});
+const gpu = req.gpu || false;
+const llama = await getLlama({gpu, build: "never", logLevel: LlamaLogLevel.error});
 const seconds = {};
 for (const path of req.models) {
-    const model = await llama.loadModel({modelPath: path, gpuLayers: 0});
+    const model = await llama.loadModel({modelPath: path, gpuLayers: gpu ? "max" : 0});
     seconds[path] = {};
     for (const n of req.lengths) {
         const context = await model.createContext({contextSize: Math.max(256, 2 * n), batchSize: n, threads: req.threads});
@@ -34,5 +37,7 @@ for (const path of req.models) {
     }
     await model.dispose();
 }
+const devices = gpu ? await llama.getGpuDeviceNames() : [];
+const used = llama.gpu;
 await llama.dispose();
-process.stdout.write(JSON.stringify({seconds}) + "\n");
+process.stdout.write(JSON.stringify({seconds, gpu: used, devices}) + "\n");

@@ -28,11 +28,35 @@ type GenerateOptions struct {
 	StopTokens []int
 }
 
+// A Decoder computes the logits of the next token as generation goes: Next
+// takes the tokens that continue the sequence so far (the prompt on the
+// first call, then the token just picked) and returns the logits after
+// the last of them [VocabSize]. The CPU's keeps a KV cache; a device's may
+// run the whole sequence again.
+type Decoder interface {
+	Next(tokens []int) ([]float32, error)
+}
+
+// cacheDecoder is the CPU's Decoder: every layer's keys and values cached.
+type cacheDecoder struct {
+	m     *Model
+	cache *engine.KVCache
+}
+
+func (d *cacheDecoder) Next(tokens []int) ([]float32, error) { return d.m.step(tokens, d.cache) }
+
 // Generate continues prompt and returns the new tokens, ending with a stop
 // token if one was produced. It runs the prompt through the model once,
 // keeping every layer's keys and values in a KV cache, and then one token
 // per step. The whole model (all layers, final norm, LM head) must be loaded.
 func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
+	return m.GenerateWith(prompt, opts, nil)
+}
+
+// GenerateWith is Generate with the logits computed by dec (nil: the CPU
+// with a KV cache): the checks, the sampling and the stop tokens are
+// Generate's.
+func (m *Model) GenerateWith(prompt []int, opts GenerateOptions, dec Decoder) ([]int, error) {
 	c := m.Config
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("llama: Generate needs a non-empty prompt")
@@ -71,8 +95,17 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 	// tokens and grows as needed: generation usually stops at a stop token
 	// long before MaxNewTokens, and a cache for the whole context of a large
 	// model would take tens of gigabytes.
-	cache := engine.NewKVCache(c.NumLayers, c.NumKVHeads, c.HeadDim, len(prompt)+min(opts.MaxNewTokens, 256))
-	logits, err := m.step(prompt, cache)
+	if dec == nil {
+		dec = &cacheDecoder{m, engine.NewKVCache(c.NumLayers, c.NumKVHeads, c.HeadDim, len(prompt)+min(opts.MaxNewTokens, 256))}
+	}
+	next := func(tokens []int) ([]float32, error) {
+		logits, err := dec.Next(tokens)
+		if err == nil && len(logits) != c.VocabSize {
+			err = fmt.Errorf("llama: Generate: the decoder gave %d logits for a vocabulary of %d", len(logits), c.VocabSize)
+		}
+		return logits, err
+	}
+	logits, err := next(prompt)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +116,7 @@ func (m *Model) Generate(prompt []int, opts GenerateOptions) ([]int, error) {
 		if contains(stop, tok) || len(out) == opts.MaxNewTokens {
 			break
 		}
-		if logits, err = m.step([]int{tok}, cache); err != nil {
+		if logits, err = next([]int{tok}); err != nil {
 			return nil, err
 		}
 	}

@@ -965,3 +965,34 @@ func (dm *Model) Refresh(m *llama.Model, layers []int) error {
 	}
 	return nil
 }
+
+// Decoder returns a llama.Decoder for m.GenerateWith that runs on the
+// device: every step runs the whole sequence so far through the layers
+// and the final norm (there is no KV cache on the device: a short probe's
+// few dozen tokens cost little) and computes the last token's logits with
+// m's LM head on the host (llama.Model.Logits). m is the model the Model
+// was uploaded from, with its final norm and LM head loaded.
+func (dm *Model) Decoder(m *llama.Model) llama.Decoder {
+	return &deviceDecoder{dm: dm, m: m}
+}
+
+type deviceDecoder struct {
+	dm  *Model
+	m   *llama.Model
+	seq []int
+}
+
+func (d *deviceDecoder) Next(tokens []int) ([]float32, error) {
+	d.seq = append(d.seq, tokens...)
+	n, dim := len(d.seq), d.dm.cfg.HiddenSize
+	last := make([]float32, dim)
+	top := d.dm.cfg.NumLayers
+	err := d.dm.Forward(llama.NewBatch([][]int{d.seq}), []int{top}, func(_ int, h []float32) error {
+		copy(last, h[(n-1)*dim:])
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d.m.Logits(last, 1)
+}

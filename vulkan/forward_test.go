@@ -471,3 +471,58 @@ func BenchmarkForwardVulkan(b *testing.B) {
 	b.ReportMetric(T/cpu.Seconds(), "cpu-tok/s")
 	b.Logf("%s: device %.0f tok/s, CPU %.0f tok/s", c.Info.Name, T/dev.Seconds(), T/cpu.Seconds())
 }
+
+// TestGenerateOnDevice generates on the device (Decoder: the whole
+// sequence again at each step, the LM head on the host) and on the CPU
+// (KV cache): the same tokens, greedy and sampled with a seed, and the
+// logits within 1e-4 of their RMS.
+func TestGenerateOnDevice(t *testing.T) {
+	c := openContext(t, Options{})
+	for _, shape := range []string{"tiny", "tiny-qwen3"} {
+		t.Run(shape, func(t *testing.T) {
+			m := synthModel(t, t.TempDir(), llama.SynthOptions{Shape: shape, Seed: 6}, llama.LoadOptions{MaxLayer: llama.AllLayers, NeedLMHead: true})
+			m.Config.SlidingWindow = 0
+			dm, err := Upload(c, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dm.Close()
+			prompt := []int{1, 17, 42, 5}
+			for _, o := range []llama.GenerateOptions{{MaxNewTokens: 12, StopTokens: []int{}}, {MaxNewTokens: 12, Temperature: 0.8, TopP: 0.9, Seed: 3, StopTokens: []int{}}} {
+				want, err := m.Generate(prompt, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := m.GenerateWith(prompt, o, dm.Decoder(m))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("temperature %v: %v on the device, %v on the CPU", o.Temperature, got, want)
+				}
+			}
+			// The logits after a prompt.
+			hs, err := m.HiddenStates(llama.NewBatch([][]int{prompt}), []int{m.Config.NumLayers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := m.Config.HiddenSize
+			want, err := m.Logits(hs[m.Config.NumLayers][(len(prompt)-1)*d:], 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := dm.Decoder(m).Next(prompt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ss, worst float64
+			for i, w := range want {
+				ss += float64(w) * float64(w)
+				worst = max(worst, math.Abs(float64(got[i]-w)))
+			}
+			if r := worst / math.Sqrt(ss/float64(len(want))); r > 1e-4 {
+				t.Errorf("logits: max error / RMS %.3g", r)
+			}
+		})
+	}
+}

@@ -35,7 +35,6 @@ func init() {
 func runEmbed(args []string) error {
 	fs := newFlagSet("embed", "--model DIR --words WORDS.json --layers all|K,K,... --pooling content|mean|last|none --out FILE.safetensors [--dtype f32|bf16] [--fast] [--threads N]")
 	mf := addModelFlags(fs, "f32")
-	mf.onDevice = true
 	wordsPath := fs.String("words", "", "JSON file holding a list of strings, or a text file with one word per line; - reads standard input")
 	layersFlag := fs.String("layers", "all", "hidden_states to write: all, or a comma-separated list (0 = embeddings, num_hidden_layers = after the final norm)")
 	pooling := fs.String("pooling", string(tli.PoolContent), "content (special tokens left out), mean (all tokens, BOS/EOS included), last (last token) or none (every token)")

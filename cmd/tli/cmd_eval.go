@@ -39,7 +39,6 @@ func runEval(args []string) error {
 	fs := newFlagSet("eval", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
-	mf.onDevice = true
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder (e.g. OUT/final of tli train)")
 	pairsFlag := fs.String("pairs", "", "trained pairs (default: the embedded training list)")
 	controlFlag := fs.String("control", "", "held-out control pairs (default: the embedded control list)")

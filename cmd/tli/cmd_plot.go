@@ -18,7 +18,6 @@ func runPlot(args []string) error {
 	fs := newFlagSet("plot", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
-	mf.onDevice = true
 	adapterDir := fs.String("adapter", "", "PEFT adapter folder: also draw the maps after training")
 	pairsFlag := fs.String("pairs", "", "pairs to draw (default: the embedded training list)")
 	layer := fs.Int("layer", 2, "layer whose embeddings are drawn")

@@ -19,8 +19,8 @@ var probeOut io.Writer = os.Stdout
 
 // runProbe loads a whole model, encodes the prompt with its tokenizer
 // (special tokens added), merges the --adapter if one is given, generates
-// with a KV cache until EOS or --max-new-tokens, and prints the
-// continuation's text.
+// with a KV cache (on a Vulkan device: the whole sequence at each step)
+// until EOS or --max-new-tokens, and prints the continuation's text.
 func runProbe(args []string) error {
 	fs := newFlagSet("probe", "--model DIR [--adapter DIR] --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed N]")
 	mf := addModelFlags(fs, "bf16")
@@ -74,7 +74,18 @@ func runProbe(args []string) error {
 		}
 		return usageErrorf("--max-new-tokens %d: the prompt's %d tokens plus %d new ones exceed the model's context of %d tokens (max_position_embeddings); use at most %d", *maxNew, len(in), *maxNew, ctx, ctx-len(in))
 	}
-	gen, err := m.Generate(in, llama.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, Seed: *seed})
+	// On a device, the merged weights are uploaded; each step runs the
+	// whole sequence there, the LM head on the CPU.
+	dev, closeDev, err := mf.openDevice(m)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
+	var dec llama.Decoder
+	if g, ok := dev.(interface{ Decoder(*llama.Model) llama.Decoder }); ok {
+		dec = g.Decoder(m)
+	}
+	gen, err := m.GenerateWith(in, llama.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, Seed: *seed}, dec)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,6 @@ func runRun(args []string) error {
 	fs := newFlagSet("run", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
-	mf.onDevice = true
 	tf := addTrainFlags(fs)
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")
 	out := fs.String("out", "", "output folder: scan/, train/, eval/, report.md")

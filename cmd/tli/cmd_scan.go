@@ -35,7 +35,6 @@ func runScan(args []string) error {
 	fs := newFlagSet("scan", "")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
-	mf.onDevice = true
 	pairsFlag := fs.String("pairs", "", "pairs to scan (default: the embedded training list)")
 	out := fs.String("out", "", "output folder: scan.csv, scan.json, scan.png")
 	pooling := fs.String("pooling", string(tli.PoolContent), "pooling: content (BOS/EOS left out), mean (all tokens) or last")

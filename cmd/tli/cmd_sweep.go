@@ -29,7 +29,6 @@ func runSweep(args []string) error {
 	fs := newFlagSet("sweep", "--model DIR --out DIR [--layer 2,10,31] [--rank 4,16,64] [--seed 1,2,3] [...] [--shard I/N | --shards N]")
 	pf := addPlotFlags(fs)
 	mf := addModelFlags(fs, "f32")
-	mf.onDevice = true
 	out := fs.String("out", "", "sweep folder, shared by every shard: sweep-spec.json, scan-POOLING/, cells/NAME/, then sweep.csv")
 	pairs := fs.String("pairs", "", "training pairs (default: the embedded list of 623 pairs)")
 	control := fs.String("control", "", "held-out control pairs (default: the embedded control list)")

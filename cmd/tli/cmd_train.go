@@ -119,7 +119,6 @@ var errInterrupted = errors.New("interrupted")
 func runTrain(args []string) error {
 	fs := newFlagSet("train", "")
 	mf := addModelFlags(fs, "f32")
-	mf.onDevice = true
 	tf := addTrainFlags(fs)
 	out := fs.String("out", "", "output folder: epoch_K/ and final/ adapters (PEFT format), checkpoint/, train_log.jsonl")
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")

@@ -48,10 +48,6 @@ type modelFlags struct {
 	// paper, when not nil, is the published setting --paper-compat chose
 	// for this command, which the numeric flags may not contradict.
 	paper *llama.Numerics
-	// onDevice is set by the commands that run on a Vulkan device (scan,
-	// embed, train, eval, run, sweep, plot); the others refuse --device
-	// vulkan.
-	onDevice bool
 }
 
 func addModelFlags(fs interface {
@@ -67,7 +63,7 @@ func addModelFlags(fs interface {
 		threads:     fs.Int("threads", 0, "worker threads (0: all cores)"),
 		fast:        fs.Bool("fast", false, "with --dtype bf16: round activations to bf16 in matrix products, as PyTorch's bf16 matmul (about 2x faster; relative errors near 1e-2)"),
 		progress:    fs.String("progress", "auto", "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain, jsonl (one JSON object per update) or none"),
-		device:      fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (tli devices lists them; scan, embed, train, eval, run, sweep and plot, in a -tags vulkan build)"),
+		device:      fs.String("device", "cpu", "where to compute: cpu, or vulkan / vulkan:N (a -tags vulkan build; tli devices lists them)"),
 		activations: fs.String("activations", "f32", "dtype of the residual stream and every op's output, and of the weights before any quantisation (transformers' torch_dtype): f32 (exact), bf16 or fp16 (the published setting)"),
 		quant:       fs.String("quant", "", "quantise every decoder Linear weight at load as bitsandbytes 4-bit: nf4 or fp4 (blocksize 64, products in bf16); a checkpoint saved 4-bit needs none"),
 		doubleQuant: fs.Bool("double-quant", false, "with --quant: quantise the block scales too (bnb_4bit_use_double_quant)"),
@@ -161,7 +157,7 @@ func (f modelFlags) check() (engine.DType, error) {
 	if !slices.Contains(progressModes, *f.progress) {
 		return 0, usageErrorf("--progress %q: want one of %s", *f.progress, strings.Join(progressModes, ", "))
 	}
-	if err := checkDevice(*f.device, f.onDevice); err != nil {
+	if err := checkDevice(*f.device); err != nil {
 		return 0, err
 	}
 	if _, err := f.numerics(); err != nil {
@@ -218,27 +214,21 @@ func (f modelFlags) numerics() (llama.Numerics, error) {
 }
 
 // checkDevice accepts --device cpu; for vulkan or vulkan:N it says what
-// is missing (the build tag, the loader, the device) or, when the device
-// exists, accepts it for a command whose forward runs there (supported)
-// and says that the others cannot compute on it yet.
-func checkDevice(spec string, supported bool) error {
+// is missing (the build tag, the loader, the device), if anything.
+func checkDevice(spec string) error {
 	if spec == "cpu" {
 		return nil
 	}
 	if spec != "vulkan" && !strings.HasPrefix(spec, "vulkan:") {
 		return usageErrorf("--device %q: want cpu, vulkan or vulkan:N", spec)
 	}
-	d, err := vulkan.Select(spec)
-	if err != nil {
+	if _, err := vulkan.Select(spec); err != nil {
 		if msg := err.Error(); strings.HasPrefix(msg, "--device") {
 			return usageErrorf("%s", msg)
 		}
 		return usageErrorf("--device %s: %v", spec, err)
 	}
-	if supported {
-		return nil
-	}
-	return usageErrorf("--device %s: found %s, but this command runs on the CPU only (scan, embed, train, eval, run, sweep and plot run on Vulkan); use --device cpu", spec, d.Name)
+	return nil
 }
 
 // openDevice returns the Vulkan device --device names holding m's weights

@@ -3,7 +3,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,10 +17,9 @@ import (
 	"github.com/tli-project/tli/vulkan"
 )
 
-// TestDevicesVulkanScan runs tli scan and embed on the Vulkan device
-// (lavapipe in CI) and checks their numbers against the CPU's: every
-// scan statistic within 1e-5, every embedded vector within 1e-5 of its
-// RMS; a command without a Vulkan path refuses --device vulkan in one line.
+// TestDevicesVulkanScan runs tli scan and probe on the Vulkan device
+// (lavapipe in CI) and checks their results against the CPU's: every
+// scan statistic within 1e-5, the same generated tokens.
 func TestDevicesVulkanScan(t *testing.T) {
 	if _, err := vulkan.Select("vulkan"); err != nil {
 		if os.Getenv("TLI_REQUIRE_PEERS") != "" {
@@ -53,9 +54,24 @@ func TestDevicesVulkanScan(t *testing.T) {
 			}
 		}
 	}
-	code, stderr := tliRun(t, "probe", "--model", model, "--prompt", "maji", "--device", "vulkan")
-	if code == 0 || !strings.Contains(stderr, "runs on the CPU only") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
-		t.Errorf("probe --device vulkan: exit %d, %q", code, stderr)
+	// probe: the same tokens, greedy and sampled.
+	for _, args := range [][]string{nil, {"--temperature", "0.7", "--seed", "5"}} {
+		probe := func(dev string) string {
+			var buf bytes.Buffer
+			probeOut = &buf
+			defer func() { probeOut = os.Stdout }()
+			mustRun(t, append([]string{"probe", "--model", model, "--prompt", "maji ya moto", "--max-new-tokens", "8", "--json", "--device", dev}, args...)...)
+			var r struct {
+				GeneratedIDs []int `json:"generated_ids"`
+			}
+			if err := json.Unmarshal(buf.Bytes(), &r); err != nil || len(r.GeneratedIDs) == 0 {
+				t.Fatalf("probe --json: %q: %v", buf.String(), err)
+			}
+			return fmt.Sprint(r.GeneratedIDs)
+		}
+		if c, g := probe("cpu"), probe("vulkan"); c != g {
+			t.Errorf("probe %v: %s on the CPU, %s on Vulkan", args, c, g)
+		}
 	}
 }
 
