@@ -82,7 +82,9 @@ func runProbe(args []string) error {
 	}
 	defer closeDev()
 	var dec llama.Decoder
-	if g, ok := dev.(interface{ Decoder(*llama.Model) llama.Decoder }); ok {
+	if g, ok := dev.(interface {
+		Decoder(*llama.Model) llama.Decoder
+	}); ok {
 		dec = g.Decoder(m)
 	}
 	gen, err := m.GenerateWith(in, llama.GenerateOptions{MaxNewTokens: *maxNew, Temperature: *temp, TopP: *topP, Seed: *seed}, dec)
