@@ -77,7 +77,7 @@ type deviceLayer struct {
 // sequences; a larger batch replaces them.
 type activations struct {
 	tokens, seqs, mlpRows int
-	h, x, q, k, v, att    *Buffer
+	h, x, q, k, v, att, o *Buffer
 	gate, up              *Buffer // [mlpRows × ffn]
 	ids, offsets          *Buffer // uint32 [tokens], [seqs+1]
 	cos, sin              *Buffer // [tokens × headDim/2]
@@ -85,7 +85,7 @@ type activations struct {
 }
 
 func (a *activations) free() {
-	for _, b := range []*Buffer{a.h, a.x, a.q, a.k, a.v, a.att, a.gate, a.up, a.ids, a.offsets, a.cos, a.sin, a.ones} {
+	for _, b := range []*Buffer{a.h, a.x, a.q, a.k, a.v, a.att, a.o, a.gate, a.up, a.ids, a.offsets, a.cos, a.sin, a.ones} {
 		if b != nil {
 			b.Free()
 		}
@@ -623,7 +623,7 @@ func (dm *Model) actBytes(T int) uint64 {
 	cfg := dm.cfg
 	t := uint64(T)
 	qd, kd := uint64(cfg.NumHeads*cfg.HeadDim), uint64(cfg.NumKVHeads*cfg.HeadDim)
-	n := 2*t*uint64(cfg.HiddenSize) + 2*t*qd + 2*t*kd + 2*uint64(min(T, maxMLPRows))*uint64(cfg.IntermediateSize) + 2*t + 1 + t*uint64(cfg.HeadDim)
+	n := 3*t*uint64(cfg.HiddenSize) + 2*t*qd + 2*t*kd + 2*uint64(min(T, maxMLPRows))*uint64(cfg.IntermediateSize) + 2*t + 1 + t*uint64(cfg.HeadDim)
 	if dm.biases {
 		n += t
 	}
@@ -673,6 +673,7 @@ func (dm *Model) ensure(T, nSeq int) (*activations, error) {
 	alloc(&a.k, T*kd)
 	alloc(&a.v, T*kd)
 	alloc(&a.att, T*qd)
+	alloc(&a.o, T*d)
 	alloc(&a.gate, rows*ffn)
 	alloc(&a.up, rows*ffn)
 	alloc(&a.ids, T)
@@ -768,7 +769,7 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 
 	c := dm.c
 	T, nSeq := len(b.Tokens), b.NumSeqs()
-	d, hd, nH, nKV, ffn := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads, cfg.IntermediateSize
+	d, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
 	qd, kd := nH*hd, nKV*hd
 	a, err := dm.ensure(T, nSeq)
 	if err != nil {
@@ -804,13 +805,16 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 		return fn(k, host)
 	}
 
-	h, x := a.h.F32(0, T*d), a.x.F32(0, T*d)
-	q, k, v, att := a.q.F32(0, T*qd), a.k.F32(0, T*kd), a.v.F32(0, T*kd), a.att.F32(0, T*qd)
-	cosS, sinS := a.cos.F32(0, T*hd/2), a.sin.F32(0, T*hd/2)
+	h := a.h.F32(0, T*d)
+	x := a.x.F32(0, T*d)
 	var ones Span
 	if a.ones != nil {
 		ones = a.ones.F32(0, T)
 	}
+	// In place on h; x holds both norms' outputs; nothing is kept.
+	bufs := &layerBufs{hIn: h, hMid: h, hOut: h, x1: x, x2: x,
+		q: a.q.F32(0, T*qd), k: a.k.F32(0, T*kd), v: a.v.F32(0, T*kd), att: a.att.F32(0, T*qd), o: a.o.F32(0, T*d),
+		gate: a.gate.All(), up: a.up.All(), act: a.gate.All(), mlpRows: a.mlpRows}
 	if dm.hostEmbed != nil { // streaming: the embedding stays on the host
 		engine.Embed(host, dm.hostEmbed, b.Tokens)
 		if err := a.h.UploadF32(0, host); err != nil {
@@ -831,29 +835,8 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 				return fmt.Errorf("vulkan: streaming layer %d: %w", i, err)
 			}
 		}
-		if err := dm.layer(L, a, T, nSeq, h, x, q, k, v, att, cosS, sinS, ones); err != nil {
+		if err := dm.layerForward(L, bufs, T, nSeq, a.offsets.U32(0, nSeq+1), a.cos.F32(0, T*hd/2), a.sin.F32(0, T*hd/2), ones); err != nil {
 			return fmt.Errorf("vulkan: layer %d: %w", i, err)
-		}
-		// MLP, in chunks of rows.
-		if err := c.RMSNorm(x, h, L.mlpNorm.All(), T, d, dm.eps); err != nil {
-			return err
-		}
-		for r0 := 0; r0 < T; r0 += a.mlpRows {
-			n := min(a.mlpRows, T-r0)
-			hr, xr := a.h.F32(r0*d, n*d), a.x.F32(r0*d, n*d)
-			gate, up := a.gate.F32(0, n*ffn), a.up.F32(0, n*ffn)
-			if err := c.GEMM(gate, xr, L.gate.span(), n, ffn, d, L.gate.wt, false); err != nil {
-				return err
-			}
-			if err := c.GEMM(up, xr, L.up.span(), n, ffn, d, L.up.wt, false); err != nil {
-				return err
-			}
-			if err := c.SiLUMul(gate, gate, up, n*ffn); err != nil {
-				return err
-			}
-			if err := c.GEMM(hr, gate, L.down.span(), n, d, ffn, L.down.wt, true); err != nil {
-				return err
-			}
 		}
 		kk := i + 1
 		if !want[kk] {
@@ -871,49 +854,6 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 		}
 	}
 	return c.Sync()
-}
-
-// layer records the attention block of a decoder layer: h += o_proj(att).
-func (dm *Model) layer(L *deviceLayer, a *activations, T, nSeq int, h, x, q, k, v, att, cos, sin, ones Span) error {
-	c, cfg := dm.c, dm.cfg
-	d, hd, nH, nKV := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads
-	qd, kd := nH*hd, nKV*hd
-	if err := c.RMSNorm(x, h, L.attnNorm.All(), T, d, dm.eps); err != nil {
-		return err
-	}
-	for _, p := range []struct {
-		out  Span
-		w    weightBuf
-		bias *Buffer
-		n    int
-	}{{q, L.q, L.qBias, qd}, {k, L.k, L.kBias, kd}, {v, L.v, L.vBias, kd}} {
-		if err := c.GEMM(p.out, x, p.w.span(), T, p.n, d, p.w.wt, false); err != nil {
-			return err
-		}
-		if p.bias != nil { // out += ones[T×1]·bias[n×1]ᵀ: exactly the bias added to each row
-			if err := c.GEMM(p.out, ones, p.bias.All(), T, p.n, 1, F32, true); err != nil {
-				return err
-			}
-		}
-	}
-	if L.qNorm != nil {
-		if err := c.RMSNorm(q, q, L.qNorm.All(), T*nH, hd, dm.eps); err != nil {
-			return err
-		}
-		if err := c.RMSNorm(k, k, L.kNorm.All(), T*nKV, hd, dm.eps); err != nil {
-			return err
-		}
-	}
-	if err := c.Rope(q, cos, sin, T, nH, hd); err != nil {
-		return err
-	}
-	if err := c.Rope(k, cos, sin, T, nKV, hd); err != nil {
-		return err
-	}
-	if err := c.Attention(att, q, k, v, a.offsets.U32(0, nSeq+1), T, nSeq, nH, nKV, hd); err != nil {
-		return err
-	}
-	return c.GEMM(h, att, L.o.span(), T, d, qd, L.o.wt, true)
 }
 
 // Refresh uploads again the Linear weights and vectors of the given

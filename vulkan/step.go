@@ -377,96 +377,21 @@ func (dm *Model) hasQKNorm(l int) bool {
 	return L != nil && L.QNorm != nil
 }
 
-// proj records out = x·Wᵀ (+ the adapter's branch) (+ bias), as
-// autograd.Linear and then the bias.
-func (dm *Model) proj(s *stepState, out, x Span, w weightBuf, bias *Buffer, la *loraAct, n, k int) error {
-	c, T := dm.c, s.T
-	if err := c.GEMM(out, x, w.span(), T, n, k, w.wt, false); err != nil {
-		return err
-	}
-	if la != nil {
-		xin := x
-		if la.mask != nil {
-			if err := c.Mul(la.xd.All(), x, la.mask.All(), T*la.in); err != nil {
-				return err
-			}
-			xin = la.xd.All()
-		}
-		if err := c.LoRA(out, la.h.All(), xin, la.a.All(), la.b.All(), T, la.in, la.out, la.l.Rank(), la.l.Scale, true); err != nil {
-			return err
-		}
-	}
-	if bias != nil {
-		return c.GEMM(out, s.ones.All(), bias.All(), T, n, 1, F32, true)
-	}
-	return nil
-}
-
 // trainLayer records decoder layer W's forward from L.hIn into out,
-// keeping its activations in L.
+// keeping its activations in L (out is o_proj's and down_proj's scratch
+// before it takes the output).
 func (dm *Model) trainLayer(s *stepState, W *deviceLayer, L *layerAct, out *Buffer) error {
-	c, cfg := dm.c, dm.cfg
-	T, nSeq := s.T, s.nSeq
-	d, hd, nH, nKV, ffn := cfg.HiddenSize, cfg.HeadDim, cfg.NumHeads, cfg.NumKVHeads, cfg.IntermediateSize
-	qd, kd := nH*hd, nKV*hd
-	if err := c.RMSNormSave(L.x1.All(), L.r1.All(), L.hIn.All(), W.attnNorm.All(), T, d, dm.eps); err != nil {
-		return err
-	}
-	q, k := L.q, L.k
+	b := &layerBufs{hIn: L.hIn.All(), hMid: L.hMid.All(), hOut: out.All(), x1: L.x1.All(), x2: L.x2.All(), r1: L.r1.All(), r2: L.r2.All(),
+		q: L.q.All(), k: L.k.All(), v: L.v.All(), att: L.att.All(), o: out.All(),
+		gate: L.gate.All(), up: L.up.All(), act: L.act.All(), mlpRows: s.T, mods: L.mods}
 	if L.qRaw != nil {
-		q, k = L.qRaw, L.kRaw
+		b.qRaw, b.kRaw, b.rq, b.rk = L.qRaw.All(), L.kRaw.All(), L.rq.All(), L.rk.All()
 	}
-	x1 := L.x1.All()
-	if err := dm.proj(s, q.All(), x1, W.q, W.qBias, L.mods[0], qd, d); err != nil {
-		return err
+	var ones Span
+	if s.ones != nil {
+		ones = s.ones.All()
 	}
-	if err := dm.proj(s, k.All(), x1, W.k, W.kBias, L.mods[1], kd, d); err != nil {
-		return err
-	}
-	if err := dm.proj(s, L.v.All(), x1, W.v, W.vBias, L.mods[2], kd, d); err != nil {
-		return err
-	}
-	if L.qRaw != nil {
-		if err := c.RMSNormSave(L.q.All(), L.rq.All(), L.qRaw.All(), W.qNorm.All(), T*nH, hd, dm.eps); err != nil {
-			return err
-		}
-		if err := c.RMSNormSave(L.k.All(), L.rk.All(), L.kRaw.All(), W.kNorm.All(), T*nKV, hd, dm.eps); err != nil {
-			return err
-		}
-	}
-	if err := c.Rope(L.q.All(), s.cos.All(), s.sin.All(), T, nH, hd); err != nil {
-		return err
-	}
-	if err := c.Rope(L.k.All(), s.cos.All(), s.sin.All(), T, nKV, hd); err != nil {
-		return err
-	}
-	if err := c.Attention(L.att.All(), L.q.All(), L.k.All(), L.v.All(), s.offsets.All(), T, nSeq, nH, nKV, hd); err != nil {
-		return err
-	}
-	// h_mid = h + o_proj(att), through out as scratch.
-	if err := dm.proj(s, out.All(), L.att.All(), W.o, nil, L.mods[3], d, qd); err != nil {
-		return err
-	}
-	if err := c.Add(L.hMid.All(), L.hIn.All(), out.All(), T*d); err != nil {
-		return err
-	}
-	if err := c.RMSNormSave(L.x2.All(), L.r2.All(), L.hMid.All(), W.mlpNorm.All(), T, d, dm.eps); err != nil {
-		return err
-	}
-	x2 := L.x2.All()
-	if err := dm.proj(s, L.gate.All(), x2, W.gate, nil, L.mods[4], ffn, d); err != nil {
-		return err
-	}
-	if err := dm.proj(s, L.up.All(), x2, W.up, nil, L.mods[5], ffn, d); err != nil {
-		return err
-	}
-	if err := c.SiLUMul(L.act.All(), L.gate.All(), L.up.All(), T*ffn); err != nil {
-		return err
-	}
-	if err := dm.proj(s, out.All(), L.act.All(), W.down, nil, L.mods[6], d, ffn); err != nil {
-		return err
-	}
-	return c.Add(out.All(), L.hMid.All(), out.All(), T*d)
+	return dm.layerForward(W, b, s.T, s.nSeq, s.offsets.All(), s.cos.All(), s.sin.All(), ones)
 }
 
 // PoolBackward implements tli.StepModel on the device: from dpooled
