@@ -37,6 +37,7 @@ type Model struct {
 	norm   *Buffer        // nil when the final norm was not loaded
 	biases bool           // some layer has q/k/v biases (the ones column is needed)
 
+	model  *llama.Model // the host model (its OnLayer reports a pass's progress)
 	mu     sync.Mutex
 	closed bool
 	owned  []*Buffer // every weight buffer, for Close
@@ -261,7 +262,7 @@ func Upload(c *Context, m *llama.Model) (*Model, error) {
 	}
 	avail := limit - min(limit, allocated) + free
 
-	dm := &Model{c: c, cfg: cfg, rope: m.Rope, eps: float32(cfg.RMSNormEps), layers: make([]*deviceLayer, len(m.Layers)), loaded: make([]bool, len(m.Layers)), slotLayer: -1}
+	dm := &Model{c: c, model: m, cfg: cfg, rope: m.Rope, eps: float32(cfg.RMSNormEps), layers: make([]*deviceLayer, len(m.Layers)), loaded: make([]bool, len(m.Layers)), slotLayer: -1}
 	for i, L := range m.Layers {
 		dm.loaded[i] = L != nil
 		dm.biases = dm.biases || (L != nil && (L.QBias != nil || L.KBias != nil || L.VBias != nil))
@@ -600,6 +601,7 @@ func (dm *Model) release() {
 		b.Free()
 	}
 	dm.owned, dm.norm, dm.embed, dm.host, dm.slot, dm.src, dm.hostEmbed = nil, nil, weightBuf{}, nil, nil, nil, nil
+	dm.model = nil
 	dm.slotW, dm.slotV, dm.slotLayer = [7]*Buffer{}, [7]*Buffer{}, -1
 	clear(dm.layers)
 }
@@ -732,7 +734,8 @@ func checkBatch(cfg llama.Config, b llama.Batch) error {
 // only during the call; it stops after the highest layer asked. The
 // activations stay on the device; only the requested hidden states are
 // downloaded. fn's error stops the pass and is returned. Calls on one
-// Model are serialised.
+// Model are serialised. The host model's OnLayer, when set, is called as
+// llama.Model.Forward calls it, each layer reported once it has run.
 func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []float32) error) error {
 	cfg := dm.cfg
 	if err := checkBatch(cfg, b); err != nil {
@@ -828,6 +831,13 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 			return err
 		}
 	}
+	var onLayer func(done, total, tokens int)
+	if dm.model != nil {
+		onLayer = dm.model.OnLayer
+	}
+	if onLayer != nil {
+		onLayer(0, top, T)
+	}
 	for i := 0; i < top; i++ {
 		L := dm.layers[i]
 		if L == nil {
@@ -837,6 +847,12 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 		}
 		if err := dm.layerForward(L, bufs, T, nSeq, a.offsets.U32(0, nSeq+1), a.cos.F32(0, T*hd/2), a.sin.F32(0, T*hd/2), ones); err != nil {
 			return fmt.Errorf("vulkan: layer %d: %w", i, err)
+		}
+		if onLayer != nil { // the layer has run when it is reported
+			if err := c.Sync(); err != nil {
+				return err
+			}
+			onLayer(i+1, top, T)
 		}
 		kk := i + 1
 		if !want[kk] {

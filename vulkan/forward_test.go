@@ -472,6 +472,33 @@ func BenchmarkForwardVulkan(b *testing.B) {
 	b.Logf("%s: device %.0f tok/s, CPU %.0f tok/s", c.Info.Name, T/dev.Seconds(), T/cpu.Seconds())
 }
 
+// TestForwardOnLayer checks that the device forward reports its progress
+// through the host model's OnLayer, as the CPU forward does.
+func TestForwardOnLayer(t *testing.T) {
+	c := openContext(t, Options{})
+	m := synthModel(t, t.TempDir(), llama.SynthOptions{Shape: "tiny"}, llama.LoadOptions{MaxLayer: llama.AllLayers})
+	dm, err := Upload(c, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Close()
+	b := llama.NewBatch([][]int{{1, 2, 3}, {4, 5}})
+	var cpu, dev []string
+	for _, run := range []struct {
+		log *[]string
+		f   func(llama.Batch, []int, func(int, []float32) error) error
+	}{{&cpu, m.Forward}, {&dev, dm.Forward}} {
+		m.OnLayer = func(done, total, tokens int) { *run.log = append(*run.log, fmt.Sprintf("%d/%d of %d", done, total, tokens)) }
+		if err := run.f(b, []int{3}, func(int, []float32) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.OnLayer = nil
+	if fmt.Sprint(dev) != fmt.Sprint(cpu) || len(cpu) != 4 {
+		t.Errorf("OnLayer calls: device %v, CPU %v", dev, cpu)
+	}
+}
+
 // TestGenerateOnDevice generates on the device (Decoder: the whole
 // sequence again at each step, the LM head on the host) and on the CPU
 // (KV cache): the same tokens, greedy and sampled with a seed, and the

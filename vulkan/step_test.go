@@ -265,6 +265,53 @@ func compareGrads(t *testing.T, cpu, dev llama.Adapters, layer int) float64 {
 	return worst
 }
 
+// TestStepOutOfMemory checks that a training step whose activations do
+// not fit beside the weights is an error wrapping ErrOutOfMemory that says
+// so in one line, leaves nothing allocated, and that a smaller step then
+// runs.
+func TestStepOutOfMemory(t *testing.T) {
+	dir := t.TempDir()
+	m := synthModel(t, dir, llama.SynthOptions{Shape: "tiny"}, llama.LoadOptions{MaxLayer: llama.AllLayers})
+	limit := weightBytes(m) + (&Model{cfg: m.Config}).actBytes(min(StreamReserveTokens, m.Config.MaxContext())) + 64<<10
+	c := openContext(t, Options{MemoryLimit: int64(limit)})
+	dm, err := Upload(c, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Close()
+	if dm.Streamed() != 0 {
+		t.Fatalf("%d layers streamed", dm.Streamed())
+	}
+	live := c.Live()["buffer"]
+	rng := rand.New(rand.NewPCG(3, 3))
+	_, ad := randomAdapters(rng, m.Config, []string{"q_proj", "v_proj"}, 4, 0.05)
+	var seqs [][]int
+	for range 16 {
+		seq := make([]int, 60)
+		for i := range seq {
+			seq[i] = 1 + rng.IntN(m.Config.VocabSize-1)
+		}
+		seqs = append(seqs, seq)
+	}
+	_, err = dm.PoolForward(llama.NewBatch(seqs), nil, 4, ad, autograd.NewDropout(1))
+	if !errors.Is(err, ErrOutOfMemory) || !strings.Contains(err.Error(), "do not fit the device memory") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a step of %d tokens under %s: %v, want one line wrapping ErrOutOfMemory", 16*60, byteSize(limit), err)
+	}
+	t.Log(err)
+	if err := c.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Live()["buffer"]; n != live {
+		t.Errorf("%d buffers live after the failed step, %d before", n, live)
+	}
+	if _, err := dm.PoolForward(llama.NewBatch(seqs[:2]), nil, 2, ad, autograd.NewDropout(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dm.PoolBackward(make([]float32, 2*m.Config.HiddenSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestStepContract checks PoolForward's refusals (one line each), a
 // PoolBackward without a forward or with the wrong size, a step whose loss
 // depends on no adapter, and that a step's buffers are freed by the next

@@ -38,7 +38,7 @@ khronos_validation.enables = VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDA
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^Test(OpenClose|UploadDownload|Exhaustion|DeferredFree|ManyDispatches|GEMM|SplitBindings|RMSNorm|Elementwise|Rope|Embed|Attention|GEMMNN|GEMMTN|SplitBindingsBackward|RMSNormBackward|SiLUMulBackward|RopeBackward|AttentionBackward|AttentionBackwardFD|MeanPool|L2Norm|LoRA|ForwardMatchesCPU|ForwardStreaming|ForwardContract|StepMatchesCPU|StepContract|EvaluateOnDevice|GenerateOnDevice)$", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run=^Test(OpenClose|UploadDownload|Exhaustion|DeferredFree|ManyDispatches|GEMM|SplitBindings|RMSNorm|Elementwise|Rope|Embed|Attention|GEMMNN|GEMMTN|SplitBindingsBackward|RMSNormBackward|SiLUMulBackward|RopeBackward|AttentionBackward|AttentionBackwardFD|MeanPool|L2Norm|LoRA|ForwardMatchesCPU|ForwardStreaming|ForwardContract|StepMatchesCPU|StepContract|EvaluateOnDevice|GenerateOnDevice|StepOutOfMemory|ForwardOnLayer)$", "-test.v")
 	cmd.Env = append(os.Environ(), "TLI_VULKAN_CHILD=1", "VK_INSTANCE_LAYERS=VK_LAYER_KHRONOS_validation", "VK_LAYER_SETTINGS_PATH="+settings)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
