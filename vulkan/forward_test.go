@@ -488,7 +488,9 @@ func TestForwardOnLayer(t *testing.T) {
 		log *[]string
 		f   func(llama.Batch, []int, func(int, []float32) error) error
 	}{{&cpu, m.Forward}, {&dev, dm.Forward}} {
-		m.OnLayer = func(done, total, tokens int) { *run.log = append(*run.log, fmt.Sprintf("%d/%d of %d", done, total, tokens)) }
+		m.OnLayer = func(done, total, tokens int) {
+			*run.log = append(*run.log, fmt.Sprintf("%d/%d of %d", done, total, tokens))
+		}
 		if err := run.f(b, []int{3}, func(int, []float32) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
