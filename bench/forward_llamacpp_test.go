@@ -17,6 +17,31 @@ import (
 	"github.com/tli-project/tli/llama"
 )
 
+// layerPair synthesises checkpoints of the shape with 1 and 3 layers
+// (vocabulary 4096, weights in dt), loads them and exports them to GGUF in
+// dt: the models and the GGUF paths by layer count, for the per-layer
+// difference both peers are timed on.
+func layerPair(b *testing.B, dir, shape string, dt engine.DType) (map[int]*llama.Model, map[int]string) {
+	models, paths := map[int]*llama.Model{}, map[int]string{}
+	for _, layers := range []int{1, 3} {
+		ck := filepath.Join(dir, fmt.Sprintf("l%d", layers))
+		if err := llama.Synth(ck, llama.SynthOptions{Shape: shape, Layers: layers, DType: dt, Vocab: 4096, Seed: 1}); err != nil {
+			b.Fatal(err)
+		}
+		m, err := llama.Load(ck, llama.LoadOptions{DType: dt, MaxLayer: llama.AllLayers})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		models[layers] = m
+		paths[layers] = filepath.Join(dir, fmt.Sprintf("l%d.gguf", layers))
+		if err := gguf.ExportLlama(paths[layers], m, ck, gguf.ExportOptions{DType: dt}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return models, paths
+}
+
 // BenchmarkForwardLlamaCpp times one decoder layer of the Llama 3 8B shape
 // (bf16 weights) at 80 and 512 tokens in tli and in llama.cpp (the prebuilt
 // CPU build of node-llama-cpp, 2 threads), in the same run. llama.cpp
@@ -31,24 +56,7 @@ func BenchmarkForwardLlamaCpp(b *testing.B) {
 	node, modules := peer.LlamaCpp(b)
 	dir := b.TempDir()
 	lengths := []int{80, 512}
-	paths := map[int]string{}
-	models := map[int]*llama.Model{}
-	for _, layers := range []int{1, 3} {
-		ck := filepath.Join(dir, fmt.Sprintf("l%d", layers))
-		if err := llama.Synth(ck, llama.SynthOptions{Shape: "llama3-8b", Layers: layers, DType: engine.BF16, Vocab: 4096, Seed: 1}); err != nil {
-			b.Fatal(err)
-		}
-		m, err := llama.Load(ck, llama.LoadOptions{DType: engine.BF16, MaxLayer: llama.AllLayers})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-		models[layers] = m
-		paths[layers] = filepath.Join(dir, fmt.Sprintf("l%d.gguf", layers))
-		if err := gguf.ExportLlama(paths[layers], m, ck, gguf.ExportOptions{DType: engine.BF16}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	models, paths := layerPair(b, dir, "llama3-8b", engine.BF16)
 	// llama.cpp, all shapes in one process.
 	reps := max(b.N, 3)
 	req, _ := json.Marshal(map[string]any{"models": []string{paths[1], paths[3]}, "lengths": lengths, "reps": reps, "threads": 2})

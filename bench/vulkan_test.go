@@ -5,7 +5,6 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
-	"github.com/tli-project/tli/gguf"
 	"github.com/tli-project/tli/internal/peer"
 	"github.com/tli-project/tli/llama"
 	"github.com/tli-project/tli/lora"
@@ -78,24 +76,7 @@ func BenchmarkVulkanForwardLlamaCpp(b *testing.B) {
 	c, dev := openDevice(b)
 	dir := b.TempDir()
 	const n = 80
-	paths := map[int]string{}
-	models := map[int]*llama.Model{}
-	for _, layers := range []int{1, 3} {
-		ck := filepath.Join(dir, fmt.Sprintf("l%d", layers))
-		if err := llama.Synth(ck, llama.SynthOptions{Shape: "llama3.2-1b", Layers: layers, Vocab: 4096, Seed: 1}); err != nil {
-			b.Fatal(err)
-		}
-		m, err := llama.Load(ck, llama.LoadOptions{MaxLayer: llama.AllLayers})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-		models[layers] = m
-		paths[layers] = filepath.Join(dir, fmt.Sprintf("l%d.gguf", layers))
-		if err := gguf.ExportLlama(paths[layers], m, ck, gguf.ExportOptions{DType: engine.F32}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	models, paths := layerPair(b, dir, "llama3.2-1b", engine.F32)
 	reps := max(b.N, 3)
 	req, _ := json.Marshal(map[string]any{"models": []string{paths[1], paths[3]}, "lengths": []int{n}, "reps": reps, "threads": runtime.NumCPU(), "gpu": "vulkan"})
 	cmd := exec.Command(node, "llamacpp_forward.mjs", modules)

@@ -703,6 +703,19 @@ func (dm *Model) ensure(T, nSeq int) (*activations, error) {
 	return a, nil
 }
 
+// batchU32 is b's token ids and offsets as the kernels take them.
+func batchU32(b llama.Batch) (ids, offsets []uint32) {
+	ids = make([]uint32, len(b.Tokens))
+	for i, id := range b.Tokens {
+		ids[i] = uint32(id)
+	}
+	offsets = make([]uint32, len(b.Offsets))
+	for i, o := range b.Offsets {
+		offsets[i] = uint32(o)
+	}
+	return ids, offsets
+}
+
 // checkBatch makes the checks llama.Model.Forward makes of a packed batch:
 // offsets delimit the tokens and do not decrease, no sequence is longer
 // than the model's context, every token is in the vocabulary.
@@ -778,14 +791,7 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 	if err != nil {
 		return err
 	}
-	ids := make([]uint32, T)
-	for i, id := range b.Tokens {
-		ids[i] = uint32(id)
-	}
-	offs := make([]uint32, nSeq+1)
-	for i, o := range b.Offsets {
-		offs[i] = uint32(o)
-	}
+	ids, offs := batchU32(b)
 	cos, sin := dm.rope.Tables(engine.Positions(b.Offsets), b.MaxLen())
 	for _, up := range []func() error{
 		func() error { return a.ids.UploadU32(0, ids) },

@@ -288,6 +288,18 @@ func TestForwardOutOfMemory(t *testing.T) {
 	}
 }
 
+// streamingLimit is a memory limit under which Upload streams 3 of the 4
+// layers of a tiny model: room for the weights less the embedding (kept on
+// the host) and one and a half layers, beside the activations of
+// StreamReserveTokens tokens; the streaming slot takes one more layer.
+func streamingLimit(m *llama.Model) uint64 {
+	var layer uint64
+	for _, w := range layerTensors(m.Layers[0]) {
+		layer += tensorBytes(w)
+	}
+	return weightBytes(m) - tensorBytes(m.Embed) - layer*3/2 + (&Model{cfg: m.Config}).actBytes(StreamReserveTokens)
+}
+
 // TestForwardStreaming uploads a model into less memory than its weights
 // take: the embedding stays on the host, some layers are streamed through
 // one slot, and every hidden state still matches the CPU forward, for f32
@@ -299,17 +311,7 @@ func TestForwardStreaming(t *testing.T) {
 	for _, dt := range []engine.DType{engine.F32, engine.BF16} {
 		t.Run(dt.String(), func(t *testing.T) {
 			m := synthModel(t, t.TempDir(), llama.SynthOptions{Shape: "tiny", DType: dt, Seed: 3}, llama.LoadOptions{MaxLayer: llama.AllLayers, DType: dt})
-			// Room for the weights less the embedding (kept on the host)
-			// and one and a half layers, beside the activations: the
-			// streaming slot takes one more layer, so one of four stays
-			// resident and three are streamed.
-			need := weightBytes(m)
-			L := m.Layers[0]
-			var layer uint64
-			for _, w := range layerTensors(L) {
-				layer += tensorBytes(w)
-			}
-			limit := need - tensorBytes(m.Embed) - layer*3/2 + (&Model{cfg: m.Config}).actBytes(StreamReserveTokens)
+			need, limit := weightBytes(m), streamingLimit(m)
 			c := openContext(t, Options{MemoryLimit: int64(limit)})
 			dm, err := Upload(c, m)
 			if err != nil {

@@ -5,6 +5,7 @@ package vulkan
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/tli-project/tli/autograd"
 	"github.com/tli-project/tli/engine"
@@ -178,14 +179,7 @@ func (dm *Model) PoolForward(b llama.Batch, mask []bool, layer int, adapters lla
 	return pooled, nil
 }
 
-func knownModule(name string) bool {
-	for _, m := range loraModules {
-		if m == name {
-			return true
-		}
-	}
-	return false
-}
+func knownModule(name string) bool { return slices.Contains(loraModules[:], name) }
 
 // moduleDims are the input and output sizes of loraModules' projections.
 func moduleDims(cfg llama.Config) (in, out [7]int) {
@@ -232,14 +226,7 @@ func (dm *Model) poolForward(s *stepState, b llama.Batch, mask []bool, adapters 
 		return buf
 	}
 	// The batch: ids, offsets, rope tables, the pooling mask, ones for biases.
-	ids := make([]uint32, T)
-	for i, id := range b.Tokens {
-		ids[i] = uint32(id)
-	}
-	offs := make([]uint32, nSeq+1)
-	for i, o := range b.Offsets {
-		offs[i] = uint32(o)
-	}
+	ids, offs := batchU32(b)
 	m32 := make([]uint32, T)
 	for i := range m32 {
 		if mask == nil || mask[i] {

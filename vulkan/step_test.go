@@ -115,11 +115,7 @@ func TestStepMatchesCPU(t *testing.T) {
 				saved := StreamReserveTokens
 				StreamReserveTokens = 1024 // room the step takes over
 				defer func() { StreamReserveTokens = saved }()
-				var layer uint64
-				for _, w := range layerTensors(m.Layers[0]) {
-					layer += tensorBytes(w)
-				}
-				opt.MemoryLimit = int64(weightBytes(m) - tensorBytes(m.Embed) - layer*3/2 + (&Model{cfg: m.Config}).actBytes(StreamReserveTokens))
+				opt.MemoryLimit = int64(streamingLimit(m))
 			}
 			c := openContext(t, opt)
 			dm, err := Upload(c, m)
@@ -416,11 +412,7 @@ func TestEvaluateOnDevice(t *testing.T) {
 				saved := StreamReserveTokens
 				StreamReserveTokens = 128
 				defer func() { StreamReserveTokens = saved }()
-				var layer uint64
-				for _, w := range layerTensors(m.Layers[0]) {
-					layer += tensorBytes(w)
-				}
-				opt.MemoryLimit = int64(weightBytes(m) - tensorBytes(m.Embed) - layer*3/2 + (&Model{cfg: m.Config}).actBytes(StreamReserveTokens))
+				opt.MemoryLimit = int64(streamingLimit(m))
 			}
 			c := openContext(t, opt)
 			dm, err := Upload(c, m)

@@ -17,16 +17,23 @@ import (
 	"github.com/tli-project/tli/vulkan"
 )
 
-// TestDevicesVulkanScan runs tli scan and probe on the Vulkan device
-// (lavapipe in CI) and checks their results against the CPU's: every
-// scan statistic within 1e-5, the same generated tokens.
-func TestDevicesVulkanScan(t *testing.T) {
+// needVulkan skips the test without a Vulkan device (fails it under
+// TLI_REQUIRE_PEERS).
+func needVulkan(t *testing.T) {
+	t.Helper()
 	if _, err := vulkan.Select("vulkan"); err != nil {
 		if os.Getenv("TLI_REQUIRE_PEERS") != "" {
 			t.Fatalf("no Vulkan device: %v", err)
 		}
 		t.Skipf("no Vulkan device: %v", err)
 	}
+}
+
+// TestDevicesVulkanScan runs tli scan and probe on the Vulkan device
+// (lavapipe in CI) and checks their results against the CPU's: every
+// scan statistic within 1e-5, the same generated tokens.
+func TestDevicesVulkanScan(t *testing.T) {
+	needVulkan(t)
 	model := testModel(t)
 	dir := t.TempDir()
 	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:30])
@@ -81,12 +88,7 @@ func TestDevicesVulkanScan(t *testing.T) {
 // (scan, training and the evaluation with the adapter merged) on both:
 // the evaluation's means within 1e-4.
 func TestDevicesVulkanTrainRun(t *testing.T) {
-	if _, err := vulkan.Select("vulkan"); err != nil {
-		if os.Getenv("TLI_REQUIRE_PEERS") != "" {
-			t.Fatalf("no Vulkan device: %v", err)
-		}
-		t.Skipf("no Vulkan device: %v", err)
-	}
+	needVulkan(t)
 	model := testModel(t)
 	dir := t.TempDir()
 	pf := writePairs(t, dir, tli.DefaultTrainPairs()[:32])
