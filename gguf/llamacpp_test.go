@@ -3,6 +3,7 @@ package gguf_test
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -156,23 +157,78 @@ const (
 
 // tliGreedy is tli's greedy continuation of prompt, genTokens long unless
 // an EOS stops it.
-func tliGreedy(t *testing.T, m *llama.Model, prompt []int) []int {
+func tliGreedy(t *testing.T, m *llama.Model, prompt []int) greedyRun {
 	t.Helper()
 	got, err := m.Generate(prompt, llama.GenerateOptions{MaxNewTokens: genTokens})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return got
+	// The logits before every generated token, from one pass over the
+	// whole sequence: the runner-up and its distance from the pick.
+	seq := append(slices.Clone(prompt), got...)
+	L, d := m.Config.NumLayers, m.Config.HiddenSize
+	hs, err := m.HiddenStates(llama.NewBatch([][]int{seq}), []int{L})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits, err := m.Logits(hs[L][(len(prompt)-1)*d:], len(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := greedyRun{Tokens: got}
+	V := m.Config.VocabSize
+	for i, tok := range got {
+		row := logits[i*V : (i+1)*V]
+		second, ss := -1, 0.0
+		for j, v := range row {
+			ss += float64(v) * float64(v)
+			if j != tok && (second < 0 || v > row[second]) {
+				second = j
+			}
+		}
+		r.Second = append(r.Second, second)
+		r.Gap = append(r.Gap, float64(row[tok]-row[second])/math.Sqrt(ss/float64(V)))
+	}
+	return r
 }
 
+// greedyRun is tli's greedy continuation with, at every step, the
+// runner-up token and how far its logit was below the pick's (relative to
+// the RMS of the logits).
+type greedyRun struct {
+	Tokens, Second []int
+	Gap            []float64
+}
+
+// nearTie is the relative logit gap below which llama.cpp's rounding may
+// pick the runner-up: its KV cache is f16 (keys and values rounded to 11
+// bits). A Gemma adapter's continuation parted at a gap of 2e-3 on an
+// AVX2 machine.
+const nearTie = 5e-3
+
 // checkSameGreedy compares llama.cpp's continuation with tli's (llama.cpp
-// does not stop at EOS, so only tli's length is compared).
-func checkSameGreedy(t *testing.T, what string, tli, cpp []int) {
+// does not stop at EOS, so only tli's length is compared). Where they part
+// at a near-tie (llama.cpp picked tli's runner-up, within nearTie of the
+// pick) the rest is not compared: the sequences continue from different
+// tokens. At least the first 8 tokens must be equal.
+func checkSameGreedy(t *testing.T, what string, tli greedyRun, cpp []int) {
 	t.Helper()
-	if len(cpp) < len(tli) || !slices.Equal(tli, cpp[:len(tli)]) {
-		t.Fatalf("%s: greedy continuation differs:\n tli       %v\n llama.cpp %v", what, tli, cpp)
+	n := len(tli.Tokens)
+	if len(cpp) < n {
+		t.Fatalf("%s: llama.cpp gave %d tokens, tli %d:\n tli       %v\n llama.cpp %v", what, len(cpp), n, tli.Tokens, cpp)
 	}
-	t.Logf("%s: %d greedy tokens equal: %v", what, len(tli), tli)
+	for i := range n {
+		if tli.Tokens[i] == cpp[i] {
+			continue
+		}
+		if i >= 8 && cpp[i] == tli.Second[i] && tli.Gap[i] < nearTie {
+			t.Logf("%s: %d greedy tokens equal, then a near-tie (llama.cpp picked tli's runner-up %d, %.2g of the logits' RMS below %d): %v",
+				what, i, cpp[i], tli.Gap[i], tli.Tokens[i], tli.Tokens[:i])
+			return
+		}
+		t.Fatalf("%s: greedy continuation differs at token %d (tli's runner-up %d, %.2g below):\n tli       %v\n llama.cpp %v", what, i, tli.Second[i], tli.Gap[i], tli.Tokens, cpp)
+	}
+	t.Logf("%s: %d greedy tokens equal: %v", what, n, tli.Tokens)
 }
 
 // TestLlamaCpp exports a synthetic Llama checkpoint and runs it in
@@ -206,7 +262,7 @@ func TestLlamaCpp(t *testing.T) {
 			t.Errorf("%+v: llama.cpp generated %v", opt, r.Generated[0])
 		}
 		same := 0
-		for same < len(want) && same < len(r.Generated[0]) && want[same] == r.Generated[0][same] {
+		for same < len(want.Tokens) && same < len(r.Generated[0]) && want.Tokens[same] == r.Generated[0][same] {
 			same++
 		}
 		t.Logf("%+v: llama.cpp's first %d greedy tokens equal tli's on f32 weights: %v", opt, same, r.Generated[0])
@@ -271,8 +327,8 @@ func TestLlamaCppAdapter(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := tliGreedy(t, m, prompt)
-	if slices.Equal(base, want) {
-		t.Fatalf("the adapter does not change the greedy continuation %v: the test would not see it", base)
+	if slices.Equal(base.Tokens, want.Tokens) {
+		t.Fatalf("the adapter does not change the greedy continuation %v: the test would not see it", base.Tokens)
 	}
 	path := export(t, m, dir, engine.F32)
 	rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: []genRequest{{Tokens: prompt, N: genTokens}}})
@@ -448,7 +504,7 @@ func TestLlamaCppFamilies(t *testing.T) {
 			prompt := tok.Encode(genPrompt+" "+genPrompt, true)
 			want := tliGreedy(t, m, prompt)
 			reqs := []genRequest{{Tokens: prompt, N: genTokens}}
-			var merged []int
+			var merged *greedyRun
 			if c.arch == "qwen2" || c.arch == "gemma" {
 				a, err := lora.New(lora.Config{R: 4, Alpha: 8, TargetModules: m.Config.LoRAModules()}, m.Config, 5)
 				if err != nil {
@@ -469,13 +525,14 @@ func TestLlamaCppFamilies(t *testing.T) {
 				if err := a.Merge(m); err != nil {
 					t.Fatal(err)
 				}
-				merged = tliGreedy(t, m, prompt)
+				r := tliGreedy(t, m, prompt)
+				merged = &r
 				reqs = append(reqs, genRequest{Tokens: prompt, N: genTokens, LoRA: loraPath})
 			}
 			rep := runLlamaCpp(t, llamaCppRequest{Model: path, Generate: reqs})
 			checkSameGreedy(t, c.shape, want, rep.Generated[0])
 			if merged != nil {
-				checkSameGreedy(t, c.shape+" with a LoRA adapter", merged, rep.Generated[1])
+				checkSameGreedy(t, c.shape+" with a LoRA adapter", *merged, rep.Generated[1])
 			}
 		})
 	}
