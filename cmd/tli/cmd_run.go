@@ -41,6 +41,7 @@ func runRun(args []string) error {
 	force := fs.Bool("force", false, "write into an existing, non-empty --out")
 	controlCat := fs.String("control-category", "", "evaluate only the control pairs of this word class (with --train-category: train on one class, test on another)")
 	mapf := addMapFlags(fs)
+	evalPooling := fs.String("eval-pooling", "", "pooling of the evaluation (default: --pooling's): with --pooling mean --eval-pooling content, training pools with BOS and the evaluation without, as the published run (--paper-compat) does")
 	evalLayers := fs.String("eval-layers", string(tli.EvalAll), "layers the evaluation embeds after training: all (every layer; reports the training layer and the last) or train (0..the training layer only, a shorter pass)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -63,6 +64,14 @@ func runRun(args []string) error {
 	// Pooling of each stage: one choice for all, or the published ones.
 	scanPool, evalPool := opts.Pooling, opts.Pooling
 	var evalNum *llama.Numerics
+	if *evalPooling != "" {
+		if *tf.paperCompat {
+			return errPaperPooling
+		}
+		if evalPool, err = tli.ParsePooling(*evalPooling); err != nil {
+			return usageErrorf("--eval-pooling: %v", err)
+		}
+	}
 	if *tf.paperCompat {
 		scanPool, evalPool = tli.PoolMean, tli.PoolContent
 		evalNum = &tli.PaperEvalNumerics

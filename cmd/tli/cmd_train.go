@@ -63,7 +63,7 @@ func addTrainFlags(fs *flag.FlagSet) trainFlags {
 const baseModelIDUsage = "base_model_name_or_path of the adapters' adapter_config.json, which PEFT's AutoPeftModel and llama.cpp's converter load the base model by (default: the repo id --model gave, else the model folder's name)"
 
 // errPaperPooling refuses --pooling beside --paper-compat, which sets it.
-var errPaperPooling = usageErrorf("--paper-compat sets the pooling (scan and training: mean with BOS, evaluation: content); drop --pooling or --paper-compat")
+var errPaperPooling = usageErrorf("--paper-compat sets the pooling (scan and training: mean with BOS, evaluation: content); drop --pooling, --eval-pooling or --paper-compat")
 
 // options turns the flags into TrainOptions; setFlags says which flags the
 // user gave.
@@ -263,7 +263,7 @@ func (r *trainReporter) finish(err error) error {
 var optionFlags = map[string]string{
 	"Layer": "--layer", "Batch": "--batch", "Pairs": "--pairs", "Groups": "--pairs", "Epochs": "--epochs",
 	"LR": "--lr", "Warmup": "--warmup", "Margin": "--margin", "MaxSteps": "--max-steps", "Pooling": "--pooling",
-	"ScanPooling": "--pooling", "EvalPooling": "--pooling", "InitAdapter": "--init-adapter",
+	"ScanPooling": "--pooling", "EvalPooling": "--eval-pooling", "InitAdapter": "--init-adapter",
 	"LoRA.R": "--rank", "LoRA.Alpha": "--alpha", "LoRA.TargetModules": "--targets", "Seed": "--seed", "Axes": "the sweep's axes",
 	"TrainCategory": "--train-category", "ControlCategory": "--control-category",
 }

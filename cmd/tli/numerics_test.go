@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -119,5 +120,42 @@ func TestNumericFlags(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no vectors compared")
+	}
+}
+
+// TestRunEvalPooling runs the published pooling split with exact numerics
+// (--pooling mean --eval-pooling content): run.json records it, the
+// evaluation's sim_pre are the f32 content-pooled cosines, and beside
+// --paper-compat (which sets the split) --eval-pooling is refused.
+func TestRunEvalPooling(t *testing.T) {
+	model := testModel(t)
+	dir := t.TempDir()
+	pairs := tli.DefaultTrainPairs()[:24]
+	pf := writePairs(t, dir, pairs)
+	ctrl := writePairs(t, t.TempDir(), tli.DefaultControlPairs()[:8])
+	run := filepath.Join(dir, "run")
+	mustRun(t, "run", "--model", model, "--pairs", pf, "--control", ctrl, "--out", run, "--epochs", "1", "--layer", "2", "--pooling", "mean", "--eval-pooling", "content", "--eval-layers", "train")
+	var doc struct {
+		Provenance tli.Provenance
+	}
+	rj, err := os.ReadFile(filepath.Join(run, "run.json"))
+	if err != nil || json.Unmarshal(rj, &doc) != nil {
+		t.Fatalf("run.json: %v", err)
+	}
+	st := doc.Provenance.Settings
+	if st["pooling"] != "mean" || st["scan_pooling"] != "mean" || st["eval_pooling"] != "content" {
+		t.Errorf("run.json settings: pooling %v, scan_pooling %v, eval_pooling %v; want mean, mean, content", st["pooling"], st["scan_pooling"], st["eval_pooling"])
+	}
+	rows := readCSV(t, filepath.Join(run, "eval", "results.csv"))
+	ref := refCosines(t, model, pairs, 2)
+	for i := range pairs {
+		pre, _ := strconv.ParseFloat(rows[1+i][2], 64)
+		if math.Abs(pre-ref[i]) > 1e-5 {
+			t.Errorf("pair %d: sim_pre %v, content-pooled f32 reference %v", i, pre, ref[i])
+		}
+	}
+	code, stderr := tliRun(t, "run", "--model", model, "--pairs", pf, "--out", filepath.Join(dir, "p"), "--paper-compat", "--eval-pooling", "mean")
+	if code != 2 || !strings.Contains(stderr, "--paper-compat sets the pooling") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("--paper-compat --eval-pooling: exit %d, %q", code, stderr)
 	}
 }
