@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -42,6 +43,33 @@ func layerPair(b *testing.B, dir, shape string, dt engine.DType) (map[int]*llama
 	return models, paths
 }
 
+// llamaCppReply is what llamacpp_forward.mjs answers.
+type llamaCppReply struct {
+	Seconds map[string]map[string][]float64 // by model path and length: seconds per rep
+	GPU     any                             // the backend: false or "vulkan"
+	Devices []string                        // the GPU devices llama.cpp used
+}
+
+// llamaCppForward runs llamacpp_forward.mjs with the request req and the
+// extra environment variables env.
+func llamaCppForward(b *testing.B, node, modules string, req map[string]any, env ...string) llamaCppReply {
+	data, _ := json.Marshal(req)
+	cmd := exec.Command(node, "llamacpp_forward.mjs", modules)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = bytes.NewReader(data)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("llama.cpp: %v\n%s", err, stderr.String())
+	}
+	var res llamaCppReply
+	if err := json.Unmarshal(out, &res); err != nil {
+		b.Fatalf("llama.cpp reply %q: %v", out, err)
+	}
+	return res
+}
+
 // BenchmarkForwardLlamaCpp times one decoder layer of the Llama 3 8B shape
 // (bf16 weights) at 80 and 512 tokens in tli and in llama.cpp (the prebuilt
 // CPU build of node-llama-cpp, 2 threads), in the same run. llama.cpp
@@ -59,21 +87,7 @@ func BenchmarkForwardLlamaCpp(b *testing.B) {
 	models, paths := layerPair(b, dir, "llama3-8b", engine.BF16)
 	// llama.cpp, all shapes in one process.
 	reps := max(b.N, 3)
-	req, _ := json.Marshal(map[string]any{"models": []string{paths[1], paths[3]}, "lengths": lengths, "reps": reps, "threads": 2})
-	cmd := exec.Command(node, "llamacpp_forward.mjs", modules)
-	cmd.Stdin = bytes.NewReader(req)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		b.Fatalf("llama.cpp: %v\n%s", err, stderr.String())
-	}
-	var res struct {
-		Seconds map[string]map[string][]float64
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		b.Fatalf("llama.cpp reply %q: %v", out, err)
-	}
+	res := llamaCppForward(b, node, modules, map[string]any{"models": []string{paths[1], paths[3]}, "lengths": lengths, "reps": reps, "threads": 2})
 	median := func(xs []float64) float64 {
 		s := slices.Clone(xs)
 		slices.Sort(s)

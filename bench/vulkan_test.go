@@ -3,11 +3,8 @@
 package bench
 
 import (
-	"bytes"
-	"encoding/json"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -78,24 +75,8 @@ func BenchmarkVulkanForwardLlamaCpp(b *testing.B) {
 	const n = 80
 	models, paths := layerPair(b, dir, "llama3.2-1b", engine.F32)
 	reps := max(b.N, 3)
-	req, _ := json.Marshal(map[string]any{"models": []string{paths[1], paths[3]}, "lengths": []int{n}, "reps": reps, "threads": runtime.NumCPU(), "gpu": "vulkan"})
-	cmd := exec.Command(node, "llamacpp_forward.mjs", modules)
-	cmd.Env = append(os.Environ(), "GGML_VK_VISIBLE_DEVICES="+strconv.Itoa(dev.Index))
-	cmd.Stdin = bytes.NewReader(req)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		b.Fatalf("llama.cpp: %v\n%s", err, stderr.String())
-	}
-	var res struct {
-		Seconds map[string]map[string][]float64
-		GPU     any
-		Devices []string
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		b.Fatalf("llama.cpp reply %q: %v", out, err)
-	}
+	res := llamaCppForward(b, node, modules, map[string]any{"models": []string{paths[1], paths[3]}, "lengths": []int{n}, "reps": reps, "threads": runtime.NumCPU(), "gpu": "vulkan"},
+		"GGML_VK_VISIBLE_DEVICES="+strconv.Itoa(dev.Index))
 	if res.GPU != "vulkan" || len(res.Devices) == 0 {
 		b.Fatalf("llama.cpp did not run on a Vulkan device (backend %v, devices %v)", res.GPU, res.Devices)
 	}

@@ -42,6 +42,30 @@ func randomAdapters(rng *rand.Rand, cfg llama.Config, targets []string, r int, d
 	return a, b
 }
 
+// upload opens a context and uploads m (closed at the test's end); with
+// stream, under streamingLimit with StreamReserveTokens = reserve (put back
+// afterwards), and the test fails unless some layer is streamed.
+func upload(t *testing.T, m *llama.Model, stream bool, reserve int) (*Context, *Model) {
+	t.Helper()
+	opt := Options{}
+	if stream {
+		saved := StreamReserveTokens
+		StreamReserveTokens = reserve
+		t.Cleanup(func() { StreamReserveTokens = saved })
+		opt.MemoryLimit = int64(streamingLimit(m))
+	}
+	c := openContext(t, opt)
+	dm, err := Upload(c, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dm.Close() })
+	if stream && dm.Streamed() == 0 {
+		t.Fatal("no layer streamed")
+	}
+	return c, dm
+}
+
 // relErr is max |got − want| / RMS(want).
 func relErr(got, want []float32) float64 {
 	var ss, worst float64
@@ -110,22 +134,7 @@ func TestStepMatchesCPU(t *testing.T) {
 			if tc.noWindow {
 				m.Config.SlidingWindow = 0
 			}
-			opt := Options{}
-			if tc.stream {
-				saved := StreamReserveTokens
-				StreamReserveTokens = 1024 // room the step takes over
-				defer func() { StreamReserveTokens = saved }()
-				opt.MemoryLimit = int64(streamingLimit(m))
-			}
-			c := openContext(t, opt)
-			dm, err := Upload(c, m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dm.Close()
-			if tc.stream && dm.Streamed() == 0 {
-				t.Fatal("no layer streamed")
-			}
+			c, dm := upload(t, m, tc.stream, 1024) // streamed: room the step takes over
 			live := c.Live()["buffer"]
 			rng := rand.New(rand.NewPCG(uint64(i), 9))
 			adCPU, adDev := randomAdapters(rng, m.Config, tc.targets, 4, tc.dropout)
@@ -407,22 +416,7 @@ func TestEvaluateOnDevice(t *testing.T) {
 	}{{"f32", engine.F32, false}, {"bf16", engine.BF16, false}, {"f32-streamed", engine.F32, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := synthModel(t, t.TempDir(), llama.SynthOptions{Shape: "tiny", DType: tc.dt, Seed: 4}, llama.LoadOptions{MaxLayer: llama.AllLayers, DType: tc.dt})
-			opt := Options{}
-			if tc.stream {
-				saved := StreamReserveTokens
-				StreamReserveTokens = 128
-				defer func() { StreamReserveTokens = saved }()
-				opt.MemoryLimit = int64(streamingLimit(m))
-			}
-			c := openContext(t, opt)
-			dm, err := Upload(c, m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dm.Close()
-			if tc.stream && dm.Streamed() == 0 {
-				t.Fatal("no layer streamed")
-			}
+			_, dm := upload(t, m, tc.stream, 128)
 			cfg := lora.Config{R: 4, Alpha: 8, TargetModules: []string{"q_proj", "v_proj", "down_proj"}}
 			a, err := lora.New(cfg, m.Config, 3)
 			if err != nil {
