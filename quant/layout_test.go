@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestExportImport round-trips tensors of both kinds, with and without
@@ -265,4 +266,40 @@ func FuzzImport(f *testing.F) {
 		}
 		tt.Dequantize(make([]float32, tt.Len()))
 	})
+}
+
+// TestImportAbsmaxInPlace checks that Import uses 4-aligned F32 block
+// scales in place (a mapped checkpoint's stay in the page cache) and copies
+// unaligned ones, with the same values either way.
+func TestImportAbsmaxInPlace(t *testing.T) {
+	w := normalW(5, 8*128, 0.1)
+	tt, err := NewTensor(NF4, w, 8, 128, 64, BF16, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := Export("m", tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "m.weight.absmax"
+	data := blobs[key].Data
+	for _, shift := range []int{0, 1} {
+		buf := make([]byte, len(data)+8)
+		off := 4 - int(uintptr(unsafe.Pointer(&buf[0]))%4) + shift // aligned, then not
+		b := blobs[key]
+		b.Data = buf[off : off+len(data)]
+		copy(b.Data, data)
+		blobs[key] = b
+		got, err := Import("m", blobs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got.Absmax, tt.Absmax) {
+			t.Fatalf("shift %d: absmax %v, want %v", shift, got.Absmax, tt.Absmax)
+		}
+		inPlace := unsafe.Pointer(&got.Absmax[0]) == unsafe.Pointer(&b.Data[0])
+		if inPlace != (shift == 0 && littleEndian) {
+			t.Errorf("shift %d: absmax in place %v", shift, inPlace)
+		}
+	}
 }
