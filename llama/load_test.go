@@ -1,11 +1,15 @@
 package llama
 
 import (
+	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -492,4 +496,54 @@ func indexOf(xs []int, x int) int {
 		}
 	}
 	return -1
+}
+
+// TestSafetensorsAligned writes U8, F16, F32 and I64 tensors of odd sizes
+// in an order that would misalign them and checks that the file puts
+// larger elements first, every tensor at a multiple of its element size
+// from the 8-aligned data section, the given order kept within a size.
+func TestSafetensorsAligned(t *testing.T) {
+	bytesOf := func(n int) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := w.Write(make([]byte, n)); return err }
+	}
+	entries := []stEntry{
+		{Name: "u8a", Bytes: true, Shape: []int{3}, Write: bytesOf(3)},
+		{Name: "f32a", DType: engine.F32, Shape: []int{5}, Write: bytesOf(20)},
+		{Name: "f16", DType: engine.F16, Shape: []int{3}, Write: bytesOf(6)},
+		{Name: "u8b", Bytes: true, Shape: []int{1}, Write: bytesOf(1)},
+		{Name: "i64", Int64: true, Shape: []int{2}, Write: bytesOf(16)},
+		{Name: "f32b", DType: engine.F32, Shape: []int{1}, Write: bytesOf(4)},
+	}
+	path := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := writeSafetensorsStream(path, entries, nil); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := binary.LittleEndian.Uint64(data)
+	var hdr map[string]struct {
+		DType       string   `json:"dtype"`
+		DataOffsets [2]int64 `json:"data_offsets"`
+	}
+	if err := json.Unmarshal(data[8:8+n], &hdr); err != nil {
+		t.Fatal(err)
+	}
+	start := 8 + int64(n)
+	if start%8 != 0 {
+		t.Fatalf("the data section starts at %d", start)
+	}
+	size := map[string]int64{"I64": 8, "F32": 4, "F16": 2, "U8": 1}
+	var order []string
+	for name, h := range hdr {
+		if (start+h.DataOffsets[0])%size[h.DType] != 0 {
+			t.Errorf("%s (%s) at byte %d", name, h.DType, start+h.DataOffsets[0])
+		}
+		order = append(order, name)
+	}
+	slices.SortFunc(order, func(a, b string) int { return cmp.Compare(hdr[a].DataOffsets[0], hdr[b].DataOffsets[0]) })
+	if want := []string{"i64", "f32a", "f32b", "f16", "u8a", "u8b"}; !slices.Equal(order, want) {
+		t.Errorf("data order %v, want %v", order, want)
+	}
 }

@@ -2,11 +2,13 @@ package llama
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -505,7 +507,8 @@ func WriteSafetensors(path string, tensors map[string]*engine.Tensor, metadata m
 }
 
 // WriteSafetensorsOrdered is WriteSafetensors with the tensors' order in
-// the file given by the list.
+// the file given by the list (among tensors of one element size: larger
+// elements go first, see writeSafetensorsStream).
 func WriteSafetensorsOrdered(path string, tensors []NamedTensor, metadata map[string]string) error {
 	return WriteSafetensorsMixed(path, tensors, nil, metadata)
 }
@@ -583,17 +586,19 @@ func (e stEntry) dtypeName() string {
 	return "F32"
 }
 
-// bytes is the size of the entry's data.
-func (e stEntry) bytes() int64 {
-	size := int64(e.DType.Size())
-	if e.Int64 {
-		size = 8
+// elemSize is the size of one element of the entry's dtype.
+func (e stEntry) elemSize() int64 {
+	switch {
+	case e.Int64:
+		return 8
+	case e.Bytes:
+		return 1
 	}
-	if e.Bytes {
-		size = 1
-	}
-	return int64(engine.Numel(e.Shape)) * size
+	return int64(e.DType.Size())
 }
+
+// bytes is the size of the entry's data.
+func (e stEntry) bytes() int64 { return int64(engine.Numel(e.Shape)) * e.elemSize() }
 
 // buildHeader returns the JSON header (padded with spaces to a multiple of
 // 8 bytes, so the data section starts 8-byte aligned) and the data size.
@@ -630,8 +635,13 @@ func buildHeader(entries []stEntry, metadata map[string]string) ([]byte, int64, 
 }
 
 // writeSafetensorsStream writes entries to path via a temporary file and a
-// rename.
+// rename. The data go larger elements first (I64, then F32, then 16-bit,
+// then U8), in the given order within each size, as Python's safetensors
+// lays them out: the data section starts 8-byte aligned, so every tensor
+// is then aligned to its element size and a reader can use it in place.
 func writeSafetensorsStream(path string, entries []stEntry, metadata map[string]string) error {
+	entries = slices.Clone(entries)
+	slices.SortStableFunc(entries, func(a, b stEntry) int { return cmp.Compare(b.elemSize(), a.elemSize()) })
 	js, _, err := buildHeader(entries, metadata)
 	if err != nil {
 		return fmt.Errorf("%s: %v", path, err)
