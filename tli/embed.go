@@ -44,6 +44,9 @@ type Device interface {
 	Forwarder
 	StepModel
 	Refresh(m *llama.Model, layers []int) error
+	// Name says which device it is, for provenance ("vulkan:0 NVIDIA
+	// ...").
+	Name() string
 }
 
 // Forwarder runs a model's forward as llama.Model.Forward does: the

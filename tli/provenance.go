@@ -73,11 +73,13 @@ type Provenance struct {
 	// Numerics is the model's numeric setting (llama.Numerics: "f32",
 	// "nf4 weights, fp16 activations"), and EvalNumerics the evaluation
 	// model's where it differs (the published setting evaluates in FP4).
-	Numerics     string             `json:"numerics,omitempty"`
-	EvalNumerics string             `json:"eval_numerics,omitempty"`
-	Settings     map[string]any     `json:"settings,omitempty"`
-	Seconds      map[string]float64 `json:"seconds,omitempty"`
-	Date         string             `json:"date,omitempty"`
+	Numerics     string `json:"numerics,omitempty"`
+	EvalNumerics string `json:"eval_numerics,omitempty"`
+	// Device is where the model computed when not the CPU (Device.Name).
+	Device   string             `json:"device,omitempty"`
+	Settings map[string]any     `json:"settings,omitempty"`
+	Seconds  map[string]float64 `json:"seconds,omitempty"`
+	Date     string             `json:"date,omitempty"`
 }
 
 // NewProvenance starts the provenance of results computed with m, named

@@ -606,6 +606,9 @@ func WriteReportMarkdown(path string, r Report) error {
 			fmt.Fprintf(&b, ", weights held as %s", pv.DType)
 		}
 		b.WriteString("\n")
+		if pv.Device != "" {
+			fmt.Fprintf(&b, "- computed on %s\n", pv.Device)
+		}
 		if pv.Numerics != "" && pv.Numerics != "f32" || pv.EvalNumerics != "" {
 			fmt.Fprintf(&b, "- numerics: %s", pv.Numerics)
 			if pv.EvalNumerics != "" {

@@ -396,6 +396,9 @@ func Run(ctx context.Context, m *llama.Model, tok Encoder, o RunOptions) (*RunRe
 	}
 	res := &RunResult{Train: o.Train}
 	res.Prov = NewProvenance(m, o.Model)
+	if o.Device != nil {
+		res.Prov.Device = o.Device.Name()
+	}
 	phase := time.Now()
 	all := LayerRange(cfg.NumLayers)
 	pools := []Pooling{o.ScanPooling}

@@ -878,6 +878,10 @@ func (dm *Model) Forward(b llama.Batch, layers []int, fn func(layer int, h []flo
 	return c.Sync()
 }
 
+// Name is the device as --device names it and its name ("vulkan:0
+// llvmpipe (LLVM 15.0.6, 256 bits)"), for provenance.
+func (dm *Model) Name() string { return fmt.Sprintf("vulkan:%d %s", dm.c.Info.Index, dm.c.Info.Name) }
+
 // Refresh uploads again the Linear weights and vectors of the given
 // decoder layers from m, the model the Model was uploaded from, after
 // they changed in place on the host (an adapter merged into them for an

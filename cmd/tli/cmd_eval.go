@@ -128,6 +128,9 @@ func runEval(args []string) error {
 	}
 	r.Summary.Model, r.Summary.Adapter = mf.name(), *adapterDir
 	prov := tli.NewProvenance(m, mf.name())
+	if dev != nil {
+		prov.Device = dev.Name()
+	}
 	prov.Settings = map[string]any{"pooling": string(p), "layers": report, "adapter": *adapterDir,
 		"rank": a.Config.R, "alpha": a.Config.Alpha, "targets": a.Config.TargetModules}
 	prov.Seconds["eval"] = time.Since(start).Seconds()

@@ -100,6 +100,9 @@ func runScan(args []string) error {
 	}
 	res.Model, res.Pairs = mf.name(), pairsName(*pairsFlag, "embedded training list")
 	res.Prov = tli.NewProvenance(m, mf.name())
+	if dev != nil {
+		res.Prov.Device = dev.Name()
+	}
 	res.Prov.Settings = map[string]any{"pooling": string(p), "layers": layers, "pairs": res.Pairs}
 	res.Prov.Seconds["scan"] = time.Since(start).Seconds()
 	if err := tli.WriteScan(st.Path(), res, textOut(*asJSON)); err != nil {

@@ -50,6 +50,17 @@ func TestDevicesVulkanScan(t *testing.T) {
 		return &r
 	}
 	cpu, gpu := scan(filepath.Join(dir, "cpu")), scan(filepath.Join(dir, "gpu"), "--device", "vulkan")
+	device := func(out string) string {
+		var doc struct{ Provenance tli.Provenance }
+		data, _ := os.ReadFile(filepath.Join(out, "scan.json"))
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Provenance.Device
+	}
+	if c, g := device(filepath.Join(dir, "cpu")), device(filepath.Join(dir, "gpu")); c != "" || !strings.HasPrefix(g, "vulkan:") {
+		t.Errorf("scan.json provenance: device %q on the CPU, %q on Vulkan", c, g)
+	}
 	if len(cpu.Layers) != len(gpu.Layers) || len(cpu.Layers) == 0 {
 		t.Fatalf("%d layers on the CPU, %d on Vulkan", len(cpu.Layers), len(gpu.Layers))
 	}
@@ -155,6 +166,18 @@ func TestDevicesVulkanTrainRun(t *testing.T) {
 		return s
 	}
 	rc, rg := run(filepath.Join(dir, "run-cpu")), run(filepath.Join(dir, "run-gpu"), "--device", "vulkan")
+	// Provenance says where the run computed.
+	for _, c := range []struct{ dir, want string }{{"run-cpu", ""}, {"run-gpu", "vulkan:"}} {
+		var doc struct{ Provenance tli.Provenance }
+		data, _ := os.ReadFile(filepath.Join(dir, c.dir, "run.json"))
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		rep, _ := os.ReadFile(filepath.Join(dir, c.dir, "report.md"))
+		if got := doc.Provenance.Device; (c.want == "") != (got == "") || !strings.HasPrefix(got, c.want) || strings.Contains(string(rep), "computed on") != (c.want != "") {
+			t.Errorf("%s: run.json device %q (report.md names it: %v), want prefix %q", c.dir, got, strings.Contains(string(rep), "computed on"), c.want)
+		}
+	}
 	gc, gg := rc["groups"].([]any), rg["groups"].([]any)
 	if len(gc) == 0 || len(gc) != len(gg) {
 		t.Fatalf("%d groups on the CPU, %d on Vulkan", len(gc), len(gg))
