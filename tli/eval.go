@@ -21,7 +21,7 @@ func EmbedAdapted(m *llama.Model, dev Device, tok Encoder, a *lora.Adapter, grou
 			saved[i] = *l
 		}
 	}
-	var merged []int // the layers the adapter changes
+	var merged []int // the loaded layers with adapters
 	for i := range a.Layers {
 		if i < len(m.Layers) && m.Layers[i] != nil && len(a.Layers[i]) > 0 {
 			merged = append(merged, i)
@@ -51,14 +51,12 @@ func EmbedAdapted(m *llama.Model, dev Device, tok Encoder, a *lora.Adapter, grou
 	if err := loaded.Merge(m); err != nil {
 		return nil, err
 	}
-	e := &ModelEmbedder{Model: m, Tok: tok}
 	if dev != nil {
 		if err := dev.Refresh(m, merged); err != nil {
 			return nil, err
 		}
-		e.Device = dev
 	}
-	return EmbedGroups(e, groups, layers, poolings)
+	return EmbedGroups(embedder(m, dev, tok), groups, layers, poolings)
 }
 
 // Compare summarises, for every layer and group, the per-pair cosines
