@@ -57,6 +57,7 @@ type layerAct struct {
 type stepState struct {
 	T, nSeq, layer int
 	bufs           []*Buffer // every buffer of the step, freed when it ends
+	err            error     // the first failed alloc
 	offsets, mask  *Buffer
 	cos, sin, ones *Buffer
 	hTop           *Buffer // hidden_states[layer]
@@ -65,13 +66,19 @@ type stepState struct {
 }
 
 // alloc allocates a buffer of n float32s that lives until the step ends.
-func (s *stepState) alloc(c *Context, n int) (*Buffer, error) {
+// The first failure is kept in s.err, and later calls return nil: a run of
+// allocations is checked once, after it.
+func (s *stepState) alloc(c *Context, n int) *Buffer {
+	if s.err != nil {
+		return nil
+	}
 	b, err := c.Alloc(4 * max(n, 1))
 	if err != nil {
-		return nil, err
+		s.err = err
+		return nil
 	}
 	s.bufs = append(s.bufs, b)
-	return b, nil
+	return b
 }
 
 // endStep frees the step's buffers (after the kernels that use them).
@@ -216,15 +223,7 @@ func (dm *Model) poolForward(s *stepState, b llama.Batch, mask []bool, adapters 
 		return nil, fmt.Errorf("a batch of %d tokens needs activations of %s in one binding, more than the device's maxStorageBufferRange (%s): split the batch",
 			T, byteSize(4*uint64(T)*uint64(w)), byteSize(c.rangeLimit))
 	}
-	var err error
-	alloc := func(n int) *Buffer {
-		if err != nil {
-			return nil
-		}
-		var buf *Buffer
-		buf, err = s.alloc(c, n)
-		return buf
-	}
+	alloc := func(n int) *Buffer { return s.alloc(c, n) }
 	// The batch: ids, offsets, rope tables, the pooling mask, ones for biases.
 	ids, offs := batchU32(b)
 	m32 := make([]uint32, T)
@@ -240,8 +239,8 @@ func (dm *Model) poolForward(s *stepState, b llama.Batch, mask []bool, adapters 
 	if dm.biases {
 		s.ones = alloc(T)
 	}
-	if err != nil {
-		return nil, err
+	if s.err != nil {
+		return nil, s.err
 	}
 	ups := []func() error{
 		func() error { return idsBuf.UploadU32(0, ids) },
@@ -293,8 +292,8 @@ func (dm *Model) poolForward(s *stepState, b llama.Batch, mask []bool, adapters 
 			if masks[l][j] != nil {
 				la.mask, la.xd = alloc(T*la.in), alloc(T*la.in)
 			}
-			if err != nil {
-				return nil, err
+			if s.err != nil {
+				return nil, s.err
 			}
 			if err := la.a.UploadF32(0, ad.A.Data); err != nil {
 				return nil, err
@@ -312,8 +311,8 @@ func (dm *Model) poolForward(s *stepState, b llama.Batch, mask []bool, adapters 
 	}
 	s.hTop = alloc(T * d)
 	s.pooled = alloc(nSeq * d)
-	if err != nil {
-		return nil, err
+	if s.err != nil {
+		return nil, s.err
 	}
 
 	// hidden_states[0]: the embedding.
@@ -337,6 +336,7 @@ func (dm *Model) poolForward(s *stepState, b llama.Batch, mask []bool, adapters 
 		}
 		W := dm.layers[l]
 		if W == nil {
+			var err error
 			if W, err = dm.stream(l); err != nil {
 				return nil, fmt.Errorf("streaming layer %d: %w", l, err)
 			}
@@ -440,21 +440,13 @@ func (dm *Model) poolBackward(s *stepState, dpooled []float32, lowest int) error
 			}
 		}
 	}
-	var err error
-	alloc := func(n int) *Buffer {
-		if err != nil {
-			return nil
-		}
-		var b *Buffer
-		b, err = s.alloc(c, n)
-		return b
-	}
+	alloc := func(n int) *Buffer { return s.alloc(c, n) }
 	g := backScratch{dh: alloc(T * d), dx: alloc(T * d), dwide: alloc(T * max(ffn, qd)),
 		dq: alloc(T * qd), dk: alloc(T * kd), dv: alloc(T * kd), stats: alloc(2 * T * nH),
 		tmp: alloc(T * max(d, qd, ffn)), dlh: alloc(T * rank)}
 	dp := alloc(nSeq * d)
-	if err != nil {
-		return err
+	if s.err != nil {
+		return s.err
 	}
 	if err := dp.UploadF32(0, dpooled); err != nil {
 		return err
@@ -465,6 +457,7 @@ func (dm *Model) poolBackward(s *stepState, dpooled []float32, lowest int) error
 	for l := s.layer - 1; l >= lowest; l-- {
 		W := dm.layers[l]
 		if W == nil {
+			var err error
 			if W, err = dm.stream(l); err != nil {
 				return fmt.Errorf("streaming layer %d: %w", l, err)
 			}
